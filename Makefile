@@ -1,0 +1,55 @@
+# Two commands do all set-up on a fresh machine:
+#   make run   - the whole system (API, worker, beat, Flower, metrics exporter) on embedded defaults
+#   make test  - the whole test suite (real Redis, database, Tansu, moto, aiosmtpd, Celery worker)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: install run test lint api worker beat flower exporter migrate bench-queue bench-booking clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/python -m app.devstack
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+
+migrate: install
+	$(BIN)/flask --app wsgi db upgrade
+
+api: install
+	$(BIN)/gunicorn -c docker/gunicorn.conf.py wsgi:app
+
+worker: install
+	$(BIN)/celery -A tasks worker -l INFO -Q admission,booking,notifications,outbox,default
+
+beat: install
+	$(BIN)/celery -A tasks beat -l INFO
+
+flower: install
+	$(BIN)/celery -A tasks flower --port=5555
+
+exporter: install
+	$(BIN)/python -m app.observability.exporter
+
+bench-queue: install
+	$(BIN)/python -m bench.queue_bench $(BENCH_ARGS)
+
+bench-booking: install
+	$(BIN)/python -m bench.booking_bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) instance var .pytest_cache .ruff_cache

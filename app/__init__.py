@@ -1,0 +1,54 @@
+"""Flask application factory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from flask_smorest import Api
+
+from app.config import check_production_safety, load_config
+
+
+def create_app(config_overrides: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> Flask:
+    """Build the API application. ``config_overrides`` win over the environment (used by tests)."""
+    from app import tasking  # noqa: F401 - registers the enqueue-after-commit session hooks
+    from app.auth.jwt_setup import configure_jwt
+    from app.cli import register_cli
+    from app.errors import register_error_handlers
+    from app.extensions import db, jwt, redis_store
+    from app.observability.logging import configure_logging, install_request_context
+    from app.observability.metrics import init_http_metrics
+
+    app = Flask(__name__, instance_relative_config=False)
+    app.config.update(load_config(env, **(config_overrides or {})))
+    check_production_safety(app.config)
+    configure_logging(app.config["LOG_LEVEL"], app.config["LOG_JSON"])
+
+    db.init(app.config["DATABASE_URL"])
+    redis_store.init(app.config["REDIS_URL"])
+
+    @app.teardown_appcontext
+    def _remove_session(_exc: BaseException | None) -> None:
+        db.remove()
+
+    jwt.init_app(app)
+    configure_jwt()
+    api = Api(app)
+    register_error_handlers(app)
+    install_request_context(app)
+
+    from app.auth.api import blp as auth_blp
+    from app.booking.api import blp as booking_blp
+    from app.catalogue.api import blp as events_blp
+    from app.health import bp as health_bp
+    from app.notifications.api import blp as notifications_blp
+    from app.queue.api import blp as queue_blp
+
+    for blueprint in (auth_blp, events_blp, queue_blp, booking_blp, notifications_blp):
+        api.register_blueprint(blueprint)
+    app.register_blueprint(health_bp)
+    api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+    init_http_metrics(app)
+    register_cli(app)
+    return app

@@ -1,0 +1,1 @@
+"""Reserve -> hold -> confirm, with MySQL as the truth and Redis as the fast gate."""

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, UTCDateTime, new_uuid, utcnow
+
+PENDING = "pending"
+HELD = "held"
+CONFIRMED = "confirmed"
+REJECTED = "rejected"
+EXPIRED = "expired"
+CANCELLED = "cancelled"
+FINAL_STATES = {CONFIRMED, REJECTED, EXPIRED, CANCELLED}
+
+
+class Reservation(Base):
+    __tablename__ = "reservations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), nullable=False)
+    section_id: Mapped[int] = mapped_column(ForeignKey("sections.id"), nullable=False)
+    quantity: Mapped[int] = mapped_column(Integer, nullable=False)
+    seat_ids: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=PENDING)
+    reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    amount_cents: Mapped[int] = mapped_column(Integer, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    idempotency_key: Mapped[str] = mapped_column(String(128), nullable=False)
+    request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    hold_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    payment_ref: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (
+        # the idempotency key is scoped per user: one user's key can never collide with another's
+        UniqueConstraint("user_id", "idempotency_key", name="uq_reservations_user_key"),
+        Index("ix_reservations_status_expiry", "status", "hold_expires_at"),
+        Index("ix_reservations_user_event", "user_id", "event_id"),
+        Index("ix_reservations_section_status", "section_id", "status"),
+    )

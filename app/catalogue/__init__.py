@@ -1,0 +1,1 @@
+"""Events, sections and seats: what is on sale (admins write, anyone reads)."""

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from app.auth.jwt_setup import admin_required
+from app.catalogue import services
+from app.catalogue.schemas import (
+    EventCreateSchema,
+    EventDetailSchema,
+    EventPageSchema,
+    EventSchema,
+    PageArgsSchema,
+    SeatMapSchema,
+    SectionCreateSchema,
+    SectionSchema,
+)
+
+blp = Blueprint("events", __name__, url_prefix="/api/events", description="Events, sections and seat maps")
+
+
+def _section_view(section, available: int) -> dict:
+    return {**{c: getattr(section, c) for c in ("id", "event_id", "name", "kind", "price_cents", "currency",
+                                                  "capacity")}, "available": available}
+
+
+@blp.route("")
+class Events(MethodView):
+    @blp.arguments(PageArgsSchema, location="query")
+    @blp.response(200, EventPageSchema)
+    def get(self, args: dict):
+        """List events, soonest sale first (paginated)."""
+        items, total = services.list_events(args["page"], args["page_size"])
+        return {"items": items, "page": args["page"], "page_size": args["page_size"], "total": total}
+
+    @admin_required
+    @blp.arguments(EventCreateSchema)
+    @blp.response(201, EventSchema)
+    def post(self, data: dict):
+        """Create an event (admin)."""
+        return services.create_event(data)
+
+
+@blp.route("/<int:event_id>")
+class EventDetail(MethodView):
+    @blp.response(200, EventDetailSchema)
+    def get(self, event_id: int):
+        """An event with its sections and live availability."""
+        event = services.get_event(event_id)
+        available = services.availability(list(event.sections))
+        view = {column.name: getattr(event, column.name) for column in event.__table__.columns}
+        view["sections"] = [_section_view(s, available[s.id]) for s in event.sections]
+        return view
+
+
+@blp.route("/<int:event_id>/sections")
+class Sections(MethodView):
+    @admin_required
+    @blp.arguments(SectionCreateSchema)
+    @blp.response(201, SectionSchema)
+    def post(self, data: dict, event_id: int):
+        """Add a general admission section {capacity} or a seated one {rows, seats_per_row} (admin)."""
+        section = services.create_section(event_id, data)
+        return _section_view(section, section.capacity)
+
+
+@blp.route("/<int:event_id>/sections/<int:section_id>/seats")
+class Seats(MethodView):
+    @blp.response(200, SeatMapSchema)
+    def get(self, event_id: int, section_id: int):
+        """The seat map of a seated section with each seat's state."""
+        section, seats = services.seat_map(event_id, section_id)
+        available = sum(1 for s in seats if s["state"] == "available")
+        return {"section": _section_view(section, available), "seats": seats}

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from datetime import UTC
+
+from marshmallow import Schema, fields, validate
+
+
+class EventCreateSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    venue = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    starts_at = fields.AwareDateTime(required=True, default_timezone=UTC)
+    sale_opens_at = fields.AwareDateTime(required=True, default_timezone=UTC)
+    sale_closes_at = fields.AwareDateTime(load_default=None, allow_none=True, default_timezone=UTC)
+    admit_per_minute = fields.Integer(required=True, validate=validate.Range(min=1, max=1_000_000))
+    max_active = fields.Integer(required=True, validate=validate.Range(min=1, max=10_000_000))
+    admission_window_seconds = fields.Integer(load_default=600, validate=validate.Range(min=1, max=86_400))
+    prequeue_minutes = fields.Integer(load_default=15, validate=validate.Range(min=0, max=1440))
+    heartbeat_timeout_seconds = fields.Integer(load_default=60, validate=validate.Range(min=1, max=86_400))
+    max_per_user = fields.Integer(load_default=4, validate=validate.Range(min=1, max=100))
+    hold_seconds = fields.Integer(load_default=300, validate=validate.Range(min=1, max=86_400))
+
+
+class SectionCreateSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=120))
+    price_cents = fields.Integer(required=True, validate=validate.Range(min=0, max=100_000_000))
+    currency = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z]{3}$", error="ISO 4217 code"))
+    capacity = fields.Integer(validate=validate.Range(min=1, max=1_000_000))
+    rows = fields.Integer(validate=validate.Range(min=1, max=500))
+    seats_per_row = fields.Integer(validate=validate.Range(min=1, max=1000))
+
+
+class SectionSchema(Schema):
+    id = fields.Integer()
+    event_id = fields.Integer()
+    name = fields.String()
+    kind = fields.String()
+    price_cents = fields.Integer()
+    currency = fields.String()
+    capacity = fields.Integer()
+    available = fields.Integer()
+
+
+class EventSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    venue = fields.String()
+    starts_at = fields.DateTime()
+    sale_opens_at = fields.DateTime()
+    sale_closes_at = fields.DateTime(allow_none=True)
+    admit_per_minute = fields.Integer()
+    max_active = fields.Integer()
+    admission_window_seconds = fields.Integer()
+    prequeue_minutes = fields.Integer()
+    heartbeat_timeout_seconds = fields.Integer()
+    max_per_user = fields.Integer()
+    hold_seconds = fields.Integer()
+
+
+class EventDetailSchema(EventSchema):
+    sections = fields.List(fields.Nested(SectionSchema))
+
+
+class PageArgsSchema(Schema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page_size = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+
+
+class EventPageSchema(Schema):
+    items = fields.List(fields.Nested(EventSchema))
+    page = fields.Integer()
+    page_size = fields.Integer()
+    total = fields.Integer()
+
+
+class SeatSchema(Schema):
+    id = fields.Integer()
+    row = fields.String()
+    number = fields.Integer()
+    label = fields.String()
+    state = fields.String()
+
+
+class SeatMapSchema(Schema):
+    section = fields.Nested(SectionSchema)
+    seats = fields.List(fields.Nested(SeatSchema))

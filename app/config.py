@@ -1,0 +1,116 @@
+"""Configuration from environment variables (12-factor).
+
+Every setting has a documented default (see README.md, "Configuration"); the defaults are the
+embedded development setup: an SQLite file, a local Redis, and log-only integrations.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any
+
+DEFAULT_JWT_SECRET = "dev-insecure-jwt-secret-change-me"
+DEFAULT_SQLITE_URL = "sqlite:///instance/tickets.db"
+
+
+class ConfigError(RuntimeError):
+    """Raised when the configuration is unsafe to run with (e.g. production with a default secret)."""
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    return default if raw in (None, "") else float(raw)
+
+
+def _bool(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def load_config(env: dict[str, str] | None = None, **overrides: Any) -> dict[str, Any]:
+    """Build the Flask/app configuration from ``env`` (default: ``os.environ``)."""
+    env = dict(os.environ if env is None else env)
+    redis_url = env.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    app_env = env.get("APP_ENV", "development")
+    if app_env not in {"development", "production", "testing"}:
+        raise ConfigError(f"APP_ENV must be development|production|testing, got {app_env!r}")
+    access_minutes = _int(env, "JWT_ACCESS_TOKEN_MINUTES", 15)
+    config: dict[str, Any] = {
+        "APP_ENV": app_env,
+        "DATABASE_URL": env.get("DATABASE_URL") or DEFAULT_SQLITE_URL,
+        "REDIS_URL": redis_url,
+        "CELERY_BROKER_URL": env.get("CELERY_BROKER_URL") or redis_url,
+        "CELERY_RESULT_BACKEND": env.get("CELERY_RESULT_BACKEND") or env.get("CELERY_BROKER_URL") or redis_url,
+        # Tasks are published after commit; in tests with no worker this can be switched off.
+        "CELERY_ENABLED": _bool(env, "CELERY_ENABLED", True),
+        "KAFKA_BOOTSTRAP_SERVERS": env.get("KAFKA_BOOTSTRAP_SERVERS", ""),
+        "KAFKA_TOPIC_PREFIX": env.get("KAFKA_TOPIC_PREFIX", "tickets"),
+        "OUTBOX_RETENTION_HOURS": _int(env, "OUTBOX_RETENTION_HOURS", 168),
+        "AWS_REGION": env.get("AWS_REGION", "eu-west-1"),
+        "SNS_ENDPOINT_URL": env.get("SNS_ENDPOINT_URL") or None,
+        "SNS_FCM_APPLICATION_ARN": env.get("SNS_FCM_APPLICATION_ARN", ""),
+        "SNS_APNS_APPLICATION_ARN": env.get("SNS_APNS_APPLICATION_ARN", ""),
+        "SNS_SMS_ENABLED": _bool(env, "SNS_SMS_ENABLED", bool(env.get("SNS_ENDPOINT_URL"))),
+        "SMTP_HOST": env.get("SMTP_HOST", ""),
+        "SMTP_PORT": _int(env, "SMTP_PORT", 25),
+        "SMTP_FROM": env.get("SMTP_FROM", "tickets@example.com"),
+        "SMTP_USERNAME": env.get("SMTP_USERNAME", ""),
+        "SMTP_PASSWORD": env.get("SMTP_PASSWORD", ""),
+        "NOTIFY_DEEP_LINK_TEMPLATE": env.get("NOTIFY_DEEP_LINK_TEMPLATE", "ticketapp://queue/{event_id}"),
+        "NOTIFY_WEB_LINK_TEMPLATE": env.get(
+            "NOTIFY_WEB_LINK_TEMPLATE", "https://tickets.example.com/queue/{event_id}"
+        ),
+        "JWT_SECRET_KEY": env.get("JWT_SECRET_KEY") or DEFAULT_JWT_SECRET,
+        "JWT_ACCESS_TOKEN_EXPIRES": timedelta(minutes=access_minutes),
+        "JWT_REFRESH_TOKEN_EXPIRES": timedelta(days=_int(env, "JWT_REFRESH_TOKEN_DAYS", 14)),
+        # Admission passes are signed with their own key so a leaked pass key cannot mint logins.
+        "ADMISSION_SECRET_KEY": env.get("ADMISSION_SECRET_KEY") or (env.get("JWT_SECRET_KEY") or DEFAULT_JWT_SECRET)
+        + ":admission",
+        "PAYMENT_PROVIDER": env.get("PAYMENT_PROVIDER", "fake"),
+        "HOLD_SECONDS": _int(env, "HOLD_SECONDS", 300),
+        "MAX_TICKETS_PER_USER": _int(env, "MAX_TICKETS_PER_USER", 4),
+        "QUEUE_ADVANCE_INTERVAL_SECONDS": _float(env, "QUEUE_ADVANCE_INTERVAL_SECONDS", 1.0),
+        "QUEUE_RATE_LIMIT_PER_SECOND": _int(env, "QUEUE_RATE_LIMIT_PER_SECOND", 10),
+        "SSE_INTERVAL_SECONDS": _float(env, "SSE_INTERVAL_SECONDS", 1.0),
+        "SSE_MAX_SECONDS": _int(env, "SSE_MAX_SECONDS", 3600),
+        "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
+        "LOG_JSON": _bool(env, "LOG_JSON", True),
+        "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 64 * 1024),
+        # flask-smorest / OpenAPI
+        "API_TITLE": "Ticket reservation platform",
+        "API_VERSION": "1.0",
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/api",
+        "OPENAPI_JSON_PATH": "openapi.json",
+        "OPENAPI_SWAGGER_UI_PATH": "/docs",
+        "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        "PROPAGATE_EXCEPTIONS": False,
+    }
+    config.update(overrides)
+    return config
+
+
+def check_production_safety(config: dict[str, Any]) -> None:
+    """Refuse to run production with secrets that anyone can read in this repository."""
+    if config["APP_ENV"] != "production":
+        return
+    secret = config.get("JWT_SECRET_KEY") or ""
+    if secret == DEFAULT_JWT_SECRET or len(secret) < 32:
+        raise ConfigError("APP_ENV=production requires JWT_SECRET_KEY (at least 32 characters, not the default)")
+    if config["ADMISSION_SECRET_KEY"] == DEFAULT_JWT_SECRET + ":admission":
+        raise ConfigError("APP_ENV=production requires a non-default ADMISSION_SECRET_KEY or JWT_SECRET_KEY")
+    if config["DATABASE_URL"].startswith("sqlite"):
+        raise ConfigError("APP_ENV=production requires DATABASE_URL pointing at MySQL/MariaDB")

@@ -1,0 +1,131 @@
+"""Database engine, declarative base and the request/task-scoped session.
+
+One ``Database`` object per process; ``db.session`` is a scoped session (thread- or
+greenlet-local) removed at the end of every request and every Celery task.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import DateTime, MetaData, create_engine, event
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Session, scoped_session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timestamps are stored as naive UTC (MySQL DATETIME has no zone) and returned tz-aware."""
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        if dialect.name in {"mysql", "mariadb"}:
+            # microseconds: event order, latencies and hold deadlines need sub-second precision
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime(timezone=False))
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_uuid() -> str:
+    return str(uuid.uuid4())
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL + busy timeout let the API, worker and beat processes of `make run` share one file.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    connect_args: dict[str, Any] = {}
+    if url.startswith("mysql"):
+        connect_args = {"charset": "utf8mb4", "init_command": "SET SESSION innodb_lock_wait_timeout=5"}
+    return create_engine(
+        url,
+        # READ COMMITTED: conditional UPDATEs see the latest committed counts and InnoDB takes no
+        # gap locks, so concurrent holds on different rows do not block each other
+        isolation_level="READ COMMITTED" if url.startswith("mysql") else None,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        pool_size=10,
+        max_overflow=20,
+        connect_args=connect_args,
+    )
+
+
+class Database:
+    """Holds the engine and the scoped session of this process."""
+
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self._factory: sessionmaker[Session] | None = None
+        self.session: scoped_session[Session] = scoped_session(self._make_session)
+
+    def _make_session(self) -> Session:
+        if self._factory is None:
+            raise RuntimeError("Database is not initialised: call db.init(url) or create_app()")
+        return self._factory()
+
+    def init(self, url: str) -> None:
+        if self.engine is not None and str(self.engine.url) == url:
+            return
+        if self.engine is not None:
+            self.session.remove()
+            self.engine.dispose()
+        self.engine = make_engine(url)
+        self._factory = sessionmaker(bind=self.engine, expire_on_commit=False)
+
+    @property
+    def is_mysql(self) -> bool:
+        return self.engine is not None and self.engine.dialect.name in {"mysql", "mariadb"}
+
+    def new_session(self) -> Session:
+        """A session outside the scoped registry (e.g. to record a failure after a rollback)."""
+        return self._make_session()
+
+    def remove(self) -> None:
+        self.session.remove()
+
+
+db = Database()

@@ -1,0 +1,107 @@
+"""One JSON error shape for every failure: {code, status, message, errors?, reason?}.
+
+Services raise ``AppError`` subclasses (domain words, no HTTP objects); this module maps them,
+Werkzeug HTTP errors, webargs validation errors and unexpected exceptions to that shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class AppError(Exception):
+    """A failure the client caused or can act on. ``reason`` is a stable machine-readable word."""
+
+    status_code = 400
+
+    def __init__(self, message: str, *, reason: str | None = None, errors: dict | None = None,
+                 headers: dict[str, str] | None = None, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+        self.errors = errors
+        self.headers = headers or {}
+        if status_code is not None:
+            self.status_code = status_code
+
+
+class NotFound(AppError):
+    status_code = 404
+
+
+class Conflict(AppError):
+    status_code = 409
+
+
+class Forbidden(AppError):
+    status_code = 403
+
+
+class Unauthorized(AppError):
+    status_code = 401
+
+
+class Unprocessable(AppError):
+    status_code = 422
+
+
+class PaymentRequired(AppError):
+    status_code = 402
+
+
+class TooManyRequests(AppError):
+    status_code = 429
+
+
+def error_body(status_code: int, message: str, errors: Any = None, reason: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": status_code, "status": HTTPStatus(status_code).phrase, "message": message}
+    if errors:
+        body["errors"] = errors
+    if reason:
+        body["reason"] = reason
+    return body
+
+
+def json_error(status_code: int, message: str, errors: Any = None, reason: str | None = None,
+               headers: dict[str, str] | None = None):
+    response = jsonify(error_body(status_code, message, errors, reason))
+    response.status_code = status_code
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(AppError)
+    def _app_error(exc: AppError):
+        return json_error(exc.status_code, exc.message, exc.errors, exc.reason, exc.headers)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        data = getattr(exc, "data", None) or {}
+        errors = data.get("errors") or data.get("messages")
+        if isinstance(errors, dict) and set(errors) <= {"json", "query", "headers", "form", "files", "path"}:
+            # webargs nests by location; clients care about the fields, so flatten one level
+            flat: dict[str, Any] = {}
+            for location_errors in errors.values():
+                flat.update(location_errors if isinstance(location_errors, dict) else {"_": location_errors})
+            errors = flat
+        code = exc.code or 500
+        message = data.get("message") or (
+            "Validation failed" if code == 422 and errors else (exc.description or HTTPStatus(code).phrase)
+        )
+        headers = dict(exc.get_headers()) if code == 405 else {}
+        headers.pop("Content-Type", None)
+        return json_error(code, message, errors, None, headers)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error")
+        return json_error(500, "Internal server error")

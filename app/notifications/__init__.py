@@ -1,0 +1,1 @@
+"""Devices and channels (SNS push, SMS, e-mail) that tell users their turn has come."""

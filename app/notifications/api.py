@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_jwt_extended import jwt_required
+from flask_smorest import Blueprint
+
+from app.auth.jwt_setup import current_user_id
+from app.catalogue.schemas import PageArgsSchema
+from app.notifications import services
+from app.notifications.schemas import DeviceSchema, NotificationPageSchema, RegisterDeviceSchema
+
+blp = Blueprint("notifications", __name__, url_prefix="/api/notifications",
+                description="Channels that tell a user their turn has come")
+
+
+@blp.route("/register")
+class Register(MethodView):
+    @jwt_required()
+    @blp.arguments(RegisterDeviceSchema)
+    @blp.response(201, DeviceSchema)
+    @blp.alt_response(200, schema=DeviceSchema, description="The device was already registered")
+    def post(self, data: dict):
+        """Register a push token, e-mail address or phone number (201 new, 200 already known)."""
+        device, created = services.register_device(current_user_id(), data)
+        return device, 201 if created else 200
+
+
+@blp.route("/devices")
+class Devices(MethodView):
+    @jwt_required()
+    @blp.response(200, DeviceSchema(many=True))
+    def get(self):
+        """The caller's registered channels."""
+        return services.list_devices(current_user_id())
+
+
+@blp.route("/devices/<device_id>")
+class DeviceItem(MethodView):
+    @jwt_required()
+    @blp.response(204)
+    def delete(self, device_id: str):
+        """Remove a channel (and its SNS endpoint)."""
+        services.delete_device(current_user_id(), device_id)
+
+
+@blp.route("")
+class History(MethodView):
+    @jwt_required()
+    @blp.arguments(PageArgsSchema, location="query")
+    @blp.response(200, NotificationPageSchema)
+    def get(self, args: dict):
+        """The caller's notification history with delivery status."""
+        items, total = services.list_notifications(current_user_id(), args["page"], args["page_size"])
+        return {"items": items, "page": args["page"], "page_size": args["page_size"], "total": total}

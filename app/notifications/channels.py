@@ -1,0 +1,183 @@
+"""Delivery channels: SNS push (GCM/APNS payloads), SMS through SNS, e-mail over SMTP, and `log`
+(the embedded default when no provider is configured). Each returns a provider message id or
+raises ``TransientError`` (retry with backoff) / ``PermanentError`` (give up)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import smtplib
+import ssl
+import threading
+import uuid
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any
+
+from flask import current_app
+
+log = logging.getLogger(__name__)
+
+_TRANSIENT_AWS_CODES = {"Throttling", "ThrottlingException", "ThrottledException", "InternalError",
+                        "InternalFailure", "ServiceUnavailable", "KMSThrottling", "RequestTimeout"}
+
+
+class TransientError(RuntimeError):
+    """Worth retrying: throttling, 5xx, connection trouble."""
+
+
+class PermanentError(RuntimeError):
+    """Not worth retrying. ``disable_device`` when the endpoint/token is dead."""
+
+    def __init__(self, message: str, *, disable_device: bool = False) -> None:
+        super().__init__(message)
+        self.disable_device = disable_device
+
+
+@dataclass(frozen=True)
+class Message:
+    title: str
+    body: str
+    deep_link: str
+    web_link: str
+    event_id: int
+    admitted_until_iso: str
+
+    def data(self) -> dict[str, str]:
+        return {"deep_link": self.deep_link, "web_link": self.web_link, "event_id": str(self.event_id),
+                "admitted_until": self.admitted_until_iso, "type": "queue_admitted"}
+
+
+_clients: dict[str, Any] = {}
+_clients_lock = threading.Lock()
+
+
+def sns_client():
+    cfg = current_app.config
+    key = f"{cfg['AWS_REGION']}|{cfg['SNS_ENDPOINT_URL']}"
+    with _clients_lock:
+        if key not in _clients:
+            import boto3
+            from botocore.config import Config
+
+            _clients[key] = boto3.client(
+                "sns", region_name=cfg["AWS_REGION"], endpoint_url=cfg["SNS_ENDPOINT_URL"],
+                config=Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=3, read_timeout=5),
+            )
+        return _clients[key]
+
+
+def _aws_error(exc: Exception) -> Exception:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code == "EndpointDisabled":
+            return PermanentError("endpoint disabled", disable_device=True)
+        if code in {"InvalidParameter", "InvalidParameterValue"} and "Endpoint" in str(exc) and "disabled" in str(exc):
+            return PermanentError("endpoint disabled", disable_device=True)
+        if code == "NotFound":
+            return PermanentError("endpoint not found", disable_device=True)
+        if code in _TRANSIENT_AWS_CODES or status >= 500:
+            return TransientError(f"SNS {code}")
+        return PermanentError(f"SNS {code}: {exc}")
+    if isinstance(exc, BotoCoreError):
+        return TransientError(f"SNS unreachable: {exc}")
+    return exc
+
+
+def push_payload(message: Message) -> str:
+    """MessageStructure=json: one payload per platform, a default for everything else."""
+    gcm = {"notification": {"title": message.title, "body": message.body}, "data": message.data()}
+    apns = {"aps": {"alert": {"title": message.title, "body": message.body}, "sound": "default"},
+            **message.data()}
+    return json.dumps({"default": f"{message.title} {message.body}", "GCM": json.dumps(gcm),
+                       "APNS": json.dumps(apns), "APNS_SANDBOX": json.dumps(apns)})
+
+
+def send_push(endpoint_arn: str, message: Message) -> str:
+    try:
+        reply = sns_client().publish(TargetArn=endpoint_arn, MessageStructure="json",
+                                     Message=push_payload(message))
+    except Exception as exc:  # noqa: BLE001
+        raise _aws_error(exc) from exc
+    return reply["MessageId"]
+
+
+def send_sms(phone: str, message: Message) -> str:
+    try:
+        reply = sns_client().publish(
+            PhoneNumber=phone, Message=f"{message.body} {message.web_link}",
+            MessageAttributes={"AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": "Transactional"}})
+    except Exception as exc:  # noqa: BLE001
+        raise _aws_error(exc) from exc
+    return reply["MessageId"]
+
+
+def send_email(address: str, message: Message) -> str:
+    cfg = current_app.config
+    email = EmailMessage()
+    message_id = f"<{uuid.uuid4().hex}@tickets>"
+    email["From"] = cfg["SMTP_FROM"]
+    email["To"] = address
+    email["Subject"] = message.title
+    email["Message-ID"] = message_id
+    email.set_content(f"{message.body}\n\n{message.web_link}\n{message.deep_link}\n")
+    try:
+        with smtplib.SMTP(cfg["SMTP_HOST"], cfg["SMTP_PORT"], timeout=10) as smtp:
+            if cfg["SMTP_USERNAME"]:
+                smtp.starttls(context=ssl.create_default_context())
+                smtp.login(cfg["SMTP_USERNAME"], cfg["SMTP_PASSWORD"])
+            smtp.send_message(email)
+    except smtplib.SMTPRecipientsRefused as exc:
+        raise PermanentError(f"recipient refused: {exc}") from exc
+    except smtplib.SMTPResponseException as exc:
+        if 400 <= exc.smtp_code < 500:
+            raise TransientError(f"SMTP {exc.smtp_code}") from exc
+        raise PermanentError(f"SMTP {exc.smtp_code}") from exc
+    except (OSError, smtplib.SMTPException) as exc:
+        raise TransientError(f"SMTP unreachable: {exc}") from exc
+    return message_id
+
+
+def send_log(target: str, message: Message) -> str:
+    log.info("notification (log channel)", extra={"target": target, "title": message.title,
+                                                  "body": message.body, "deep_link": message.deep_link})
+    return f"log-{uuid.uuid4().hex[:12]}"
+
+
+# --- SNS platform endpoints (as AWS documents for token registration) ---------------------------
+
+_EXISTS = re.compile(r".*Endpoint (arn:aws:sns[^ ]+) already exists with the same [Tt]oken.*")
+
+
+def ensure_platform_endpoint(application_arn: str, token: str, endpoint_arn: str | None, user_data: str) -> str:
+    """Create or repair the SNS endpoint of a push token; returns its ARN (enabled, current token)."""
+    from botocore.exceptions import ClientError
+
+    client = sns_client()
+    if endpoint_arn:
+        try:
+            attrs = client.get_endpoint_attributes(EndpointArn=endpoint_arn)["Attributes"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NotFound":
+                raise _aws_error(exc) from exc
+            endpoint_arn = None  # deleted on the AWS side: create it again
+        else:
+            if attrs.get("Token") != token or attrs.get("Enabled", "true").lower() != "true":
+                client.set_endpoint_attributes(EndpointArn=endpoint_arn,
+                                               Attributes={"Token": token, "Enabled": "true"})
+            return endpoint_arn
+    try:
+        return client.create_platform_endpoint(PlatformApplicationArn=application_arn, Token=token,
+                                               CustomUserData=user_data)["EndpointArn"]
+    except ClientError as exc:
+        match = _EXISTS.match(str(exc))
+        if not match:
+            raise _aws_error(exc) from exc
+        existing = match.group(1)
+        client.set_endpoint_attributes(EndpointArn=existing, Attributes={"Token": token, "Enabled": "true",
+                                                                          "CustomUserData": user_data})
+        return existing

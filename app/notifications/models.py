@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, UTCDateTime, new_uuid, utcnow
+
+CHANNEL_PUSH = "push"
+CHANNEL_EMAIL = "email"
+CHANNEL_SMS = "sms"
+
+
+class Device(Base):
+    """A channel a user can be reached on: a push token, an e-mail address or a phone number."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    channel: Mapped[str] = mapped_column(String(8), nullable=False)
+    platform: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    # token, address or phone; unique per user and channel so re-registering returns the same device
+    target: Mapped[str] = mapped_column(String(512), nullable=False)
+    target_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    endpoint_arn: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (UniqueConstraint("user_id", "channel", "target_hash", name="uq_devices_user_target"),)
+
+
+class Notification(Base):
+    """One message to one device for one admission: the dedupe key makes re-runs harmless."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    dedupe_key: Mapped[str] = mapped_column(String(191), nullable=False, unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    event_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    device_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    channel: Mapped[str] = mapped_column(String(8), nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False, default="admitted")
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    provider_message_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    admitted_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    admitted_until: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    latency_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (Index("ix_notifications_user_created", "user_id", "created_at"),)

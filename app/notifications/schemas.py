@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+E164 = r"^\+[1-9]\d{6,14}$"
+
+
+class RegisterDeviceSchema(Schema):
+    channel = fields.String(required=True, validate=validate.OneOf(["push", "email", "sms"]))
+    platform = fields.String(validate=validate.OneOf(["fcm", "apns"]))
+    token = fields.String(validate=validate.Length(min=8, max=512))
+    address = fields.Email(validate=validate.Length(max=254))
+    phone = fields.String(validate=validate.Regexp(E164, error="Phone must be E.164, e.g. +821012345678"))
+
+    @validates_schema
+    def _fields_for_channel(self, data: dict, **_kwargs) -> None:
+        needed = {"push": ("platform", "token"), "email": ("address",), "sms": ("phone",)}[data["channel"]]
+        missing = {name: ["required for this channel"] for name in needed if not data.get(name)}
+        if missing:
+            raise ValidationError(missing)
+
+
+class DeviceSchema(Schema):
+    device_id = fields.String(attribute="id")
+    channel = fields.String()
+    platform = fields.String(allow_none=True)
+    enabled = fields.Boolean()
+    endpoint_arn = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class NotificationSchema(Schema):
+    id = fields.String()
+    event_id = fields.Integer()
+    device_id = fields.String(allow_none=True)
+    channel = fields.String()
+    kind = fields.String()
+    status = fields.String()
+    attempts = fields.Integer()
+    error = fields.String(allow_none=True)
+    latency_ms = fields.Integer(allow_none=True)
+    created_at = fields.DateTime()
+    sent_at = fields.DateTime(allow_none=True)
+
+
+class NotificationPageSchema(Schema):
+    items = fields.List(fields.Nested(NotificationSchema))
+    page = fields.Integer()
+    page_size = fields.Integer()
+    total = fields.Integer()

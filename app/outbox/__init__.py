@@ -1,0 +1,1 @@
+"""Transactional outbox: domain events are rows written with the change they describe."""

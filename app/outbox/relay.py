@@ -1,0 +1,185 @@
+"""The relay: publish unpublished outbox rows to Kafka in id order, then mark them published.
+
+One relay runs at a time (Redis lock) and claims rows with FOR UPDATE SKIP LOCKED, so a second
+relay never publishes the same rows and never overtakes the first within an aggregate. Rows are
+marked only after Kafka acknowledged them (acks=all, idempotent producer), so a crash in between
+re-publishes (at-least-once; consumers dedupe on the envelope id).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import delete, func, select, update
+
+from app.db import utcnow
+from app.extensions import db, redis_store
+from app.observability.metrics import OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
+from app.outbox.models import OutboxEvent
+from app.outbox.services import envelope
+
+log = logging.getLogger(__name__)
+
+LOCK_KEY = "outbox:relay-lock"
+_producer_lock = threading.Lock()
+_producer: Any = None
+_producer_servers: str | None = None
+
+
+class RelayError(RuntimeError):
+    """Kafka did not acknowledge a batch; the rows stay unpublished and are retried."""
+
+
+def get_producer(servers: str):
+    global _producer, _producer_servers
+    with _producer_lock:
+        if _producer is None or _producer_servers != servers:
+            from kafka import KafkaProducer
+
+            _producer = KafkaProducer(
+                bootstrap_servers=servers.split(","),
+                acks="all",
+                enable_idempotence=True,
+                retries=5,
+                linger_ms=5,
+                request_timeout_ms=10_000,
+                max_block_ms=10_000,
+                key_serializer=lambda k: k.encode(),
+                value_serializer=lambda v: json.dumps(v, separators=(",", ":")).encode(),
+            )
+            _producer_servers = servers
+        return _producer
+
+
+def reset_producer() -> None:
+    global _producer
+    with _producer_lock:
+        if _producer is not None:
+            try:
+                _producer.close(timeout=2)
+            except Exception:  # noqa: BLE001 - a broken producer is discarded either way
+                pass
+        _producer = None
+
+
+def relay(batch: int = 500, max_batches: int = 20) -> int:
+    """Publish up to ``batch * max_batches`` rows; returns how many were published."""
+    servers = current_app.config["KAFKA_BOOTSTRAP_SERVERS"]
+    if not servers:
+        pending = db.session.scalar(select(func.count(OutboxEvent.id)).where(OutboxEvent.published_at.is_(None)))
+        db.session.rollback()
+        if pending:
+            log.info("KAFKA_BOOTSTRAP_SERVERS not set: %s outbox events kept unpublished", pending)
+        return 0
+    client = redis_store.client
+    token = uuid.uuid4().hex
+    if not client.set(LOCK_KEY, token, nx=True, px=60_000):
+        return 0
+    published = 0
+    try:
+        for _ in range(max_batches):
+            count = _relay_batch(servers, batch)
+            published += count
+            if count < batch:
+                break
+    finally:
+        client.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end",
+                    1, LOCK_KEY, token)
+    return published
+
+
+def _relay_batch(servers: str, batch: int) -> int:
+    session = db.session
+    rows = session.scalars(
+        select(OutboxEvent).where(OutboxEvent.published_at.is_(None))
+        .order_by(OutboxEvent.id).limit(batch).with_for_update(skip_locked=True)
+    ).all()
+    if not rows:
+        session.rollback()
+        return 0
+    try:
+        producer = get_producer(servers)
+        futures = [producer.send(row.topic, key=row.aggregate_id, value=envelope(row)) for row in rows]
+        producer.flush(timeout=15)
+        for future in futures:
+            future.get(timeout=15)
+    except Exception as exc:  # noqa: BLE001 - kafka-python raises many kinds; all mean "not acked"
+        session.rollback()
+        reset_producer()
+        OUTBOX_PUBLISH_FAILURES.inc()
+        _record_failure([r.id for r in rows], exc)
+        raise RelayError(f"publishing {len(rows)} outbox events failed: {exc!r}") from exc
+    now = utcnow()
+    session.execute(update(OutboxEvent).where(OutboxEvent.id.in_([r.id for r in rows]))
+                    .values(published_at=now).execution_options(synchronize_session=False))
+    session.commit()
+    for row in rows:
+        OUTBOX_PUBLISHED.labels(topic=row.topic).inc()
+    return len(rows)
+
+
+def _record_failure(ids: list[int], exc: Exception) -> None:
+    session = db.new_session()
+    try:
+        session.execute(update(OutboxEvent).where(OutboxEvent.id.in_(ids))
+                        .values(attempts=OutboxEvent.attempts + 1, last_error=repr(exc)[:2000]))
+        session.commit()
+    except Exception:  # noqa: BLE001 - bookkeeping only
+        session.rollback()
+    finally:
+        session.close()
+
+
+def lag() -> dict[str, float]:
+    """Unpublished count and the age of the oldest unpublished event (seconds)."""
+    count, oldest = db.session.execute(
+        select(func.count(OutboxEvent.id), func.min(OutboxEvent.occurred_at))
+        .where(OutboxEvent.published_at.is_(None))
+    ).one()
+    db.session.rollback()
+    age = 0.0
+    if oldest is not None:
+        if oldest.tzinfo is None:  # SQLite aggregate bypasses the column type
+            from datetime import UTC, datetime
+
+            oldest = datetime.fromisoformat(str(oldest)).replace(tzinfo=UTC)
+        age = max(0.0, (utcnow() - oldest).total_seconds())
+    return {"unpublished": int(count or 0), "oldest_age_seconds": age}
+
+
+def prune(retention_hours: int, batch: int = 1000) -> int:
+    cutoff = utcnow() - timedelta(hours=retention_hours)
+    total = 0
+    while True:
+        ids = db.session.scalars(select(OutboxEvent.id).where(OutboxEvent.published_at.is_not(None),
+                                                              OutboxEvent.published_at < cutoff).limit(batch)).all()
+        if not ids:
+            db.session.rollback()
+            return total
+        db.session.execute(delete(OutboxEvent).where(OutboxEvent.id.in_(ids)))
+        db.session.commit()
+        total += len(ids)
+
+
+def replay(since, topic: str | None = None) -> int:
+    """Publish again every outbox event since ``since`` (published or not), in id order."""
+    servers = current_app.config["KAFKA_BOOTSTRAP_SERVERS"]
+    if not servers:
+        raise RelayError("KAFKA_BOOTSTRAP_SERVERS is not set")
+    query = select(OutboxEvent).where(OutboxEvent.occurred_at >= since).order_by(OutboxEvent.id)
+    if topic:
+        query = query.where(OutboxEvent.topic == topic)
+    producer = get_producer(servers)
+    count = 0
+    for row in db.session.scalars(query).yield_per(500):
+        producer.send(row.topic, key=row.aggregate_id, value=envelope(row))
+        count += 1
+    producer.flush(timeout=30)
+    db.session.rollback()
+    return count

@@ -1,0 +1,55 @@
+"""Recording domain events in the outbox, in the caller's transaction."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from flask import current_app, has_app_context
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.outbox.models import OutboxEvent
+from app.tasking import enqueue_after_commit
+
+# aggregate type -> topic suffix (topic = "<KAFKA_TOPIC_PREFIX>.<suffix>")
+TOPIC_BY_AGGREGATE = {"queue": "queue", "reservation": "reservations", "notification": "notifications"}
+SCHEMA_VERSION = 1
+
+
+def topic_for(aggregate_type: str) -> str:
+    prefix = current_app.config["KAFKA_TOPIC_PREFIX"] if has_app_context() else "tickets"
+    return f"{prefix}.{TOPIC_BY_AGGREGATE[aggregate_type]}"
+
+
+def record_event(session: Session, type_: str, aggregate_type: str, aggregate_id: str | int,
+                 data: dict[str, Any], *, event_id: str | None = None,
+                 occurred_at: datetime | None = None) -> OutboxEvent:
+    """Add one event to ``session``; it commits (or rolls back) with the caller's change."""
+    row = OutboxEvent(
+        event_id=event_id or str(uuid.uuid4()),
+        type=type_,
+        topic=topic_for(aggregate_type),
+        aggregate_type=aggregate_type,
+        aggregate_id=str(aggregate_id),
+        schema_version=SCHEMA_VERSION,
+        occurred_at=occurred_at or utcnow(),
+        data=data,
+    )
+    session.add(row)
+    # one relay kick per transaction; the beat sweep covers a lost kick
+    enqueue_after_commit(session, "outbox.relay", unique=True)
+    return row
+
+
+def envelope(row: OutboxEvent) -> dict[str, Any]:
+    return {
+        "id": row.event_id,
+        "type": row.type,
+        "occurred_at": row.occurred_at.isoformat(),
+        "aggregate_type": row.aggregate_type,
+        "aggregate_id": row.aggregate_id,
+        "schema_version": row.schema_version,
+        "data": row.data,
+    }

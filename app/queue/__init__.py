@@ -1,0 +1,1 @@
+"""The waiting room: a fair Redis admission queue per sale with signed admission passes."""

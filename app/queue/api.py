@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import json
+import time
+
+from flask import Response, current_app, stream_with_context
+from flask.views import MethodView
+from flask_jwt_extended import jwt_required
+from flask_smorest import Blueprint
+
+from app.auth.jwt_setup import admin_required, current_user_id
+from app.errors import AppError, Unprocessable
+from app.queue import services
+from app.queue.schemas import QueueSettingsSchema, QueueStatsSchema, QueueStatusSchema
+
+blp = Blueprint("queue", __name__, url_prefix="/api/queue", description="Waiting room")
+
+TERMINAL = {"admitted", "expired", "not_in_queue"}
+
+
+@blp.route("/<int:event_id>/join")
+class Join(MethodView):
+    @jwt_required()
+    @blp.response(202, QueueStatusSchema)
+    def post(self, event_id: int):
+        """Take a place in the sale's waiting room (joining again keeps the same place)."""
+        return services.join(event_id, current_user_id()).as_dict()
+
+
+@blp.route("/<int:event_id>/status")
+class Status(MethodView):
+    @jwt_required()
+    @blp.response(200, QueueStatusSchema)
+    def get(self, event_id: int):
+        """Position, honest wait estimate and, once admitted, the admission pass. Polling is the heartbeat."""
+        return services.status(event_id, current_user_id()).as_dict()
+
+
+@blp.route("/<int:event_id>/stream")
+class Stream(MethodView):
+    @jwt_required()
+    @blp.doc(responses={200: {"description": "text/event-stream of queue status objects"}})
+    def get(self, event_id: int):
+        """Server-Sent Events: the status object whenever it changes; ends after admitted/expired.
+
+        Run the API with gevent workers (`gunicorn -k gevent`) so idle streams cost a greenlet each.
+        """
+        user_id = current_user_id()
+        first = services.status(event_id, user_id)  # 404/429 before the stream starts
+        interval = current_app.config["SSE_INTERVAL_SECONDS"]
+        deadline = time.monotonic() + current_app.config["SSE_MAX_SECONDS"]
+
+        def events():
+            view, last, last_sent = first, None, 0.0
+            while True:
+                payload = json.dumps(view.as_dict(), sort_keys=True)
+                if payload != last:
+                    yield f"event: status\ndata: {payload}\n\n"
+                    last, last_sent = payload, time.monotonic()
+                elif time.monotonic() - last_sent > 15:
+                    yield ": keep-alive\n\n"  # proxies close silent connections
+                    last_sent = time.monotonic()
+                if view.status in TERMINAL or time.monotonic() > deadline:
+                    return
+                time.sleep(interval)
+                try:
+                    view = services.peek(event_id, user_id)
+                except AppError:
+                    return
+
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return Response(stream_with_context(events()), mimetype="text/event-stream", headers=headers)
+
+
+@blp.route("/<int:event_id>")
+class Place(MethodView):
+    @jwt_required()
+    @blp.response(204)
+    def delete(self, event_id: int):
+        """Give up the place (or the active slot once admitted)."""
+        services.leave(event_id, current_user_id())
+
+    @admin_required
+    @blp.arguments(QueueSettingsSchema)
+    @blp.response(200, QueueStatsSchema)
+    def patch(self, data: dict, event_id: int):
+        """Change admit_per_minute, max_active or admission_window_seconds of a live sale (admin)."""
+        if not data:
+            raise Unprocessable("Nothing to change", errors={"_schema": ["give at least one setting"]})
+        services.update_settings(event_id, data)
+        return services.stats(event_id)
+
+
+@blp.route("/<int:event_id>/pause")
+class Pause(MethodView):
+    @admin_required
+    @blp.response(200, QueueStatsSchema)
+    def post(self, event_id: int):
+        """Stop admitting (admin). Waiting users keep their places."""
+        services.set_paused(event_id, True)
+        return services.stats(event_id)
+
+
+@blp.route("/<int:event_id>/resume")
+class Resume(MethodView):
+    @admin_required
+    @blp.response(200, QueueStatsSchema)
+    def post(self, event_id: int):
+        """Resume admitting (admin)."""
+        services.set_paused(event_id, False)
+        return services.stats(event_id)
+
+
+@blp.route("/<int:event_id>/stats")
+class Stats(MethodView):
+    @admin_required
+    @blp.response(200, QueueStatsSchema)
+    def get(self, event_id: int):
+        """Waiting, active, totals, measured admission rate, oldest wait, paused (admin)."""
+        return services.stats(event_id)

@@ -1,0 +1,42 @@
+"""Redis key names of one sale's waiting room, all under the hash tag ``{event_id}``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+REGISTRY_KEY = "queues:registry"  # event ids with a waiting room (read by the advancer)
+
+
+def user_queues_key(user_id: int | str) -> str:
+    """Event ids a user has joined (to mark them notifiable when they register a channel)."""
+    return f"u:{{{user_id}}}:queues"
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    event_id: int
+
+    @property
+    def prefix(self) -> str:
+        return f"q:{{{self.event_id}}}:"
+
+    def __getattr__(self, name: str) -> str:  # meta, line, pre, ... -> "q:{42}:line"
+        if name in _NAMES:
+            return self.prefix + name
+        raise AttributeError(name)
+
+    def all(self) -> list[str]:
+        return [self.prefix + n for n in _NAMES]
+
+    def with_rate_limit(self, user_id: int | str) -> list[str]:
+        return self.all() + [f"{self.prefix}rl:{user_id}"]
+
+    def gate(self, section_id: int) -> str:
+        """The booking side's sold-out gate of one section (same slot as the sale's queue)."""
+        return f"{self.prefix}gate:{section_id}"
+
+    def advance_lock(self) -> str:
+        return f"{self.prefix}advance-lock"
+
+
+_NAMES = ("meta", "line", "pre", "joined", "hb", "active", "notifiable", "expired", "seq", "stats", "events")

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+
+class QueueStatusSchema(Schema):
+    status = fields.String(metadata={"description": "waiting | admitted | expired | not_in_queue"})
+    position = fields.Integer(allow_none=True)
+    ahead = fields.Integer(allow_none=True)
+    eta_seconds = fields.Integer(allow_none=True)
+    poll_after_ms = fields.Integer(allow_none=True)
+    admission_token = fields.String(allow_none=True)
+    admitted_until = fields.String(allow_none=True)
+    paused = fields.Boolean()
+    reason = fields.String(allow_none=True)
+
+
+class QueueSettingsSchema(Schema):
+    admit_per_minute = fields.Integer(validate=validate.Range(min=1, max=1_000_000))
+    max_active = fields.Integer(validate=validate.Range(min=1, max=10_000_000))
+    admission_window_seconds = fields.Integer(validate=validate.Range(min=1, max=86_400))
+
+
+class QueueStatsSchema(Schema):
+    event_id = fields.Integer()
+    waiting = fields.Integer()
+    pre_queue = fields.Integer()
+    active = fields.Integer()
+    admitted_total = fields.Integer()
+    expired_total = fields.Integer()
+    joined_total = fields.Integer()
+    admit_rate_per_minute = fields.Float()
+    configured_admit_per_minute = fields.Integer()
+    max_active = fields.Integer()
+    admission_window_seconds = fields.Integer()
+    oldest_wait_seconds = fields.Float()
+    paused = fields.Boolean()

@@ -1,0 +1,226 @@
+"""Lua scripts of the waiting room. Each hot-path state change is one script call: atomic, one
+round trip, and every key passed explicitly and sharing the sale's hash tag (Redis Cluster safe).
+
+Key order shared by all scripts (see ``keys.QueueKeys.all``):
+  1 meta  2 line  3 pre  4 joined  5 hb  6 active  7 notifiable  8 expired  9 seq  10 stats
+  11 events  12 rate-limit counter of the calling user (join/status only)
+"""
+
+from __future__ import annotations
+
+# Shared Lua helpers. ``view`` answers "where is this user" without changing anything.
+_PRELUDE = r"""
+local K_META, K_LINE, K_PRE, K_JOINED, K_HB, K_ACTIVE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local K_NOTIF, K_EXPIRED, K_SEQ, K_STATS, K_EVENTS = KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
+local STREAM_MAX = 1000000
+
+local function emit(kind, user, extra_k, extra_v, now)
+  if extra_k then
+    redis.call('XADD', K_EVENTS, 'MAXLEN', '~', STREAM_MAX, '*', 'type', kind, 'user_id', user, 'at', now,
+               extra_k, extra_v)
+  else
+    redis.call('XADD', K_EVENTS, 'MAXLEN', '~', STREAM_MAX, '*', 'type', kind, 'user_id', user, 'at', now)
+  end
+end
+
+local function view(user, now)
+  local until_ = redis.call('ZSCORE', K_ACTIVE, user)
+  if until_ then
+    if tonumber(until_) > now then return {'admitted', -1, until_} end
+    return {'expired', -1, 'window_lapsed'}
+  end
+  local rank = redis.call('ZRANK', K_LINE, user)
+  if rank then return {'waiting', rank, ''} end
+  if redis.call('SISMEMBER', K_PRE, user) == 1 then return {'pre_queue', -1, ''} end
+  local reason = redis.call('HGET', K_EXPIRED, user)
+  if reason then return {'expired', -1, reason} end
+  return {'not_in_queue', -1, ''}
+end
+
+-- reply: state, rank, detail, measured rate/min, paused, pre-queue size, line size, created
+local function reply(user, now, created)
+  local v = view(user, now)
+  local rate = redis.call('HGET', K_STATS, 'rate_ewma') or '0'
+  local paused = redis.call('HGET', K_META, 'paused') or '0'
+  return {v[1], v[2], v[3], rate, paused, redis.call('SCARD', K_PRE), redis.call('ZCARD', K_LINE), created}
+end
+
+local function rate_limited(limit)
+  local n = redis.call('INCR', KEYS[12])
+  if n == 1 then redis.call('PEXPIRE', KEYS[12], 1000) end
+  if n > limit then return redis.call('PTTL', KEYS[12]) end
+  return nil
+end
+"""
+
+# ARGV: user, now, notifiable (0|1), rate limit per second
+JOIN = _PRELUDE + r"""
+local user, now, notifiable, limit = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+if redis.call('EXISTS', K_META) == 0 then return {'no_meta'} end
+local wait_ms = rate_limited(limit)
+if wait_ms then return {'rate_limited', wait_ms} end
+local meta = redis.call('HMGET', K_META, 'prequeue_opens_at', 'opens_at', 'closes_at', 'shuffled')
+if now < tonumber(meta[1]) then return {'not_open', meta[1]} end
+if meta[3] and meta[3] ~= '' and now >= tonumber(meta[3]) then return {'closed', meta[3]} end
+if notifiable == '1' then redis.call('SADD', K_NOTIF, user) end
+local v = view(user, now)
+local state = v[1]
+if state == 'admitted' or state == 'waiting' or state == 'pre_queue' then
+  redis.call('HSET', K_HB, user, now)
+  return reply(user, now, 0)
+end
+-- a new place: a lapsed admission is closed first so the slot and the counters stay honest
+if redis.call('ZREM', K_ACTIVE, user) == 1 then
+  redis.call('HINCRBY', K_STATS, 'expired_total', 1)
+  emit('AdmissionExpired', user, 'reason', 'window_lapsed', now)
+end
+redis.call('HDEL', K_EXPIRED, user)
+if now < tonumber(meta[2]) and meta[4] ~= '1' then
+  redis.call('SADD', K_PRE, user)
+else
+  redis.call('ZADD', K_LINE, redis.call('INCR', K_SEQ), user)
+end
+redis.call('HSET', K_JOINED, user, now)
+redis.call('HSET', K_HB, user, now)
+redis.call('HINCRBY', K_STATS, 'joined_total', 1)
+emit('QueueJoined', user, nil, nil, now)
+return reply(user, now, 1)
+"""
+
+# ARGV: user, now, rate limit per second. Polling is the heartbeat that keeps a place alive.
+STATUS = _PRELUDE + r"""
+local user, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local wait_ms = rate_limited(limit)
+if wait_ms then return {'rate_limited', wait_ms} end
+if redis.call('HEXISTS', K_JOINED, user) == 1 then redis.call('HSET', K_HB, user, now) end
+return reply(user, now, 0)
+"""
+
+# ARGV: user, now, event type (QueueLeft | AdmissionReleased). Frees a place or an active slot.
+LEAVE = _PRELUDE + r"""
+local user, now, kind = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local removed = redis.call('ZREM', K_LINE, user) + redis.call('SREM', K_PRE, user)
+  + redis.call('ZREM', K_ACTIVE, user)
+redis.call('HDEL', K_JOINED, user)
+redis.call('HDEL', K_HB, user)
+if removed > 0 then emit(kind, user, nil, nil, now) end
+return removed
+"""
+
+# ARGV: now, user ids in the random order drawn by the caller. Runs once per sale (flag).
+SHUFFLE = _PRELUDE + r"""
+if redis.call('HGET', K_META, 'shuffled') == '1' then return -1 end
+local now = tonumber(ARGV[1])
+local n = #ARGV - 1
+local placed = 0
+for i = 2, #ARGV do
+  local user = ARGV[i]
+  if redis.call('SREM', K_PRE, user) == 1 then
+    -- negative scores put the whole pre-queue, in drawn order, ahead of every later arrival
+    redis.call('ZADD', K_LINE, (i - 1) - n - 1, user)
+    placed = placed + 1
+  end
+end
+-- anyone who joined the pre-queue after the caller read it goes behind the drawn block
+for _, user in ipairs(redis.call('SMEMBERS', K_PRE)) do
+  redis.call('ZADD', K_LINE, -1 + 1 / (placed + 2), user)
+  placed = placed + 1
+end
+redis.call('DEL', K_PRE)
+redis.call('HSET', K_META, 'shuffled', '1')
+redis.call('XADD', K_EVENTS, 'MAXLEN', '~', STREAM_MAX, '*', 'type', 'PreQueueShuffled', 'user_id', '',
+           'at', now, 'count', placed)
+return placed
+"""
+
+# ARGV: now, max batch[, force N: admit up to N now, ignoring the rate but not max_active].
+# Expires lapsed admissions, then admits from the front at the token-bucket rate and under the
+# max_active cap, skipping abandoned places.
+# reply: {status, lapsed, abandoned, admitted_count, user1, joined1, notifiable1, until1, user2, ...}
+ADVANCE = _PRELUDE + r"""
+local now, max_batch, force = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3] or '0')
+if redis.call('EXISTS', K_META) == 0 then return {'no_meta', 0, 0, 0} end
+local m = redis.call('HMGET', K_META, 'admit_per_minute', 'max_active', 'window', 'heartbeat_timeout',
+                     'opens_at', 'paused', 'shuffled')
+local per_second, max_active, window = tonumber(m[1]) / 60, tonumber(m[2]), tonumber(m[3])
+local hb_timeout, opens_at, paused, shuffled = tonumber(m[4]), tonumber(m[5]), m[6] == '1', m[7] == '1'
+
+local lapsed = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', now)
+for _, user in ipairs(lapsed) do
+  redis.call('ZREM', K_ACTIVE, user)
+  redis.call('HSET', K_EXPIRED, user, 'window_lapsed')
+  emit('AdmissionExpired', user, 'reason', 'window_lapsed', now)
+end
+if #lapsed > 0 then redis.call('HINCRBY', K_STATS, 'expired_total', #lapsed) end
+
+local s = redis.call('HMGET', K_STATS, 'tokens', 'bucket_ts', 'rate_ewma', 'rate_ts')
+if (paused and force == 0) or now < opens_at then
+  -- no credit accumulates while nobody may be admitted
+  redis.call('HSET', K_STATS, 'bucket_ts', now)
+  return {paused and 'paused' or 'not_open', #lapsed, 0, 0}
+end
+if not shuffled then return {'needs_shuffle', #lapsed, 0, 0} end
+
+-- token bucket: smooth admissions, at most one second's worth (and at least one) at once
+local burst = math.max(1, per_second)
+local tokens = tonumber(s[1]) or burst
+local bucket_ts = tonumber(s[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - bucket_ts) * per_second)
+local slots = max_active - redis.call('ZCARD', K_ACTIVE)
+local budget = math.min(math.floor(tokens), slots, max_batch)
+if force > 0 then budget = math.min(force, slots) end
+local line_before = redis.call('ZCARD', K_LINE)
+
+local out = {'ok', #lapsed, 0, 0}
+local admitted, abandoned, scanned = 0, 0, 0
+while admitted < budget and scanned < budget * 4 + 100 do
+  local front = redis.call('ZPOPMIN', K_LINE)
+  if #front == 0 then break end
+  scanned = scanned + 1
+  local user = front[1]
+  local seen = tonumber(redis.call('HGET', K_HB, user) or '0')
+  local notifiable = redis.call('SISMEMBER', K_NOTIF, user)
+  local joined = redis.call('HGET', K_JOINED, user) or tostring(now)
+  redis.call('HDEL', K_HB, user)
+  redis.call('HDEL', K_JOINED, user)
+  if now - seen > hb_timeout and notifiable == 0 then
+    redis.call('HSET', K_EXPIRED, user, 'abandoned')
+    emit('AdmissionExpired', user, 'reason', 'abandoned', now)
+    abandoned = abandoned + 1
+  else
+    local until_ = now + window
+    redis.call('ZADD', K_ACTIVE, until_, user)
+    emit('UserAdmitted', user, 'admitted_until', until_, now)
+    admitted = admitted + 1
+    table.insert(out, user)
+    table.insert(out, joined)
+    table.insert(out, notifiable)
+    table.insert(out, tostring(until_))
+  end
+end
+if force == 0 then tokens = tokens - admitted end
+redis.call('HSET', K_STATS, 'tokens', tokens, 'bucket_ts', now)
+if admitted > 0 then redis.call('HINCRBY', K_STATS, 'admitted_total', admitted) end
+if abandoned > 0 then redis.call('HINCRBY', K_STATS, 'expired_total', abandoned) end
+
+-- measured admission rate (per minute), an EWMA with a 30 s time constant, sampled only while
+-- people were waiting: it measures what the line delivers, not how many showed up
+local rate_ts = tonumber(s[4])
+if line_before > 0 and rate_ts then
+  local dt = now - rate_ts
+  if dt > 0 then
+    local sample = (admitted / dt) * 60
+    local ewma = tonumber(s[3])
+    if ewma == nil then
+      ewma = sample  -- the first sample seeds the average instead of decaying up from zero
+    else
+      ewma = ewma + (1 - math.exp(-dt / 30)) * (sample - ewma)
+    end
+    redis.call('HSET', K_STATS, 'rate_ewma', tostring(ewma))
+  end
+end
+redis.call('HSET', K_STATS, 'rate_ts', now)
+out[3] = abandoned
+out[4] = admitted
+return out
+"""

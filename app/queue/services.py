@@ -1,0 +1,359 @@
+"""Waiting-room rules on top of the Lua scripts: join, status, leave, advance, admin controls.
+
+Honest wait estimate (documented in docs/waiting-room.md):
+    rate      = measured admissions/minute (EWMA, 30 s) if any were measured, else admit_per_minute
+    eta       = ceil((ahead + 1) * 60 / rate)
+    poll_after_ms = clamp(eta * 1000 / 4, 1000, min(30000, heartbeat_timeout * 1000 / 2))
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from flask import current_app
+from sqlalchemy import select
+
+from app.catalogue.models import Event
+from app.catalogue.services import get_event
+from app.errors import Conflict, TooManyRequests
+from app.extensions import db, redis_store
+from app.observability.metrics import QUEUE_ADMISSIONS, QUEUE_EXPIRED, QUEUE_JOINS, QUEUE_WAIT
+from app.queue import passes, scripts
+from app.queue.keys import REGISTRY_KEY, QueueKeys, user_queues_key
+from app.tasking import send_task
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 500
+_script_cache: dict[tuple[int, str], Any] = {}
+
+
+def _script(name: str):
+    client = redis_store.client
+    key = (id(client), name)
+    if key not in _script_cache:
+        _script_cache[key] = client.register_script(getattr(scripts, name))
+    return _script_cache[key]
+
+
+def _ts(value: datetime | None) -> str:
+    return "" if value is None else f"{value.timestamp():.6f}"
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def sync_meta(event: Event) -> None:
+    """Copy an event's waiting-room settings into Redis (pause/shuffle flags are Redis-owned)."""
+    keys = QueueKeys(event.id)
+    prequeue_opens = event.sale_opens_at.timestamp() - event.prequeue_minutes * 60
+    pipe = redis_store.client.pipeline(transaction=False)
+    pipe.hset(keys.meta, mapping={
+        "admit_per_minute": event.admit_per_minute,
+        "max_active": event.max_active,
+        "window": event.admission_window_seconds,
+        "heartbeat_timeout": event.heartbeat_timeout_seconds,
+        "opens_at": _ts(event.sale_opens_at),
+        "prequeue_opens_at": f"{prequeue_opens:.6f}",
+        "closes_at": _ts(event.sale_closes_at),
+        "starts_at": _ts(event.starts_at),
+    })
+    pipe.hsetnx(keys.meta, "paused", "0")
+    pipe.hsetnx(keys.meta, "shuffled", "0")
+    pipe.sadd(REGISTRY_KEY, event.id)
+    pipe.execute()
+
+
+def _ensure_meta(event_id: int) -> None:
+    sync_meta(get_event(event_id))  # 404 for an unknown event
+
+
+@dataclass
+class QueueView:
+    status: str
+    position: int | None = None
+    ahead: int | None = None
+    eta_seconds: int | None = None
+    poll_after_ms: int | None = None
+    admission_token: str | None = None
+    admitted_until: str | None = None
+    paused: bool = False
+    reason: str | None = None
+    created: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "created"}
+
+
+def _meta_numbers(event_id: int) -> dict[str, float]:
+    raw = redis_store.client.hmget(QueueKeys(event_id).meta, "admit_per_minute", "heartbeat_timeout", "opens_at",
+                                   "window")
+    return {"admit_per_minute": float(raw[0] or 1), "heartbeat_timeout": float(raw[1] or 60),
+            "opens_at": float(raw[2] or 0), "window": float(raw[3] or 600)}
+
+
+def _build_view(event_id: int, user_id: int, reply: list, now: float) -> QueueView:
+    state, rank, detail, measured, paused, pre_size, _line_size, created = reply
+    rank, measured = int(rank), float(measured or 0)
+    view = QueueView(status=state, paused=paused == "1", created=bool(int(created)))
+    if state == "admitted":
+        admitted_until = float(detail)
+        view.admitted_until = _iso(admitted_until)
+        view.admission_token = passes.issue(user_id, event_id, admitted_until)
+        view.position, view.ahead, view.eta_seconds = 0, 0, 0
+        return view
+    if state == "expired":
+        view.reason = detail or None
+        return view
+    if state not in {"waiting", "pre_queue"}:
+        return view
+    meta = _meta_numbers(event_id)
+    rate = measured if measured > 0 else meta["admit_per_minute"]
+    if state == "waiting":
+        view.position, view.ahead = rank + 1, rank
+        eta = math.ceil((rank + 1) * 60 / rate)
+    else:
+        # the draw at opening decides the order: expect the middle of the pre-queue
+        view.status = "waiting"
+        view.reason = "pre_queue"
+        eta = math.ceil(max(0.0, meta["opens_at"] - now) + (int(pre_size) / 2 + 1) * 60 / rate)
+    view.eta_seconds = eta
+    ceiling = min(30_000, int(meta["heartbeat_timeout"] * 1000 / 2))
+    view.poll_after_ms = max(1000, min(ceiling, int(eta * 1000 / 4)))
+    return view
+
+
+def _raise_for(reply: list, event_id: int) -> None:
+    state = reply[0]
+    if state == "rate_limited":
+        retry_after = max(1, math.ceil(int(reply[1]) / 1000))
+        raise TooManyRequests("Too many requests for this queue; slow down", reason="rate_limited",
+                              headers={"Retry-After": str(retry_after)})
+    if state == "not_open":
+        raise Conflict(f"The waiting room opens at {_iso(float(reply[1]))}", reason="not_open_yet")
+    if state == "closed":
+        raise Conflict("The sale is closed", reason="sale_closed")
+
+
+def _run(name: str, event_id: int, keys: list[str], args: list[Any]) -> list:
+    script = _script(name)
+    reply = script(keys=keys, args=args)
+    if reply and reply[0] == "no_meta":
+        _ensure_meta(event_id)
+        reply = script(keys=keys, args=args)
+    return reply
+
+
+def join(event_id: int, user_id: int) -> QueueView:
+    client = redis_store.client
+    keys = QueueKeys(event_id)
+    pipe = client.pipeline(transaction=False)
+    pipe.exists(f"n:user:{{{user_id}}}:devices")
+    pipe.sadd(user_queues_key(user_id), event_id)
+    has_channel = pipe.execute()[0]
+    now = time.time()
+    reply = _run("JOIN", event_id, keys.with_rate_limit(user_id),
+                 [user_id, f"{now:.6f}", "1" if has_channel else "0",
+                  current_app.config["QUEUE_RATE_LIMIT_PER_SECOND"]])
+    _raise_for(reply, event_id)
+    view = _build_view(event_id, user_id, reply, now)
+    if view.created:
+        QUEUE_JOINS.labels(event_id=str(event_id)).inc()
+    return view
+
+
+def status(event_id: int, user_id: int) -> QueueView:
+    keys = QueueKeys(event_id)
+    now = time.time()
+    reply = _run("STATUS", event_id, keys.with_rate_limit(user_id),
+                 [user_id, f"{now:.6f}", current_app.config["QUEUE_RATE_LIMIT_PER_SECOND"]])
+    if reply[0] == "rate_limited":
+        _raise_for(reply, event_id)
+    return _build_view(event_id, user_id, reply, now)
+
+
+def peek(event_id: int, user_id: int) -> QueueView:
+    """Status without a rate-limit charge (used by the SSE stream, which paces itself)."""
+    keys = QueueKeys(event_id)
+    now = time.time()
+    reply = _run("STATUS", event_id, keys.with_rate_limit(f"sse:{user_id}"), [user_id, f"{now:.6f}", 1_000_000])
+    return _build_view(event_id, user_id, reply, now)
+
+
+def leave(event_id: int, user_id: int, kind: str = "QueueLeft") -> bool:
+    """Give up a place, or free an admitted user's active slot (after a purchase or cancel)."""
+    get_event(event_id)
+    keys = QueueKeys(event_id)
+    removed = _script("LEAVE")(keys=keys.all(), args=[user_id, f"{time.time():.6f}", kind])
+    return int(removed) > 0
+
+
+def release_active_slot(event_id: int, user_id: int) -> None:
+    """Finishing or cancelling a purchase frees the admitted user's slot at once."""
+    keys = QueueKeys(event_id)
+    try:
+        _script("LEAVE")(keys=keys.all(), args=[user_id, f"{time.time():.6f}", "AdmissionReleased"])
+    except redis.RedisError:
+        # the slot then frees itself when the admission window lapses
+        log.warning("could not release active slot of user %s in event %s", user_id, event_id, exc_info=True)
+
+
+def admitted_until(event_id: int, user_id: int) -> float | None:
+    score = redis_store.client.zscore(QueueKeys(event_id).active, user_id)
+    return None if score is None else float(score)
+
+
+# --- advancement --------------------------------------------------------------------------------
+
+@dataclass
+class AdvanceResult:
+    event_id: int
+    status: str
+    admitted: list[int]
+    lapsed: int = 0
+    abandoned: int = 0
+    shuffled: int | None = None
+
+
+_RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def shuffle_prequeue(event_id: int, now: float | None = None) -> int:
+    """Draw the pre-queue's order once, at random, and place it ahead of later arrivals."""
+    keys = QueueKeys(event_id)
+    members = list(redis_store.client.smembers(keys.pre))
+    random.SystemRandom().shuffle(members)
+    placed = _script("SHUFFLE")(keys=keys.all(), args=[f"{now or time.time():.6f}", *members])
+    return int(placed)
+
+
+def advance(event_id: int, max_batch: int = MAX_BATCH, force: int = 0) -> AdvanceResult:
+    """One advancement step for one sale, guarded by a Redis lock (two advancers never overlap).
+
+    ``force`` admits up to that many users now regardless of the rate (operators), still capped
+    by max_active.
+    """
+    client = redis_store.client
+    keys = QueueKeys(event_id)
+    token = uuid.uuid4().hex
+    if not client.set(keys.advance_lock(), token, nx=True, px=10_000):
+        return AdvanceResult(event_id, "locked", [])
+    try:
+        now = time.time()
+        reply = _script("ADVANCE")(keys=keys.all(), args=[f"{now:.6f}", max_batch, force])
+        shuffled = None
+        if reply[0] == "no_meta":
+            event = db.session.get(Event, event_id)
+            if event is None:
+                client.srem(REGISTRY_KEY, event_id)
+                return AdvanceResult(event_id, "unknown_event", [])
+            sync_meta(event)
+            reply = _script("ADVANCE")(keys=keys.all(), args=[f"{now:.6f}", max_batch, force])
+        if reply[0] == "needs_shuffle":
+            shuffled = shuffle_prequeue(event_id, now)
+            reply = _script("ADVANCE")(keys=keys.all(), args=[f"{now:.6f}", max_batch, force])
+    finally:
+        client.eval(_RELEASE_LOCK, 1, keys.advance_lock(), token)
+    status_, lapsed, abandoned = reply[0], int(reply[1]), int(reply[2])
+    label = str(event_id)
+    if lapsed:
+        QUEUE_EXPIRED.labels(event_id=label, reason="window_lapsed").inc(lapsed)
+    if abandoned:
+        QUEUE_EXPIRED.labels(event_id=label, reason="abandoned").inc(abandoned)
+    admitted: list[int] = []
+    rows = reply[4:]
+    for i in range(0, len(rows), 4):
+        user, joined, notifiable, until = int(rows[i]), float(rows[i + 1]), int(rows[i + 2]), float(rows[i + 3])
+        admitted.append(user)
+        QUEUE_WAIT.observe(max(0.0, now - joined))
+        if notifiable:
+            # the promise: a user who registered a channel may leave the page and is told
+            send_task("notifications.notify_admitted", [user, event_id, now, until])
+    if admitted:
+        QUEUE_ADMISSIONS.labels(event_id=label).inc(len(admitted))
+    return AdvanceResult(event_id, status_, admitted, lapsed, abandoned, shuffled)
+
+
+def admit_now(event_id: int, count: int) -> AdvanceResult:
+    return advance(event_id, force=count)
+
+
+def advance_all() -> list[AdvanceResult]:
+    results = []
+    for raw in redis_store.client.smembers(REGISTRY_KEY):
+        try:
+            results.append(advance(int(raw)))
+        except Exception:  # noqa: BLE001 - one broken sale must not stop the others
+            log.exception("advancing queue of event %s failed", raw)
+    return results
+
+
+# --- admin ------------------------------------------------------------------------------------
+
+def set_paused(event_id: int, paused: bool) -> None:
+    sync_meta(get_event(event_id))
+    redis_store.client.hset(QueueKeys(event_id).meta, "paused", "1" if paused else "0")
+
+
+def update_settings(event_id: int, changes: dict[str, int]) -> Event:
+    event = get_event(event_id)
+    for field, value in changes.items():
+        setattr(event, field, value)
+    db.session.commit()
+    sync_meta(event)
+    return event
+
+
+def stats(event_id: int) -> dict[str, Any]:
+    event = get_event(event_id)
+    keys = QueueKeys(event_id)
+    now = time.time()
+    client = redis_store.client
+    pipe = client.pipeline(transaction=False)
+    pipe.zcard(keys.line)
+    pipe.scard(keys.pre)
+    pipe.zcount(keys.active, f"({now}", "+inf")
+    pipe.hgetall(keys.stats)
+    pipe.hget(keys.meta, "paused")
+    pipe.zrange(keys.line, 0, 0)
+    line, pre, active, st, paused, front = pipe.execute()
+    oldest = 0.0
+    if front:
+        joined = client.hget(keys.joined, front[0])
+        oldest = max(0.0, now - float(joined)) if joined else 0.0
+    return {
+        "event_id": event_id,
+        "waiting": int(line) + int(pre),
+        "pre_queue": int(pre),
+        "active": int(active),
+        "admitted_total": int(st.get("admitted_total", 0)),
+        "expired_total": int(st.get("expired_total", 0)),
+        "joined_total": int(st.get("joined_total", 0)),
+        "admit_rate_per_minute": round(float(st.get("rate_ewma", 0) or 0), 2),
+        "configured_admit_per_minute": event.admit_per_minute,
+        "max_active": event.max_active,
+        "admission_window_seconds": event.admission_window_seconds,
+        "oldest_wait_seconds": round(oldest, 1),
+        "paused": paused == "1",
+    }
+
+
+def registered_event_ids() -> list[int]:
+    return sorted(int(x) for x in redis_store.client.smembers(REGISTRY_KEY))
+
+
+def open_event_ids() -> list[int]:
+    now = datetime.now(UTC)
+    return list(db.session.scalars(select(Event.id).where(Event.starts_at > now)))

@@ -1,0 +1,65 @@
+"""Celery settings (imported by tasks.celery_app). Environment variables as in app.config."""
+
+from __future__ import annotations
+
+import os
+
+from kombu import Queue
+
+_redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+broker_url = os.environ.get("CELERY_BROKER_URL") or _redis_url
+result_backend = os.environ.get("CELERY_RESULT_BACKEND") or broker_url
+result_expires = 3600
+
+# JSON only: no pickle ever crosses the broker
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+timezone = "UTC"
+enable_utc = True
+
+# At-least-once delivery: a task is acknowledged after it ran, and a worker that dies mid-task
+# (OOM, SIGKILL) gets its task re-queued. Every task is idempotent for that reason.
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+task_time_limit = 300
+task_soft_time_limit = 240
+# Redis redelivers an unacknowledged message after the visibility timeout; it must exceed every
+# task's time limit, or a long task would run twice while still running.
+broker_transport_options = {"visibility_timeout": 3600}
+result_backend_transport_options = {"visibility_timeout": 3600}
+broker_connection_retry_on_startup = True
+worker_send_task_events = True
+task_send_sent_event = True
+worker_hijack_root_logger = False
+
+QUEUES = ("admission", "booking", "notifications", "outbox", "default")
+task_queues = tuple(Queue(name, routing_key=name) for name in QUEUES)
+task_default_queue = "default"
+task_create_missing_queues = True
+task_routes = {
+    "queue.*": {"queue": "admission"},
+    "booking.*": {"queue": "booking"},
+    "notifications.*": {"queue": "notifications"},
+    "outbox.*": {"queue": "outbox"},
+    "maintenance.*": {"queue": "default"},
+}
+
+_advance_every = float(os.environ.get("QUEUE_ADVANCE_INTERVAL_SECONDS") or 1.0)
+beat_schedule = {
+    "advance-waiting-rooms": {"task": "queue.advance_all", "schedule": _advance_every,
+                              "options": {"expires": max(_advance_every * 2, 2)}},
+    "drain-queue-events": {"task": "queue.drain_events", "schedule": 1.0, "options": {"expires": 5}},
+    "relay-outbox": {"task": "outbox.relay", "schedule": 5.0, "options": {"expires": 10}},
+    "sweep-expired-holds": {"task": "booking.sweep_holds", "schedule": 10.0, "options": {"expires": 20}},
+    "reconcile-gates": {"task": "booking.reconcile_gates", "schedule": 30.0, "options": {"expires": 60}},
+    "prune-outbox": {"task": "outbox.prune", "schedule": 3600.0},
+}
+# Exactly one active scheduler even when two beat processes run (two pods during a rollout):
+# RedBeat keeps the schedule in Redis and holds a lock that a second beat waits on.
+beat_scheduler = "redbeat.RedBeatScheduler"
+redbeat_redis_url = os.environ.get("REDBEAT_REDIS_URL") or broker_url
+redbeat_key_prefix = os.environ.get("REDBEAT_KEY_PREFIX") or "redbeat:"
+redbeat_lock_timeout = 15
+beat_max_loop_interval = 1

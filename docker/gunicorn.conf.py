@@ -1,0 +1,33 @@
+"""gunicorn settings for the API (`gunicorn -c docker/gunicorn.conf.py wsgi:app`).
+
+gevent workers: a waiting-room SSE stream is an idle greenlet, not a blocked sync worker, so one
+worker process holds thousands of listeners. Prometheus multiprocess files are cleaned at start
+and a dead worker's gauges are marked dead.
+"""
+
+import os
+import shutil
+
+bind = os.environ.get("BIND", "0.0.0.0:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "2000"))
+timeout = 60
+graceful_timeout = 30
+keepalive = 5
+accesslog = None
+errorlog = "-"
+
+
+def on_starting(server):
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(path, exist_ok=True)
+
+
+def child_exit(server, worker):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
+
+        GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)

@@ -1,0 +1,29 @@
+"""Waiting-room tasks (queue `admission`): beat advances every sale about once a second."""
+
+from __future__ import annotations
+
+from tasks.celery_app import celery
+
+
+@celery.task(name="queue.advance_all", ignore_result=True)
+def advance_all() -> int:
+    from app.queue.services import advance_all as run
+
+    return sum(len(r.admitted) for r in run())
+
+
+@celery.task(name="queue.advance", ignore_result=False)
+def advance(event_id: int) -> dict:
+    from app.queue.services import advance as run
+
+    result = run(event_id)
+    return {"status": result.status, "admitted": result.admitted, "lapsed": result.lapsed,
+            "abandoned": result.abandoned}
+
+
+@celery.task(name="queue.drain_events", ignore_result=True)
+def drain_events() -> int:
+    from app.queue.events import drain_events as drain
+    from app.queue.services import registered_event_ids
+
+    return sum(drain(event_id) for event_id in registered_event_ids())

