@@ -65,7 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    for name in ("worker",):
+    for name in ("worker", "live_api"):
         if name in _state:
             _state[name].stop()
     if "tansu" in _state:
@@ -147,6 +147,14 @@ def worker(app) -> support.CeleryProcess:
     if "worker" not in _state:
         _state["worker"] = support.start_worker()
     return _state["worker"]
+
+
+@pytest.fixture(scope="session")
+def live_api(app) -> support.LiveApi:
+    """gunicorn + gevent serving the API (SSE streams, concurrent clients, benchmarks)."""
+    if "live_api" not in _state:
+        _state["live_api"] = support.LiveApi(env={"SSE_INTERVAL_SECONDS": "0.2"})
+    return _state["live_api"]
 
 
 @pytest.fixture(scope="session")

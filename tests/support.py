@@ -183,3 +183,38 @@ def start_worker(concurrency: int = 4, env: dict[str, str] | None = None, name: 
 
     wait_for(answers, timeout=60, interval=0.5, message="celery worker")
     return worker
+
+
+class LiveApi:
+    """The API under gunicorn with gevent workers, as deployed."""
+
+    def __init__(self, env: dict[str, str] | None = None, workers: int = 2) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = Path(tempfile.mkstemp(prefix="gunicorn-", suffix=".log")[1])
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "docker/gunicorn.conf.py", "-b", f"127.0.0.1:{self.port}",
+             "-w", str(workers), "wsgi:app"],
+            cwd=ROOT, env={**os.environ, **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        import requests
+
+        def up() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError("gunicorn exited:\n" + self.log_path.read_text()[-3000:])
+            try:
+                return requests.get(self.url + "/healthz", timeout=1).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_for(up, timeout=30, interval=0.2, message="gunicorn")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self._log.close()

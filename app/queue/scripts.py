@@ -128,8 +128,10 @@ for _, user in ipairs(redis.call('SMEMBERS', K_PRE)) do
 end
 redis.call('DEL', K_PRE)
 redis.call('HSET', K_META, 'shuffled', '1')
-redis.call('XADD', K_EVENTS, 'MAXLEN', '~', STREAM_MAX, '*', 'type', 'PreQueueShuffled', 'user_id', '',
-           'at', now, 'count', placed)
+if placed > 0 then
+  redis.call('XADD', K_EVENTS, 'MAXLEN', '~', STREAM_MAX, '*', 'type', 'PreQueueShuffled', 'user_id', '',
+             'at', now, 'count', placed)
+end
 return placed
 """
 
@@ -153,7 +155,7 @@ for _, user in ipairs(lapsed) do
 end
 if #lapsed > 0 then redis.call('HINCRBY', K_STATS, 'expired_total', #lapsed) end
 
-local s = redis.call('HMGET', K_STATS, 'tokens', 'bucket_ts', 'rate_ewma', 'rate_ts')
+local s = redis.call('HMGET', K_STATS, 'tokens', 'bucket_ts', 'rate_ewma', 'rate_ts', 'acc_n', 'acc_t')
 if (paused and force == 0) or now < opens_at then
   -- no credit accumulates while nobody may be admitted
   redis.call('HSET', K_STATS, 'bucket_ts', now)
@@ -203,22 +205,26 @@ redis.call('HSET', K_STATS, 'tokens', tokens, 'bucket_ts', now)
 if admitted > 0 then redis.call('HINCRBY', K_STATS, 'admitted_total', admitted) end
 if abandoned > 0 then redis.call('HINCRBY', K_STATS, 'expired_total', abandoned) end
 
--- measured admission rate (per minute), an EWMA with a 30 s time constant, sampled only while
--- people were waiting: it measures what the line delivers, not how many showed up
-local rate_ts = tonumber(s[4])
-if line_before > 0 and rate_ts then
-  local dt = now - rate_ts
-  if dt > 0 then
-    local sample = (admitted / dt) * 60
+-- measured admission rate (per minute): admissions are accumulated over >= 1 s of time in which
+-- people were waiting (it measures what the line delivers, not how many showed up), and each such
+-- sample feeds an EWMA with a 30 s time constant; the first sample seeds it
+local rate_ts, acc_n, acc_t = tonumber(s[4]), tonumber(s[5]) or 0, tonumber(s[6]) or 0
+if line_before > 0 and rate_ts and now > rate_ts then
+  acc_n = acc_n + admitted
+  acc_t = acc_t + (now - rate_ts)
+  if acc_t >= 1 then
+    local sample = acc_n / acc_t * 60
     local ewma = tonumber(s[3])
     if ewma == nil then
-      ewma = sample  -- the first sample seeds the average instead of decaying up from zero
+      ewma = sample
     else
-      ewma = ewma + (1 - math.exp(-dt / 30)) * (sample - ewma)
+      ewma = ewma + (1 - math.exp(-acc_t / 30)) * (sample - ewma)
     end
     redis.call('HSET', K_STATS, 'rate_ewma', tostring(ewma))
+    acc_n, acc_t = 0, 0
   end
 end
+redis.call('HSET', K_STATS, 'acc_n', acc_n, 'acc_t', tostring(acc_t))
 redis.call('HSET', K_STATS, 'rate_ts', now)
 out[3] = abandoned
 out[4] = admitted

@@ -1,0 +1,35 @@
+"""Small flows shared by tests: joining and being admitted, polling a reservation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.support import wait_for
+
+
+def advance(app, event_id: int, force: int = 0):
+    from app.queue.services import advance as run
+
+    with app.app_context():
+        return run(event_id, force=force)
+
+
+def admitted_pass(client, app, event_id: int, user: dict[str, Any]) -> str:
+    """Join the sale's queue, be admitted (operator-forced), return the admission pass."""
+    r = client.post(f"/api/queue/{event_id}/join", headers=user["headers"])
+    assert r.status_code == 202, r.json
+    advance(app, event_id, force=1)
+    status = client.get(f"/api/queue/{event_id}/status", headers=user["headers"]).json
+    assert status["status"] == "admitted", status
+    return status["admission_token"]
+
+
+def wait_reservation(client, user: dict[str, Any], reservation_id: str, until: set[str] | None = None,
+                     timeout: float = 20) -> dict[str, Any]:
+    until = until or {"held", "confirmed", "rejected", "expired", "cancelled"}
+
+    def done():
+        body = client.get(f"/api/tickets/status/{reservation_id}", headers=user["headers"]).json
+        return body if body["status"] in until else None
+
+    return wait_for(done, timeout=timeout, interval=0.1, message=f"reservation {reservation_id} in {until}")

@@ -1,0 +1,320 @@
+"""The waiting room against real Redis: fairness, advancement, passes, expiry, SSE."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+import requests
+
+from app.db import utcnow
+from app.errors import Forbidden
+from tests.helpers import advance
+
+
+def join(client, event_id, user):
+    return client.post(f"/api/queue/{event_id}/join", headers=user["headers"])
+
+
+def status(client, event_id, user):
+    return client.get(f"/api/queue/{event_id}/status", headers=user["headers"])
+
+
+def test_concurrent_joins_get_unique_contiguous_places(live_api, make_event, make_user):
+    event = make_event()
+    users = [make_user() for _ in range(120)]
+
+    def do_join(user):
+        r = requests.post(f"{live_api.url}/api/queue/{event['id']}/join", headers=user["headers"], timeout=10)
+        assert r.status_code == 202, r.text
+        return user["id"], r.json()["position"]
+
+    with ThreadPoolExecutor(32) as pool:
+        first = dict(pool.map(do_join, users))
+        again = dict(pool.map(do_join, users))
+    assert sorted(first.values()) == list(range(1, len(users) + 1))
+    assert again == first  # joining again keeps the place, never a second one
+
+
+def test_join_and_status_shape(client, make_event, make_user):
+    event = make_event(admit_per_minute=60)
+    a, b = make_user(), make_user()
+    assert join(client, event["id"], a).status_code == 202
+    r = join(client, event["id"], b)
+    body = r.json
+    assert body["status"] == "waiting" and body["position"] == 2 and body["ahead"] == 1
+    assert body["eta_seconds"] == 2 * 60 // 60 and body["poll_after_ms"] >= 1000
+    assert body["admission_token"] is None
+    s = status(client, event["id"], b).json
+    assert s["position"] == 2
+    assert status(client, event["id"], make_user()).json["status"] == "not_in_queue"
+
+
+def test_poll_interval_grows_with_distance(client, make_event, make_user):
+    event = make_event(admit_per_minute=60, heartbeat_timeout_seconds=120)
+    users = [make_user() for _ in range(100)]
+    bodies = [join(client, event["id"], u).json for u in users]
+    assert bodies[0]["poll_after_ms"] == 1000
+    assert bodies[-1]["poll_after_ms"] > bodies[10]["poll_after_ms"] > bodies[0]["poll_after_ms"]
+    assert bodies[-1]["eta_seconds"] == 100 * 60 // 60
+
+
+def test_advancement_is_smoothed_at_the_configured_rate(app, client, make_event, make_user):
+    event = make_event(admit_per_minute=120)  # 2 per second
+    users = [make_user() for _ in range(40)]
+    for u in users:
+        join(client, event["id"], u)
+    admitted: list[int] = []
+    start = time.monotonic()
+    while time.monotonic() - start < 3.0:
+        admitted += advance(app, event["id"]).admitted
+        time.sleep(0.1)
+    elapsed = time.monotonic() - start
+    allowed = 2 + 2 * elapsed  # one second of burst plus the rate
+    assert 2 * elapsed - 1 <= len(admitted) <= allowed + 0.5, (len(admitted), elapsed)
+    assert admitted == [u["id"] for u in users[: len(admitted)]]  # strictly in order
+    stats = client.get(f"/api/queue/{event['id']}/stats", headers=make_user(admin=True)["headers"]).json
+    assert stats["admitted_total"] == len(admitted) and stats["active"] == len(admitted)
+    # measured (the first second includes the bucket's burst), near the configured 120/min
+    assert 60 <= stats["admit_rate_per_minute"] <= 300, stats
+
+
+def test_max_active_caps_admissions_and_leaving_frees_a_slot(app, client, make_event, make_user):
+    event = make_event(admit_per_minute=6000, max_active=5)
+    users = [make_user() for _ in range(12)]
+    for u in users:
+        join(client, event["id"], u)
+    assert len(advance(app, event["id"]).admitted) == 5
+    time.sleep(0.2)
+    assert advance(app, event["id"]).admitted == []
+    assert client.delete(f"/api/queue/{event['id']}", headers=users[0]["headers"]).status_code == 204
+    assert status(client, event["id"], users[0]).json["status"] == "not_in_queue"
+    time.sleep(0.1)
+    assert advance(app, event["id"]).admitted == [users[5]["id"]]
+
+
+def test_concurrent_advancers_never_double_admit_or_exceed_the_rate(app, client, make_event, make_user):
+    from app.extensions import redis_store
+    from app.queue.keys import QueueKeys
+
+    event = make_event(admit_per_minute=600)  # 10 per second
+    users = [make_user() for _ in range(300)]
+    for u in users:
+        join(client, event["id"], u)
+    results: list[list[int]] = []
+    lock = threading.Lock()
+    stop_at = time.monotonic() + 2.0
+
+    def advancer():
+        while time.monotonic() < stop_at:
+            got = advance(app, event["id"]).admitted
+            with lock:
+                results.append(got)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=advancer) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    everyone = [u for batch in results for u in batch]
+    assert len(everyone) == len(set(everyone)), "a user was admitted twice"
+    assert len(everyone) <= 10 + 10 * elapsed + 1, (len(everyone), elapsed)
+    with app.app_context():
+        assert redis_store.client.zcard(QueueKeys(event["id"]).active) == len(everyone)
+
+
+def test_prequeue_is_shuffled_once_and_only_for_prequeue_joiners(app, client, make_event, make_user):
+    from app.queue.services import shuffle_prequeue
+
+    opens = utcnow() + timedelta(seconds=2)
+    event = make_event(sale_opens_at=opens, prequeue_minutes=15, admit_per_minute=60, max_active=1)
+    early = [make_user() for _ in range(30)]
+    for u in early:
+        body = join(client, event["id"], u).json
+        assert body["status"] == "waiting" and body["reason"] == "pre_queue" and body["position"] is None
+        assert body["eta_seconds"] >= 1
+    assert advance(app, event["id"]).status == "not_open"
+    time.sleep(max(0.0, (opens - utcnow()).total_seconds()) + 0.1)
+    late = make_user()
+    assert join(client, event["id"], late).json["position"] == 1  # before the draw, alone in line
+    result = advance(app, event["id"])
+    assert result.shuffled == 30 and len(result.admitted) == 1
+    assert result.admitted[0] in {u["id"] for u in early}
+    positions = {u["id"]: status(client, event["id"], u).json for u in early}
+    waiting = sorted(p["position"] for p in positions.values() if p["status"] == "waiting")
+    assert waiting == list(range(1, 30))
+    order = sorted((p["position"], uid) for uid, p in positions.items() if p["status"] == "waiting")
+    assert [uid for _, uid in order] != [u["id"] for u in early if u["id"] != result.admitted[0]]
+    assert status(client, event["id"], late).json["position"] == 30  # after every pre-queue joiner
+    with app.app_context():
+        assert shuffle_prequeue(event["id"]) == -1  # exactly once
+
+
+def test_pause_and_resume(app, client, make_event, make_user, admin):
+    event = make_event(admit_per_minute=6000)
+    users = [make_user() for _ in range(3)]
+    for u in users:
+        join(client, event["id"], u)
+    r = client.post(f"/api/queue/{event['id']}/pause", headers=admin["headers"])
+    assert r.status_code == 200 and r.json["paused"] is True
+    assert advance(app, event["id"]).admitted == []
+    assert status(client, event["id"], users[0]).json["paused"] is True
+    assert client.post(f"/api/queue/{event['id']}/resume", headers=admin["headers"]).json["paused"] is False
+    assert len(advance(app, event["id"]).admitted) == 3
+    assert client.post(f"/api/queue/{event['id']}/pause", headers=users[0]["headers"]).status_code == 403
+
+
+def test_patch_settings_changes_the_live_sale(app, client, make_event, make_user, admin):
+    event = make_event(admit_per_minute=60, max_active=1)
+    r = client.patch(f"/api/queue/{event['id']}", json={"max_active": 3, "admit_per_minute": 6000},
+                     headers=admin["headers"])
+    assert r.status_code == 200 and r.json["max_active"] == 3 and r.json["configured_admit_per_minute"] == 6000
+    for _ in range(5):
+        join(client, event["id"], make_user())
+    assert len(advance(app, event["id"]).admitted) == 3
+    assert client.patch(f"/api/queue/{event['id']}", json={}, headers=admin["headers"]).status_code == 422
+    assert client.patch(f"/api/queue/{event['id']}", json={"max_active": 0},
+                        headers=admin["headers"]).status_code == 422
+
+
+def test_admission_expires_and_frees_the_slot(app, client, make_event, make_user, admin):
+    event = make_event(admit_per_minute=6000, max_active=1, admission_window_seconds=1)
+    a, b = make_user(), make_user()
+    join(client, event["id"], a)
+    join(client, event["id"], b)
+    assert advance(app, event["id"]).admitted == [a["id"]]
+    body = status(client, event["id"], a).json
+    assert body["status"] == "admitted" and body["admission_token"] and body["admitted_until"]
+    time.sleep(1.2)
+    body = status(client, event["id"], a).json
+    assert body["status"] == "expired" and body["admission_token"] is None
+    result = advance(app, event["id"])
+    assert result.lapsed == 1 and result.admitted == [b["id"]]
+    stats = client.get(f"/api/queue/{event['id']}/stats", headers=admin["headers"]).json
+    assert stats["expired_total"] == 1 and stats["admitted_total"] == 2
+    assert status(client, event["id"], a).json["reason"] == "window_lapsed"
+
+
+def test_abandoned_places_are_skipped_unless_the_user_can_be_notified(app, client, make_event, make_user):
+    event = make_event(admit_per_minute=6000, heartbeat_timeout_seconds=1)
+    gone, notified, present = make_user(), make_user(), make_user()
+    r = client.post("/api/notifications/register", json={"channel": "email", "address": "n@example.com"},
+                    headers=notified["headers"])
+    assert r.status_code == 201
+    for u in (gone, notified, present):
+        join(client, event["id"], u)
+    time.sleep(1.3)
+    status(client, event["id"], present)  # polling is the heartbeat
+    result = advance(app, event["id"])
+    assert result.abandoned == 1
+    assert result.admitted == [notified["id"], present["id"]]
+    body = status(client, event["id"], gone).json
+    assert body["status"] == "expired" and body["reason"] == "abandoned"
+    # an expired user may take a new place at the back
+    assert join(client, event["id"], gone).json["status"] == "waiting"
+
+
+def test_admission_pass_is_bound_to_user_and_event(app, client, make_event, make_user):
+    from app.queue import passes
+
+    e1, e2 = make_event(admit_per_minute=6000), make_event(admit_per_minute=6000)
+    a, b = make_user(), make_user()
+    join(client, e1["id"], a)
+    join(client, e2["id"], b)
+    advance(app, e1["id"])
+    advance(app, e2["id"])
+    token = status(client, e1["id"], a).json["admission_token"]
+    with app.test_request_context():
+        assert passes.verify(token, a["id"], e1["id"])["sub"] == str(a["id"])
+        for user_id, event_id, reason in ((b["id"], e1["id"], "admission_wrong_user"),
+                                          (a["id"], e2["id"], "admission_wrong_event")):
+            with pytest.raises(Forbidden) as err:
+                passes.verify(token, user_id, event_id)
+            assert err.value.reason == reason
+        with pytest.raises(Forbidden):
+            passes.verify(token[:-3] + "abc", a["id"], e1["id"])
+    # leaving revokes the pass at once
+    client.delete(f"/api/queue/{e1['id']}", headers=a["headers"])
+    with app.test_request_context(), pytest.raises(Forbidden) as err:
+        passes.verify(token, a["id"], e1["id"])
+    assert err.value.reason == "admission_inactive"
+
+
+def test_queue_errors(client, make_event, make_user):
+    user = make_user()
+    r = join(client, 999999, user)
+    assert r.status_code == 404 and r.json["reason"] == "event_not_found"
+    later = make_event(sale_opens_at=utcnow() + timedelta(hours=2), prequeue_minutes=15)
+    r = join(client, later["id"], user)
+    assert r.status_code == 409 and r.json["reason"] == "not_open_yet"
+    closed = make_event(sale_opens_at=utcnow() - timedelta(hours=2), sale_closes_at=utcnow() - timedelta(hours=1))
+    r = join(client, closed["id"], user)
+    assert r.status_code == 409 and r.json["reason"] == "sale_closed"
+    assert client.post(f"/api/queue/{later['id']}/join").status_code == 401
+
+
+def test_too_many_requests_is_429_with_retry_after(client, make_event, make_user):
+    event = make_event()
+    user = make_user()
+    join(client, event["id"], user)
+    codes = [status(client, event["id"], user) for _ in range(15)]
+    limited = [r for r in codes if r.status_code == 429]
+    assert limited, [r.status_code for r in codes]
+    assert limited[0].headers["Retry-After"] == "1" and limited[0].json["reason"] == "rate_limited"
+
+
+def test_sse_stream_delivers_updates_and_ends_on_admission(app, live_api, make_event, make_user):
+    event = make_event(admit_per_minute=6000)
+    first, second = make_user(), make_user()
+    url = f"{live_api.url}/api/queue/{event['id']}"
+    requests.post(f"{url}/join", headers=first["headers"], timeout=5)
+    requests.post(f"{url}/join", headers=second["headers"], timeout=5)
+    updates: list[dict] = []
+
+    def listen():
+        with requests.get(f"{url}/stream", headers=second["headers"], stream=True, timeout=20) as r:
+            assert r.headers["Content-Type"].startswith("text/event-stream")
+            for line in r.iter_lines(decode_unicode=True):
+                if line.startswith("data: "):
+                    updates.append(json.loads(line[6:]))
+
+    listener = threading.Thread(target=listen)
+    listener.start()
+    deadline = time.monotonic() + 10
+    while not updates and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert updates and updates[0]["position"] == 2
+    requests.delete(url, headers=first["headers"], timeout=5)  # the user ahead leaves
+    time.sleep(0.6)
+    advance(app, event["id"])
+    listener.join(15)
+    assert not listener.is_alive(), "the stream did not end after admission"
+    assert [u["status"] for u in updates][-1] == "admitted" and updates[-1]["admission_token"]
+    assert any(u["position"] == 1 for u in updates if u["status"] == "waiting")
+
+
+def test_queue_events_reach_the_outbox_once(app, client, make_event, make_user):
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.outbox.models import OutboxEvent
+    from app.queue.events import drain_events
+
+    event = make_event(admit_per_minute=6000)
+    user = make_user()
+    join(client, event["id"], user)
+    advance(app, event["id"])
+    with app.app_context():
+        assert drain_events(event["id"]) == 2
+        assert drain_events(event["id"]) == 0
+        rows = db.session.scalars(select(OutboxEvent).where(OutboxEvent.aggregate_type == "queue")
+                                  .order_by(OutboxEvent.id)).all()
+        assert [r.type for r in rows] == ["QueueJoined", "UserAdmitted"]
+        assert rows[1].data["user_id"] == user["id"] and rows[1].topic == "tickets.queue"
+        assert rows[1].aggregate_id == str(event["id"])
