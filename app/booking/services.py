@@ -277,6 +277,8 @@ def hold(reservation_id: str) -> Reservation | None:
     res.status = HELD
     res.hold_expires_at = hold_until
     record_event(session, "SeatsHeld", "reservation", res.id, _event_data(res, hold_expires_at=hold_until.isoformat()))
+    event_id, section_id, quantity, rid = res.event_id, res.section_id, res.quantity, res.id
+    call_after_commit(session, lambda: gate.track_hold(event_id, section_id, rid, quantity, hold_until.timestamp()))
     session.commit()
     RESERVATIONS.labels(outcome="held").inc()
     HOLD_LATENCY.observe(max(0.0, (utcnow() - res.created_at).total_seconds()))
@@ -306,23 +308,22 @@ def reject_busy(reservation_id: str) -> Reservation | None:
 
 # --- release (expiry, cancel) --------------------------------------------------------------------
 
-def _release_inventory(session: Session, res: Reservation) -> int:
-    """Return a hold's units to MySQL; the number released goes back to the gate after commit."""
+def _release_inventory(session: Session, res: Reservation) -> None:
+    """Return a hold's units to MySQL, and to the gate after commit (unless it reclaimed them)."""
     if res.seat_ids:
-        released = session.execute(
+        # only seats still ours: after the deadline another buyer may already have taken some
+        session.execute(
             update(Seat).where(Seat.reservation_id == res.id, Seat.state == SEAT_HELD)
             .values(state="available", reservation_id=None, held_until=None)
             .execution_options(synchronize_session=False)
-        ).rowcount
+        )
     else:
         session.execute(
             update(Section).where(Section.id == res.section_id, Section.held >= res.quantity)
             .values(held=Section.held - res.quantity).execution_options(synchronize_session=False)
         )
-        released = res.quantity
-    event_id, section_id = res.event_id, res.section_id
-    call_after_commit(session, lambda: gate.give_back(event_id, section_id, released))
-    return released
+    event_id, section_id, rid, quantity = res.event_id, res.section_id, res.id, res.quantity
+    call_after_commit(session, lambda: gate.release_hold(event_id, section_id, rid, quantity, give_back=True))
 
 
 def _expire(session: Session, res: Reservation) -> None:
@@ -455,6 +456,9 @@ def confirm(reservation_id: str, user_id: int, payment_token: str) -> Reservatio
     res.reason = None
     record_event(session, "ReservationConfirmed", "reservation", res.id,
                  _event_data(res, payment_ref=payment.reference))
+    event_id, section_id, quantity = res.event_id, res.section_id, res.quantity
+    call_after_commit(session, lambda: gate.release_hold(event_id, section_id, reservation_id, quantity,
+                                                         give_back=False))
     session.commit()
     RESERVATIONS.labels(outcome="confirmed").inc()
     release_active_slot(res.event_id, user_id)

@@ -35,6 +35,10 @@ class QueueKeys:
         """The booking side's sold-out gate of one section (same slot as the sale's queue)."""
         return f"{self.prefix}gate:{section_id}"
 
+    def holds(self, section_id: int) -> str:
+        """Deadlines of the section's live holds (reservation:quantity -> epoch), for the gate."""
+        return f"{self.prefix}holds:{section_id}"
+
     def advance_lock(self) -> str:
         return f"{self.prefix}advance-lock"
 

@@ -1,0 +1,297 @@
+"""Booking through the real API, a real Celery worker, MySQL/SQLite and Redis."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from app.booking.models import Reservation
+from app.catalogue.models import Seat, Section
+from app.extensions import db
+from app.outbox.models import OutboxEvent
+from tests.helpers import admitted_pass, wait_reservation
+
+
+def reserve(client, user, body, token, key=None):
+    headers = {**user["headers"], "Idempotency-Key": key or uuid.uuid4().hex}
+    if token is not None:
+        headers["X-Admission-Token"] = token
+    return client.post("/api/tickets/reserve", json=body, headers=headers)
+
+
+def section_row(app, section_id):
+    from types import SimpleNamespace
+
+    with app.app_context():
+        row = db.session.get(Section, section_id)
+        counts = SimpleNamespace(sold=row.sold, held=row.held, capacity=row.capacity)
+        db.session.rollback()
+        return counts
+
+
+def test_general_admission_reserve_hold_confirm(app, client, worker, make_event, make_user):
+    event = make_event(sections=[{"name": "Floor", "capacity": 10}])
+    section = event["sections"][0]
+    user = make_user()
+    token = admitted_pass(client, app, event["id"], user)
+    r = reserve(client, user, {"event_id": event["id"], "section_id": section["id"], "quantity": 2}, token)
+    assert r.status_code == 202, r.json
+    assert r.json["status"] == "pending" and r.json["status_url"] == f"/api/tickets/status/{r.json['reservation_id']}"
+    held = wait_reservation(client, user, r.json["reservation_id"])
+    assert held["status"] == "held" and held["amount_cents"] == 10000 and held["currency"] == "EUR"
+    assert held["hold_expires_at"]
+    detail = client.get(f"/api/events/{event['id']}").json
+    assert detail["sections"][0]["available"] == 8
+
+    url = f"/api/tickets/{held['reservation_id']}/confirm"
+    declined = client.post(url, json={"payment_token": "tok_declined"}, headers=user["headers"])
+    assert declined.status_code == 402 and declined.json["reason"] == "card_declined"
+    assert client.get(held["status_url"], headers=user["headers"]).json["status"] == "held"
+    ok = client.post(url, json={"payment_token": "tok_ok_visa"}, headers=user["headers"])
+    assert ok.status_code == 200 and ok.json["status"] == "confirmed" and ok.json["confirmed_at"]
+    again = client.post(url, json={"payment_token": "tok_ok_visa"}, headers=user["headers"])
+    assert again.status_code == 200 and again.json["confirmed_at"] == ok.json["confirmed_at"]
+    row = section_row(app, section["id"])
+    assert (row.sold, row.held) == (2, 0)
+    with app.app_context():
+        types = db.session.scalars(select(OutboxEvent.type).where(
+            OutboxEvent.aggregate_id == held["reservation_id"]).order_by(OutboxEvent.id)).all()
+    assert types == ["ReservationRequested", "SeatsHeld", "ReservationConfirmed"]
+    # the purchase frees the active waiting-room slot, which revokes the pass
+    r = reserve(client, user, {"event_id": event["id"], "section_id": section["id"], "quantity": 1}, token)
+    assert r.status_code == 403 and r.json["reason"] == "admission_inactive"
+
+
+def test_seated_reserve_and_seat_map(app, client, worker, make_event, make_user):
+    event = make_event(sections=[{"name": "Balcony", "rows": 2, "seats_per_row": 5}])
+    section = event["sections"][0]
+    seats = client.get(f"/api/events/{event['id']}/sections/{section['id']}/seats").json["seats"]
+    wanted = [seats[1]["id"], seats[2]["id"]]
+    user = make_user()
+    token = admitted_pass(client, app, event["id"], user)
+    r = reserve(client, user, {"event_id": event["id"], "section_id": section["id"], "seat_ids": wanted}, token)
+    assert r.status_code == 202
+    held = wait_reservation(client, user, r.json["reservation_id"])
+    assert held["status"] == "held" and [s["label"] for s in held["seats"]] == ["A2", "A3"]
+    states = {s["id"]: s["state"] for s in client.get(
+        f"/api/events/{event['id']}/sections/{section['id']}/seats").json["seats"]}
+    assert states[wanted[0]] == "held" and states[seats[0]["id"]] == "available"
+    client.post(f"/api/tickets/{held['reservation_id']}/confirm", json={"payment_token": "tok_ok"},
+                headers=user["headers"])
+    states = {s["id"]: s["state"] for s in client.get(
+        f"/api/events/{event['id']}/sections/{section['id']}/seats").json["seats"]}
+    assert states[wanted[0]] == "sold" and states[wanted[1]] == "sold"
+
+
+def test_idempotency_key_replay(app, client, worker, make_event, make_user):
+    event = make_event(sections=[{"name": "Floor", "capacity": 10}])
+    section = event["sections"][0]
+    user = make_user()
+    token = admitted_pass(client, app, event["id"], user)
+    body = {"event_id": event["id"], "section_id": section["id"], "quantity": 1}
+    first = reserve(client, user, body, token, key="key-1")
+    second = reserve(client, user, body, token, key="key-1")
+    assert first.status_code == second.status_code == 202
+    assert first.json["reservation_id"] == second.json["reservation_id"]
+    other = reserve(client, user, {**body, "quantity": 2}, token, key="key-1")
+    assert other.status_code == 422 and other.json["reason"] == "idempotency_key_reused"
+    wait_reservation(client, user, first.json["reservation_id"])
+    with app.app_context():
+        assert db.session.query(Reservation).count() == 1
+        db.session.rollback()
+    assert section_row(app, section["id"]).held == 1
+
+
+def test_admission_pass_is_required_and_bound(app, client, make_event, make_user):
+    e1 = make_event(sections=[{"name": "Floor", "capacity": 10}])
+    e2 = make_event(sections=[{"name": "Floor", "capacity": 10}])
+    a, b = make_user(), make_user()
+    token_a = admitted_pass(client, app, e1["id"], a)
+    admitted_pass(client, app, e2["id"], a)
+    body = {"event_id": e1["id"], "section_id": e1["sections"][0]["id"], "quantity": 1}
+    assert reserve(client, a, body, None).json["reason"] == "admission_required"
+    r = reserve(client, b, body, token_a)
+    assert r.status_code == 403 and r.json["reason"] == "admission_wrong_user"
+    body2 = {"event_id": e2["id"], "section_id": e2["sections"][0]["id"], "quantity": 1}
+    r = reserve(client, a, body2, token_a)
+    assert r.status_code == 403 and r.json["reason"] == "admission_wrong_event"
+    assert reserve(client, a, body, "garbage").status_code == 403
+
+
+def test_invalid_reservations_are_422(app, client, make_event, make_user):
+    event = make_event(sections=[{"name": "Floor", "capacity": 10}, {"name": "Seats", "rows": 1,
+                                                                     "seats_per_row": 4}],
+                       max_per_user=3)
+    other = make_event(sections=[{"name": "Seats", "rows": 1, "seats_per_row": 2}])
+    ga, seated = event["sections"]
+    user = make_user()
+    token = admitted_pass(client, app, event["id"], user)
+    base = {"event_id": event["id"], "section_id": ga["id"]}
+    assert reserve(client, user, {**base, "quantity": 0}, token).status_code == 422
+    r = reserve(client, user, {**base, "quantity": 4}, token)
+    assert r.status_code == 422 and r.json["reason"] == "limit_exceeded"
+    assert reserve(client, user, base, token).status_code == 422
+    assert reserve(client, user, {**base, "seat_ids": [1]}, token).status_code == 422
+    seat_base = {"event_id": event["id"], "section_id": seated["id"]}
+    assert reserve(client, user, {**seat_base, "quantity": 1}, token).status_code == 422
+    with app.app_context():
+        foreign = db.session.scalars(select(Seat.id).where(Seat.section_id == other["sections"][0]["id"])).first()
+        db.session.rollback()
+    assert reserve(client, user, {**seat_base, "seat_ids": [foreign]}, token).status_code == 422
+    headers = {**user["headers"], "X-Admission-Token": token}
+    r = client.post("/api/tickets/reserve", json={**base, "quantity": 1}, headers=headers)
+    assert r.status_code == 422 and "Idempotency-Key" in r.json["errors"]
+    r = reserve(client, user, {**base, "section_id": 999999, "quantity": 1}, token)
+    assert r.status_code == 404
+    with app.app_context():
+        assert db.session.query(Reservation).count() == 0
+        db.session.rollback()
+
+
+def test_per_user_limit_counts_live_reservations(app, client, worker, make_event, make_user):
+    event = make_event(sections=[{"name": "Floor", "capacity": 10}], max_per_user=3)
+    section = event["sections"][0]
+    user = make_user()
+    token = admitted_pass(client, app, event["id"], user)
+    body = {"event_id": event["id"], "section_id": section["id"]}
+    assert reserve(client, user, {**body, "quantity": 2}, token).status_code == 202
+    r = reserve(client, user, {**body, "quantity": 2}, token)
+    assert r.status_code == 422 and r.json["reason"] == "limit_exceeded"
+    assert reserve(client, user, {**body, "quantity": 1}, token).status_code == 202
+
+
+def test_sold_out_gate_answers_409_at_once(app, client, worker, make_event, make_user):
+    event = make_event(sections=[{"name": "Floor", "capacity": 2}])
+    section = event["sections"][0]
+    a, b = make_user(), make_user()
+    ta = admitted_pass(client, app, event["id"], a)
+    tb = admitted_pass(client, app, event["id"], b)
+    body = {"event_id": event["id"], "section_id": section["id"], "quantity": 2}
+    assert reserve(client, a, body, ta).status_code == 202
+    r = reserve(client, b, {**body, "quantity": 1}, tb)
+    assert r.status_code == 409 and r.json["reason"] == "sold_out"
+
+
+def test_expired_hold_is_not_counted_and_cannot_be_confirmed(app, client, worker, make_event, make_user):
+    from app.booking.services import sweep_expired_holds
+
+    event = make_event(sections=[{"name": "Floor", "capacity": 1}], hold_seconds=1)
+    section = event["sections"][0]
+    a, b = make_user(), make_user()
+    ta = admitted_pass(client, app, event["id"], a)
+    body = {"event_id": event["id"], "section_id": section["id"], "quantity": 1}
+    held = wait_reservation(client, a, reserve(client, a, body, ta).json["reservation_id"])
+    assert held["status"] == "held"
+    assert client.get(f"/api/events/{event['id']}").json["sections"][0]["available"] == 0
+    time.sleep(1.2)
+    # before any sweeper: the user sees it expired and the unit is available again
+    assert client.get(held["status_url"], headers=a["headers"]).json["status"] == "expired"
+    assert client.get(f"/api/events/{event['id']}").json["sections"][0]["available"] == 1
+    # and another buyer can take it at once (the gate reclaims it, the hold releases it in MySQL)
+    tb = admitted_pass(client, app, event["id"], b)
+    rb = reserve(client, b, body, tb)
+    assert rb.status_code == 202, rb.json
+    assert wait_reservation(client, b, rb.json["reservation_id"])["status"] == "held"
+    r = client.post(f"/api/tickets/{held['reservation_id']}/confirm", json={"payment_token": "tok_ok"},
+                    headers=a["headers"])
+    assert r.status_code == 409 and r.json["reason"] in {"hold_expired", "reservation_expired"}
+    with app.app_context():
+        sweep_expired_holds()
+        assert db.session.get(Reservation, held["reservation_id"]).status == "expired"
+        db.session.rollback()
+    row = section_row(app, section["id"])
+    assert (row.held, row.sold) == (1, 0)
+
+
+def test_sweeper_releases_expired_holds_in_batches(app, client, worker, make_event, make_user):
+    from app.booking.gate import expected_units, gate_key
+    from app.booking.services import sweep_expired_holds
+    from app.extensions import redis_store
+
+    event = make_event(sections=[{"name": "Seats", "rows": 1, "seats_per_row": 6}], hold_seconds=1)
+    section = event["sections"][0]
+    seats = [s["id"] for s in client.get(f"/api/events/{event['id']}/sections/{section['id']}/seats").json["seats"]]
+    ids = []
+    for i in range(3):
+        user = make_user()
+        token = admitted_pass(client, app, event["id"], user)
+        r = reserve(client, user, {"event_id": event["id"], "section_id": section["id"],
+                                   "seat_ids": seats[2 * i: 2 * i + 2]}, token)
+        ids.append((user, r.json["reservation_id"]))
+    for user, rid in ids:
+        assert wait_reservation(client, user, rid)["status"] == "held"
+    time.sleep(1.2)
+    with app.app_context():
+        assert sweep_expired_holds(batch=2) == 3
+        assert sweep_expired_holds() == 0
+        states = set(db.session.scalars(select(Seat.state).where(Seat.section_id == section["id"])))
+        assert states == {"available"}
+        row = db.session.get(Section, section["id"])
+        assert int(redis_store.client.get(gate_key(event["id"], section["id"]))) == expected_units(row) == 6
+        db.session.rollback()
+
+
+def test_cancel_returns_inventory_and_frees_the_slot(app, client, worker, make_event, make_user):
+    from app.booking.gate import gate_key
+    from app.extensions import redis_store
+
+    event = make_event(sections=[{"name": "Floor", "capacity": 5}])
+    section = event["sections"][0]
+    user = make_user()
+    token = admitted_pass(client, app, event["id"], user)
+    r = reserve(client, user, {"event_id": event["id"], "section_id": section["id"], "quantity": 3}, token)
+    held = wait_reservation(client, user, r.json["reservation_id"])
+    assert client.get(f"/api/events/{event['id']}").json["sections"][0]["available"] == 2
+    c = client.post(f"/api/tickets/{held['reservation_id']}/cancel", headers=user["headers"])
+    assert c.status_code == 200 and c.json["status"] == "cancelled"
+    assert client.post(f"/api/tickets/{held['reservation_id']}/cancel", headers=user["headers"]).status_code == 200
+    assert client.get(f"/api/events/{event['id']}").json["sections"][0]["available"] == 5
+    with app.app_context():
+        assert int(redis_store.client.get(gate_key(event["id"], section["id"]))) == 5
+    assert section_row(app, section["id"]).held == 0
+    status = client.get(f"/api/queue/{event['id']}/status", headers=user["headers"]).json
+    assert status["status"] == "not_in_queue"
+    r = client.post(f"/api/tickets/{held['reservation_id']}/confirm", json={"payment_token": "tok_ok"},
+                    headers=user["headers"])
+    assert r.status_code == 409
+
+
+def test_other_users_reservation_is_404_and_listing_is_paginated(app, client, worker, make_event, make_user):
+    event = make_event(sections=[{"name": "Floor", "capacity": 10}])
+    section = event["sections"][0]
+    owner, stranger = make_user(), make_user()
+    token = admitted_pass(client, app, event["id"], owner)
+    rids = [reserve(client, owner, {"event_id": event["id"], "section_id": section["id"], "quantity": 1},
+                    token).json["reservation_id"] for _ in range(3)]
+    for path in (f"/api/tickets/status/{rids[0]}",):
+        assert client.get(path, headers=stranger["headers"]).status_code == 404
+    assert client.post(f"/api/tickets/{rids[0]}/confirm", json={"payment_token": "tok_ok"},
+                       headers=stranger["headers"]).status_code == 404
+    assert client.post(f"/api/tickets/{rids[0]}/cancel", headers=stranger["headers"]).status_code == 404
+    page = client.get("/api/tickets/status?page=1&page_size=2", headers=owner["headers"]).json
+    assert page["total"] == 3 and len(page["items"]) == 2
+    assert client.get("/api/tickets/status", headers=stranger["headers"]).json["total"] == 0
+
+
+def test_duplicate_delivery_yields_one_hold(app, client, worker, make_event, make_user):
+    from tasks.celery_app import celery
+
+    event = make_event(sections=[{"name": "Floor", "capacity": 10}])
+    section = event["sections"][0]
+    user = make_user()
+    token = admitted_pass(client, app, event["id"], user)
+    rid = reserve(client, user, {"event_id": event["id"], "section_id": section["id"], "quantity": 2},
+                  token).json["reservation_id"]
+    results = [celery.send_task("booking.hold", args=[rid]) for _ in range(4)]
+    for result in results:
+        assert result.get(timeout=20) == "held"
+    assert wait_reservation(client, user, rid)["status"] == "held"
+    assert section_row(app, section["id"]).held == 2
+    with app.app_context():
+        held_events = db.session.scalars(select(OutboxEvent).where(OutboxEvent.aggregate_id == rid,
+                                                                   OutboxEvent.type == "SeatsHeld")).all()
+        assert len(held_events) == 1
+        db.session.rollback()
