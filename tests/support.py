@@ -167,15 +167,20 @@ class CeleryProcess:
         self._log.close()
 
 
-def start_worker(concurrency: int = 4, env: dict[str, str] | None = None, name: str = "worker") -> CeleryProcess:
-    worker = CeleryProcess(["worker", "-l", "INFO", "-Q", "admission,booking,notifications,outbox,default",
+ALL_QUEUES = "admission,booking,notifications,outbox,default"
+
+
+def start_worker(concurrency: int = 4, env: dict[str, str] | None = None, name: str = "worker",
+                 queues: str = ALL_QUEUES) -> CeleryProcess:
+    worker = CeleryProcess(["worker", "-l", "INFO", "-Q", queues,
                             "-c", str(concurrency), "-P", "prefork", "--without-mingle", "--without-gossip",
                             "-n", f"{name}-{os.getpid()}-{free_port()}@%h"], env=env, name=name)
     from tasks.celery_app import celery
 
     def answers() -> bool:
         try:
-            return celery.send_task("maintenance.ping", args=["ready"]).get(timeout=2)["payload"] == "ready"
+            ping = celery.send_task("maintenance.ping", args=["ready"], queue=queues.split(",")[-1])
+            return ping.get(timeout=2)["payload"] == "ready"
         except Exception:  # noqa: BLE001 - not up yet
             if worker.proc.poll() is not None:
                 raise AssertionError("worker exited:\n" + worker.output()[-3000:]) from None
