@@ -61,6 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
     import logging
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # connection errors while a test stops Tansu
     _configure_environment()
 
 

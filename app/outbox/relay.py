@@ -48,7 +48,10 @@ def get_producer(servers: str):
                 enable_idempotence=True,
                 retries=5,
                 linger_ms=5,
+                # fail fast while Kafka is down: the rows stay and the task retries with backoff
+                bootstrap_timeout_ms=5_000,
                 request_timeout_ms=10_000,
+                delivery_timeout_ms=20_000,
                 max_block_ms=10_000,
                 key_serializer=lambda k: k.encode(),
                 value_serializer=lambda v: json.dumps(v, separators=(",", ":")).encode(),
