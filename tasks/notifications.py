@@ -7,7 +7,7 @@ import random
 from tasks.celery_app import celery
 
 
-@celery.task(name="notifications.notify_admitted", ignore_result=True)
+@celery.task(name="notifications.notify_admitted")
 def notify_admitted(user_id: int, event_id: int, admitted_at: float, admitted_until: float) -> int:
     from app.notifications.services import notify_admitted as run
 

@@ -1,0 +1,179 @@
+"""Notifications against moto's SNS server and aiosmtpd, driven by real admissions."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import time
+
+import boto3
+from sqlalchemy import select
+
+from app.extensions import db
+from app.notifications.models import Device, Notification
+from app.outbox.models import OutboxEvent
+from tests.helpers import advance
+from tests.support import moto_sns_backend, wait_for
+
+
+def register(client, user, body):
+    return client.post("/api/notifications/register", json=body, headers=user["headers"])
+
+
+def sns(app):
+    return boto3.client("sns", region_name="eu-west-1", endpoint_url=app.config["SNS_ENDPOINT_URL"])
+
+
+def test_register_push_creates_and_reuses_the_sns_endpoint(app, client, make_user):
+    user = make_user()
+    r = register(client, user, {"channel": "push", "platform": "fcm", "token": "fcm-token-0001"})
+    assert r.status_code == 201, r.json
+    body = r.json
+    assert body["channel"] == "push" and body["enabled"] is True and ":endpoint/GCM/" in body["endpoint_arn"]
+    attrs = sns(app).get_endpoint_attributes(EndpointArn=body["endpoint_arn"])["Attributes"]
+    assert attrs["Token"] == "fcm-token-0001" and attrs["Enabled"] == "true"
+
+    again = register(client, user, {"channel": "push", "platform": "fcm", "token": "fcm-token-0001"})
+    assert again.status_code == 200 and again.json["device_id"] == body["device_id"]
+    assert again.json["endpoint_arn"] == body["endpoint_arn"]
+
+    # AWS disabled the endpoint (e.g. the app was uninstalled then reinstalled): registering re-enables it
+    sns(app).set_endpoint_attributes(EndpointArn=body["endpoint_arn"], Attributes={"Enabled": "false"})
+    register(client, user, {"channel": "push", "platform": "fcm", "token": "fcm-token-0001"})
+    attrs = sns(app).get_endpoint_attributes(EndpointArn=body["endpoint_arn"])["Attributes"]
+    assert attrs["Enabled"] == "true"
+
+    # the token moves to another account on the same phone: one device, owned by the new account
+    other = make_user()
+    moved = register(client, other, {"channel": "push", "platform": "fcm", "token": "fcm-token-0001"})
+    assert moved.status_code == 201 and moved.json["endpoint_arn"] == body["endpoint_arn"]
+    assert client.get("/api/notifications/devices", headers=user["headers"]).json == []
+
+    apns = register(client, user, {"channel": "push", "platform": "apns", "token": "apns-token-0001"})
+    assert ":endpoint/APNS/" in apns.json["endpoint_arn"]
+
+
+def test_register_validation_is_422(client, make_user):
+    user = make_user()
+    for body in ({"channel": "push", "platform": "wns", "token": "abcdefgh1"},
+                 {"channel": "push", "platform": "fcm"},
+                 {"channel": "sms", "phone": "0101234567"},
+                 {"channel": "email", "address": "not-an-address"},
+                 {"channel": "pigeon"}):
+        r = register(client, user, body)
+        assert r.status_code == 422 and r.json["errors"], (body, r.json)
+    assert client.get("/api/notifications/devices", headers=user["headers"]).json == []
+
+
+def test_devices_list_and_delete(client, make_user):
+    owner, stranger = make_user(), make_user()
+    device = register(client, owner, {"channel": "sms", "phone": "+821012345678"}).json
+    assert [d["device_id"] for d in client.get("/api/notifications/devices", headers=owner["headers"]).json] == [
+        device["device_id"]]
+    url = f"/api/notifications/devices/{device['device_id']}"
+    assert client.delete(url, headers=stranger["headers"]).status_code == 404
+    assert client.delete(url, headers=owner["headers"]).status_code == 204
+    assert client.get("/api/notifications/devices", headers=owner["headers"]).json == []
+
+
+def test_admission_notifies_every_channel_once_within_the_target(app, client, worker, smtp_sink, make_event,
+                                                                 make_user):
+    event = make_event(admit_per_minute=6000, heartbeat_timeout_seconds=1)
+    user = make_user(locale="ko")
+    push = register(client, user, {"channel": "push", "platform": "fcm", "token": "fcm-token-admit"}).json
+    register(client, user, {"channel": "sms", "phone": "+821099998888"})
+    register(client, user, {"channel": "email", "address": "fan@example.com"})
+    assert client.post(f"/api/queue/{event['id']}/join", headers=user["headers"]).status_code == 202
+    time.sleep(1.2)  # the user left the page: no polling, yet registered channels keep the place
+    assert advance(app, event["id"]).admitted == [user["id"]]
+
+    def all_sent():
+        with app.app_context():
+            rows = db.session.scalars(select(Notification).where(Notification.user_id == user["id"])).all()
+            db.session.rollback()
+            return rows if len(rows) == 3 and all(n.status == "sent" for n in rows) else None
+
+    rows = wait_for(all_sent, timeout=20, message="three notifications sent")
+    assert all(n.latency_ms is not None and n.latency_ms < 2000 for n in rows), [n.latency_ms for n in rows]
+
+    backend = moto_sns_backend()
+    pushed = list(backend.platform_endpoints[push["endpoint_arn"]].messages.values())
+    assert len(pushed) == 1
+    payload = json.loads(pushed[0])
+    gcm = json.loads(payload["GCM"])
+    assert gcm["data"]["deep_link"] == f"ticketapp://queue/{event['id']}"
+    assert gcm["data"]["web_link"].endswith(f"/queue/{event['id']}") and gcm["data"]["admitted_until"]
+    assert gcm["notification"]["title"] == "차례가 되었습니다!"
+    assert json.loads(payload["APNS"])["aps"]["alert"]["title"] == "차례가 되었습니다!"
+    sms = [m for m in backend.sms_messages.values() if m[0] == "+821099998888"]
+    assert len(sms) == 1 and f"/queue/{event['id']}" in sms[0][1]
+    mails = [m for m in smtp_sink.messages if "fan@example.com" in m["to"]]
+    assert len(mails) == 1
+    mail = email.message_from_string(mails[0]["data"], policy=email.policy.default)
+    assert str(mail["Subject"]) == "차례가 되었습니다!"
+    assert f"ticketapp://queue/{event['id']}" in mail.get_content()
+
+    # the same admission delivered twice to the task: no second message anywhere
+    from tasks.celery_app import celery
+
+    until = rows[0].admitted_until.timestamp()
+    admitted_at = rows[0].admitted_at.timestamp()
+    celery.send_task("notifications.notify_admitted", args=[user["id"], event["id"], admitted_at, until]).get(10)
+    time.sleep(0.5)
+    with app.app_context():
+        assert db.session.query(Notification).filter_by(user_id=user["id"]).count() == 3
+        sent_events = db.session.scalars(select(OutboxEvent).where(OutboxEvent.type == "NotificationSent")).all()
+        assert len(sent_events) == 3
+        db.session.rollback()
+    assert len(backend.platform_endpoints[push["endpoint_arn"]].messages) == 1
+
+    history = client.get("/api/notifications", headers=user["headers"]).json
+    assert history["total"] == 3 and {n["status"] for n in history["items"]} == {"sent"}
+
+
+def test_disabled_endpoint_disables_the_device_without_retrying(app, client, worker, make_event, make_user):
+    event = make_event(admit_per_minute=6000)
+    user = make_user()
+    push = register(client, user, {"channel": "push", "platform": "fcm", "token": "fcm-token-dead"}).json
+    sns(app).set_endpoint_attributes(EndpointArn=push["endpoint_arn"], Attributes={"Enabled": "false"})
+    client.post(f"/api/queue/{event['id']}/join", headers=user["headers"])
+    advance(app, event["id"])
+
+    def failed():
+        with app.app_context():
+            n = db.session.scalar(select(Notification).where(Notification.user_id == user["id"]))
+            db.session.rollback()
+            return n if n is not None and n.status == "failed" else None
+
+    n = wait_for(failed, timeout=20, message="failed notification")
+    assert n.attempts == 1 and "disabled" in n.error
+    with app.app_context():
+        assert db.session.get(Device, push["device_id"]).enabled is False
+        assert db.session.scalar(select(OutboxEvent).where(OutboxEvent.type == "NotificationFailed")) is not None
+        db.session.rollback()
+
+
+def test_log_channel_when_no_provider_is_configured(app, make_user, make_event):
+    from app.notifications import services
+
+    user = make_user()
+    event = make_event()
+    saved = {k: app.config[k] for k in ("SMTP_HOST", "SNS_FCM_APPLICATION_ARN", "SNS_SMS_ENABLED")}
+    app.config.update(SMTP_HOST="", SNS_FCM_APPLICATION_ARN="", SNS_SMS_ENABLED=False)
+    app.config["CELERY_ENABLED"] = False
+    try:
+        with app.app_context():
+            device, _ = services.register_device(user["id"], {"channel": "push", "platform": "fcm",
+                                                              "token": "fcm-no-sns-01"})
+            assert device.endpoint_arn is None
+            services.register_device(user["id"], {"channel": "email", "address": "x@example.com"})
+            now = time.time()
+            ids = services.notify_admitted(user["id"], event["id"], now, now + 600)
+            assert len(ids) == 2
+            sent = [services.send(i) for i in ids]
+            assert {n.status for n in sent} == {"sent"}
+            assert all(n.provider_message_id.startswith("log-") for n in sent)
+    finally:
+        app.config.update(saved)
+        app.config["CELERY_ENABLED"] = True
