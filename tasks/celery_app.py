@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -98,6 +99,9 @@ def _task_retried(sender: Task | None = None, **_kwargs: Any) -> None:
 def _fresh_connections_after_fork(**_kwargs: Any) -> None:
     # connections inherited across fork are shared sockets: never reuse them in a child
     from app.extensions import db
+    from app.observability.metrics import initialise_label_sets
 
     if db.engine is not None:
         db.engine.dispose(close=False)
+    initialise_label_sets([name for name in celery.tasks if not name.startswith("celery.")],
+                          topic_prefix=os.environ.get("KAFKA_TOPIC_PREFIX", "tickets"))

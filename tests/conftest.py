@@ -142,11 +142,24 @@ def client(app):
     return app.test_client()
 
 
+def _multiproc_dir(name: str) -> str:
+    """Prometheus multiprocess files of the worker / gunicorn subprocesses (scraped by tests)."""
+    if f"prom_{name}" not in _state:
+        _state[f"prom_{name}"] = tempfile.mkdtemp(prefix=f"prom-{name}-")
+    return _state[f"prom_{name}"]
+
+
+@pytest.fixture(scope="session")
+def worker_metrics_dir(worker) -> str:
+    return _multiproc_dir("worker")
+
+
 @pytest.fixture(scope="session")
 def worker(app) -> support.CeleryProcess:
     """One real `celery -A tasks worker` (prefork) for the session."""
     if "worker" not in _state:
-        _state["worker"] = support.start_worker()
+        _state["worker"] = support.start_worker(env={"PROMETHEUS_MULTIPROC_DIR": _multiproc_dir("worker"),
+                                                     "LOG_LEVEL": "INFO"})
     return _state["worker"]
 
 
@@ -154,7 +167,8 @@ def worker(app) -> support.CeleryProcess:
 def live_api(app) -> support.LiveApi:
     """gunicorn + gevent serving the API (SSE streams, concurrent clients, benchmarks)."""
     if "live_api" not in _state:
-        _state["live_api"] = support.LiveApi(env={"SSE_INTERVAL_SECONDS": "0.2"})
+        _state["live_api"] = support.LiveApi(env={"SSE_INTERVAL_SECONDS": "0.2",
+                                                  "PROMETHEUS_MULTIPROC_DIR": _multiproc_dir("api")})
     return _state["live_api"]
 
 

@@ -37,6 +37,7 @@ from app.catalogue.services import get_event, get_section, seat_is_free
 from app.db import utcnow
 from app.errors import Conflict, NotFound, PaymentRequired, Unprocessable
 from app.extensions import db
+from app.observability.context import set_context
 from app.observability.metrics import HOLD_LATENCY, RESERVATIONS
 from app.outbox.services import record_event
 from app.queue import passes
@@ -260,6 +261,7 @@ def hold(reservation_id: str) -> Reservation | None:
     if res is None or res.status != PENDING:
         session.rollback()
         return res
+    set_context(user_id=res.user_id, event_id=res.event_id)
     event = session.get(Event, res.event_id)
     section = session.get(Section, res.section_id)
     now = utcnow()
@@ -280,6 +282,7 @@ def hold(reservation_id: str) -> Reservation | None:
     event_id, section_id, quantity, rid = res.event_id, res.section_id, res.quantity, res.id
     call_after_commit(session, lambda: gate.track_hold(event_id, section_id, rid, quantity, hold_until.timestamp()))
     session.commit()
+    log.info("seats held", extra={"reservation_id": res.id, "quantity": res.quantity})
     RESERVATIONS.labels(outcome="held").inc()
     HOLD_LATENCY.observe(max(0.0, (utcnow() - res.created_at).total_seconds()))
     return res
@@ -292,6 +295,7 @@ def _reject(session: Session, res: Reservation, reason: str) -> Reservation:
     event_id, section_id, quantity = res.event_id, res.section_id, res.quantity
     call_after_commit(session, lambda: gate.give_back(event_id, section_id, quantity))
     session.commit()
+    log.info("reservation rejected", extra={"reservation_id": res.id, "reason": reason})
     RESERVATIONS.labels(outcome="rejected").inc()
     return res
 

@@ -26,7 +26,8 @@ def configure_logging(level: str = "INFO", json_logs: bool = True) -> None:
     root = logging.getLogger()
     if getattr(root, "_tickets_configured", False):
         return
-    handler = logging.StreamHandler(sys.stderr)
+    # the real stderr: in Celery workers sys.stderr is a proxy that re-logs what is written to it
+    handler = logging.StreamHandler(sys.__stderr__)
     handler.addFilter(ContextFilter())
     if json_logs:
         handler.setFormatter(JsonFormatter(

@@ -52,7 +52,30 @@ TASK_RUNTIME = Histogram("tickets_celery_task_runtime_seconds", "Celery task run
                          buckets=LATENCY_BUCKETS + (30.0, 60.0))
 TASK_RETRIES = Counter("tickets_celery_task_retries_total", "Celery task retries", ["task"])
 
+RESERVATION_OUTCOMES = ("requested", "held", "confirmed", "rejected", "expired", "cancelled", "gate_sold_out")
+NOTIFICATION_CHANNELS = ("push", "email", "sms")
+NOTIFICATION_OUTCOMES = ("sent", "failed", "disabled", "retry")
+TOPIC_SUFFIXES = ("queue", "reservations", "notifications")
+
 _http_metrics = None
+
+
+def initialise_label_sets(task_names: list[str] | None = None, topic_prefix: str = "tickets") -> None:
+    """Create every known label set at zero, so series exist before the first event (dashboards and
+    alerts see 0, not "no data", and rate() works from the first increment)."""
+    for outcome in RESERVATION_OUTCOMES:
+        RESERVATIONS.labels(outcome=outcome)
+    for channel in NOTIFICATION_CHANNELS:
+        NOTIFICATION_LATENCY.labels(channel=channel)
+        for outcome in NOTIFICATION_OUTCOMES:
+            NOTIFICATIONS.labels(channel=channel, outcome=outcome)
+    for suffix in TOPIC_SUFFIXES:
+        OUTBOX_PUBLISHED.labels(topic=f"{topic_prefix}.{suffix}")
+    for name in task_names or []:
+        TASK_RUNTIME.labels(task=name)
+        TASK_RETRIES.labels(task=name)
+        for outcome in ("success", "failure"):
+            TASKS.labels(task=name, outcome=outcome)
 
 
 def init_http_metrics(app: Flask) -> None:

@@ -268,6 +268,10 @@ def advance(event_id: int, max_batch: int = MAX_BATCH, force: int = 0) -> Advanc
         client.eval(_RELEASE_LOCK, 1, keys.advance_lock(), token)
     status_, lapsed, abandoned = reply[0], int(reply[1]), int(reply[2])
     label = str(event_id)
+    # series of every advanced sale exist from its first step (0, not "no data", in alerts)
+    QUEUE_ADMISSIONS.labels(event_id=label)
+    for reason in ("abandoned", "window_lapsed"):
+        QUEUE_EXPIRED.labels(event_id=label, reason=reason)
     if lapsed:
         QUEUE_EXPIRED.labels(event_id=label, reason="window_lapsed").inc(lapsed)
     if abandoned:

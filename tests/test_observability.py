@@ -1,0 +1,168 @@
+"""Metrics from the API (gunicorn multiprocess) and workers (exporter), dashboards and alert rules
+that cannot drift from the code, JSON logs with the request id carried into tasks."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+
+import pytest
+import requests
+import yaml
+
+from tests.support import ROOT, free_port, wait_for
+
+DASHBOARD = ROOT / "docker" / "grafana" / "dashboards" / "tickets-overview.json"
+ALERTS = ROOT / "docker" / "prometheus" / "alerts.yml"
+METRIC_NAME = re.compile(r"\b((?:tickets|flask)_[a-z0-9_]+)\b")
+
+
+def dashboard_metric_names() -> set[str]:
+    dash = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    return {m for e in exprs for m in METRIC_NAME.findall(e)}
+
+
+def alert_rules() -> list[dict]:
+    return [rule for group in yaml.safe_load(ALERTS.read_text())["groups"] for rule in group["rules"]]
+
+
+def scrape(url: str) -> dict[str, list[str]]:
+    series: dict[str, list[str]] = {}
+    for line in requests.get(url, timeout=10).text.splitlines():
+        if line and not line.startswith("#"):
+            name = re.split(r"[{ ]", line, maxsplit=1)[0]
+            series.setdefault(name, []).append(line)
+    return series
+
+
+def exercise_a_sale(app, live_api, make_event, make_user) -> str:
+    from tasks.celery_app import celery
+    from tests.helpers import wait_reservation
+
+    event = make_event(sections=[{"name": "Floor", "capacity": 5}], admit_per_minute=6000)
+    user = make_user()
+    base = f"{live_api.url}/api"
+    requests.post(f"{base}/notifications/register", json={"channel": "email", "address": "obs@example.com"},
+                  headers=user["headers"], timeout=10).raise_for_status()
+    requests.post(f"{base}/queue/{event['id']}/join", headers=user["headers"], timeout=10).raise_for_status()
+    assert celery.send_task("queue.advance", args=[event["id"]]).get(timeout=20)["admitted"] == [user["id"]]
+    token = requests.get(f"{base}/queue/{event['id']}/status", headers=user["headers"],
+                         timeout=10).json()["admission_token"]
+    request_id = f"obs-{uuid.uuid4().hex[:12]}"
+    r = requests.post(f"{base}/tickets/reserve",
+                      json={"event_id": event["id"], "section_id": event["sections"][0]["id"], "quantity": 1},
+                      headers={**user["headers"], "X-Admission-Token": token, "Idempotency-Key": "k1",
+                               "X-Request-ID": request_id}, timeout=10)
+    assert r.status_code == 202 and r.headers["X-Request-ID"] == request_id
+    rid = r.json()["reservation_id"]
+    with app.test_client() as client:
+        wait_reservation(client, user, rid)
+    requests.post(f"{base}/tickets/{rid}/confirm", json={"payment_token": "tok_ok"}, headers=user["headers"],
+                  timeout=10).raise_for_status()
+    requests.get(f"{base}/tickets/status/{rid}", headers=user["headers"], timeout=10)
+    requests.get(f"{base}/events/{event['id']}", timeout=10)
+    requests.get(f"{base}/queue/{event['id']}/status", headers=user["headers"], timeout=10)
+    for task in ("booking.sweep_holds", "booking.reconcile_gates", "outbox.relay", "queue.drain_events"):
+        celery.send_task(task)
+    return request_id
+
+
+@pytest.fixture()
+def exporter(app, worker_metrics_dir):
+    port = free_port()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": worker_metrics_dir}
+    proc = subprocess.Popen([sys.executable, "-m", "app.observability.exporter", "--port", str(port),
+                             "--address", "127.0.0.1"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+    def up() -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_for(up, timeout=20, message="exporter")
+    yield f"http://127.0.0.1:{port}/metrics"
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_every_metric_in_dashboards_and_alerts_exists(app, live_api, worker, exporter, make_event, make_user):
+    exercise_a_sale(app, live_api, make_event, make_user)
+
+    def scraped() -> dict[str, list[str]]:
+        merged = scrape(f"{live_api.url}/metrics")
+        for name, lines in scrape(exporter).items():
+            merged.setdefault(name, []).extend(lines)
+        return merged
+
+    series = wait_for(lambda: (s := scraped()) and "tickets_reservation_hold_latency_seconds_count" in s and s,
+                      timeout=20, message="worker metrics")
+    used = dashboard_metric_names() | {m for r in alert_rules() for m in METRIC_NAME.findall(r["expr"])}
+    missing = sorted(name for name in used if name not in series)
+    assert not missing, f"dashboards/alerts use metrics the code does not export: {missing}"
+
+    # API metrics are grouped by URL rule and summed over gunicorn workers: no per-id series
+    rules = {re.search(r'url_rule="([^"]*)"', line).group(1)
+             for line in series["flask_http_request_duration_seconds_count"] if "url_rule" in line}
+    assert "/api/tickets/status/<reservation_id>" in rules and "/api/queue/<int:event_id>/status" in rules
+    assert not any(re.search(r"[0-9a-f]{8}-[0-9a-f]{4}", r) for r in rules)
+    # worker-side numbers reflect the flow
+    def value(name: str, **labels: str) -> float:  # summed over both endpoints
+        return sum(float(line.rsplit(" ", 1)[1]) for line in series.get(name, [])
+                   if all(f'{k}="{v}"' in line for k, v in labels.items()))
+
+    assert value("tickets_reservations_total", outcome="held") >= 1
+    assert value("tickets_celery_tasks_total", task="booking.hold", outcome="success") >= 1
+    assert value("tickets_queue_admissions_total") >= 1
+    assert {f'queue="{q}"' for q in ("admission", "booking", "notifications", "outbox", "default")} <= {
+        re.search(r'queue="[a-z]+"', line).group(0) for line in series["tickets_celery_queue_length"]}
+
+
+def test_metric_names_are_documented():
+    doc = (ROOT / "docs" / "metrics.md").read_text()
+    from app.observability import metrics
+
+    exported = {m._name for m in vars(metrics).values() if hasattr(m, "_name") and hasattr(m, "_type")}
+    gauges = {"tickets_queue_waiting_users", "tickets_queue_active_users", "tickets_queue_paused",
+              "tickets_queue_admit_rate_per_minute", "tickets_celery_queue_length", "tickets_outbox_unpublished",
+              "tickets_outbox_oldest_unpublished_age_seconds"}
+    undocumented = sorted(n for n in exported | gauges if f"`{n}" not in doc)
+    assert not undocumented, undocumented
+
+
+def test_alert_rules_are_valid():
+    rules = alert_rules()
+    assert len(rules) >= 8
+    for rule in rules:
+        assert rule["alert"] and rule["expr"] and rule["labels"]["severity"] and rule["annotations"]["summary"]
+        assert rule["expr"].count("(") == rule["expr"].count(")")
+    names = {r["alert"] for r in rules}
+    assert {"ApiErrorRateHigh", "ApiLatencyP99High", "QueueEndpointsLatencyP99High", "WaitingRoomStalled",
+            "NotificationSuccessRateLow", "NotificationLatencyP95High", "OutboxLagging",
+            "CeleryQueueGrowing"} <= names
+    promtool = shutil.which("promtool")
+    if promtool:  # Debian's `prometheus` package; without it the structural checks above still run
+        out = subprocess.run([promtool, "check", "rules", str(ALERTS)], capture_output=True, text=True)
+        assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_request_id_travels_into_worker_logs_as_json(app, live_api, worker, make_event, make_user):
+    request_id = exercise_a_sale(app, live_api, make_event, make_user)
+
+    def logged() -> dict | None:
+        for line in worker.output().splitlines():
+            if line.startswith("{") and request_id in line:
+                record = json.loads(line)
+                if record.get("message") == "seats held":
+                    return record
+        return None
+
+    record = wait_for(logged, timeout=20, message="JSON log line with the request id")
+    assert record["request_id"] == request_id and record["task_id"] and record["level"] == "INFO"
