@@ -100,7 +100,8 @@ def seed_demo() -> None:
 
 
 def register_cli(app: Flask) -> None:
+    from app.notifications.cli import notifications_cli
     from app.outbox.cli import events_cli
 
-    for group in (db_cli, users_cli, seed_cli, events_cli):
+    for group in (db_cli, users_cli, seed_cli, events_cli, notifications_cli):
         app.cli.add_command(group)

@@ -108,9 +108,10 @@ def check_production_safety(config: dict[str, Any]) -> None:
     if config["APP_ENV"] != "production":
         return
     secret = config.get("JWT_SECRET_KEY") or ""
-    if secret == DEFAULT_JWT_SECRET or len(secret) < 32:
+    if secret == DEFAULT_JWT_SECRET or len(secret) < 32 or "CHANGE_ME" in secret:
         raise ConfigError("APP_ENV=production requires JWT_SECRET_KEY (at least 32 characters, not the default)")
-    if config["ADMISSION_SECRET_KEY"] == DEFAULT_JWT_SECRET + ":admission":
+    admission = config["ADMISSION_SECRET_KEY"]
+    if admission == DEFAULT_JWT_SECRET + ":admission" or "CHANGE_ME" in admission:
         raise ConfigError("APP_ENV=production requires a non-default ADMISSION_SECRET_KEY or JWT_SECRET_KEY")
     if config["DATABASE_URL"].startswith("sqlite"):
         raise ConfigError("APP_ENV=production requires DATABASE_URL pointing at MySQL/MariaDB")

@@ -16,8 +16,10 @@ class EventCreateSchema(Schema):
     admission_window_seconds = fields.Integer(load_default=600, validate=validate.Range(min=1, max=86_400))
     prequeue_minutes = fields.Integer(load_default=15, validate=validate.Range(min=0, max=1440))
     heartbeat_timeout_seconds = fields.Integer(load_default=60, validate=validate.Range(min=1, max=86_400))
-    max_per_user = fields.Integer(load_default=4, validate=validate.Range(min=1, max=100))
-    hold_seconds = fields.Integer(load_default=300, validate=validate.Range(min=1, max=86_400))
+    max_per_user = fields.Integer(load_default=None, validate=validate.Range(min=1, max=100),
+                                  metadata={"description": "default: MAX_TICKETS_PER_USER (4)"})
+    hold_seconds = fields.Integer(load_default=None, validate=validate.Range(min=1, max=86_400),
+                                  metadata={"description": "default: HOLD_SECONDS (300)"})
 
 
 class SectionCreateSchema(Schema):

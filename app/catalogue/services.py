@@ -9,6 +9,7 @@ import string
 from datetime import datetime
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import and_, func, or_, select
 
 from app.catalogue.models import (
@@ -44,7 +45,9 @@ def create_event(data: dict[str, Any]) -> Event:
     if closes is not None and closes <= data["sale_opens_at"]:
         raise Unprocessable("The sale must close after it opens",
                             errors={"sale_closes_at": ["must be after sale_opens_at"]})
-    event = Event(**data)
+    defaults = {"max_per_user": current_app.config["MAX_TICKETS_PER_USER"],
+                "hold_seconds": current_app.config["HOLD_SECONDS"]}
+    event = Event(**{**data, **{k: v for k, v in defaults.items() if data.get(k) is None}})
     db.session.add(event)
     db.session.commit()
     return event

@@ -8,22 +8,38 @@ gauges read at scrape time (waiting rooms, Celery queue depth, outbox lag).
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import time
 
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 
-def build_registry(app) -> CollectorRegistry:
+class TreeMultiProcessCollector(Collector):
+    """Sums the multiprocess files in PROMETHEUS_MULTIPROC_DIR and its sub-directories, so one
+    exporter can serve several worker containers that each write to their own sub-directory."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def collect(self):
+        files = glob.glob(os.path.join(self.root, "**", "*.db"), recursive=True)
+        return MultiProcessCollector.merge(files, accumulate=True)
+
+
+def build_registry(app, domain: bool = True) -> CollectorRegistry:
     from app.observability.collectors import DomainCollector
 
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    root = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if root:
         registry = CollectorRegistry()
-        MultiProcessCollector(registry)
+        registry.register(TreeMultiProcessCollector(root))
     else:
         registry = REGISTRY
-    registry.register(DomainCollector(app))
+    if domain:
+        registry.register(DomainCollector(app))
     return registry
 
 
@@ -31,11 +47,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=int(os.environ.get("EXPORTER_PORT", "9808")))
     parser.add_argument("--address", default=os.environ.get("EXPORTER_ADDRESS", "0.0.0.0"))
+    parser.add_argument("--worker-only", action="store_true",
+                        help="Only the Celery worker metrics (a sidecar per worker pod); the waiting-room, queue-depth "
+                             "and outbox gauges then come from one exporter without this flag.")
     args = parser.parse_args()
     from app import create_app
 
     app = create_app()
-    start_http_server(args.port, addr=args.address, registry=build_registry(app))
+    start_http_server(args.port, addr=args.address, registry=build_registry(app, domain=not args.worker_only))
     print(f"metrics exporter on http://{args.address}:{args.port}/metrics", flush=True)
     while True:
         time.sleep(3600)

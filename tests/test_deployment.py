@@ -1,0 +1,188 @@
+"""docker/ and k8s/ validated statically (no Docker engine here): Kubernetes schemas, kustomize
+references, and every command and environment variable cross-checked against the code."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+import celeryconfig
+from app.config import ConfigError, check_production_safety, load_config
+from tests.support import ROOT
+
+K8S = ROOT / "k8s"
+K8S_VERSION = "1.30.0"
+CRD_KINDS = {"ScaledObject", "TriggerAuthentication"}
+# set by the platform or read by libraries, not by our code
+THIRD_PARTY_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "PROMETHEUS_MULTIPROC_DIR", "POD_NAME",
+                   "FLOWER_BASIC_AUTH", "REDIS_PASSWORD", "WEB_CONCURRENCY", "GUNICORN_WORKER_CONNECTIONS"}
+
+
+def app_env_names() -> set[str]:
+    """Every environment variable our code reads."""
+    readers = r"(?:env\.get|os\.environ\.get|_int\(env,|_float\(env,|_bool\(env,|os\.environ\[)"
+    pattern = re.compile(readers + r"""\s*\(?\s*["']([A-Z][A-Z0-9_]+)["']""")
+    files = [*ROOT.glob("app/**/*.py"), *ROOT.glob("tasks/*.py"), ROOT / "celeryconfig.py",
+             ROOT / "docker" / "gunicorn.conf.py"]
+    return {m for f in files for m in pattern.findall(f.read_text())}
+
+
+def k8s_documents(folder: Path) -> list[tuple[Path, dict]]:
+    docs = []
+    for path in sorted(folder.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        docs += [(path, d) for d in yaml.safe_load_all(path.read_text()) if d]
+    return docs
+
+
+def check_command(argv: list[str]) -> None:
+    """The command a container runs exists in this repository."""
+    if argv[:2] == ["sh", "-c"]:
+        for part in re.split(r"&&|;", argv[2]):
+            check_command(shlex.split(part.replace("$", "")))
+        return
+    head = argv[0]
+    if head == "gunicorn":
+        assert "wsgi:app" in argv and (ROOT / argv[argv.index("-c") + 1]).is_file()
+    elif head == "celery":
+        assert argv[1:3] == ["-A", "tasks"] and (ROOT / "tasks" / "__init__.py").is_file()
+        assert argv[3] in {"worker", "beat", "flower", "inspect"}, argv
+        if argv[3] == "worker":
+            queues = argv[argv.index("-Q") + 1].split(",")
+            assert set(queues) <= set(celeryconfig.QUEUES), queues
+    elif head == "flask":
+        assert argv[1:3] == ["--app", "wsgi"]
+        from app.cli import db_cli, seed_cli, users_cli
+        from app.notifications.cli import notifications_cli
+        from app.outbox.cli import events_cli
+
+        groups = {g.name: g for g in (db_cli, seed_cli, users_cli, events_cli, notifications_cli)}
+        assert argv[3] in groups and argv[4] in groups[argv[3]].commands, argv
+    elif head == "python":
+        assert argv[1] == "-m"
+        assert (ROOT / (argv[2].replace(".", "/") + ".py")).is_file(), argv
+    else:
+        raise AssertionError(f"unknown command {argv}")
+
+
+def test_every_k8s_manifest_validates_against_the_kubernetes_schemas():
+    docs = k8s_documents(K8S / "base")
+    assert {d["kind"] for _, d in docs} >= {"Namespace", "ConfigMap", "Secret", "Deployment", "Service", "Ingress",
+                                           "Job", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ScaledObject"}
+    for path, doc in docs:
+        if doc["kind"] in CRD_KINDS:
+            continue
+        try:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{path.name} {doc['kind']}/{doc['metadata']['name']}: {exc.message} at {exc.path}")
+
+
+def test_kustomizations_reference_what_exists():
+    base = yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text())
+    for resource in base["resources"]:
+        assert (K8S / "base" / resource).is_file(), resource
+    assert {p.name for p in (K8S / "base").glob("*.yaml")} - {"kustomization.yaml"} == set(base["resources"])
+    objects = {(d["kind"], d["metadata"]["name"]) for _, d in k8s_documents(K8S / "base")}
+    for overlay in ("dev", "prod"):
+        kust = yaml.safe_load((K8S / "overlays" / overlay / "kustomization.yaml").read_text())
+        assert kust["resources"] == ["../../base"]
+        for patch in kust.get("patches", []):
+            if "path" in patch:
+                doc = yaml.safe_load((K8S / "overlays" / overlay / patch["path"]).read_text())
+                assert (doc["kind"], doc["metadata"]["name"]) in objects
+            else:
+                assert (patch["target"]["kind"], patch["target"]["name"]) in objects
+
+
+def test_deployments_are_production_shaped():
+    docs = [d for _, d in k8s_documents(K8S / "base")]
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    for name, dep in deployments.items():
+        spec = dep["spec"]["template"]["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        for container in spec["containers"]:
+            assert container["resources"]["requests"] and container["resources"]["limits"], name
+            check_command(container["command"])
+            assert {"configMapRef": {"name": "tickets-config"}} in container["envFrom"], name
+    api = deployments["tickets-api"]["spec"]["template"]["spec"]["containers"][0]
+    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert api["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    beat = deployments["tickets-beat"]["spec"]
+    assert beat["replicas"] == 1 and beat["strategy"]["type"] == "Recreate"
+    job = next(d for d in docs if d["kind"] == "Job")
+    check_command(job["spec"]["template"]["spec"]["containers"][0]["command"])
+    hpa = next(d for d in docs if d["kind"] == "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "tickets-api"
+    labels = {d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] for d in deployments.values()}
+    for pdb in (d for d in docs if d["kind"] == "PodDisruptionBudget"):
+        assert pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] in labels
+    # every Celery queue has workers, and KEDA scales each worker Deployment on a real queue
+    consumed = set()
+    for dep in deployments.values():
+        for c in dep["spec"]["template"]["spec"]["containers"]:
+            if c["command"][3:4] == ["worker"]:
+                consumed |= set(c["command"][c["command"].index("-Q") + 1].split(","))
+    assert consumed == set(celeryconfig.QUEUES)
+    scaled = [d for d in docs if d["kind"] == "ScaledObject"]
+    assert {s["spec"]["scaleTargetRef"]["name"] for s in scaled} == {n for n in deployments if "worker" in n}
+    for s in scaled:
+        trigger = s["spec"]["triggers"][0]
+        assert trigger["type"] == "redis" and trigger["metadata"]["listName"] in celeryconfig.QUEUES
+
+
+def test_k8s_config_is_a_valid_production_configuration():
+    docs = {d["metadata"]["name"]: d for _, d in k8s_documents(K8S / "base") if d["kind"] in {"ConfigMap", "Secret"}}
+    env = {**docs["tickets-config"]["data"], **docs["tickets-secrets"]["stringData"]}
+    assert set(env) - THIRD_PARTY_ENV <= app_env_names(), set(env) - THIRD_PARTY_ENV - app_env_names()
+    with pytest.raises(ConfigError):  # the template's placeholders are refused, never run
+        check_production_safety(load_config(env))
+    real = {k: v.replace("CHANGE_ME_TO_64_RANDOM_CHARACTERS", "x" * 64).replace(
+        "CHANGE_ME_TO_64_OTHER_RANDOM_CHARACTERS", "y" * 64) for k, v in env.items()}
+    check_production_safety(load_config(real))
+
+
+def test_compose_stack_matches_the_code():
+    compose = yaml.safe_load((ROOT / "docker" / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"api", "worker-booking", "worker-admission", "worker-notifications", "beat", "flower", "migrate",
+            "mysql", "redis", "kafka", "sns", "prometheus", "grafana", "exporter"} <= set(services)
+    app_env = compose["x-app-env"]
+    assert set(app_env) - THIRD_PARTY_ENV <= app_env_names(), set(app_env) - THIRD_PARTY_ENV - app_env_names()
+    check_production_safety(load_config({k: str(v) for k, v in app_env.items()}))
+    ours = [name for name, svc in services.items() if svc.get("image") == "tickets:dev"]
+    assert set(ours) >= {"api", "beat", "flower", "migrate", "exporter"}
+    workers = set()
+    for name in ours:
+        argv = services[name]["command"]
+        check_command(argv)
+        if argv[3:4] == ["worker"]:
+            workers |= set(argv[argv.index("-Q") + 1].split(","))
+        env = services[name].get("environment", {})
+        assert set(env) - THIRD_PARTY_ENV <= app_env_names()
+    assert workers == set(celeryconfig.QUEUES)
+    assert services["migrate"]["restart"] == "no" and "db upgrade" in services["migrate"]["command"][2]
+    for mount in services["prometheus"]["volumes"] + services["grafana"]["volumes"]:
+        assert (ROOT / "docker" / mount.split(":")[0]).exists(), mount
+    redis_cmd = services["redis"]["command"]
+    assert "noeviction" in redis_cmd and "--appendonly" in redis_cmd
+
+
+def test_dockerfile_is_multistage_non_root_and_its_commands_exist():
+    text = (ROOT / "docker" / "Dockerfile").read_text()
+    assert len(re.findall(r"^FROM ", text, re.M)) >= 2
+    assert re.search(r"^USER 10001", text, re.M)
+    for source in re.findall(r"^COPY (?!--from)(?:--\S+ )*(.+) \S+$", text, re.M):
+        for item in source.split():
+            assert (ROOT / item).exists(), item
+    cmd = re.search(r"^CMD (\[.*\])$", text, re.M).group(1)
+    check_command(yaml.safe_load(cmd))
+    assert "HEALTHCHECK" in text and "/healthz" in text
+    for line in re.findall(r"^ENV .*(?:\n\s+.*)*", text, re.M):
+        assert "SECRET" not in line and "PASSWORD" not in line
