@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -104,12 +104,16 @@ def request_hash(event_id: int, section_id: int, quantity: int | None, seat_ids:
 
 def _live_quantity(session: Session, user_id: int, event_id: int, now: datetime, *,
                    include_pending: bool, exclude_id: str | None = None) -> int:
-    statuses = [HELD, CONFIRMED] + ([PENDING] if include_pending else [])
-    query = select(Reservation).where(Reservation.user_id == user_id, Reservation.event_id == event_id,
-                                      Reservation.status.in_(statuses))
+    """Units the user already has in this event: confirmed, unexpired holds (and pending)."""
+    live = or_(Reservation.status == CONFIRMED,
+               and_(Reservation.status == HELD, Reservation.hold_expires_at > now))
+    if include_pending:
+        live = or_(live, Reservation.status == PENDING)
+    query = select(func.coalesce(func.sum(Reservation.quantity), 0)).where(
+        Reservation.user_id == user_id, Reservation.event_id == event_id, live)
     if exclude_id:
         query = query.where(Reservation.id != exclude_id)
-    return sum(r.quantity for r in session.scalars(query) if effective_status(r, now) != EXPIRED)
+    return int(session.scalar(query) or 0)
 
 
 @dataclass

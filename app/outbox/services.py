@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.outbox.models import OutboxEvent
-from app.tasking import enqueue_after_commit
+from app.tasking import call_after_commit, send_task
 
 # aggregate type -> topic suffix (topic = "<KAFKA_TOPIC_PREFIX>.<suffix>")
 TOPIC_BY_AGGREGATE = {"queue": "queue", "reservation": "reservations", "notification": "notifications"}
@@ -38,9 +38,22 @@ def record_event(session: Session, type_: str, aggregate_type: str, aggregate_id
         data=data,
     )
     session.add(row)
-    # one relay kick per transaction; the beat sweep covers a lost kick
-    enqueue_after_commit(session, "outbox.relay", unique=True)
+    if has_app_context() and current_app.config["KAFKA_BOOTSTRAP_SERVERS"]:
+        # one relay kick per transaction, and at most one per KICK_DEBOUNCE_MS across transactions
+        # (a running relay drains everything); the beat sweep covers a kick that was skipped or lost
+        call_after_commit(session, _kick_relay)
     return row
+
+
+KICK_DEBOUNCE_MS = 200
+
+
+def _kick_relay() -> None:
+    from app.extensions import redis_store
+
+    # the relay runs when the window closes, so it includes every commit made within the window
+    if redis_store.client.set("outbox:kick", "1", nx=True, px=KICK_DEBOUNCE_MS):
+        send_task("outbox.relay", countdown=KICK_DEBOUNCE_MS / 1000)
 
 
 def envelope(row: OutboxEvent) -> dict[str, Any]:

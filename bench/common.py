@@ -1,0 +1,140 @@
+"""Shared set-up for the benchmarks: configuration, a fresh schema, users with tokens, and the
+JSON + table report. Benchmarks run real processes (gunicorn/gevent, Celery prefork) against the
+database and Redis given by BENCH_DATABASE_URL / BENCH_REDIS_URL (defaults: this machine's
+MariaDB database `tickets_bench` and Redis db 12/13)."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+
+def configure() -> dict[str, str]:
+    db_url = os.environ.get("BENCH_DATABASE_URL", "mysql+pymysql://root@127.0.0.1:3306/tickets_bench")
+    redis_base = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/").rsplit("/", 1)
+    redis_root = redis_base[0] if redis_base[-1].isdigit() else "/".join(redis_base)
+    env = {
+        "APP_ENV": "testing", "DATABASE_URL": db_url, "REDIS_URL": f"{redis_root}/12",
+        "CELERY_BROKER_URL": f"{redis_root}/13", "LOG_LEVEL": "WARNING", "KAFKA_BOOTSTRAP_SERVERS": "",
+        "QUEUE_RATE_LIMIT_PER_SECOND": "1000", "REDBEAT_KEY_PREFIX": "redbeat-bench:",
+    }
+    os.environ.update(env)
+    return env
+
+
+def fresh_database(url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    if url.startswith("mysql"):
+        server, name = url.rsplit("/", 1)
+        engine = create_engine(server + "/")
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+            conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+        engine.dispose()
+    from app.cli import upgrade_database
+
+    upgrade_database(url)
+    import redis
+
+    for key in ("REDIS_URL", "CELERY_BROKER_URL"):
+        redis.Redis.from_url(os.environ[key]).flushdb()
+
+
+def make_users(app, count: int) -> list[dict[str, Any]]:
+    from flask_jwt_extended import create_access_token
+    from werkzeug.security import generate_password_hash
+
+    from app.auth.models import User
+    from app.extensions import db
+
+    password_hash = generate_password_hash("bench-Passw0rd")
+    with app.app_context():
+        db.session.execute(User.__table__.insert(), [
+            {"email": f"bench{i}@example.com", "name": f"Bench {i}", "password_hash": password_hash,
+             "is_admin": False, "locale": "en", "created_at": __import__("app.db").db.utcnow()}
+            for i in range(count)])
+        db.session.commit()
+        rows = db.session.query(User.id).order_by(User.id).all()
+        return [{"id": uid, "headers": {"Authorization": "Bearer " + create_access_token(
+            identity=str(uid), expires_delta=__import__("datetime").timedelta(hours=2))}} for (uid,) in rows]
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def summarize(name: str, latencies: list[float], elapsed: float, errors: int = 0, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name, "requests": len(latencies), "errors": errors, "seconds": round(elapsed, 3),
+        "throughput_per_s": round(len(latencies) / elapsed, 1) if elapsed else 0.0,
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 2), "p95_ms": round(percentile(latencies, 0.95) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+        "mean_ms": round(statistics.fmean(latencies) * 1000, 2) if latencies else 0.0, **extra,
+    }
+
+
+def report(title: str, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+    print(json.dumps({"benchmark": title, "meta": meta, "results": rows}, indent=2))
+    print()
+    print(f"{title}  ({', '.join(f'{k}={v}' for k, v in meta.items())})")
+    header = f"{'scenario':<28}{'requests':>10}{'errors':>8}{'req/s':>10}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r['name']:<28}{r['requests']:>10}{r['errors']:>8}{r['throughput_per_s']:>10}{r['p50_ms']:>10}"
+              f"{r['p95_ms']:>10}{r['p99_ms']:>10}")
+
+
+def run_load(items: list[Any], call: Callable[[requests.Session, Any], bool], concurrency: int,
+             duration: float | None = None) -> tuple[list[float], int, float]:
+    """Run ``call`` over ``items`` (once each, or round-robin until ``duration``) from ``concurrency``
+    threads with keep-alive sessions; returns (latencies of successes, errors, elapsed)."""
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    cursor = iter(range(10**12))
+    started = time.monotonic()
+    deadline = started + duration if duration else None
+
+    def worker() -> None:
+        nonlocal errors
+        session = requests.Session()
+        while True:
+            with lock:
+                i = next(cursor)
+            if deadline is None and i >= len(items):
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            item = items[i % len(items)]
+            t0 = time.perf_counter()
+            try:
+                ok = call(session, item)
+            except requests.RequestException:
+                ok = False
+            dt = time.perf_counter() - t0
+            with lock:
+                if ok:
+                    latencies.append(dt)
+                else:
+                    errors += 1
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latencies, errors, time.monotonic() - started
