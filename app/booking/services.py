@@ -221,7 +221,16 @@ def _event_data(res: Reservation, **extra: Any) -> dict[str, Any]:
 # --- hold (Celery task) ------------------------------------------------------------------------
 
 def _lock_reservation(session: Session, reservation_id: str) -> Reservation | None:
-    return session.scalar(select(Reservation).where(Reservation.id == reservation_id).with_for_update())
+    """Lock the reservation row for this transaction and read its current state.
+
+    A write comes first: on MySQL it takes the row lock like FOR UPDATE; on SQLite (which has no
+    row locks and starts a transaction only at the first write) it takes the write lock, so a
+    second worker can never act on a state the first has already changed.
+    """
+    session.execute(update(Reservation).where(Reservation.id == reservation_id)
+                    .values(updated_at=Reservation.updated_at).execution_options(synchronize_session=False))
+    return session.scalar(select(Reservation).where(Reservation.id == reservation_id).with_for_update()
+                          .execution_options(populate_existing=True))
 
 
 def _take_general(session: Session, section: Section, quantity: int, now: datetime) -> bool:
@@ -335,6 +344,11 @@ def _release_inventory(session: Session, res: Reservation) -> None:
 
 
 def _expire(session: Session, res: Reservation) -> None:
+    # conditional: only the transaction that moves the hold out of `held` releases its inventory
+    moved = session.execute(update(Reservation).where(Reservation.id == res.id, Reservation.status == HELD)
+                            .values(status=EXPIRED).execution_options(synchronize_session=False)).rowcount
+    if moved != 1:
+        return
     _release_inventory(session, res)
     res.status = EXPIRED
     res.reason = "hold_expired"
