@@ -10,7 +10,16 @@ import argparse
 import time
 import uuid
 
-from bench.common import configure, fresh_database, make_users, percentile, report, run_load, summarize
+from bench.common import (
+    configure,
+    create_event,
+    fresh_database,
+    make_users,
+    percentile,
+    report,
+    run_load,
+    summarize,
+)
 
 
 def main() -> None:
@@ -23,32 +32,20 @@ def main() -> None:
     args = parser.parse_args()
     env = configure()
     fresh_database(env["DATABASE_URL"])
-    from datetime import timedelta
-
     from sqlalchemy import select
 
     from app import create_app
     from app.booking.models import Reservation
     from app.catalogue.models import Seat
-    from app.catalogue.services import create_event, create_section
-    from app.db import utcnow
     from app.extensions import db
     from app.queue.services import admit_now, join, status
     from tests.support import LiveApi, start_worker, wait_for
 
     app = create_app()
+    event_id, (ga_id, seated_id) = create_event(app, [
+        {"name": "Floor", "capacity": args.capacity},
+        {"name": "Seats", "rows": max(1, args.seats // 20), "seats_per_row": 20}])
     with app.app_context():
-        now = utcnow()
-        event = create_event({"name": "Bench", "venue": "Bench", "starts_at": now + timedelta(days=1),
-                              "sale_opens_at": now - timedelta(minutes=1), "sale_closes_at": None,
-                              "admit_per_minute": 600, "max_active": 100_000, "admission_window_seconds": 3600,
-                              "prequeue_minutes": 0, "heartbeat_timeout_seconds": 3600, "max_per_user": 4,
-                              "hold_seconds": 600})
-        ga = create_section(event.id, {"name": "Floor", "price_cents": 5000, "currency": "EUR",
-                                       "capacity": args.capacity})
-        seated = create_section(event.id, {"name": "Seats", "price_cents": 9000, "currency": "EUR",
-                                           "rows": max(1, args.seats // 20), "seats_per_row": 20})
-        event_id, ga_id, seated_id = event.id, ga.id, seated.id
         seat_ids = list(db.session.scalars(select(Seat.id).where(Seat.section_id == seated_id).order_by(Seat.id)))
     buyers = make_users(app, args.buyers)
     with app.test_request_context():

@@ -48,6 +48,25 @@ def fresh_database(url: str) -> None:
         redis.Redis.from_url(os.environ[key]).flushdb()
 
 
+def create_event(app, sections: list[dict[str, Any]] = (), **overrides: Any) -> tuple[int, list[int]]:
+    """An open sale with generous waiting-room settings; returns (event id, section ids)."""
+    from datetime import timedelta
+
+    from app.catalogue.services import create_event as create
+    from app.catalogue.services import create_section
+    from app.db import utcnow
+
+    now = utcnow()
+    data = {"name": "Bench", "venue": "Bench", "starts_at": now + timedelta(days=1),
+            "sale_opens_at": now - timedelta(minutes=1), "sale_closes_at": None, "admit_per_minute": 600,
+            "max_active": 100_000, "admission_window_seconds": 3600, "prequeue_minutes": 0,
+            "heartbeat_timeout_seconds": 3600, "max_per_user": 4, "hold_seconds": 600, **overrides}
+    with app.app_context():
+        event = create(data)
+        ids = [create_section(event.id, {"price_cents": 5000, "currency": "EUR", **spec}).id for spec in sections]
+        return event.id, ids
+
+
 def make_users(app, count: int) -> list[dict[str, Any]]:
     from flask_jwt_extended import create_access_token
     from werkzeug.security import generate_password_hash

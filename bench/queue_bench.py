@@ -10,7 +10,7 @@ import random
 import threading
 import time
 
-from bench.common import configure, fresh_database, make_users, report, run_load, summarize
+from bench.common import configure, create_event, fresh_database, make_users, report, run_load, summarize
 
 
 def main() -> None:
@@ -22,23 +22,12 @@ def main() -> None:
     args = parser.parse_args()
     env = configure()
     fresh_database(env["DATABASE_URL"])
-    from datetime import timedelta
-
     from app import create_app
-    from app.catalogue.services import create_event
-    from app.db import utcnow
     from app.queue.services import advance
     from tests.support import LiveApi
 
     app = create_app()
-    with app.app_context():
-        now = utcnow()
-        event = create_event({"name": "Bench", "venue": "Bench", "starts_at": now + timedelta(days=1),
-                              "sale_opens_at": now - timedelta(minutes=1), "sale_closes_at": None,
-                              "admit_per_minute": 600, "max_active": 100_000, "admission_window_seconds": 600,
-                              "prequeue_minutes": 0, "heartbeat_timeout_seconds": 600, "max_per_user": 4,
-                              "hold_seconds": 300})
-        event_id = event.id
+    event_id, _ = create_event(app, admission_window_seconds=600, heartbeat_timeout_seconds=600)
     users = make_users(app, args.users)
     api = LiveApi(env={"PROMETHEUS_MULTIPROC_DIR": ""}, workers=args.api_workers)
     stop = threading.Event()

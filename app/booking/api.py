@@ -13,7 +13,7 @@ from app.booking.schemas import (
     ReserveHeadersSchema,
     ReserveSchema,
 )
-from app.catalogue.schemas import PageArgsSchema
+from app.pagination import PageArgsSchema, page_body
 
 blp = Blueprint("tickets", __name__, url_prefix="/api/tickets", description="Reservations")
 
@@ -45,8 +45,7 @@ class MyReservations(MethodView):
     def get(self, args: dict):
         """The caller's reservations, newest first (paginated)."""
         items, total = services.list_reservations(current_user_id(), args["page"], args["page_size"])
-        return {"items": [services.view(r) for r in items], "page": args["page"],
-                "page_size": args["page_size"], "total": total}
+        return page_body([services.view(r) for r in items], total, args)
 
 
 @blp.route("/status/<reservation_id>")

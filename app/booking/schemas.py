@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from app.pagination import page_schema
+
 
 class ReserveSchema(Schema):
     event_id = fields.Integer(required=True)
@@ -40,11 +42,7 @@ class ReservationSchema(Schema):
     status_url = fields.String()
 
 
-class ReservationPageSchema(Schema):
-    items = fields.List(fields.Nested(ReservationSchema))
-    page = fields.Integer()
-    page_size = fields.Integer()
-    total = fields.Integer()
+ReservationPageSchema = page_schema(ReservationSchema, "ReservationPage")
 
 
 class ConfirmSchema(Schema):

@@ -40,6 +40,7 @@ from app.extensions import db
 from app.observability.context import set_context
 from app.observability.metrics import HOLD_LATENCY, RESERVATIONS
 from app.outbox.services import record_event
+from app.pagination import paginate
 from app.queue import passes
 from app.queue.services import release_active_slot
 from app.tasking import call_after_commit, enqueue_after_commit
@@ -87,11 +88,8 @@ def get_reservation(reservation_id: str, user_id: int) -> Reservation:
 
 
 def list_reservations(user_id: int, page: int, page_size: int) -> tuple[list[Reservation], int]:
-    base = select(Reservation).where(Reservation.user_id == user_id)
-    total = db.session.scalar(select(func.count()).select_from(base.subquery())) or 0
-    items = db.session.scalars(base.order_by(Reservation.created_at.desc(), Reservation.id)
-                               .offset((page - 1) * page_size).limit(page_size)).all()
-    return list(items), total
+    return paginate(select(Reservation).where(Reservation.user_id == user_id)
+                    .order_by(Reservation.created_at.desc(), Reservation.id), page, page_size)
 
 
 # --- request (API) -----------------------------------------------------------------------------
@@ -267,12 +265,20 @@ def _take_seats(session: Session, res: Reservation, hold_until: datetime, now: d
     return result.rowcount == len(seat_ids)
 
 
-def hold(reservation_id: str) -> Reservation | None:
-    """Turn a pending reservation into a hold, or reject it. Safe to run any number of times."""
-    session = db.session
+def _lock_pending(session: Session, reservation_id: str) -> tuple[Reservation | None, bool]:
+    """(reservation, True) when it is pending and now locked; else (it or None, False), rolled back."""
     res = _lock_reservation(session, reservation_id)
     if res is None or res.status != PENDING:
         session.rollback()
+        return res, False
+    return res, True
+
+
+def hold(reservation_id: str) -> Reservation | None:
+    """Turn a pending reservation into a hold, or reject it. Safe to run any number of times."""
+    session = db.session
+    res, pending = _lock_pending(session, reservation_id)
+    if not pending:
         return res
     set_context(user_id=res.user_id, event_id=res.event_id)
     event = session.get(Event, res.event_id)
@@ -316,11 +322,8 @@ def _reject(session: Session, res: Reservation, reason: str) -> Reservation:
 def reject_busy(reservation_id: str) -> Reservation | None:
     """After the hold's retries are spent on lock timeouts: rejected, never stuck in pending."""
     session = db.session
-    res = _lock_reservation(session, reservation_id)
-    if res is None or res.status != PENDING:
-        session.rollback()
-        return res
-    return _reject(session, res, "busy")
+    res, pending = _lock_pending(session, reservation_id)
+    return _reject(session, res, "busy") if pending else res
 
 
 # --- release (expiry, cancel) --------------------------------------------------------------------

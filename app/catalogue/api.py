@@ -10,11 +10,11 @@ from app.catalogue.schemas import (
     EventDetailSchema,
     EventPageSchema,
     EventSchema,
-    PageArgsSchema,
     SeatMapSchema,
     SectionCreateSchema,
     SectionSchema,
 )
+from app.pagination import PageArgsSchema, page_body
 
 blp = Blueprint("events", __name__, url_prefix="/api/events", description="Events, sections and seat maps")
 
@@ -30,8 +30,7 @@ class Events(MethodView):
     @blp.response(200, EventPageSchema)
     def get(self, args: dict):
         """List events, soonest sale first (paginated)."""
-        items, total = services.list_events(args["page"], args["page_size"])
-        return {"items": items, "page": args["page"], "page_size": args["page_size"], "total": total}
+        return page_body(*services.list_events(args["page"], args["page_size"]), args)
 
     @admin_required
     @blp.arguments(EventCreateSchema)

@@ -4,6 +4,8 @@ from datetime import UTC
 
 from marshmallow import Schema, fields, validate
 
+from app.pagination import page_schema
+
 
 class EventCreateSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
@@ -62,16 +64,7 @@ class EventDetailSchema(EventSchema):
     sections = fields.List(fields.Nested(SectionSchema))
 
 
-class PageArgsSchema(Schema):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
-    page_size = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
-
-
-class EventPageSchema(Schema):
-    items = fields.List(fields.Nested(EventSchema))
-    page = fields.Integer()
-    page_size = fields.Integer()
-    total = fields.Integer()
+EventPageSchema = page_schema(EventSchema, "EventPage")
 
 
 class SeatSchema(Schema):

@@ -24,6 +24,7 @@ from app.catalogue.models import (
 from app.db import utcnow
 from app.errors import Conflict, NotFound, Unprocessable
 from app.extensions import db
+from app.pagination import paginate
 
 
 def row_label(index: int) -> str:
@@ -61,11 +62,7 @@ def get_event(event_id: int) -> Event:
 
 
 def list_events(page: int, page_size: int) -> tuple[list[Event], int]:
-    total = db.session.scalar(select(func.count(Event.id))) or 0
-    items = db.session.scalars(
-        select(Event).order_by(Event.sale_opens_at, Event.id).offset((page - 1) * page_size).limit(page_size)
-    ).all()
-    return list(items), total
+    return paginate(select(Event).order_by(Event.sale_opens_at, Event.id), page, page_size)
 
 
 def get_section(event_id: int, section_id: int) -> Section:

@@ -5,9 +5,9 @@ from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 
 from app.auth.jwt_setup import current_user_id
-from app.catalogue.schemas import PageArgsSchema
 from app.notifications import services
 from app.notifications.schemas import DeviceSchema, NotificationPageSchema, RegisterDeviceSchema
+from app.pagination import PageArgsSchema, page_body
 
 blp = Blueprint("notifications", __name__, url_prefix="/api/notifications",
                 description="Channels that tell a user their turn has come")
@@ -50,5 +50,4 @@ class History(MethodView):
     @blp.response(200, NotificationPageSchema)
     def get(self, args: dict):
         """The caller's notification history with delivery status."""
-        items, total = services.list_notifications(current_user_id(), args["page"], args["page_size"])
-        return {"items": items, "page": args["page"], "page_size": args["page_size"], "total": total}
+        return page_body(*services.list_notifications(current_user_id(), args["page"], args["page_size"]), args)

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from app.pagination import page_schema
+
 E164 = r"^\+[1-9]\d{6,14}$"
 
 
@@ -43,8 +45,4 @@ class NotificationSchema(Schema):
     sent_at = fields.DateTime(allow_none=True)
 
 
-class NotificationPageSchema(Schema):
-    items = fields.List(fields.Nested(NotificationSchema))
-    page = fields.Integer()
-    page_size = fields.Integer()
-    total = fields.Integer()
+NotificationPageSchema = page_schema(NotificationSchema, "NotificationPage")

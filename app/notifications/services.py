@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from app.auth.models import User
@@ -21,6 +21,7 @@ from app.notifications import channels
 from app.notifications.models import CHANNEL_EMAIL, CHANNEL_PUSH, CHANNEL_SMS, Device, Notification
 from app.observability.metrics import NOTIFICATION_LATENCY, NOTIFICATIONS
 from app.outbox.services import record_event
+from app.pagination import paginate
 from app.queue.keys import QueueKeys, user_queues_key
 from app.tasking import enqueue_after_commit
 
@@ -124,11 +125,8 @@ def delete_device(user_id: int, device_id: str) -> None:
 
 
 def list_notifications(user_id: int, page: int, page_size: int) -> tuple[list[Notification], int]:
-    base = select(Notification).where(Notification.user_id == user_id)
-    total = db.session.scalar(select(func.count()).select_from(base.subquery())) or 0
-    items = db.session.scalars(base.order_by(Notification.created_at.desc()).offset((page - 1) * page_size)
-                               .limit(page_size)).all()
-    return list(items), total
+    return paginate(select(Notification).where(Notification.user_id == user_id)
+                    .order_by(Notification.created_at.desc(), Notification.id), page, page_size)
 
 
 # --- the admission notice ------------------------------------------------------------------------

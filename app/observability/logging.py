@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import uuid
+from datetime import UTC, datetime
 
 from flask import Flask, g, request
-from pythonjsonlogger.json import JsonFormatter
 
 from app.observability.context import ALL_VARS, clear_context, set_context
 
 REQUEST_ID_HEADER = "X-Request-ID"
+
+
+# attributes every LogRecord has; anything else on a record came from `extra=` and is logged too
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, message, correlation ids, extras, exc_info."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload = {"ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+                   "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                payload[key] = value
+        if record.exc_info:
+            payload["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(payload, default=str, ensure_ascii=False)
 
 
 class ContextFilter(logging.Filter):
@@ -30,10 +49,7 @@ def configure_logging(level: str = "INFO", json_logs: bool = True) -> None:
     handler = logging.StreamHandler(sys.__stderr__)
     handler.addFilter(ContextFilter())
     if json_logs:
-        handler.setFormatter(JsonFormatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(user_id)s %(task_id)s %(event_id)s",
-            rename_fields={"asctime": "ts", "levelname": "level", "name": "logger"},
-        ))
+        handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
     root.handlers = [handler]
