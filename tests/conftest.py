@@ -137,6 +137,8 @@ def clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
                 conn.execute(text("SET SESSION innodb_lock_wait_timeout = 60"))
             for table in TABLES_IN_DELETE_ORDER:
                 conn.execute(text(f"DELETE FROM {table}"))
+            if db.is_mysql:  # the connection returns to the pool: restore the app's setting
+                conn.execute(text("SET SESSION innodb_lock_wait_timeout = 5"))
         redis_store.client.flushdb()
     yield
 

@@ -161,3 +161,56 @@ def test_killed_worker_redelivers_and_yields_one_hold(app, make_event, make_user
             db.session.rollback()
     finally:
         victim.stop()
+
+
+@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL", "").startswith("mysql"),
+                    reason="lock wait timeouts need MySQL/MariaDB (CI runs this)")
+def test_lock_timeouts_end_in_rejected_busy_never_stuck_pending(app, make_event, make_user):
+    from app.booking.services import ReserveRequest, request_reservation
+    from app.queue.services import admit_now, join, status
+    from tasks.booking import MAX_BUSY_RETRIES, hold
+
+    event = make_event(sections=[{"name": "Floor", "capacity": 10}])
+    section = event["sections"][0]
+    user = make_user()
+    app.config["CELERY_ENABLED"] = False
+    try:
+        with app.test_request_context():
+            join(event["id"], user["id"])
+            admit_now(event["id"], 1)
+            token = status(event["id"], user["id"]).admission_token
+            rid = request_reservation(ReserveRequest(user["id"], event["id"], section["id"], 1, None, "busy",
+                                                     token))[0].id
+    finally:
+        app.config["CELERY_ENABLED"] = True
+    locker = db.engine.connect()
+    trans = locker.begin()
+    try:
+        locker.execute(text("SELECT id FROM sections WHERE id = :id FOR UPDATE"), {"id": section["id"]})
+        with app.app_context():
+            # the last allowed attempt: a lock wait timeout now rejects instead of retrying again
+            result = hold.apply(args=[rid], retries=MAX_BUSY_RETRIES, throw=True)
+    finally:
+        trans.rollback()
+        locker.close()
+    assert result.get() == "rejected"
+    with app.app_context():
+        res = db.session.get(Reservation, rid)
+        assert (res.status, res.reason) == ("rejected", "busy")
+        db.session.rollback()
+
+
+def test_reconciler_rederives_the_gate_and_reports_drift(app, make_event):
+    from app.booking.gate import gate_key, reconcile
+    from app.extensions import redis_store
+    from app.observability.metrics import GATE_DRIFT
+
+    event = make_event(sections=[{"name": "Floor", "capacity": 7}])
+    section_id = event["sections"][0]["id"]
+    before = GATE_DRIFT._value.get()
+    with app.app_context():
+        redis_store.client.set(gate_key(event["id"], section_id), 3)  # drifted low: would refuse buyers
+        assert reconcile([event["id"]]) == {section_id: -4}
+        assert int(redis_store.client.get(gate_key(event["id"], section_id))) == 7
+        assert reconcile([event["id"]]) == {}
+    assert GATE_DRIFT._value.get() - before == 4

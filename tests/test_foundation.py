@@ -21,7 +21,7 @@ def test_migrations_created_every_table_at_head(app):
         assert {"users", "events", "sections", "seats", "reservations", "outbox", "devices",
                 "notifications", "alembic_version"} <= tables
         version = db.session.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "0001"
+        assert version == "0002"
         if db.is_mysql:
             rows = db.session.execute(text(
                 "SELECT table_name, engine, table_collation FROM information_schema.tables "

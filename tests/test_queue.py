@@ -250,6 +250,8 @@ def test_queue_errors(client, make_event, make_user):
     user = make_user()
     r = join(client, 999999, user)
     assert r.status_code == 404 and r.json["reason"] == "event_not_found"
+    assert status(client, 999999, user).status_code == 404
+    assert client.delete("/api/queue/999999", headers=user["headers"]).status_code == 404
     later = make_event(sale_opens_at=utcnow() + timedelta(hours=2), prequeue_minutes=15)
     r = join(client, later["id"], user)
     assert r.status_code == 409 and r.json["reason"] == "not_open_yet"

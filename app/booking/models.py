@@ -43,4 +43,6 @@ class Reservation(Base):
         Index("ix_reservations_status_expiry", "status", "hold_expires_at"),
         Index("ix_reservations_user_event", "user_id", "event_id"),
         Index("ix_reservations_section_status", "section_id", "status"),
+        # serves the section FK, so status changes never lock the section row (migration 0002)
+        Index("ix_reservations_section_id", "section_id"),
     )

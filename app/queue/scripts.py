@@ -90,6 +90,7 @@ return reply(user, now, 1)
 # ARGV: user, now, rate limit per second. Polling is the heartbeat that keeps a place alive.
 STATUS = _PRELUDE + r"""
 local user, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+if redis.call('EXISTS', K_META) == 0 then return {'no_meta'} end
 local wait_ms = rate_limited(limit)
 if wait_ms then return {'rate_limited', wait_ms} end
 if redis.call('HEXISTS', K_JOINED, user) == 1 then redis.call('HSET', K_HB, user, now) end
