@@ -40,16 +40,9 @@ def send_task(name: str, args: tuple | list = (), kwargs: dict | None = None, **
 
 
 def enqueue_after_commit(session: Session, name: str, args: tuple | list = (), kwargs: dict | None = None,
-                         *, unique: bool = False, **options: Any) -> None:
-    """Send the task once the session's transaction commits; dropped on rollback.
-
-    ``unique`` sends at most one message per (name, args, kwargs) for this transaction.
-    """
-    pending = session.info.setdefault(_PENDING_KEY, [])
-    entry = (name, tuple(args), kwargs or {}, options)
-    if unique and any(p[:3] == entry[:3] for p in pending):
-        return
-    pending.append(entry)
+                         **options: Any) -> None:
+    """Send the task once the session's transaction commits; dropped on rollback."""
+    session.info.setdefault(_PENDING_KEY, []).append((name, tuple(args), kwargs or {}, options))
 
 
 def call_after_commit(session: Session, fn: Callable[[], None]) -> None:

@@ -37,12 +37,14 @@ local function view(user, now)
   return {'not_in_queue', -1, ''}
 end
 
--- reply: state, rank, detail, measured rate/min, paused, pre-queue size, line size, created
+-- reply: state, rank, detail, measured rate/min, paused, pre-queue size, created,
+--        configured rate/min, heartbeat timeout, opens_at (everything the estimate needs: one trip)
 local function reply(user, now, created)
   local v = view(user, now)
   local rate = redis.call('HGET', K_STATS, 'rate_ewma') or '0'
-  local paused = redis.call('HGET', K_META, 'paused') or '0'
-  return {v[1], v[2], v[3], rate, paused, redis.call('SCARD', K_PRE), redis.call('ZCARD', K_LINE), created}
+  local m = redis.call('HMGET', K_META, 'paused', 'admit_per_minute', 'heartbeat_timeout', 'opens_at')
+  return {v[1], v[2], v[3], rate, m[1] or '0', redis.call('SCARD', K_PRE), created, m[2] or '1', m[3] or '60',
+          m[4] or '0'}
 end
 
 local function rate_limited(limit)

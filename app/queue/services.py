@@ -94,15 +94,8 @@ class QueueView:
         return {k: v for k, v in self.__dict__.items() if k != "created"}
 
 
-def _meta_numbers(event_id: int) -> dict[str, float]:
-    raw = redis_store.client.hmget(QueueKeys(event_id).meta, "admit_per_minute", "heartbeat_timeout", "opens_at",
-                                   "window")
-    return {"admit_per_minute": float(raw[0] or 1), "heartbeat_timeout": float(raw[1] or 60),
-            "opens_at": float(raw[2] or 0), "window": float(raw[3] or 600)}
-
-
 def _build_view(event_id: int, user_id: int, reply: list, now: float) -> QueueView:
-    state, rank, detail, measured, paused, pre_size, _line_size, created = reply
+    state, rank, detail, measured, paused, pre_size, created, configured, heartbeat_timeout, opens_at = reply
     rank, measured = int(rank), float(measured or 0)
     view = QueueView(status=state, paused=paused == "1", created=bool(int(created)))
     if state == "admitted":
@@ -116,8 +109,7 @@ def _build_view(event_id: int, user_id: int, reply: list, now: float) -> QueueVi
         return view
     if state not in {"waiting", "pre_queue"}:
         return view
-    meta = _meta_numbers(event_id)
-    rate = measured if measured > 0 else meta["admit_per_minute"]
+    rate = measured if measured > 0 else float(configured)
     if state == "waiting":
         view.position, view.ahead = rank + 1, rank
         eta = math.ceil((rank + 1) * 60 / rate)
@@ -125,9 +117,9 @@ def _build_view(event_id: int, user_id: int, reply: list, now: float) -> QueueVi
         # the draw at opening decides the order: expect the middle of the pre-queue
         view.status = "waiting"
         view.reason = "pre_queue"
-        eta = math.ceil(max(0.0, meta["opens_at"] - now) + (int(pre_size) / 2 + 1) * 60 / rate)
+        eta = math.ceil(max(0.0, float(opens_at) - now) + (int(pre_size) / 2 + 1) * 60 / rate)
     view.eta_seconds = eta
-    ceiling = min(30_000, int(meta["heartbeat_timeout"] * 1000 / 2))
+    ceiling = min(30_000, int(float(heartbeat_timeout) * 1000 / 2))
     view.poll_after_ms = max(1000, min(ceiling, int(eta * 1000 / 4)))
     return view
 
