@@ -21,6 +21,17 @@ def reserve(client, user, body, token, key=None):
     return client.post("/api/tickets/reserve", json=body, headers=headers)
 
 
+def held_reservation(client, app, event, user, **selection) -> dict:
+    """Admitted, reserved in the event's first section, and held: the reservation view."""
+    token = admitted_pass(client, app, event["id"], user)
+    r = reserve(client, user, {"event_id": event["id"], "section_id": event["sections"][0]["id"], **selection},
+                token)
+    assert r.status_code == 202, r.json
+    held = wait_reservation(client, user, r.json["reservation_id"])
+    assert held["status"] == "held", held
+    return held
+
+
 def section_row(app, section_id):
     from types import SimpleNamespace
 
@@ -70,11 +81,8 @@ def test_seated_reserve_and_seat_map(app, client, worker, make_event, make_user)
     seats = client.get(f"/api/events/{event['id']}/sections/{section['id']}/seats").json["seats"]
     wanted = [seats[1]["id"], seats[2]["id"]]
     user = make_user()
-    token = admitted_pass(client, app, event["id"], user)
-    r = reserve(client, user, {"event_id": event["id"], "section_id": section["id"], "seat_ids": wanted}, token)
-    assert r.status_code == 202
-    held = wait_reservation(client, user, r.json["reservation_id"])
-    assert held["status"] == "held" and [s["label"] for s in held["seats"]] == ["A2", "A3"]
+    held = held_reservation(client, app, event, user, seat_ids=wanted)
+    assert [s["label"] for s in held["seats"]] == ["A2", "A3"]
     states = {s["id"]: s["state"] for s in client.get(
         f"/api/events/{event['id']}/sections/{section['id']}/seats").json["seats"]}
     assert states[wanted[0]] == "held" and states[seats[0]["id"]] == "available"
@@ -180,10 +188,8 @@ def test_expired_hold_is_not_counted_and_cannot_be_confirmed(app, client, worker
     event = make_event(sections=[{"name": "Floor", "capacity": 1}], hold_seconds=1)
     section = event["sections"][0]
     a, b = make_user(), make_user()
-    ta = admitted_pass(client, app, event["id"], a)
     body = {"event_id": event["id"], "section_id": section["id"], "quantity": 1}
-    held = wait_reservation(client, a, reserve(client, a, body, ta).json["reservation_id"])
-    assert held["status"] == "held"
+    held = held_reservation(client, app, event, a, quantity=1)
     assert client.get(f"/api/events/{event['id']}").json["sections"][0]["available"] == 0
     time.sleep(1.2)
     # before any sweeper: the user sees it expired and the unit is available again
@@ -240,9 +246,7 @@ def test_cancel_returns_inventory_and_frees_the_slot(app, client, worker, make_e
     event = make_event(sections=[{"name": "Floor", "capacity": 5}])
     section = event["sections"][0]
     user = make_user()
-    token = admitted_pass(client, app, event["id"], user)
-    r = reserve(client, user, {"event_id": event["id"], "section_id": section["id"], "quantity": 3}, token)
-    held = wait_reservation(client, user, r.json["reservation_id"])
+    held = held_reservation(client, app, event, user, quantity=3)
     assert client.get(f"/api/events/{event['id']}").json["sections"][0]["available"] == 2
     c = client.post(f"/api/tickets/{held['reservation_id']}/cancel", headers=user["headers"])
     assert c.status_code == 200 and c.json["status"] == "cancelled"

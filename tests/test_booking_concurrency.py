@@ -99,29 +99,31 @@ def test_no_oversell_under_200_concurrent_buyers(app, live_api, worker, make_eve
         db.session.rollback()
 
 
+def pending_reservation(app, event_id: int, section_id: int, user_id: int, quantity: int) -> str:
+    """A pending reservation whose hold task was not sent: the test delivers it itself."""
+    from app.booking.services import ReserveRequest, request_reservation
+    from app.queue.services import admit_now, join, status
+
+    app.config["CELERY_ENABLED"] = False
+    try:
+        with app.test_request_context():
+            join(event_id, user_id)
+            admit_now(event_id, 1)
+            token = status(event_id, user_id).admission_token
+            request = ReserveRequest(user_id, event_id, section_id, quantity, None, uuid.uuid4().hex, token)
+            return request_reservation(request)[0].id
+    finally:
+        app.config["CELERY_ENABLED"] = True
+
+
 @pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL", "").startswith("mysql"),
                     reason="row locks held across connections need MySQL/MariaDB (CI runs this)")
 def test_killed_worker_redelivers_and_yields_one_hold(app, make_event, make_user):
-    from app.booking.services import ReserveRequest, request_reservation
-    from app.queue.services import admit_now, join
     from tasks.celery_app import celery
 
     event = make_event(sections=[{"name": "Floor", "capacity": 10}])
     section = event["sections"][0]
-    user = make_user()
-    app.config["CELERY_ENABLED"] = False  # we deliver the hold ourselves, to a worker we will kill
-    try:
-        with app.test_request_context():
-            join(event["id"], user["id"])
-            admit_now(event["id"], 1)
-            from app.queue.services import status
-
-            token = status(event["id"], user["id"]).admission_token
-            res, _ = request_reservation(ReserveRequest(user["id"], event["id"], section["id"], 2, None,
-                                                        "kill-test", token))
-            rid = res.id
-    finally:
-        app.config["CELERY_ENABLED"] = True
+    rid = pending_reservation(app, event["id"], section["id"], make_user()["id"], quantity=2)
 
     # a worker of our own on a private queue, so that we know which process to kill
     queue = f"killtest-{uuid.uuid4().hex[:6]}"
@@ -166,23 +168,11 @@ def test_killed_worker_redelivers_and_yields_one_hold(app, make_event, make_user
 @pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL", "").startswith("mysql"),
                     reason="lock wait timeouts need MySQL/MariaDB (CI runs this)")
 def test_lock_timeouts_end_in_rejected_busy_never_stuck_pending(app, make_event, make_user):
-    from app.booking.services import ReserveRequest, request_reservation
-    from app.queue.services import admit_now, join, status
     from tasks.booking import MAX_BUSY_RETRIES, hold
 
     event = make_event(sections=[{"name": "Floor", "capacity": 10}])
     section = event["sections"][0]
-    user = make_user()
-    app.config["CELERY_ENABLED"] = False
-    try:
-        with app.test_request_context():
-            join(event["id"], user["id"])
-            admit_now(event["id"], 1)
-            token = status(event["id"], user["id"]).admission_token
-            rid = request_reservation(ReserveRequest(user["id"], event["id"], section["id"], 1, None, "busy",
-                                                     token))[0].id
-    finally:
-        app.config["CELERY_ENABLED"] = True
+    rid = pending_reservation(app, event["id"], section["id"], make_user()["id"], quantity=1)
     locker = db.engine.connect()
     trans = locker.begin()
     try:
