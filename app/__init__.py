@@ -26,7 +26,7 @@ def create_app(config_overrides: dict[str, Any] | None = None, env: dict[str, st
     configure_logging(app.config["LOG_LEVEL"], app.config["LOG_JSON"])
 
     db.init(app.config["DATABASE_URL"])
-    redis_store.init(app.config["REDIS_URL"])
+    redis_store.init(app.config["REDIS_URL"], app.config["REDIS_MAX_CONNECTIONS"])
 
     @app.teardown_appcontext
     def _remove_session(_exc: BaseException | None) -> None:

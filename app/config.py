@@ -52,6 +52,7 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> dict[str
         "APP_ENV": app_env,
         "DATABASE_URL": env.get("DATABASE_URL") or DEFAULT_SQLITE_URL,
         "REDIS_URL": redis_url,
+        "REDIS_MAX_CONNECTIONS": _int(env, "REDIS_MAX_CONNECTIONS", 100),
         "CELERY_BROKER_URL": env.get("CELERY_BROKER_URL") or redis_url,
         "CELERY_RESULT_BACKEND": env.get("CELERY_RESULT_BACKEND") or env.get("CELERY_BROKER_URL") or redis_url,
         # Tasks are published after commit; in tests with no worker this can be switched off.
@@ -85,6 +86,7 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> dict[str
         "QUEUE_ADVANCE_INTERVAL_SECONDS": _float(env, "QUEUE_ADVANCE_INTERVAL_SECONDS", 1.0),
         "QUEUE_RATE_LIMIT_PER_SECOND": _int(env, "QUEUE_RATE_LIMIT_PER_SECOND", 10),
         "SSE_INTERVAL_SECONDS": _float(env, "SSE_INTERVAL_SECONDS", 1.0),
+        "SSE_MAX_INTERVAL_SECONDS": _float(env, "SSE_MAX_INTERVAL_SECONDS", 5.0),
         "SSE_MAX_SECONDS": _int(env, "SSE_MAX_SECONDS", 3600),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
         "LOG_JSON": _bool(env, "LOG_JSON", True),

@@ -11,15 +11,21 @@ jwt = JWTManager()
 
 
 class RedisHolder:
-    """Lazily created Redis client; one connection pool per process (gevent-safe)."""
+    """Lazily created Redis client; one connection pool per process.
+
+    A blocking pool: under gevent, a burst of greenlets (thousands of SSE streams checking at
+    once) waits a moment for a free connection instead of failing with "Too many connections".
+    """
 
     def __init__(self) -> None:
         self.url: str | None = None
+        self.max_connections = 100
         self._client: redis.Redis | None = None
 
-    def init(self, url: str) -> None:
-        if self.url != url:
+    def init(self, url: str, max_connections: int = 100) -> None:
+        if self.url != url or self.max_connections != max_connections:
             self.url = url
+            self.max_connections = max_connections
             self._client = None
 
     @property
@@ -27,9 +33,11 @@ class RedisHolder:
         if self._client is None:
             if self.url is None:
                 raise RuntimeError("Redis is not initialised: call create_app()")
-            self._client = redis.Redis.from_url(
-                self.url, decode_responses=True, socket_timeout=5, socket_connect_timeout=3, health_check_interval=30
+            pool = redis.BlockingConnectionPool.from_url(
+                self.url, max_connections=self.max_connections, timeout=10, decode_responses=True,
+                socket_timeout=5, socket_connect_timeout=3, health_check_interval=30,
             )
+            self._client = redis.Redis(connection_pool=pool)
         return self._client
 
 

@@ -66,6 +66,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    from app.outbox.relay import reset_producer
+
+    reset_producer()  # close this process's Kafka producer before its broker goes away
     for name in ("worker", "live_api"):
         if name in _state:
             _state[name].stop()

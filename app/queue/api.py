@@ -48,6 +48,7 @@ class Stream(MethodView):
         user_id = current_user_id()
         first = services.status(event_id, user_id)  # 404/429 before the stream starts
         interval = current_app.config["SSE_INTERVAL_SECONDS"]
+        max_interval = max(interval, current_app.config["SSE_MAX_INTERVAL_SECONDS"])
         deadline = time.monotonic() + current_app.config["SSE_MAX_SECONDS"]
 
         def events():
@@ -62,7 +63,9 @@ class Stream(MethodView):
                     last_sent = time.monotonic()
                 if view.status in TERMINAL or time.monotonic() > deadline:
                     return
-                time.sleep(interval)
+                # far-back users are checked less often (a quarter of their wait, capped), so
+                # thousands of open streams cost little; near the front, every `interval`
+                time.sleep(max(interval, min(max_interval, (view.eta_seconds or 0) / 4)))
                 try:
                     view = services.peek(event_id, user_id)
                 except AppError:
