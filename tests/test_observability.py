@@ -166,3 +166,17 @@ def test_request_id_travels_into_worker_logs_as_json(app, live_api, worker, make
 
     record = wait_for(logged, timeout=20, message="JSON log line with the request id")
     assert record["request_id"] == request_id and record["task_id"] and record["level"] == "INFO"
+
+
+def test_api_metrics_are_summed_over_gunicorn_workers(live_api):
+    def served() -> float:
+        return sum(float(line.rsplit(" ", 1)[1])
+                   for line in scrape(f"{live_api.url}/metrics").get("flask_http_request_duration_seconds_count", [])
+                   if 'url_rule="/healthz"' not in line and 'url_rule="/api/events"' in line)
+
+    before = served()
+    for _ in range(40):  # new connections: the kernel spreads them over both workers
+        assert requests.get(f"{live_api.url}/api/events", timeout=5).status_code == 200
+    # whichever worker answers /metrics reports every worker's requests: several scrapes (new
+    # connections, so different workers) all see the same total
+    assert {served() - before for _ in range(6)} == {40}
