@@ -177,3 +177,17 @@ def test_log_channel_when_no_provider_is_configured(app, make_user, make_event):
     finally:
         app.config.update(saved)
         app.config["CELERY_ENABLED"] = True
+
+
+def test_push_registration_while_sns_is_down_is_503_and_writes_nothing(app, client, make_user):
+    from tests.support import free_port
+
+    user = make_user()
+    saved = app.config["SNS_ENDPOINT_URL"]
+    app.config["SNS_ENDPOINT_URL"] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    try:
+        r = register(client, user, {"channel": "push", "platform": "fcm", "token": "fcm-token-down"})
+    finally:
+        app.config["SNS_ENDPOINT_URL"] = saved
+    assert r.status_code == 503 and r.json["reason"] == "push_unavailable" and r.headers["Retry-After"] == "5"
+    assert client.get("/api/notifications/devices", headers=user["headers"]).json == []

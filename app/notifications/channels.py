@@ -154,7 +154,18 @@ _EXISTS = re.compile(r".*Endpoint (arn:aws:sns[^ ]+) already exists with the sam
 
 
 def ensure_platform_endpoint(application_arn: str, token: str, endpoint_arn: str | None, user_data: str) -> str:
-    """Create or repair the SNS endpoint of a push token; returns its ARN (enabled, current token)."""
+    """Create or repair the SNS endpoint of a push token; returns its ARN (enabled, current token).
+
+    Raises TransientError (SNS throttling/unreachable) or PermanentError (token refused)."""
+    try:
+        return _ensure_platform_endpoint(application_arn, token, endpoint_arn, user_data)
+    except (TransientError, PermanentError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - botocore's errors, classified below
+        raise _aws_error(exc) from exc
+
+
+def _ensure_platform_endpoint(application_arn: str, token: str, endpoint_arn: str | None, user_data: str) -> str:
     from botocore.exceptions import ClientError
 
     client = sns_client()

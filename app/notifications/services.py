@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from app.auth.models import User
 from app.catalogue.models import Event
 from app.db import utcnow
-from app.errors import NotFound, Unprocessable
+from app.errors import AppError, NotFound, Unprocessable
 from app.extensions import db, redis_store
 from app.notifications import channels
 from app.notifications.models import CHANNEL_EMAIL, CHANNEL_PUSH, CHANNEL_SMS, Device, Notification
@@ -69,7 +69,11 @@ def register_device(user_id: int, data: dict[str, Any]) -> tuple[Device, bool]:
             try:
                 device.endpoint_arn = channels.ensure_platform_endpoint(
                     application_arn, target, device.endpoint_arn, user_data=str(user_id))
-            except (channels.TransientError, channels.PermanentError) as exc:
+            except channels.TransientError as exc:
+                session.rollback()
+                raise AppError("The push service is unavailable; try again shortly", status_code=503,
+                               reason="push_unavailable", headers={"Retry-After": "5"}) from exc
+            except channels.PermanentError as exc:
                 session.rollback()
                 raise Unprocessable(f"The push token was not accepted: {exc}", reason="push_token_rejected",
                                     errors={"token": [str(exc)]}) from exc
