@@ -10,7 +10,9 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import redis
 from flask import Flask, jsonify
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,17 @@ def register_error_handlers(app: Flask) -> None:
         headers = dict(exc.get_headers()) if code == 405 else {}
         headers.pop("Content-Type", None)
         return json_error(code, message, errors, None, headers)
+
+    @app.errorhandler(redis.RedisError)
+    @app.errorhandler(sa_exc.OperationalError)
+    def _dependency_down(exc: Exception):
+        # Redis or the database is unreachable or overloaded: nothing was committed; retry later
+        from app.extensions import db
+
+        db.session.rollback()
+        log.error("dependency unavailable: %s", exc.__class__.__name__, exc_info=True)
+        return json_error(503, "Service temporarily unavailable; try again shortly", reason="unavailable",
+                          headers={"Retry-After": "2"})
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

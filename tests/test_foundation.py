@@ -165,3 +165,16 @@ def test_create_admin_cli_creates_and_promotes(app, make_user):
         db.session.rollback()
     out = subprocess.run([*run, "new@example.com"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert out.returncode != 0 and "password is required" in out.stderr
+
+
+def test_redis_outage_is_a_json_503_not_a_500(app, make_user):
+    from app import create_app
+    from app.extensions import redis_store
+
+    user = make_user()
+    broken = create_app({"TESTING": True}, env={**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0"})
+    try:
+        r = broken.test_client().get("/api/auth/me", headers=user["headers"])  # blocklist check needs Redis
+        assert r.status_code == 503 and r.json["reason"] == "unavailable" and r.headers["Retry-After"] == "2"
+    finally:
+        redis_store.init(app.config["REDIS_URL"])
