@@ -320,3 +320,28 @@ def test_queue_events_reach_the_outbox_once(app, client, make_event, make_user):
         assert [r.type for r in rows] == ["QueueJoined", "UserAdmitted"]
         assert rows[1].data["user_id"] == user["id"] and rows[1].topic == "tickets.queue"
         assert rows[1].aggregate_id == str(event["id"])
+
+
+def test_a_finished_sale_leaves_the_advancer(app, client, make_event, make_user):
+    from app.extensions import db
+    from app.queue.keys import REGISTRY_KEY
+    from app.queue.services import sync_meta
+
+    event = make_event(admit_per_minute=6000)
+    user = make_user()
+    join(client, event["id"], user)
+    assert advance(app, event["id"]).admitted == [user["id"]]
+    with app.app_context():
+        from app.catalogue.models import Event
+        from app.extensions import redis_store
+
+        assert redis_store.client.sismember(REGISTRY_KEY, event["id"])
+        row = db.session.get(Event, event["id"])
+        row.starts_at = utcnow() - timedelta(minutes=1)  # the concert has begun
+        db.session.commit()
+        sync_meta(row)
+    assert advance(app, event["id"]).status == "ok"  # the admitted user still holds an active slot
+    client.delete(f"/api/queue/{event['id']}", headers=user["headers"])
+    assert advance(app, event["id"]).status == "ended"
+    with app.app_context():
+        assert not redis_store.client.sismember(REGISTRY_KEY, event["id"])

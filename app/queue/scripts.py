@@ -146,7 +146,7 @@ ADVANCE = _PRELUDE + r"""
 local now, max_batch, force = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3] or '0')
 if redis.call('EXISTS', K_META) == 0 then return {'no_meta', 0, 0, 0} end
 local m = redis.call('HMGET', K_META, 'admit_per_minute', 'max_active', 'window', 'heartbeat_timeout',
-                     'opens_at', 'paused', 'shuffled')
+                     'opens_at', 'paused', 'shuffled', 'starts_at')
 local per_second, max_active, window = tonumber(m[1]) / 60, tonumber(m[2]), tonumber(m[3])
 local hb_timeout, opens_at, paused, shuffled = tonumber(m[4]), tonumber(m[5]), m[6] == '1', m[7] == '1'
 
@@ -157,6 +157,11 @@ for _, user in ipairs(lapsed) do
   emit('AdmissionExpired', user, 'reason', 'window_lapsed', now)
 end
 if #lapsed > 0 then redis.call('HINCRBY', K_STATS, 'expired_total', #lapsed) end
+-- the event has started and nobody is left: the caller stops advancing this sale
+if m[8] and m[8] ~= '' and now > tonumber(m[8]) and redis.call('ZCARD', K_LINE) == 0
+   and redis.call('SCARD', K_PRE) == 0 and redis.call('ZCARD', K_ACTIVE) == 0 then
+  return {'ended', #lapsed, 0, 0}
+end
 
 local s = redis.call('HMGET', K_STATS, 'tokens', 'bucket_ts', 'rate_ewma', 'rate_ts', 'acc_n', 'acc_t')
 if (paused and force == 0) or now < opens_at then

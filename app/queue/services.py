@@ -259,6 +259,8 @@ def advance(event_id: int, max_batch: int = MAX_BATCH, force: int = 0) -> Advanc
     finally:
         client.eval(_RELEASE_LOCK, 1, keys.advance_lock(), token)
     status_, lapsed, abandoned = reply[0], int(reply[1]), int(reply[2])
+    if status_ == "ended":
+        client.srem(REGISTRY_KEY, event_id)  # a later join (if the sale allows one) registers it again
     label = str(event_id)
     # series of every advanced sale exist from its first step (0, not "no data", in alerts)
     QUEUE_ADMISSIONS.labels(event_id=label)
