@@ -6,6 +6,7 @@ import os
 from datetime import timedelta
 
 import click
+from alembic.config import Config
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
@@ -16,9 +17,7 @@ users_cli = AppGroup("users", help="Manage user accounts.")
 seed_cli = AppGroup("seed", help="Demo data.")
 
 
-def alembic_config(url: str | None = None):
-    from alembic.config import Config
-
+def alembic_config(url: str | None = None) -> Config:
     cfg = Config(os.path.join(MIGRATIONS_DIR, "alembic.ini"))
     cfg.set_main_option("script_location", MIGRATIONS_DIR)
     cfg.set_main_option("sqlalchemy.url", (url or current_app.config["DATABASE_URL"]).replace("%", "%%"))

@@ -11,7 +11,7 @@ from http import HTTPStatus
 from typing import Any
 
 import redis
-from flask import Flask, jsonify
+from flask import Flask, Response, jsonify
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
@@ -72,7 +72,7 @@ def error_body(status_code: int, message: str, errors: Any = None, reason: str |
 
 
 def json_error(status_code: int, message: str, errors: Any = None, reason: str | None = None,
-               headers: dict[str, str] | None = None):
+               headers: dict[str, str] | None = None) -> Response:
     response = jsonify(error_body(status_code, message, errors, reason))
     response.status_code = status_code
     for key, value in (headers or {}).items():

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
 from app.extensions import db, redis_store
@@ -9,13 +9,13 @@ bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
-def healthz():
+def healthz() -> Response:
     """The process is alive (no dependency checks: a DB outage must not restart every pod)."""
     return jsonify(status="ok")
 
 
 @bp.get("/readyz")
-def readyz():
+def readyz() -> Response:
     """Ready to serve: the database and Redis answer. 503 otherwise, so load balancers drain us."""
     checks: dict[str, str] = {}
     try:

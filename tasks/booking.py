@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+from celery import Task
 from sqlalchemy.exc import OperationalError
 
 from tasks.celery_app import celery
@@ -19,7 +20,7 @@ def _is_busy(exc: OperationalError) -> bool:
 
 
 @celery.task(name="booking.hold", bind=True, max_retries=MAX_BUSY_RETRIES, acks_late=True)
-def hold(self, reservation_id: str) -> str | None:
+def hold(self: Task, reservation_id: str) -> str | None:
     from app.booking import services
     from app.extensions import db
 

@@ -7,13 +7,14 @@ import time
 from typing import Any
 
 from celery import Celery, Task, signals
+from flask import Flask
 
 from app.observability.context import clear_context, request_id_var, set_context
 
 _flask_app = None
 
 
-def flask_app():
+def flask_app() -> Flask:
     """The worker's Flask app, built once per process from the environment."""
     global _flask_app
     if _flask_app is None:
@@ -27,7 +28,7 @@ def flask_app():
     return _flask_app
 
 
-def set_flask_app(app) -> None:
+def set_flask_app(app: Flask) -> None:
     global _flask_app
     _flask_app = app
 

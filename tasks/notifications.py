@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+from celery import Task
+
 from tasks.celery_app import celery
 
 
@@ -15,7 +17,7 @@ def notify_admitted(user_id: int, event_id: int, admitted_at: float, admitted_un
 
 
 @celery.task(name="notifications.send", bind=True, max_retries=8, ignore_result=True)
-def send(self, notification_id: str) -> str | None:
+def send(self: Task, notification_id: str) -> str | None:
     from app.notifications.channels import TransientError
     from app.notifications.services import send as run
 

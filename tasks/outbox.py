@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from celery import Task
+
 from tasks.celery_app import celery
 
 
 @celery.task(name="outbox.relay", bind=True, max_retries=None, ignore_result=True)
-def relay(self) -> int:
+def relay(self: Task) -> int:
     from app.outbox.relay import RelayError
     from app.outbox.relay import relay as run
 

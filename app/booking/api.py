@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from flask.views import MethodView
 from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
@@ -24,7 +26,7 @@ class Reserve(MethodView):
     @blp.arguments(ReserveHeadersSchema, location="headers")
     @blp.arguments(ReserveSchema)
     @blp.response(202, ReservationSchema)
-    def post(self, headers: dict, body: dict):
+    def post(self, headers: dict, body: dict) -> dict[str, Any]:
         """Request seats: 202 with a pending reservation; a `booking` task holds them.
 
         Needs the waiting room's pass in X-Admission-Token and an Idempotency-Key.
@@ -42,7 +44,7 @@ class MyReservations(MethodView):
     @jwt_required()
     @blp.arguments(PageArgsSchema, location="query")
     @blp.response(200, ReservationPageSchema)
-    def get(self, args: dict):
+    def get(self, args: dict) -> dict[str, Any]:
         """The caller's reservations, newest first (paginated)."""
         items, total = services.list_reservations(current_user_id(), args["page"], args["page_size"])
         return page_body([services.view(r) for r in items], total, args)
@@ -52,7 +54,7 @@ class MyReservations(MethodView):
 class ReservationStatus(MethodView):
     @jwt_required()
     @blp.response(200, ReservationSchema)
-    def get(self, reservation_id: str):
+    def get(self, reservation_id: str) -> dict[str, Any]:
         """One reservation of the caller (another user's is a 404)."""
         return services.view(services.get_reservation(reservation_id, current_user_id()))
 
@@ -62,7 +64,7 @@ class Confirm(MethodView):
     @jwt_required()
     @blp.arguments(ConfirmSchema)
     @blp.response(200, ReservationSchema)
-    def post(self, body: dict, reservation_id: str):
+    def post(self, body: dict, reservation_id: str) -> dict[str, Any]:
         """Pay for a hold. Declined payment 402; expired or cancelled hold 409; twice = same result."""
         return services.view(services.confirm(reservation_id, current_user_id(), body["payment_token"]))
 
@@ -71,6 +73,6 @@ class Confirm(MethodView):
 class Cancel(MethodView):
     @jwt_required()
     @blp.response(200, ReservationSchema)
-    def post(self, reservation_id: str):
+    def post(self, reservation_id: str) -> dict[str, Any]:
         """Cancel a pending or held reservation; its seats return at once."""
         return services.view(services.cancel(reservation_id, current_user_id()))

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from typing import Any
+
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.auth.jwt_setup import admin_required
 from app.catalogue import services
+from app.catalogue.models import Event, Section
 from app.catalogue.schemas import (
     EventCreateSchema,
     EventDetailSchema,
@@ -19,7 +22,7 @@ from app.pagination import PageArgsSchema, page_body
 blp = Blueprint("events", __name__, url_prefix="/api/events", description="Events, sections and seat maps")
 
 
-def _section_view(section, available: int) -> dict:
+def _section_view(section: Section, available: int) -> dict[str, Any]:
     return {**{c: getattr(section, c) for c in ("id", "event_id", "name", "kind", "price_cents", "currency",
                                                   "capacity")}, "available": available}
 
@@ -28,14 +31,14 @@ def _section_view(section, available: int) -> dict:
 class Events(MethodView):
     @blp.arguments(PageArgsSchema, location="query")
     @blp.response(200, EventPageSchema)
-    def get(self, args: dict):
+    def get(self, args: dict) -> dict[str, Any]:
         """List events, soonest sale first (paginated)."""
         return page_body(*services.list_events(args["page"], args["page_size"]), args)
 
     @admin_required
     @blp.arguments(EventCreateSchema)
     @blp.response(201, EventSchema)
-    def post(self, data: dict):
+    def post(self, data: dict) -> Event:
         """Create an event (admin)."""
         return services.create_event(data)
 
@@ -43,7 +46,7 @@ class Events(MethodView):
 @blp.route("/<int:event_id>")
 class EventDetail(MethodView):
     @blp.response(200, EventDetailSchema)
-    def get(self, event_id: int):
+    def get(self, event_id: int) -> dict[str, Any]:
         """An event with its sections and live availability."""
         event = services.get_event(event_id)
         available = services.availability(list(event.sections))
@@ -57,7 +60,7 @@ class Sections(MethodView):
     @admin_required
     @blp.arguments(SectionCreateSchema)
     @blp.response(201, SectionSchema)
-    def post(self, data: dict, event_id: int):
+    def post(self, data: dict, event_id: int) -> dict[str, Any]:
         """Add a general admission section {capacity} or a seated one {rows, seats_per_row} (admin)."""
         section = services.create_section(event_id, data)
         return _section_view(section, section.capacity)
@@ -66,7 +69,7 @@ class Sections(MethodView):
 @blp.route("/<int:event_id>/sections/<int:section_id>/seats")
 class Seats(MethodView):
     @blp.response(200, SeatMapSchema)
-    def get(self, event_id: int, section_id: int):
+    def get(self, event_id: int, section_id: int) -> dict[str, Any]:
         """The seat map of a seated section with each seat's state."""
         section, seats = services.seat_map(event_id, section_id)
         available = sum(1 for s in seats if s["state"] == "available")

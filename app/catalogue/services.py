@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 
 from app.catalogue.models import (
     SEAT_AVAILABLE,
@@ -124,7 +124,7 @@ def _expired_held_quantity(section_ids: list[int], now: datetime) -> dict[int, i
     return {section_id: int(qty) for section_id, qty in rows}
 
 
-def seat_is_free(now: datetime):
+def seat_is_free(now: datetime) -> ColumnElement[bool]:
     """SQL condition: a seat that can be sold now (available, or held past its expiry)."""
     return or_(Seat.state == SEAT_AVAILABLE, and_(Seat.state == SEAT_HELD, Seat.held_until <= now))
 

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+from typing import Any
+
 from flask.views import MethodView
 from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 
 from app.auth.jwt_setup import current_user_id
 from app.notifications import services
+from app.notifications.models import Device
 from app.notifications.schemas import DeviceSchema, NotificationPageSchema, RegisterDeviceSchema
 from app.pagination import PageArgsSchema, page_body
 
@@ -19,7 +22,7 @@ class Register(MethodView):
     @blp.arguments(RegisterDeviceSchema)
     @blp.response(201, DeviceSchema)
     @blp.alt_response(200, schema=DeviceSchema, description="The device was already registered")
-    def post(self, data: dict):
+    def post(self, data: dict) -> tuple[Device, int]:
         """Register a push token, e-mail address or phone number (201 new, 200 already known)."""
         device, created = services.register_device(current_user_id(), data)
         return device, 201 if created else 200
@@ -29,7 +32,7 @@ class Register(MethodView):
 class Devices(MethodView):
     @jwt_required()
     @blp.response(200, DeviceSchema(many=True))
-    def get(self):
+    def get(self) -> list[Device]:
         """The caller's registered channels."""
         return services.list_devices(current_user_id())
 
@@ -38,7 +41,7 @@ class Devices(MethodView):
 class DeviceItem(MethodView):
     @jwt_required()
     @blp.response(204)
-    def delete(self, device_id: str):
+    def delete(self, device_id: str) -> None:
         """Remove a channel (and its SNS endpoint)."""
         services.delete_device(current_user_id(), device_id)
 
@@ -48,6 +51,6 @@ class History(MethodView):
     @jwt_required()
     @blp.arguments(PageArgsSchema, location="query")
     @blp.response(200, NotificationPageSchema)
-    def get(self, args: dict):
+    def get(self, args: dict) -> dict[str, Any]:
         """The caller's notification history with delivery status."""
         return page_body(*services.list_notifications(current_user_id(), args["page"], args["page_size"]), args)

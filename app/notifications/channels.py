@@ -53,7 +53,7 @@ _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
 
 
-def sns_client():
+def sns_client() -> Any:  # a boto3 SNS client (generated class)
     cfg = current_app.config
     key = f"{cfg['AWS_REGION']}|{cfg['SNS_ENDPOINT_URL']}"
     with _clients_lock:

@@ -11,8 +11,11 @@ import argparse
 import glob
 import os
 import time
+from collections.abc import Iterable
 
+from flask import Flask
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
@@ -24,12 +27,12 @@ class TreeMultiProcessCollector(Collector):
     def __init__(self, root: str) -> None:
         self.root = root
 
-    def collect(self):
+    def collect(self) -> Iterable[Metric]:
         files = glob.glob(os.path.join(self.root, "**", "*.db"), recursive=True)
         return MultiProcessCollector.merge(files, accumulate=True)
 
 
-def build_registry(app, domain: bool = True) -> CollectorRegistry:
+def build_registry(app: Flask, domain: bool = True) -> CollectorRegistry:
     from app.observability.collectors import DomainCollector
 
     root = os.environ.get("PROMETHEUS_MULTIPROC_DIR")

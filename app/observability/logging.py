@@ -8,7 +8,7 @@ import sys
 import uuid
 from datetime import UTC, datetime
 
-from flask import Flask, g, request
+from flask import Flask, Response, g, request
 
 from app.observability.context import ALL_VARS, clear_context, set_context
 
@@ -68,7 +68,7 @@ def install_request_context(app: Flask) -> None:
         set_context(request_id=rid, user_id=None, task_id=None, event_id=event_id)
 
     @app.after_request
-    def _echo_request_id(response):
+    def _echo_request_id(response: Response) -> Response:
         rid = getattr(g, "request_id", None)
         if rid:
             response.headers[REQUEST_ID_HEADER] = rid

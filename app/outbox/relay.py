@@ -12,8 +12,8 @@ import json
 import logging
 import threading
 import uuid
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from flask import current_app
 from sqlalchemy import delete, func, select, update
@@ -23,6 +23,9 @@ from app.extensions import db, redis_store
 from app.observability.metrics import OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
 from app.outbox.models import OutboxEvent
 from app.outbox.services import envelope
+
+if TYPE_CHECKING:
+    from kafka import KafkaProducer
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ class RelayError(RuntimeError):
     """Kafka did not acknowledge a batch; the rows stay unpublished and are retried."""
 
 
-def get_producer(servers: str):
+def get_producer(servers: str) -> KafkaProducer:
     global _producer, _producer_servers
     with _producer_lock:
         if _producer is None or _producer_servers != servers:
@@ -170,7 +173,7 @@ def prune(retention_hours: int, batch: int = 1000) -> int:
         total += len(ids)
 
 
-def replay(since, topic: str | None = None) -> int:
+def replay(since: datetime, topic: str | None = None) -> int:
     """Publish again every outbox event since ``since`` (published or not), in id order."""
     servers = current_app.config["KAFKA_BOOTSTRAP_SERVERS"]
     if not servers:

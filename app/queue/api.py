@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 from flask import Response, current_app, stream_with_context
 from flask.views import MethodView
@@ -22,7 +23,7 @@ TERMINAL = {"admitted", "expired", "not_in_queue"}
 class Join(MethodView):
     @jwt_required()
     @blp.response(202, QueueStatusSchema)
-    def post(self, event_id: int):
+    def post(self, event_id: int) -> dict[str, Any]:
         """Take a place in the sale's waiting room (joining again keeps the same place)."""
         return services.join(event_id, current_user_id()).as_dict()
 
@@ -31,7 +32,7 @@ class Join(MethodView):
 class Status(MethodView):
     @jwt_required()
     @blp.response(200, QueueStatusSchema)
-    def get(self, event_id: int):
+    def get(self, event_id: int) -> dict[str, Any]:
         """Position, honest wait estimate and, once admitted, the admission pass. Polling is the heartbeat."""
         return services.status(event_id, current_user_id()).as_dict()
 
@@ -40,7 +41,7 @@ class Status(MethodView):
 class Stream(MethodView):
     @jwt_required()
     @blp.doc(responses={200: {"description": "text/event-stream of queue status objects"}})
-    def get(self, event_id: int):
+    def get(self, event_id: int) -> Response:
         """Server-Sent Events: the status object whenever it changes; ends after admitted/expired.
 
         Run the API with gevent workers (`gunicorn -k gevent`) so idle streams cost a greenlet each.
@@ -79,14 +80,14 @@ class Stream(MethodView):
 class Place(MethodView):
     @jwt_required()
     @blp.response(204)
-    def delete(self, event_id: int):
+    def delete(self, event_id: int) -> None:
         """Give up the place (or the active slot once admitted)."""
         services.leave(event_id, current_user_id())
 
     @admin_required
     @blp.arguments(QueueSettingsSchema)
     @blp.response(200, QueueStatsSchema)
-    def patch(self, data: dict, event_id: int):
+    def patch(self, data: dict, event_id: int) -> dict[str, Any]:
         """Change admit_per_minute, max_active or admission_window_seconds of a live sale (admin)."""
         if not data:
             raise Unprocessable("Nothing to change", errors={"_schema": ["give at least one setting"]})
@@ -98,7 +99,7 @@ class Place(MethodView):
 class Pause(MethodView):
     @admin_required
     @blp.response(200, QueueStatsSchema)
-    def post(self, event_id: int):
+    def post(self, event_id: int) -> dict[str, Any]:
         """Stop admitting (admin). Waiting users keep their places."""
         services.set_paused(event_id, True)
         return services.stats(event_id)
@@ -108,7 +109,7 @@ class Pause(MethodView):
 class Resume(MethodView):
     @admin_required
     @blp.response(200, QueueStatsSchema)
-    def post(self, event_id: int):
+    def post(self, event_id: int) -> dict[str, Any]:
         """Resume admitting (admin)."""
         services.set_paused(event_id, False)
         return services.stats(event_id)
@@ -118,6 +119,6 @@ class Resume(MethodView):
 class Stats(MethodView):
     @admin_required
     @blp.response(200, QueueStatsSchema)
-    def get(self, event_id: int):
+    def get(self, event_id: int) -> dict[str, Any]:
         """Waiting, active, totals, measured admission rate, oldest wait, paused (admin)."""
         return services.stats(event_id)
