@@ -68,7 +68,7 @@ class Stream(MethodView):
                 # thousands of open streams cost little; near the front, every `interval`
                 time.sleep(max(interval, min(max_interval, (view.eta_seconds or 0) / 4)))
                 try:
-                    view = services.peek(event_id, user_id)
+                    view = services.status(event_id, user_id, metered=False)
                 except AppError:
                     return
 

@@ -48,6 +48,7 @@ local function reply(user, now, created)
 end
 
 local function rate_limited(limit)
+  if limit <= 0 then return nil end  -- unmetered caller (the SSE stream paces itself)
   local n = redis.call('INCR', KEYS[12])
   if n == 1 then redis.call('PEXPIRE', KEYS[12], 1000) end
   if n > limit then return redis.call('PTTL', KEYS[12]) end
@@ -89,7 +90,7 @@ emit('QueueJoined', user, nil, nil, now)
 return reply(user, now, 1)
 """
 
-# ARGV: user, now, rate limit per second. Polling is the heartbeat that keeps a place alive.
+# ARGV: user, now, rate limit per second (0: unmetered). Polling is the heartbeat that keeps a place alive.
 STATUS = _PRELUDE + r"""
 local user, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 if redis.call('EXISTS', K_META) == 0 then return {'no_meta'} end

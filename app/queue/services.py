@@ -163,21 +163,15 @@ def join(event_id: int, user_id: int) -> QueueView:
     return view
 
 
-def status(event_id: int, user_id: int) -> QueueView:
+def status(event_id: int, user_id: int, *, metered: bool = True) -> QueueView:
+    """The user's place and estimate. ``metered=False`` skips the per-user rate limit (the SSE
+    stream, which paces its own checks)."""
     keys = QueueKeys(event_id)
     now = time.time()
-    reply = _run("STATUS", event_id, keys.with_rate_limit(user_id),
-                 [user_id, f"{now:.6f}", current_app.config["QUEUE_RATE_LIMIT_PER_SECOND"]])
+    limit = current_app.config["QUEUE_RATE_LIMIT_PER_SECOND"] if metered else 0
+    reply = _run("STATUS", event_id, keys.with_rate_limit(user_id), [user_id, f"{now:.6f}", limit])
     if reply[0] == "rate_limited":
         _raise_for(reply, event_id)
-    return _build_view(event_id, user_id, reply, now)
-
-
-def peek(event_id: int, user_id: int) -> QueueView:
-    """Status without a rate-limit charge (used by the SSE stream, which paces itself)."""
-    keys = QueueKeys(event_id)
-    now = time.time()
-    reply = _run("STATUS", event_id, keys.with_rate_limit(f"sse:{user_id}"), [user_id, f"{now:.6f}", 1_000_000])
     return _build_view(event_id, user_id, reply, now)
 
 
