@@ -54,6 +54,7 @@ beat_schedule = {
     "relay-outbox": {"task": "outbox.relay", "schedule": 5.0, "options": {"expires": 10}},
     "sweep-expired-holds": {"task": "booking.sweep_holds", "schedule": 10.0, "options": {"expires": 20}},
     "reconcile-gates": {"task": "booking.reconcile_gates", "schedule": 30.0, "options": {"expires": 60}},
+    "sweep-notifications": {"task": "notifications.sweep", "schedule": 60.0, "options": {"expires": 60}},
     "prune-outbox": {"task": "outbox.prune", "schedule": 3600.0},
 }
 # Exactly one active scheduler even when two beat processes run (two pods during a rollout):

@@ -70,6 +70,8 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> dict[str
         "SMTP_FROM": env.get("SMTP_FROM", "tickets@example.com"),
         "SMTP_USERNAME": env.get("SMTP_USERNAME", ""),
         "SMTP_PASSWORD": env.get("SMTP_PASSWORD", ""),
+        # parallel SNS/SMTP calls per notification task (sending is I/O-bound)
+        "NOTIFY_SEND_CONCURRENCY": _int(env, "NOTIFY_SEND_CONCURRENCY", 32),
         "NOTIFY_DEEP_LINK_TEMPLATE": env.get("NOTIFY_DEEP_LINK_TEMPLATE", "ticketapp://queue/{event_id}"),
         "NOTIFY_WEB_LINK_TEMPLATE": env.get(
             "NOTIFY_WEB_LINK_TEMPLATE", "https://tickets.example.com/queue/{event_id}"

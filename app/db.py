@@ -11,9 +11,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, create_engine, event
-from sqlalchemy.dialects import mysql
+from sqlalchemy import DateTime, MetaData, Table, create_engine, event
+from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -92,6 +93,41 @@ def make_engine(url: str) -> Engine:
         max_overflow=20,
         connect_args=connect_args,
     )
+
+
+# MySQL/MariaDB: lock wait timeout, deadlock. Both mean "busy": roll back and try again.
+BUSY_ERRORS = {1205, 1213}
+
+
+def is_busy(exc: OperationalError) -> bool:
+    code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+    return code in BUSY_ERRORS or "database is locked" in str(exc)
+
+
+def upsert(session: Session, table: Table, rows: list[dict[str, Any]], conflict: list[str],
+           update: list[str]) -> None:
+    """INSERT ... ON DUPLICATE KEY UPDATE (MySQL) / ON CONFLICT DO UPDATE (SQLite): one statement
+    that touches exactly the row named by the unique key ``conflict``."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name in {"mysql", "mariadb"}:
+        stmt = mysql.insert(table)
+        stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in update})
+    else:
+        stmt = sqlite.insert(table)
+        stmt = stmt.on_conflict_do_update(index_elements=conflict, set_={c: stmt.excluded[c] for c in update})
+    session.execute(stmt, rows)
+
+
+def insert_ignore(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Multi-row INSERT that skips rows whose unique key exists already (re-runs add nothing)."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name in {"mysql", "mariadb"}:
+        stmt = mysql.insert(table).prefix_with("IGNORE")
+    else:
+        stmt = sqlite.insert(table).on_conflict_do_nothing()
+    session.execute(stmt, rows)
 
 
 class Database:

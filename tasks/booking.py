@@ -7,16 +7,10 @@ import random
 from celery import Task
 from sqlalchemy.exc import OperationalError
 
+from app.db import is_busy
 from tasks.celery_app import celery
 
-# MySQL/MariaDB: lock wait timeout, deadlock. Both mean "busy": roll back and retry later.
-BUSY_ERRORS = {1205, 1213}
 MAX_BUSY_RETRIES = 5
-
-
-def _is_busy(exc: OperationalError) -> bool:
-    code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
-    return code in BUSY_ERRORS or "database is locked" in str(exc)
 
 
 @celery.task(name="booking.hold", bind=True, max_retries=MAX_BUSY_RETRIES, acks_late=True)
@@ -28,7 +22,7 @@ def hold(self: Task, reservation_id: str) -> str | None:
         res = services.hold(reservation_id)
     except OperationalError as exc:
         db.session.rollback()
-        if not _is_busy(exc):
+        if not is_busy(exc):
             raise
         if self.request.retries >= self.max_retries:
             res = services.reject_busy(reservation_id)

@@ -16,6 +16,21 @@ def notify_admitted(user_id: int, event_id: int, admitted_at: float, admitted_un
     return len(run(user_id, event_id, admitted_at, admitted_until))
 
 
+@celery.task(name="notifications.notify_admissions")
+def notify_admissions(event_id: int, admitted_at: float, admissions: list[list]) -> int:
+    """One task per advancer batch: [[user_id, admitted_until], ...]."""
+    from app.notifications.services import notify_admissions as run
+
+    return len(run(event_id, admitted_at, [(int(u), float(t)) for u, t in admissions]))
+
+
+@celery.task(name="notifications.sweep", ignore_result=True)
+def sweep() -> int:
+    from app.notifications.services import requeue_stale_sends
+
+    return requeue_stale_sends()
+
+
 @celery.task(name="notifications.send", bind=True, max_retries=8, ignore_result=True)
 def send(self: Task, notification_id: str) -> str | None:
     from app.notifications.channels import TransientError

@@ -63,7 +63,8 @@ def sns_client() -> Any:  # a boto3 SNS client (generated class)
 
             _clients[key] = boto3.client(
                 "sns", region_name=cfg["AWS_REGION"], endpoint_url=cfg["SNS_ENDPOINT_URL"],
-                config=Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=3, read_timeout=5),
+                config=Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=3, read_timeout=5,
+                              max_pool_connections=max(10, cfg.get("NOTIFY_SEND_CONCURRENCY", 32))),
             )
         return _clients[key]
 

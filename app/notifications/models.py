@@ -25,11 +25,14 @@ class Device(Base):
     target: Mapped[str] = mapped_column(String(512), nullable=False)
     target_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     endpoint_arn: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    # "push:<target_hash>" for push (a token belongs to one account at a time), NULL otherwise
+    exclusive_key: Mapped[str | None] = mapped_column(String(72), nullable=True)
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
 
-    __table_args__ = (UniqueConstraint("user_id", "channel", "target_hash", name="uq_devices_user_target"),)
+    __table_args__ = (UniqueConstraint("user_id", "channel", "target_hash", name="uq_devices_user_target"),
+                      UniqueConstraint("exclusive_key", name="uq_devices_exclusive_key"))
 
 
 class Notification(Base):
@@ -53,5 +56,10 @@ class Notification(Base):
     latency_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # set when a sender claims the row (status 'sending'); the send runs after that commit
+    claim_token: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
-    __table_args__ = (Index("ix_notifications_user_created", "user_id", "created_at"),)
+    __table_args__ = (Index("ix_notifications_user_created", "user_id", "created_at"),
+                      Index("ix_notifications_claim_token", "claim_token"),
+                      Index("ix_notifications_status_claimed", "status", "claimed_at"))

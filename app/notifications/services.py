@@ -5,16 +5,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from datetime import UTC, datetime
+import random
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 
 from app.auth.models import User
 from app.catalogue.models import Event
-from app.db import utcnow
+from app.db import insert_ignore, is_busy, new_uuid, upsert, utcnow
 from app.errors import AppError, NotFound, Unprocessable
 from app.extensions import db, redis_store
 from app.notifications import channels
@@ -23,7 +27,7 @@ from app.observability.metrics import NOTIFICATION_LATENCY, NOTIFICATIONS
 from app.outbox.services import record_event
 from app.pagination import paginate
 from app.queue.keys import QueueKeys, user_queues_key
-from app.tasking import enqueue_after_commit
+from app.tasking import send_task
 
 log = logging.getLogger(__name__)
 
@@ -43,50 +47,68 @@ def _platform_application_arn(platform: str) -> str:
     return current_app.config[key]
 
 
+REGISTER_ATTEMPTS = 4
+
+
 def register_device(user_id: int, data: dict[str, Any]) -> tuple[Device, bool]:
-    """Create or refresh a device; the same token/address again returns the same device."""
+    """Create or refresh a device; the same token/address again returns the same device.
+
+    The SNS call runs first, outside any transaction; then one upsert through a unique key writes
+    exactly one row (a push token that another account had moves to this one). A deadlock or lock
+    timeout is retried here, never shown to the user."""
     channel = data["channel"]
     target = {CHANNEL_PUSH: data.get("token"), CHANNEL_EMAIL: data.get("address"),
               CHANNEL_SMS: data.get("phone")}[channel]
     if channel == CHANNEL_EMAIL:
         target = target.strip().lower()
     digest = _target_hash(target)
+    exclusive_key = f"push:{digest}" if channel == CHANNEL_PUSH else None
     session = db.session
-    device = session.scalar(select(Device).where(Device.user_id == user_id, Device.channel == channel,
-                                                 Device.target_hash == digest))
-    created = device is None
-    if device is None:
-        device = Device(user_id=user_id, channel=channel, target=target, target_hash=digest,
-                        platform=data.get("platform"))
-        session.add(device)
+    if exclusive_key:
+        key_filter = Device.exclusive_key == exclusive_key
+        conflict = ["exclusive_key"]
+    else:
+        key_filter = (Device.user_id == user_id) & (Device.channel == channel) & (Device.target_hash == digest)
+        conflict = ["user_id", "channel", "target_hash"]
+    before = session.execute(select(Device.user_id, Device.endpoint_arn).where(key_filter)).first()
+    session.rollback()  # no transaction (and no lock) stays open across the SNS call below
+    endpoint_arn = before.endpoint_arn if before else None
     if channel == CHANNEL_PUSH:
-        device.platform = data["platform"]
-        # a token lives on one phone: if another account registered it, that account loses it
-        session.execute(delete(Device).where(Device.channel == CHANNEL_PUSH, Device.target_hash == digest,
-                                             Device.user_id != user_id))
-        application_arn = _platform_application_arn(data["platform"])
-        if application_arn:
-            try:
-                device.endpoint_arn = channels.ensure_platform_endpoint(
-                    application_arn, target, device.endpoint_arn, user_data=str(user_id))
-            except channels.TransientError as exc:
-                session.rollback()
-                raise AppError("The push service is unavailable; try again shortly", status_code=503,
-                               reason="push_unavailable", headers={"Retry-After": "5"}) from exc
-            except channels.PermanentError as exc:
-                session.rollback()
-                raise Unprocessable(f"The push token was not accepted: {exc}", reason="push_token_rejected",
-                                    errors={"token": [str(exc)]}) from exc
-    device.enabled = True
-    try:
-        session.commit()
-    except IntegrityError:  # the same device registered concurrently
-        session.rollback()
-        device = session.scalar(select(Device).where(Device.user_id == user_id, Device.channel == channel,
-                                                     Device.target_hash == digest))
-        created = False
+        endpoint_arn = _ensure_endpoint(data["platform"], target, endpoint_arn, user_id)
+    now = utcnow()
+    row = {"id": new_uuid(), "user_id": user_id, "channel": channel, "platform": data.get("platform"),
+           "target": target, "target_hash": digest, "exclusive_key": exclusive_key,
+           "endpoint_arn": endpoint_arn, "enabled": True, "created_at": now, "updated_at": now}
+    for attempt in range(REGISTER_ATTEMPTS):
+        try:
+            upsert(session, Device.__table__, [row], conflict,
+                   ["user_id", "platform", "endpoint_arn", "enabled", "updated_at"])
+            session.commit()
+            break
+        except OperationalError as exc:
+            session.rollback()
+            if not is_busy(exc) or attempt == REGISTER_ATTEMPTS - 1:
+                raise
+            time.sleep(random.uniform(0.01, 0.05) * 2**attempt)
+    device = session.scalar(select(Device).where(key_filter))
     refresh_cache(user_id)
-    return device, created
+    if before is not None and before.user_id != user_id:
+        refresh_cache(before.user_id)  # the token left that account
+    return device, before is None or before.user_id != user_id
+
+
+def _ensure_endpoint(platform: str, token: str, endpoint_arn: str | None, user_id: int) -> str | None:
+    application_arn = _platform_application_arn(platform)
+    if not application_arn:
+        return endpoint_arn
+    try:
+        return channels.ensure_platform_endpoint(application_arn, token, endpoint_arn, user_data=str(user_id))
+    except channels.TransientError as exc:
+        raise AppError("The push service is unavailable; try again shortly", status_code=503,
+                       reason="push_unavailable", headers={"Retry-After": "5"}) from exc
+    except channels.PermanentError as exc:
+        raise Unprocessable(f"The push token was not accepted: {exc}", reason="push_token_rejected",
+                            errors={"token": [str(exc)]}) from exc
 
 
 def refresh_cache(user_id: int) -> None:
@@ -153,31 +175,40 @@ def build_message(user: User, event: Event, admitted_until: datetime) -> channel
 
 
 def notify_admitted(user_id: int, event_id: int, admitted_at: float, admitted_until: float) -> list[str]:
-    """One notification row per enabled device for this admission (a re-run adds none), then
-    a send task per row that is not delivered yet. Returns the ids to send."""
+    """The admission notice of one user (see ``notify_admissions``)."""
+    return notify_admissions(event_id, admitted_at, [(user_id, admitted_until)])
+
+
+def notify_admissions(event_id: int, admitted_at: float, admissions: list[tuple[int, float]]) -> list[str]:
+    """One notification row per enabled device per admission (a re-run adds none), then send every
+    row that is still pending. Returns the ids this call sent or tried to send.
+
+    One multi-row INSERT for the whole batch of the advancer, committed before any network call."""
     session = db.session
-    devices = session.scalars(select(Device).where(Device.user_id == user_id, Device.enabled.is_(True))).all()
-    admission = f"admitted:{event_id}:{user_id}:{int(admitted_until * 1000)}"
-    to_send = []
+    until_by_user = {int(user): float(until) for user, until in admissions}
+    devices = session.scalars(select(Device).where(Device.user_id.in_(until_by_user),
+                                                   Device.enabled.is_(True))).all() if until_by_user else []
+    at = datetime.fromtimestamp(admitted_at, UTC)
+    rows, keys = [], []
     for device in devices:
-        dedupe_key = f"{admission}:{device.id}"
-        existing = session.scalar(select(Notification).where(Notification.dedupe_key == dedupe_key))
-        if existing is None:
-            existing = Notification(dedupe_key=dedupe_key, user_id=user_id, event_id=event_id, device_id=device.id,
-                                    channel=device.channel, kind="admitted",
-                                    admitted_at=datetime.fromtimestamp(admitted_at, UTC),
-                                    admitted_until=datetime.fromtimestamp(admitted_until, UTC))
-            session.add(existing)
-            try:
-                session.flush()
-            except IntegrityError:  # a concurrent run created it
-                session.rollback()
-                return notify_admitted(user_id, event_id, admitted_at, admitted_until)
-        if existing.status == "pending":
-            to_send.append(existing.id)
-            enqueue_after_commit(session, "notifications.send", [existing.id])
+        until = until_by_user[device.user_id]
+        key = f"admitted:{event_id}:{device.user_id}:{int(until * 1000)}:{device.id}"
+        keys.append(key)
+        rows.append({"id": new_uuid(), "dedupe_key": key, "user_id": device.user_id, "event_id": event_id,
+                     "device_id": device.id, "channel": device.channel, "kind": "admitted", "status": "pending",
+                     "attempts": 0, "admitted_at": at, "admitted_until": datetime.fromtimestamp(until, UTC),
+                     "created_at": utcnow()})
+    insert_ignore(session, Notification.__table__, rows)
+    ids = list(session.scalars(select(Notification.id).where(Notification.dedupe_key.in_(keys),
+                                                             Notification.status == "pending"))) if keys else []
     session.commit()
-    return to_send
+    return deliver(ids)
+
+
+def send(notification_id: str) -> Notification | None:
+    """Deliver one notification (the retry path). Raises TransientError for the task to retry."""
+    deliver([notification_id], raise_transient=True)
+    return db.session.get(Notification, notification_id)
 
 
 def _deliver(device: Device | None, notification: Notification, message: channels.Message) -> tuple[str, str]:
@@ -194,55 +225,115 @@ def _deliver(device: Device | None, notification: Notification, message: channel
     return channels.send_log(device.target, message), "log"
 
 
-def send(notification_id: str) -> Notification | None:
-    """Deliver one notification. Raises TransientError for the task to retry with backoff."""
+def _claim(ids: list[str]) -> list[Notification]:
+    """Move pending rows to 'sending' under a fresh token and commit: exactly one sender gets each."""
     session = db.session
-    n = session.scalar(select(Notification).where(Notification.id == notification_id).with_for_update())
-    if n is None or n.status != "pending":
-        session.rollback()
-        return n
-    device = session.get(Device, n.device_id) if n.device_id else None
-    user = session.get(User, n.user_id)
-    event = session.get(Event, n.event_id)
-    n.attempts += 1
-    try:
-        message = build_message(user, event, n.admitted_until)
-        provider_id, used = _deliver(device, n, message)
-    except channels.TransientError as exc:
-        n.error = str(exc)[:2000]
-        if n.attempts >= MAX_ATTEMPTS:
-            return _fail(n, device, str(exc), disable=False)
-        session.commit()
-        NOTIFICATIONS.labels(channel=n.channel, outcome="retry").inc()
-        raise
-    except channels.PermanentError as exc:
-        return _fail(n, device, str(exc), disable=exc.disable_device)
+    token = uuid.uuid4().hex
+    session.execute(update(Notification).where(Notification.id.in_(ids), Notification.status == "pending")
+                    .values(status="sending", claim_token=token, claimed_at=utcnow(),
+                            attempts=Notification.attempts + 1)
+                    .execution_options(synchronize_session=False))
+    session.commit()
+    return list(session.scalars(select(Notification).where(Notification.claim_token == token)
+                                .execution_options(populate_existing=True)))
+
+
+def deliver(ids: list[str], *, raise_transient: bool = False) -> list[str]:
+    """Claim, commit, send (no row lock is held during the network calls), then record each result.
+
+    Sends run on a thread pool: they are I/O-bound, so one task turns a burst of admissions into
+    NOTIFY_SEND_CONCURRENCY parallel SNS/SMTP calls."""
+    if not ids:
+        return []
+    session = db.session
+    claimed = _claim(ids)
+    if not claimed:
+        return []
+    devices = {d.id: d for d in session.scalars(select(Device).where(
+        Device.id.in_({n.device_id for n in claimed if n.device_id})))}
+    users = {u.id: u for u in session.scalars(select(User).where(User.id.in_({n.user_id for n in claimed})))}
+    events = {e.id: e for e in session.scalars(select(Event).where(Event.id.in_({n.event_id for n in claimed})))}
+    jobs = [(n, devices.get(n.device_id), build_message(users[n.user_id], events[n.event_id], n.admitted_until))
+            for n in claimed]
+    session.expunge_all()  # keep the loaded state: _record merges it back without a SELECT
+    session.rollback()  # reads done: nothing stays open during the sends
+    app = current_app._get_current_object()
+
+    def attempt(job: tuple[Notification, Device | None, channels.Message]) -> tuple[str, Any]:
+        n, device, message = job
+        with app.app_context():
+            try:
+                return "sent", _deliver(device, n, message)
+            except channels.TransientError as exc:
+                return "transient", exc
+            except channels.PermanentError as exc:
+                return "permanent", exc
+
+    workers = min(len(jobs), current_app.config["NOTIFY_SEND_CONCURRENCY"])
+    if workers <= 1:
+        results = [attempt(job) for job in jobs]
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="notify") as pool:
+            results = list(pool.map(attempt, jobs))
+    retry = _record(jobs, results)
+    if retry and raise_transient:
+        raise channels.TransientError(str(results[0][1]))
+    for notification_id in retry:
+        # backoff with jitter: throttling clears faster when callers spread out
+        send_task("notifications.send", [notification_id], countdown=random.uniform(0.5, 2.0))
+    return [n.id for n in claimed]
+
+
+def _record(jobs: list, results: list[tuple[str, Any]]) -> list[str]:
+    """Write every outcome in one transaction; returns the ids to retry."""
+    session = db.session
     now = utcnow()
-    n.status = "sent"
-    n.sent_at = now
-    n.provider_message_id = provider_id
-    n.error = None
-    latency = max(0.0, (now - n.admitted_at).total_seconds())
-    n.latency_ms = int(latency * 1000)
-    record_event(session, "NotificationSent", "notification", n.id, _event_data(n, via=used))
+    retry: list[str] = []
+    disabled_users: set[int] = set()
+    for (n, device, _message), (outcome, detail) in zip(jobs, results, strict=True):
+        n = session.merge(n, load=False)
+        if outcome == "sent":
+            provider_id, used = detail
+            latency = max(0.0, (now - n.admitted_at).total_seconds())
+            n.status, n.sent_at, n.provider_message_id, n.error = "sent", now, provider_id, None
+            n.latency_ms = int(latency * 1000)
+            record_event(session, "NotificationSent", "notification", n.id, _event_data(n, via=used))
+            NOTIFICATIONS.labels(channel=n.channel, outcome="sent").inc()
+            NOTIFICATION_LATENCY.labels(channel=n.channel).observe(latency)
+        elif outcome == "transient" and n.attempts < MAX_ATTEMPTS:
+            n.status, n.error = "pending", str(detail)[:2000]
+            NOTIFICATIONS.labels(channel=n.channel, outcome="retry").inc()
+            retry.append(n.id)
+        else:
+            disable = outcome == "permanent" and detail.disable_device
+            n.status, n.error = "failed", str(detail)[:2000]
+            if disable and device is not None:
+                session.execute(update(Device).where(Device.id == device.id).values(enabled=False)
+                                .execution_options(synchronize_session=False))
+                disabled_users.add(n.user_id)
+            record_event(session, "NotificationFailed", "notification", n.id, _event_data(n, error=str(detail)))
+            NOTIFICATIONS.labels(channel=n.channel, outcome="disabled" if disable else "failed").inc()
+        n.claim_token = None
     session.commit()
-    NOTIFICATIONS.labels(channel=n.channel, outcome="sent").inc()
-    NOTIFICATION_LATENCY.labels(channel=n.channel).observe(latency)
-    return n
+    for user_id in disabled_users:
+        refresh_cache(user_id)
+    return retry
 
 
-def _fail(n: Notification, device: Device | None, error: str, *, disable: bool) -> Notification:
+def requeue_stale_sends(older_than_seconds: int = 120, limit: int = 500) -> int:
+    """A sender that died between claim and record leaves rows in 'sending': send them again
+    (at-least-once in that crash window only; consumers dedupe on the notification id)."""
     session = db.session
-    n.status = "failed"
-    n.error = error[:2000]
-    if disable and device is not None:
-        device.enabled = False
-    record_event(session, "NotificationFailed", "notification", n.id, _event_data(n, error=error))
+    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    ids = list(session.scalars(select(Notification.id).where(Notification.status == "sending",
+                                                             Notification.claimed_at <= cutoff).limit(limit)))
+    if ids:
+        session.execute(update(Notification).where(Notification.id.in_(ids), Notification.status == "sending")
+                        .values(status="pending", claim_token=None).execution_options(synchronize_session=False))
     session.commit()
-    NOTIFICATIONS.labels(channel=n.channel, outcome="disabled" if disable else "failed").inc()
-    if disable:
-        refresh_cache(n.user_id)
-    return n
+    for notification_id in ids:
+        send_task("notifications.send", [notification_id])
+    return len(ids)
 
 
 def _event_data(n: Notification, **extra: Any) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from app.tasking import send_task
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 500
+NOTIFY_SLICE = 250  # admissions per notification task
 _script_cache: dict[tuple[int, str], Any] = {}
 
 
@@ -265,14 +266,18 @@ def advance(event_id: int, max_batch: int = MAX_BATCH, force: int = 0) -> Advanc
     if abandoned:
         QUEUE_EXPIRED.labels(event_id=label, reason="abandoned").inc(abandoned)
     admitted: list[int] = []
+    to_notify: list[list] = []
     rows = reply[4:]
     for i in range(0, len(rows), 4):
         user, joined, notifiable, until = int(rows[i]), float(rows[i + 1]), int(rows[i + 2]), float(rows[i + 3])
         admitted.append(user)
         QUEUE_WAIT.observe(max(0.0, now - joined))
         if notifiable:
-            # the promise: a user who registered a channel may leave the page and is told
-            send_task("notifications.notify_admitted", [user, event_id, now, until])
+            to_notify.append([user, until])
+    # the promise: a user who registered a channel may leave the page and is told. One task per
+    # slice of the batch: its sends run in parallel, and several slices can run on several workers.
+    for i in range(0, len(to_notify), NOTIFY_SLICE):
+        send_task("notifications.notify_admissions", [event_id, now, to_notify[i:i + NOTIFY_SLICE]])
     if admitted:
         QUEUE_ADMISSIONS.labels(event_id=label).inc(len(admitted))
     return AdvanceResult(event_id, status_, admitted, lapsed, abandoned, shuffled)
