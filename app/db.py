@@ -7,11 +7,12 @@ greenlet-local) removed at the end of every request and every Celery task.
 from __future__ import annotations
 
 import os
+import ssl
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, Table, create_engine, event
+from sqlalchemy import DateTime, MetaData, Table, create_engine, event, make_url
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
@@ -71,6 +72,23 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+_TLS_CONTEXT: ssl.SSLContext | None = None
+
+
+def _mysql_tls(url: str) -> dict[str, Any]:
+    """TLS set explicitly (PyMySQL otherwise tries it on every new connection and builds a fresh
+    SSLContext, CA bundle included, each time). DATABASE_TLS: "off" (default for a loopback host),
+    "on" (default elsewhere) with one context shared by every connection of the process."""
+    global _TLS_CONTEXT
+    host = make_url(url).host or "localhost"
+    default = "off" if host in {"localhost", "127.0.0.1", "::1"} else "on"
+    if (os.environ.get("DATABASE_TLS") or default).lower() in {"off", "0", "false", "no"}:
+        return {"ssl_disabled": True}
+    if _TLS_CONTEXT is None:
+        _TLS_CONTEXT = ssl.create_default_context(cafile=os.environ.get("DATABASE_TLS_CA") or None)
+    return {"ssl": _TLS_CONTEXT}
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
@@ -81,7 +99,8 @@ def make_engine(url: str) -> Engine:
         return engine
     connect_args: dict[str, Any] = {}
     if url.startswith("mysql"):
-        connect_args = {"charset": "utf8mb4", "init_command": "SET SESSION innodb_lock_wait_timeout=5"}
+        connect_args = {"charset": "utf8mb4", "init_command": "SET SESSION innodb_lock_wait_timeout=5",
+                        **_mysql_tls(url)}
     return create_engine(
         url,
         # READ COMMITTED: conditional UPDATEs see the latest committed counts and InnoDB takes no
@@ -89,8 +108,11 @@ def make_engine(url: str) -> Engine:
         isolation_level="READ COMMITTED" if url.startswith("mysql") else None,
         pool_pre_ping=True,
         pool_recycle=1800,
-        pool_size=10,
-        max_overflow=20,
+        # a fixed pool: under gevent, overflow connections were opened and closed per request
+        # (connect + TLS set-up on the hot path); a request waits for a pooled connection instead
+        pool_size=int(os.environ.get("DATABASE_POOL_SIZE") or 20),
+        max_overflow=0,
+        pool_timeout=30,
         connect_args=connect_args,
     )
 

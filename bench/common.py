@@ -1,7 +1,7 @@
 """Shared set-up for the benchmarks: configuration, a fresh schema, users with tokens, and the
 JSON + table report. Benchmarks run real processes (gunicorn/gevent, Celery prefork) against the
-database and Redis given by BENCH_DATABASE_URL / BENCH_REDIS_URL (defaults: this machine's
-MariaDB database `tickets_bench` and Redis db 12/13)."""
+database and Redis given by BENCH_DATABASE_URL / BENCH_REDIS_URL (defaults: a MariaDB database
+with a unique name on this machine, and Redis db 12 plus 13 for the broker)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,17 @@ import requests
 
 
 def configure() -> dict[str, str]:
-    db_url = os.environ.get("BENCH_DATABASE_URL", "mysql+pymysql://root@127.0.0.1:3306/tickets_bench")
-    redis_base = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/").rsplit("/", 1)
-    redis_root = redis_base[0] if redis_base[-1].isdigit() else "/".join(redis_base)
+    """Environment of the benchmark: its own MariaDB database (a unique name, dropped afterwards
+    by the flash-sale benchmark) and the Redis db of BENCH_REDIS_URL plus the next one (broker)."""
+    db_url = os.environ.get("BENCH_DATABASE_URL") or \
+        f"mysql+pymysql://root@127.0.0.1:3306/tickets_bench_{os.getpid()}_{int(time.time()) % 100000}"
+    base = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12").rstrip("/")
+    root, _, db = base.rpartition("/")
+    if not db.isdigit():
+        root, db = base, "12"
     env = {
-        "APP_ENV": "testing", "DATABASE_URL": db_url, "REDIS_URL": f"{redis_root}/12",
-        "CELERY_BROKER_URL": f"{redis_root}/13", "LOG_LEVEL": "WARNING", "KAFKA_BOOTSTRAP_SERVERS": "",
+        "APP_ENV": "testing", "DATABASE_URL": db_url, "REDIS_URL": f"{root}/{db}",
+        "CELERY_BROKER_URL": f"{root}/{int(db) + 1}", "LOG_LEVEL": "WARNING", "KAFKA_BOOTSTRAP_SERVERS": "",
         "QUEUE_RATE_LIMIT_PER_SECOND": "1000", "REDBEAT_KEY_PREFIX": "redbeat-bench:",
     }
     os.environ.update(env)
@@ -68,22 +73,29 @@ def create_event(app, sections: list[dict[str, Any]] = (), **overrides: Any) -> 
 
 
 def make_users(app, count: int) -> list[dict[str, Any]]:
+    """``count`` new users in one INSERT, with access tokens minted (password hashing is not what
+    a benchmark measures). Each call makes a fresh batch."""
+    import datetime
+    import uuid
+
     from flask_jwt_extended import create_access_token
+    from sqlalchemy import select
     from werkzeug.security import generate_password_hash
 
     from app.auth.models import User
+    from app.db import utcnow
     from app.extensions import db
 
     password_hash = generate_password_hash("bench-Passw0rd")
+    tag = uuid.uuid4().hex[:8]
     with app.app_context():
         db.session.execute(User.__table__.insert(), [
-            {"email": f"bench{i}@example.com", "name": f"Bench {i}", "password_hash": password_hash,
-             "is_admin": False, "locale": "en", "created_at": __import__("app.db").db.utcnow()}
-            for i in range(count)])
+            {"email": f"bench-{tag}-{i}@example.com", "name": f"Bench {i}", "password_hash": password_hash,
+             "is_admin": False, "locale": "en", "created_at": utcnow()} for i in range(count)])
         db.session.commit()
-        rows = db.session.query(User.id).order_by(User.id).all()
+        ids = db.session.scalars(select(User.id).where(User.email.like(f"bench-{tag}-%")).order_by(User.id))
         return [{"id": uid, "headers": {"Authorization": "Bearer " + create_access_token(
-            identity=str(uid), expires_delta=__import__("datetime").timedelta(hours=2))}} for (uid,) in rows]
+            identity=str(uid), expires_delta=datetime.timedelta(hours=2))}} for uid in ids]
 
 
 def percentile(values: list[float], p: float) -> float:

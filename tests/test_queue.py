@@ -345,3 +345,19 @@ def test_a_finished_sale_leaves_the_advancer(app, client, make_event, make_user)
     assert advance(app, event["id"]).status == "ended"
     with app.app_context():
         assert not redis_store.client.sismember(REGISTRY_KEY, event["id"])
+
+
+def test_revoked_token_is_refused_by_the_lean_queue_endpoints(client, make_event):
+    """status and join read the revocation in the same round trip as their script: still a 401."""
+    event = make_event()
+    client.post("/api/auth/register", json={"email": "lean@example.com", "password": "s3cretpass", "name": "L"})
+    token = client.post("/api/auth/login", json={"email": "lean@example.com", "password": "s3cretpass"}
+                        ).json["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    joined = client.post(f"/api/queue/{event['id']}/join", headers=headers)
+    assert joined.status_code == 202 and joined.json["status"] == "waiting"
+    assert client.get(f"/api/queue/{event['id']}/status", headers=headers).status_code == 200
+    assert client.post("/api/auth/logout", headers=headers).status_code == 204
+    for r in (client.get(f"/api/queue/{event['id']}/status", headers=headers),
+              client.post(f"/api/queue/{event['id']}/join", headers=headers)):
+        assert r.status_code == 401 and r.json["reason"] == "token_revoked"

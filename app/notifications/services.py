@@ -263,7 +263,7 @@ def deliver(ids: list[str], *, raise_transient: bool = False) -> list[str]:
         n, device, message = job
         with app.app_context():
             try:
-                return "sent", _deliver(device, n, message)
+                return "sent", (*_deliver(device, n, message), utcnow())  # handed to the provider now
             except channels.TransientError as exc:
                 return "transient", exc
             except channels.PermanentError as exc:
@@ -287,15 +287,14 @@ def deliver(ids: list[str], *, raise_transient: bool = False) -> list[str]:
 def _record(jobs: list, results: list[tuple[str, Any]]) -> list[str]:
     """Write every outcome in one transaction; returns the ids to retry."""
     session = db.session
-    now = utcnow()
     retry: list[str] = []
     disabled_users: set[int] = set()
     for (n, device, _message), (outcome, detail) in zip(jobs, results, strict=True):
         n = session.merge(n, load=False)
         if outcome == "sent":
-            provider_id, used = detail
-            latency = max(0.0, (now - n.admitted_at).total_seconds())
-            n.status, n.sent_at, n.provider_message_id, n.error = "sent", now, provider_id, None
+            provider_id, used, sent_at = detail
+            latency = max(0.0, (sent_at - n.admitted_at).total_seconds())
+            n.status, n.sent_at, n.provider_message_id, n.error = "sent", sent_at, provider_id, None
             n.latency_ms = int(latency * 1000)
             record_event(session, "NotificationSent", "notification", n.id, _event_data(n, via=used))
             NOTIFICATIONS.labels(channel=n.channel, outcome="sent").inc()

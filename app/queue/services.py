@@ -137,22 +137,41 @@ def _raise_for(reply: list, event_id: int) -> None:
         raise Conflict("The sale is closed", reason="sale_closed")
 
 
-def _run(name: str, event_id: int, keys: list[str], args: list[Any]) -> list:
+def _run(name: str, event_id: int, keys: list[str], args: list[Any], revoked_key: str | None = None) -> list:
+    """Run a waiting-room script; with ``revoked_key``, the caller's token revocation is read in
+    the same round trip (pipelined) and a revoked token raises 401 before anything is answered."""
     script = _script(name)
-    reply = script(keys=keys, args=args)
+    if revoked_key is None:
+        reply = script(keys=keys, args=args)
+    else:
+        pipe = redis_store.client.pipeline(transaction=False)
+        pipe.exists(revoked_key)
+        script(keys=keys, args=args, client=pipe)
+        revoked, reply = pipe.execute()
+        if revoked:
+            from app.auth.jwt_setup import token_revoked_error
+
+            raise token_revoked_error()
     if reply and reply[0] == "no_meta":
         _ensure_meta(event_id)
         reply = script(keys=keys, args=args)
     return reply
 
 
-def join(event_id: int, user_id: int) -> QueueView:
+def join(event_id: int, user_id: int, revoked_key: str | None = None) -> QueueView:
     client = redis_store.client
     keys = QueueKeys(event_id)
     pipe = client.pipeline(transaction=False)
     pipe.exists(f"n:user:{{{user_id}}}:devices")
     pipe.sadd(user_queues_key(user_id), event_id)
-    has_channel = pipe.execute()[0]
+    if revoked_key is not None:
+        pipe.exists(revoked_key)
+    replies = pipe.execute()
+    if revoked_key is not None and replies[2]:
+        from app.auth.jwt_setup import token_revoked_error
+
+        raise token_revoked_error()
+    has_channel = replies[0]
     now = time.time()
     reply = _run("JOIN", event_id, keys.with_rate_limit(user_id),
                  [user_id, f"{now:.6f}", "1" if has_channel else "0",
@@ -164,13 +183,14 @@ def join(event_id: int, user_id: int) -> QueueView:
     return view
 
 
-def status(event_id: int, user_id: int, *, metered: bool = True) -> QueueView:
+def status(event_id: int, user_id: int, *, metered: bool = True, revoked_key: str | None = None) -> QueueView:
     """The user's place and estimate. ``metered=False`` skips the per-user rate limit (the SSE
     stream, which paces its own checks)."""
     keys = QueueKeys(event_id)
     now = time.time()
     limit = current_app.config["QUEUE_RATE_LIMIT_PER_SECOND"] if metered else 0
-    reply = _run("STATUS", event_id, keys.with_rate_limit(user_id), [user_id, f"{now:.6f}", limit])
+    reply = _run("STATUS", event_id, keys.with_rate_limit(user_id), [user_id, f"{now:.6f}", limit],
+                 revoked_key=revoked_key)
     if reply[0] == "rate_limited":
         _raise_for(reply, event_id)
     return _build_view(event_id, user_id, reply, now)

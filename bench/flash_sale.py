@@ -1,0 +1,345 @@
+"""`make bench`: the flash sale at the limit of this machine, measured against a ceiling in one run.
+
+In one run it starts
+- the reference app (bench/reference_app.py: one Redis Lua call, JSON) under `gunicorn -w 2`;
+- the real API as deployed (`gunicorn -c docker/gunicorn.conf.py -w 2`, Prometheus multiprocess on),
+  a Celery worker (`-c 2`) and beat, against MariaDB and Redis;
+and drives both with wrk (not a Python client: that would measure itself on the same two cores).
+Every figure is printed with its ratio to the reference, to a JSON file and as a table.
+
+Scenarios: status polling and re-join (1,000 waiting users), the flash sale (N buyers admitted, each
+reserving once at a section smaller than the demand), and the push burst (fans with FCM devices
+against moto's SNS, all admitted within a second).
+
+    make bench BENCH_ARGS="--buyers 5000 --fans 1000"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bench.common import configure, create_event, fresh_database, make_users, percentile
+
+ROOT = Path(__file__).resolve().parent.parent
+WRK_SCRIPT = ROOT / "bench" / "wrk" / "requests.lua"
+
+
+# --- processes ----------------------------------------------------------------------------------
+
+class Gunicorn:
+    def __init__(self, args: list[str], env: dict[str, str], name: str) -> None:
+        from tests.support import free_port, wait_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{self.port}", *args],
+                                     cwd=ROOT, env={**os.environ, **env}, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        wait_port(self.port, timeout=30)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def wrk(url: str, lines: list[str], *, mode: str, seconds: int, connections: int, threads: int = 2) -> dict:
+    """Run wrk over pre-built requests; returns its JSON summary (+ throughput)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".tsv", delete=False) as f:
+        f.write("\n".join(lines) + "\n")
+    proc = subprocess.Popen(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
+                             "--latency", "-s", str(WRK_SCRIPT), url, "--", f.name, mode, str(threads)],
+                            stdout=subprocess.PIPE, text=True)
+    lines_out, finished = [], 0
+    for text_line in proc.stdout:
+        lines_out.append(text_line)
+        if text_line.startswith("WRKDONE"):
+            finished += 1
+            if finished == threads:  # wrk itself would sleep out its whole duration
+                proc.send_signal(signal.SIGINT)
+    proc.wait()
+    os.unlink(f.name)
+    out = "".join(lines_out)
+    line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
+    summary = json.loads(line[len("WRKJSON "):])
+    summary["throughput_per_s"] = round(summary["requests"] / summary["seconds"], 1) if summary["seconds"] else 0
+    return summary
+
+
+def request_line(method: str, path: str, headers: dict[str, str], body: Any = None) -> str:
+    head = " | ".join(f"{k}: {v}" for k, v in headers.items())
+    return "\t".join([method, path, head, json.dumps(body) if body is not None else ""])
+
+
+# --- scenarios ----------------------------------------------------------------------------------
+
+def reference(url: str, seconds: int, connections: int) -> dict:
+    lines = [request_line("GET", f"/ref/{i}", {}) for i in range(1000)]
+    wrk(url, lines, mode="loop", seconds=3, connections=connections)  # warm-up
+    return wrk(url, lines, mode="loop", seconds=seconds, connections=connections)
+
+
+def waiting_room(app, api_url: str, seconds: int, connections: int) -> tuple[dict, dict]:
+    from app.queue.services import join
+
+    event_id, _ = create_event(app, admit_per_minute=1, max_active=1, heartbeat_timeout_seconds=3600)
+    users = make_users(app, 1000)
+    with app.test_request_context():
+        for u in users:
+            join(event_id, u["id"])
+    status = [request_line("GET", f"/api/queue/{event_id}/status", u["headers"]) for u in users]
+    joins = [request_line("POST", f"/api/queue/{event_id}/join", u["headers"]) for u in users]
+    wrk(api_url, status, mode="loop", seconds=3, connections=connections)  # warm-up
+    return (wrk(api_url, status, mode="loop", seconds=seconds, connections=connections),
+            wrk(api_url, joins, mode="loop", seconds=seconds, connections=connections))
+
+
+def flash_sale(app, api_url: str, buyers_n: int, capacity: int, connections: int) -> dict:
+    from sqlalchemy import func, select
+
+    from app.booking.models import Reservation
+    from app.extensions import db
+    from app.queue.services import admit_now, join, status
+
+    event_id, (ga_id,) = create_event(app, [{"name": "Floor", "capacity": capacity}])
+    buyers = make_users(app, buyers_n)
+    with app.test_request_context():
+        for b in buyers:
+            join(event_id, b["id"])
+        admit_now(event_id, len(buyers))
+        for b in buyers:
+            b["pass"] = status(event_id, b["id"], metered=False).admission_token
+    lines = [request_line("POST", "/api/tickets/reserve",
+                          {**b["headers"], "X-Admission-Token": b["pass"], "Idempotency-Key": uuid.uuid4().hex},
+                          {"event_id": event_id, "section_id": ga_id, "quantity": 1}) for b in buyers]
+    started = time.time()
+    answers = wrk(api_url, lines, mode="once", seconds=600, connections=connections)
+
+    def pending() -> int:
+        with app.app_context():
+            n = db.session.scalar(select(func.count()).select_from(Reservation).where(
+                Reservation.event_id == event_id, Reservation.status == "pending"))
+            db.session.rollback()
+            return int(n or 0)
+
+    accepted = answers["codes"].get("202", 0)
+    while time.time() - started < 600:
+        with app.app_context():
+            rows = db.session.scalar(select(func.count()).select_from(Reservation)
+                                     .where(Reservation.event_id == event_id))
+            db.session.rollback()
+        if rows >= accepted and pending() == 0:
+            break
+        time.sleep(0.05)
+    settled_at = time.time()
+    with app.app_context():
+        rows = db.session.execute(select(Reservation.status, Reservation.quantity, Reservation.created_at,
+                                         Reservation.updated_at).where(Reservation.event_id == event_id)).all()
+        db.session.rollback()
+    held = [r for r in rows if r.status == "held"]
+    hold_latency = [(r.updated_at - r.created_at).total_seconds() for r in held]
+    return {
+        "buyers": buyers_n, "capacity": capacity, "answers": answers,
+        "five_xx": sum(v for k, v in answers["codes"].items() if k.startswith("5")),
+        "accepted": accepted, "sold_out_409": answers["codes"].get("409", 0),
+        "held": len(held), "units_held": sum(r.quantity for r in held),
+        "rejected": sum(1 for r in rows if r.status == "rejected"),
+        "settle_seconds": round(settled_at - started, 3),
+        "holds_settled_per_s": round(len(held) / (settled_at - started), 1),
+        "reserve_to_held_ms": {f"p{q}": round(percentile(hold_latency, q / 100) * 1000, 1) for q in (50, 95, 99)},
+    }
+
+
+def push_burst(app, api_url: str, fans_n: int, moto_url: str) -> dict:
+    import boto3
+    import requests
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.notifications.models import Notification
+    from app.queue.services import join, set_paused
+
+    event_id, _ = create_event(app, admit_per_minute=60_000, max_active=100_000)
+    fans = make_users(app, fans_n)
+    with app.test_request_context():
+        set_paused(event_id, True)
+
+    def register(fan: dict) -> int:
+        r = requests.post(f"{api_url}/api/notifications/register", headers=fan["headers"], timeout=60,
+                          json={"channel": "push", "platform": "fcm", "token": f"bench-fcm-{fan['id']}"})
+        return r.status_code
+
+    with ThreadPoolExecutor(12) as pool:
+        codes = list(pool.map(register, fans))
+    with app.test_request_context():
+        for fan in fans:
+            join(event_id, fan["id"])
+        set_paused(event_id, False)  # beat admits them all within about a second
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        with app.app_context():
+            rows = db.session.execute(select(Notification.user_id, Notification.status, Notification.admitted_at,
+                                             Notification.sent_at).where(Notification.event_id == event_id)).all()
+            db.session.rollback()
+        if len(rows) >= fans_n and all(r.status in {"sent", "failed"} for r in rows):
+            break
+        time.sleep(0.2)
+    sent = [r for r in rows if r.status == "sent"]
+    latency = [(r.sent_at - r.admitted_at).total_seconds() for r in sent]
+    per_user: dict[int, int] = {}
+    for r in sent:
+        per_user[r.user_id] = per_user.get(r.user_id, 0) + 1
+    # the ceiling: bare boto3 publishes to the same moto server from 32 threads
+    sns = boto3.client("sns", region_name="eu-west-1", endpoint_url=moto_url)
+    arn = sns.create_platform_application(Name=f"ceiling-{uuid.uuid4().hex[:6]}", Platform="GCM",
+                                          Attributes={"PlatformCredential": "x"})["PlatformApplicationArn"]
+    endpoint = sns.create_platform_endpoint(PlatformApplicationArn=arn, Token="ceiling")["EndpointArn"]
+    t0 = time.time()
+    with ThreadPoolExecutor(32) as pool:
+        list(pool.map(lambda _: sns.publish(TargetArn=endpoint, Message="x"), range(500)))
+    ceiling = 500 / (time.time() - t0)
+    return {
+        "fans": fans_n, "registration_errors_first_try": sum(1 for c in codes if c not in (200, 201)),
+        "pushed": len(sent), "duplicates": sum(n - 1 for n in per_user.values() if n > 1),
+        "admission_to_sns_ms": {"p50": round(percentile(latency, 0.5) * 1000, 1),
+                                "p95": round(percentile(latency, 0.95) * 1000, 1),
+                                "max": round(max(latency, default=0) * 1000, 1)},
+        "moto_publish_ceiling_per_s": round(ceiling, 1),
+        "floor_ms_at_ceiling": round(fans_n / ceiling * 1000, 1),
+    }
+
+
+# --- report -------------------------------------------------------------------------------------
+
+TARGETS = {"status": 0.75, "join": 0.6, "reserve": 0.5, "holds": 0.5}
+
+
+def table(result: dict) -> str:
+    ref = result["reference"]["throughput_per_s"]
+    sale, push = result["flash_sale"], result.get("push_burst")
+    rows = [
+        ("reference (1 Lua call)", ref, result["reference"]["p99_ms"], 1.0, ""),
+        ("queue status poll", result["status"]["throughput_per_s"], result["status"]["p99_ms"],
+         result["status"]["throughput_per_s"] / ref, f">= {TARGETS['status']}, p99 < 100 ms"),
+        ("queue re-join", result["join"]["throughput_per_s"], result["join"]["p99_ms"],
+         result["join"]["throughput_per_s"] / ref, f">= {TARGETS['join']}, p99 < 150 ms"),
+        ("reserve answers 202/409", sale["answers"]["throughput_per_s"], sale["answers"]["p99_ms"],
+         sale["answers"]["throughput_per_s"] / ref, f">= {TARGETS['reserve']}"),
+        ("holds settled", sale["holds_settled_per_s"], sale["reserve_to_held_ms"]["p99"],
+         sale["holds_settled_per_s"] / ref, f">= {TARGETS['holds']}, p99 < 500 ms"),
+    ]
+    out = [f"{'figure':<26}{'per s':>10}{'p99 ms':>10}{'ratio':>8}  target", "-" * 72]
+    out += [f"{n:<26}{v:>10.1f}{p:>10.1f}{r:>8.2f}  {t}" for n, v, p, r, t in rows]
+    out.append(f"units sold {sale['units_held']} of capacity {sale['capacity']} (never more); "
+               f"5xx {sale['five_xx']}; reserve -> held p50/p95/p99 "
+               f"{sale['reserve_to_held_ms']['p50']}/{sale['reserve_to_held_ms']['p95']}/"
+               f"{sale['reserve_to_held_ms']['p99']} ms")
+    if push:
+        lat = push["admission_to_sns_ms"]
+        out.append(f"push burst: {push['pushed']} of {push['fans']} pushed, {push['duplicates']} duplicates, "
+                   f"{push['registration_errors_first_try']} registration errors; admission -> SNS "
+                   f"p50/p95/max {lat['p50']}/{lat['p95']}/{lat['max']} ms; moto's own ceiling "
+                   f"{push['moto_publish_ceiling_per_s']}/s (floor for the burst {push['floor_ms_at_ceiling']} ms)")
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--buyers", type=int, default=5000)
+    parser.add_argument("--capacity", type=int, default=0, help="GA units (default 80%% of buyers)")
+    parser.add_argument("--fans", type=int, default=1000, help="push burst size (0 skips it)")
+    parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk loop")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--worker-concurrency", type=int, default=2)
+    parser.add_argument("--output", default=str(ROOT / "var" / "bench" / "flash-sale.json"))
+    args = parser.parse_args()
+    env = configure()
+    from tests.support import CeleryProcess, SmtpSink, start_moto, start_worker  # noqa: F401
+
+    moto_server, moto_url = start_moto()
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+                       "AWS_DEFAULT_REGION": "eu-west-1", "SNS_ENDPOINT_URL": moto_url})
+    import boto3
+
+    os.environ["SNS_FCM_APPLICATION_ARN"] = boto3.client("sns", endpoint_url=moto_url).create_platform_application(
+        Name="bench-fcm", Platform="GCM", Attributes={"PlatformCredential": "x"})["PlatformApplicationArn"]
+    fresh_database(env["DATABASE_URL"])
+    from app import create_app
+
+    app = create_app()
+    procs: list[Any] = []
+    result: dict[str, Any] = {"at": time.strftime("%Y-%m-%d %H:%M:%S"), "machine_cores": os.cpu_count(),
+                              "connections": args.connections, "wrk_threads": 2}
+    try:
+        ref = Gunicorn(["-w", "2", "bench.reference_app:app"], {"REFERENCE_REDIS_URL": env["REDIS_URL"]},
+                       "reference")
+        procs.append(ref)
+        result["reference"] = reference(ref.url, args.seconds, args.connections)
+        ref.stop()
+        procs.remove(ref)
+        api = Gunicorn(["-c", "docker/gunicorn.conf.py", "-w", "2", "wsgi:app"],
+                       {"PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="bench-prom-")}, "api")
+        procs.append(api)
+        result["status"], result["join"] = waiting_room(app, api.url, args.seconds, args.connections)
+        procs.append(start_worker(concurrency=args.worker_concurrency, name="bench"))
+        procs.append(CeleryProcess(["beat", "-l", "WARNING"], name="bench-beat"))
+        capacity = args.capacity or int(args.buyers * 0.8)
+        result["flash_sale"] = flash_sale(app, api.url, args.buyers, capacity, args.connections)
+        if args.fans:
+            result["push_burst"] = push_burst(app, api.url, args.fans, moto_url)
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+        moto_server.stop()
+        drop_database(env["DATABASE_URL"])
+    ref_rate = result["reference"]["throughput_per_s"]
+    result["ratios"] = {
+        "status": round(result["status"]["throughput_per_s"] / ref_rate, 3),
+        "join": round(result["join"]["throughput_per_s"] / ref_rate, 3),
+        "reserve": round(result["flash_sale"]["answers"]["throughput_per_s"] / ref_rate, 3),
+        "holds": round(result["flash_sale"]["holds_settled_per_s"] / ref_rate, 3),
+    }
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    print()
+    print(table(result))
+    print(f"\nJSON: {args.output}")
+
+
+def drop_database(url: str) -> None:
+    if not url.startswith("mysql"):
+        return
+    from sqlalchemy import create_engine, text
+
+    from app.extensions import db
+
+    if db.engine is not None:
+        db.engine.dispose()
+    server, name = url.rsplit("/", 1)
+    engine = create_engine(server + "/")
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+    engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
