@@ -68,9 +68,12 @@ def main() -> int:
     commands = {
         "api": ([str(bin_dir / "gunicorn"), "-c", "docker/gunicorn.conf.py", "-b", f"127.0.0.1:{api_port}",
                  "wsgi:app"], {"PROMETHEUS_MULTIPROC_DIR": str(prom_api)}),
-        "worker": ([py, "-m", "celery", "-A", "tasks", "worker", "-l", "INFO", "-c", "2",
-                    "-Q", "admission,booking,notifications,outbox,default"],
+        "worker": ([py, "-m", "celery", "-A", "tasks", "worker", "-l", "INFO", "-c", "2", "-n", "main@%h",
+                    "-Q", "admission,booking,outbox,default"],
                    {"PROMETHEUS_MULTIPROC_DIR": str(prom_worker)}),
+        # notifications are I/O-bound: their own worker, a threads pool
+        "notify": ([py, "-m", "celery", "-A", "tasks", "worker", "-l", "INFO", "-P", "threads", "-c", "4",
+                    "-n", "notify@%h", "-Q", "notifications"], {"PROMETHEUS_MULTIPROC_DIR": str(prom_worker)}),
         "beat": ([py, "-m", "celery", "-A", "tasks", "beat", "-l", "INFO", "--pidfile="], {}),
         "flower": ([py, "-m", "celery", "-A", "tasks", "flower", "--port=5555", "--address=127.0.0.1"], {}),
         "exporter": ([py, "-m", "app.observability.exporter", "--port", "9808"],

@@ -45,9 +45,8 @@ end
 function request()
   i = i + 1
   if i > #reqs then
-    if once then  -- every request of this slice is out: stop (a health check fills the slot)
-      wrk.thread:stop()
-      return wrk.format("GET", "/healthz")
+    if once then  -- every request of this slice is out: health checks fill the slots until the
+      return wrk.format("GET", "/healthz")  -- last answers are in (response() stops the thread)
     end
     i = 1
   end
