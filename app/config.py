@@ -85,6 +85,11 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> dict[str
         "PAYMENT_PROVIDER": env.get("PAYMENT_PROVIDER", "fake"),
         "HOLD_SECONDS": _int(env, "HOLD_SECONDS", 300),
         "MAX_TICKETS_PER_USER": _int(env, "MAX_TICKETS_PER_USER", 4),
+        # the hold writer (a thread of every worker that consumes the `booking` queue)
+        "HOLD_WRITER_ENABLED": _bool(env, "HOLD_WRITER_ENABLED", True),
+        "HOLD_WRITER_BATCH": _int(env, "HOLD_WRITER_BATCH", 500),
+        "HOLD_WRITER_BLOCK_MS": _int(env, "HOLD_WRITER_BLOCK_MS", 50),
+        "HOLD_WRITER_CLAIM_IDLE_MS": _int(env, "HOLD_WRITER_CLAIM_IDLE_MS", 10_000),
         "QUEUE_ADVANCE_INTERVAL_SECONDS": _float(env, "QUEUE_ADVANCE_INTERVAL_SECONDS", 1.0),
         "QUEUE_RATE_LIMIT_PER_SECOND": _int(env, "QUEUE_RATE_LIMIT_PER_SECOND", 10),
         "SSE_INTERVAL_SECONDS": _float(env, "SSE_INTERVAL_SECONDS", 1.0),

@@ -6,7 +6,7 @@ import os
 import time
 from typing import Any
 
-from celery import Celery, Task, signals
+from celery import Celery, Task, bootsteps, signals
 from flask import Flask
 
 from app.observability.context import clear_context, request_id_var, set_context
@@ -55,6 +55,38 @@ class AppContextTask(Task):
 celery = Celery("tickets", task_cls=AppContextTask)
 celery.config_from_object("celeryconfig")
 celery.autodiscover_tasks(["tasks"], related_name=None, force=True)
+
+
+class HoldWriterStep(bootsteps.StartStopStep):
+    """Runs the hold writer (app/booking/writer.py) as a thread of the worker's main process, in
+    every worker that consumes the `booking` queue: `make run`, the compose stack, k8s and the
+    tests get it with no process of its own. Several workers share the streams (consumer group)."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.writer = None
+
+    def start(self, worker: Any) -> None:
+        consumed = worker.app.amqp.queues.consume_from
+        if consumed is not None and "booking" not in consumed:
+            return
+        app = flask_app()
+        if not app.config["HOLD_WRITER_ENABLED"]:
+            return
+        from app.booking.writer import HoldWriter
+
+        self.writer = HoldWriter(app, name=worker.hostname)
+        self.thread = self.writer.start()
+
+    def stop(self, worker: Any) -> None:
+        if self.writer is not None:
+            self.writer.stop()
+            self.thread.join(10)
+
+
+celery.steps["worker"].add(HoldWriterStep)
 
 # --- request id travels from the API into the tasks it enqueues -------------------------------
 _started: dict[str, float] = {}

@@ -105,6 +105,20 @@ def holds() -> None:
 @holds.command("sweep")
 def holds_sweep() -> None:
     """Release every hold past its deadline now."""
-    from app.booking.services import requeue_stale_pending, sweep_expired_holds
+    from app.booking.services import sweep_expired_holds
 
-    _echo(_in_app(lambda: {"expired": sweep_expired_holds(), "requeued": requeue_stale_pending()}))
+    _echo(_in_app(lambda: {"expired": sweep_expired_holds()}))
+
+
+@holds.command("write")
+def holds_write() -> None:
+    """Write every accepted request that waits in a reserve stream now (the writer threads do this
+    continuously; this is for an operator with no worker running)."""
+    from app.booking.writer import HoldWriter
+
+    def run() -> dict:
+        from flask import current_app
+
+        return {"written": HoldWriter(current_app._get_current_object(), name="cli").drain(timeout=60)}
+
+    _echo(_in_app(run))

@@ -2,41 +2,55 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import Response, request
 from flask.views import MethodView
 from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 
-from app.auth.jwt_setup import current_user_id
-from app.booking import services
+from app.auth.jwt_setup import current_user_id, jwt_required_blocklist_deferred, revoked_key
+from app.booking import intake, services
 from app.booking.schemas import (
     ConfirmSchema,
     ReservationPageSchema,
     ReservationSchema,
-    ReserveHeadersSchema,
     ReserveSchema,
+    parse_reserve,
 )
+from app.jsonio import json_response
 from app.pagination import PageArgsSchema, page_body
 
 blp = Blueprint("tickets", __name__, url_prefix="/api/tickets", description="Reservations")
 
 
+_RESERVE_DOC = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": ReserveSchema}}},
+    "parameters": [
+        {"in": "header", "name": "Idempotency-Key", "required": True,
+         "schema": {"type": "string", "minLength": 1, "maxLength": 128}},
+        {"in": "header", "name": "X-Admission-Token", "required": False, "schema": {"type": "string"},
+         "description": "The waiting room's admission pass"},
+    ],
+}
+
+
 @blp.route("/reserve")
 class Reserve(MethodView):
-    @jwt_required()
-    @blp.arguments(ReserveHeadersSchema, location="headers")
-    @blp.arguments(ReserveSchema)
+    @jwt_required_blocklist_deferred
+    @blp.doc(**_RESERVE_DOC)
     @blp.response(202, ReservationSchema)
-    def post(self, headers: dict, body: dict) -> dict[str, Any]:
-        """Request seats: 202 with a pending reservation; a `booking` task holds them.
+    def post(self) -> Response:
+        """Request seats: 202 with a pending reservation; the hold writer holds or rejects it.
 
-        Needs the waiting room's pass in X-Admission-Token and an Idempotency-Key.
+        Needs the waiting room's pass in X-Admission-Token and an Idempotency-Key. The same key
+        and body answer the same reservation; the same key with another body is a 422.
         """
-        res, _created = services.request_reservation(services.ReserveRequest(
+        body, key = parse_reserve(request)
+        view, _created = services.request_reservation(intake.ReserveRequest(
             user_id=current_user_id(), event_id=body["event_id"], section_id=body["section_id"],
-            quantity=body.get("quantity"), seat_ids=body.get("seat_ids"),
-            idempotency_key=headers["idempotency_key"], admission_token=headers.get("admission_token"),
+            quantity=body.get("quantity"), seat_ids=body.get("seat_ids"), idempotency_key=key,
+            admission_token=request.headers.get("X-Admission-Token"), revoked_key=revoked_key(),
         ))
-        return services.view(res)
+        return json_response(view, 202)
 
 
 @blp.route("/status")
@@ -45,18 +59,18 @@ class MyReservations(MethodView):
     @blp.arguments(PageArgsSchema, location="query")
     @blp.response(200, ReservationPageSchema)
     def get(self, args: dict) -> dict[str, Any]:
-        """The caller's reservations, newest first (paginated)."""
+        """The caller's reservations, newest first (paginated); just-accepted ones are `pending`."""
         items, total = services.list_reservations(current_user_id(), args["page"], args["page_size"])
-        return page_body([services.view(r) for r in items], total, args)
+        return page_body(items, total, args)
 
 
 @blp.route("/status/<reservation_id>")
 class ReservationStatus(MethodView):
     @jwt_required()
     @blp.response(200, ReservationSchema)
-    def get(self, reservation_id: str) -> dict[str, Any]:
-        """One reservation of the caller (another user's is a 404)."""
-        return services.view(services.get_reservation(reservation_id, current_user_id()))
+    def get(self, reservation_id: str) -> Response:
+        """One reservation of the caller (another user's is a 404); `pending` from the 202 on."""
+        return json_response(services.reservation_view(reservation_id, current_user_id()), 200)
 
 
 @blp.route("/<reservation_id>/confirm")

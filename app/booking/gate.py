@@ -1,19 +1,22 @@
 """The Redis sold-out gate: a per-section counter of units a new request could still get.
 
-gate = capacity - sold - live holds - pending requests. The API takes units here first, so a
-sold-out sale costs one Redis call per request; MySQL still decides every hold. The counter is
-derived state: the reconciler re-derives it from MySQL and reports the drift it fixed.
+gate = capacity - sold - live holds - accepted requests not yet written. The API takes units here
+(inside the one RESERVE script call), so a sold-out sale costs one Redis call per request; MySQL
+still decides every hold. The counter is derived state: the reconciler re-derives it from MySQL
+and reports the drift it fixed.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from typing import Any
 
 import redis
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from app.booking.models import PENDING, Reservation
+from app.booking import scripts
 from app.catalogue.models import Section
 from app.catalogue.services import availability
 from app.extensions import db, redis_store
@@ -22,45 +25,16 @@ from app.queue.keys import QueueKeys
 
 log = logging.getLogger(__name__)
 
-# KEYS: gate, holds. ARGV: units wanted, now.
-# -2: the gate is not initialised; -1: not enough units; else the units left after taking.
-# When short, holds whose deadline has passed are reclaimed first (their units are free in MySQL
-# too: availability never counts an expired hold, even before the sweeper runs).
-_TAKE = """
-local v = redis.call('GET', KEYS[1])
-if not v then return -2 end
-local want = tonumber(ARGV[1])
-if tonumber(v) < want then
-  local back = 0
-  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[2], 'LIMIT', 0, 200)) do
-    back = back + tonumber(string.match(member, ':(%d+)$'))
-    redis.call('ZREM', KEYS[2], member)
-  end
-  if back > 0 then v = redis.call('INCRBY', KEYS[1], back) end
-  if tonumber(v) < want then return -1 end
-end
-return redis.call('DECRBY', KEYS[1], want)
-"""
-_GIVE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], ARGV[1]) end
-return -2
-"""
-# KEYS: gate, holds. ARGV: member, give back (0|1). A hold's units return to the gate at most once:
-# either here (expiry/cancel) or when _TAKE reclaimed them after the deadline.
-_RELEASE_HOLD = """
-if redis.call('ZREM', KEYS[2], ARGV[1]) == 1 and ARGV[2] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then
-  local qty = tonumber(string.match(ARGV[1], ':(%d+)$'))
-  return redis.call('INCRBY', KEYS[1], qty)
-end
-return -1
-"""
-# KEYS: gate, holds. ARGV: expected units, now.
-_RESET = """
-local previous = redis.call('GET', KEYS[1])
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])
-return previous
-"""
+_scripts: dict[tuple[int, str], Any] = {}
+
+
+def script(name: str) -> Any:
+    """A registered booking script (EVALSHA, loaded once per client)."""
+    client = redis_store.client
+    key = (id(client), name)
+    if key not in _scripts:
+        _scripts[key] = client.register_script(getattr(scripts, name))
+    return _scripts[key]
 
 
 def gate_key(event_id: int, section_id: int) -> str:
@@ -76,31 +50,40 @@ def _member(reservation_id: str, quantity: int) -> str:
     return f"{reservation_id}:{quantity}"
 
 
+def pending_units(event_id: int, section_id: int) -> int:
+    """Units of requests accepted by the API and not yet written to MySQL by the hold writer."""
+    records = redis_store.client.hvals(QueueKeys(event_id).pending())
+    return sum(r["quantity"] for r in map(json.loads, records) if r["section_id"] == section_id)
+
+
 def expected_units(section: Section) -> int:
-    pending = db.session.scalar(
-        select(func.coalesce(func.sum(Reservation.quantity), 0)).where(
-            Reservation.section_id == section.id, Reservation.status == PENDING)
-    )
-    return max(0, availability([section])[section.id] - int(pending or 0))
+    return max(0, availability([section])[section.id] - pending_units(section.event_id, section.id))
+
+
+def ensure(section: Section) -> None:
+    """Create the section's gate from MySQL if it does not exist (first request, or Redis lost it)."""
+    redis_store.client.set(gate_key(section.event_id, section.id), expected_units(section), nx=True)
 
 
 def take(section: Section, quantity: int) -> bool:
     """Take ``quantity`` units; False means sold out (for now)."""
     keys = _keys(section.event_id, section.id)
-    client = redis_store.client
     now = f"{time.time():.6f}"
-    result = int(client.eval(_TAKE, 2, *keys, quantity, now))
+    result = int(script("TAKE")(keys=keys, args=[quantity, now]))
     if result == -2:
-        client.set(keys[0], expected_units(section), nx=True)
-        result = int(client.eval(_TAKE, 2, *keys, quantity, now))
+        ensure(section)
+        result = int(script("TAKE")(keys=keys, args=[quantity, now]))
     return result >= 0
 
 
-def give_back(event_id: int, section_id: int, quantity: int) -> None:
+def give_back(event_id: int, section_id: int, quantity: int, user_id: int | None = None) -> None:
+    """Units that never became a hold (rejected, or cancelled while pending) go back to the gate
+    and off the user's live count."""
     if quantity <= 0:
         return
     try:
-        redis_store.client.eval(_GIVE, 1, gate_key(event_id, section_id), quantity)
+        script("GIVE")(keys=[gate_key(event_id, section_id), QueueKeys(event_id).user_units()],
+                       args=[quantity, "" if user_id is None else user_id])
     except redis.RedisError:
         log.warning("gate give-back failed for section %s; the reconciler will fix it", section_id, exc_info=True)
 
@@ -113,25 +96,36 @@ def track_hold(event_id: int, section_id: int, reservation_id: str, quantity: in
         log.warning("could not track hold %s in the gate", reservation_id, exc_info=True)
 
 
-def release_hold(event_id: int, section_id: int, reservation_id: str, quantity: int, *, give_back: bool) -> None:
+def release_hold(event_id: int, section_id: int, reservation_id: str, quantity: int, *, give_back: bool,
+                 user_id: int | None = None) -> None:
     """A hold ended: expired/cancelled (units back, unless already reclaimed) or confirmed (sold)."""
     try:
-        redis_store.client.eval(_RELEASE_HOLD, 2, *_keys(event_id, section_id), _member(reservation_id, quantity),
-                                "1" if give_back else "0")
+        script("RELEASE_HOLD")(keys=[*_keys(event_id, section_id), QueueKeys(event_id).user_units()],
+                               args=[_member(reservation_id, quantity), "1" if give_back else "0",
+                                     "" if user_id is None else user_id])
     except redis.RedisError:
         log.warning("gate release failed for hold %s; the reconciler will fix it", reservation_id, exc_info=True)
 
 
 def reconcile(event_ids: list[int]) -> dict[int, int]:
-    """Reset each section's gate to what MySQL says; returns {section_id: drift fixed}."""
+    """Reset each section's gate to what MySQL says; returns {section_id: drift fixed}.
+
+    A sale with requests between the API and MySQL is skipped this round (see scripts.RESET)."""
     fixed: dict[int, int] = {}
     if not event_ids:
         return fixed
     sections = db.session.scalars(select(Section).where(Section.event_id.in_(event_ids))).all()
     client = redis_store.client
     for section in sections:
-        expected = expected_units(section)
-        previous = client.eval(_RESET, 2, *_keys(section.event_id, section.id), expected, f"{time.time():.6f}")
+        keys = QueueKeys(section.event_id)
+        writes = client.get(keys.writes()) or "0"  # read before MySQL
+        expected = availability([section])[section.id]
+        db.session.rollback()  # the next section reads a fresh snapshot
+        reply = script("RESET")(keys=[*_keys(section.event_id, section.id), keys.pending(), keys.writes()],
+                                args=[expected, f"{time.time():.6f}", writes])
+        if reply[0] != "reset":
+            continue
+        previous = reply[1]
         drift = 0 if previous is None else int(previous) - expected
         if drift:
             fixed[section.id] = drift

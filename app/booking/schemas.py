@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+from typing import Any
+
+from flask import Request
 from marshmallow import Schema, fields, validate
 
+from app.errors import Unprocessable
 from app.pagination import page_schema
 
 
@@ -12,13 +16,46 @@ class ReserveSchema(Schema):
     seat_ids = fields.List(fields.Integer(), validate=validate.Length(min=1, max=100))
 
 
-class ReserveHeadersSchema(Schema):
-    class Meta:
-        unknown = "exclude"
+def parse_reserve(request: Request) -> tuple[dict[str, Any], str]:
+    """The reserve body and Idempotency-Key, checked as ReserveSchema documents them, without a
+    marshmallow load on the hot path. Integers are strict (1.5 and true are not integers)."""
+    errors: dict[str, list[str]] = {}
+    key = request.headers.get("Idempotency-Key")
+    if not key:
+        errors["Idempotency-Key"] = ["Missing data for required field."]
+    elif len(key) > 128:
+        errors["Idempotency-Key"] = ["Length must be between 1 and 128."]
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise Unprocessable("The body must be a JSON object", errors={"json": ["expected an object"], **errors})
+    for name in body.keys() - _RESERVE_FIELDS:
+        errors[name] = ["Unknown field."]
+    for name in ("event_id", "section_id"):
+        if name not in body:
+            errors[name] = ["Missing data for required field."]
+        elif not _is_int(body[name]):
+            errors[name] = ["Not a valid integer."]
+    if "quantity" in body and body["quantity"] is not None:
+        if not _is_int(body["quantity"]):
+            errors["quantity"] = ["Not a valid integer."]
+        elif not 1 <= body["quantity"] <= 100:
+            errors["quantity"] = ["Must be greater than or equal to 1 and less than or equal to 100."]
+    if "seat_ids" in body and body["seat_ids"] is not None:
+        seats = body["seat_ids"]
+        if not isinstance(seats, list) or not all(_is_int(s) for s in seats):
+            errors["seat_ids"] = ["Not a valid list of integers."]
+        elif not 1 <= len(seats) <= 100:
+            errors["seat_ids"] = ["Length must be between 1 and 100."]
+    if errors:
+        raise Unprocessable("The request is invalid", errors=errors)
+    return body, key
 
-    admission_token = fields.String(data_key="X-Admission-Token", load_default=None)
-    idempotency_key = fields.String(data_key="Idempotency-Key", required=True,
-                                    validate=validate.Length(min=1, max=128))
+
+_RESERVE_FIELDS = {"event_id", "section_id", "quantity", "seat_ids"}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class SeatRefSchema(Schema):

@@ -38,11 +38,16 @@ def record_event(session: Session, type_: str, aggregate_type: str, aggregate_id
         data=data,
     )
     session.add(row)
+    kick_relay_after_commit(session)
+    return row
+
+
+def kick_relay_after_commit(session: Session) -> None:
+    """Ask for a relay run once this transaction commits (callers that insert outbox rows in bulk)."""
     if has_app_context() and current_app.config["KAFKA_BOOTSTRAP_SERVERS"]:
         # one relay kick per transaction, and at most one per KICK_DEBOUNCE_MS across transactions
         # (a running relay drains everything); the beat sweep covers a kick that was skipped or lost
         call_after_commit(session, _kick_relay)
-    return row
 
 
 KICK_DEBOUNCE_MS = 200

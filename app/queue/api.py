@@ -4,7 +4,6 @@ import json
 import time
 from typing import Any
 
-import orjson
 from flask import Response, current_app, stream_with_context
 from flask.views import MethodView
 from flask_jwt_extended import jwt_required
@@ -17,6 +16,7 @@ from app.auth.jwt_setup import (
     revoked_key,
 )
 from app.errors import AppError, Unprocessable
+from app.jsonio import json_response
 from app.queue import services
 from app.queue.schemas import QueueSettingsSchema, QueueStatsSchema, QueueStatusSchema
 
@@ -25,19 +25,13 @@ blp = Blueprint("queue", __name__, url_prefix="/api/queue", description="Waiting
 TERMINAL = {"admitted", "expired", "not_in_queue"}
 
 
-def _json(body: dict[str, Any], status: int) -> Response:
-    # the hot endpoints answer with orjson, not a marshmallow dump (a fifth of their CPU under load);
-    # the schema stays the documented contract, and tests check the answers against it
-    return Response(orjson.dumps(body), status=status, mimetype="application/json")
-
-
 @blp.route("/<int:event_id>/join")
 class Join(MethodView):
     @jwt_required_blocklist_deferred
     @blp.response(202, QueueStatusSchema)
     def post(self, event_id: int) -> Response:
         """Take a place in the sale's waiting room (joining again keeps the same place)."""
-        return _json(services.join(event_id, current_user_id(), revoked_key()).as_dict(), 202)
+        return json_response(services.join(event_id, current_user_id(), revoked_key()).as_dict(), 202)
 
 
 @blp.route("/<int:event_id>/status")
@@ -46,7 +40,7 @@ class Status(MethodView):
     @blp.response(200, QueueStatusSchema)
     def get(self, event_id: int) -> Response:
         """Position, honest wait estimate and, once admitted, the admission pass. Polling is the heartbeat."""
-        return _json(services.status(event_id, current_user_id(), revoked_key=revoked_key()).as_dict(), 200)
+        return json_response(services.status(event_id, current_user_id(), revoked_key=revoked_key()).as_dict(), 200)
 
 
 @blp.route("/<int:event_id>/stream")

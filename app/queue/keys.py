@@ -39,6 +39,27 @@ class QueueKeys:
         """Deadlines of the section's live holds (reservation:quantity -> epoch), for the gate."""
         return f"{self.prefix}holds:{section_id}"
 
+    # --- the booking intake (all in the sale's slot, so the accept script is one call) -----------
+    def reserve_stream(self) -> str:
+        """Accepted reserve requests, in order, until the hold writer has written them to MySQL."""
+        return f"{self.prefix}reserve"
+
+    def pending(self) -> str:
+        """reservation id -> request record, from the 202 until the hold writer commits it."""
+        return f"{self.prefix}pending"
+
+    def idempotency(self) -> str:
+        """"user:Idempotency-Key" -> "reservation id|request hash"."""
+        return f"{self.prefix}idem"
+
+    def user_units(self) -> str:
+        """user -> units requested and live (pending, held, confirmed): the per-user limit's fast check."""
+        return f"{self.prefix}units"
+
+    def writes(self) -> str:
+        """Counter of hold-writer commits (the gate reconciler resets only between two writes)."""
+        return f"{self.prefix}writes"
+
     def advance_lock(self) -> str:
         return f"{self.prefix}advance-lock"
 

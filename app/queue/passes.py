@@ -39,6 +39,17 @@ def verify(token: str | None, user_id: int, event_id: int) -> dict:
     """The pass's claims if it admits ``user_id`` to ``event_id`` now; 403 otherwise."""
     from app.queue.services import admitted_until
 
+    claims = decode(token, user_id, event_id)
+    until = admitted_until(event_id, user_id)
+    if until is None or until <= time.time() or int(until) != claims["exp"]:
+        raise Forbidden("The admission is no longer active", reason="admission_inactive")
+    return claims
+
+
+def decode(token: str | None, user_id: int, event_id: int) -> dict:
+    """The pass's claims if it is signed for ``user_id`` and ``event_id`` and unexpired; 403
+    otherwise. Whether the admission is still active is Redis's to say (``verify``, or the booking
+    intake's script, which compares the active admission's deadline with ``exp``)."""
     if not token:
         raise Forbidden("An admission pass (X-Admission-Token) is required", reason="admission_required")
     try:
@@ -52,7 +63,4 @@ def verify(token: str | None, user_id: int, event_id: int) -> dict:
         raise Forbidden("The admission pass is invalid", reason="admission_invalid") from exc
     if claims.get("typ") != "admission" or claims["sub"] != str(user_id):
         raise Forbidden("The admission pass belongs to another user", reason="admission_wrong_user")
-    until = admitted_until(event_id, user_id)
-    if until is None or until <= time.time() or int(until) != claims["exp"]:
-        raise Forbidden("The admission is no longer active", reason="admission_inactive")
     return claims

@@ -1,0 +1,248 @@
+"""The accept path of POST /api/tickets/reserve: validate, then one Redis script call.
+
+The request makes no MySQL round trip. The catalogue facts it needs (the event's per-user limit,
+the section's kind, price and seats) come from a per-process cache; the RESERVE script checks the
+token's revocation, the idempotency key, that the admission is still active, the per-user limit
+and the sold-out gate, then records the request and appends it to the sale's reserve stream. From
+that moment the request is durable (in Redis, under its AOF policy) and visible as `pending`; the
+hold writer (app/booking/writer.py) turns it into a hold or a rejection in MySQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from app.booking import gate
+from app.catalogue.models import SECTION_GENERAL, Seat
+from app.catalogue.services import get_event, get_section
+from app.errors import AppError, Conflict, Unprocessable
+from app.extensions import db, redis_store
+from app.observability.metrics import RESERVATIONS
+from app.queue import passes
+from app.queue.keys import QueueKeys, user_queues_key
+
+CATALOGUE_TTL_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class SectionFacts:
+    id: int
+    event_id: int
+    kind: str
+    price_cents: int
+    currency: str
+    seat_labels: dict[int, str]  # seated sections: seat id -> label
+
+
+@dataclass(frozen=True)
+class EventFacts:
+    id: int
+    max_per_user: int
+
+
+class CatalogueCache:
+    """What the accept path needs of the catalogue, read from MySQL at most every few seconds per
+    process. Prices, limits and seat maps change rarely and never mid-request; inventory is not
+    cached here (that is the gate's and MySQL's)."""
+
+    def __init__(self, ttl: float = CATALOGUE_TTL_SECONDS) -> None:
+        self.ttl = ttl
+        self._events: dict[int, tuple[float, EventFacts]] = {}
+        self._sections: dict[int, tuple[float, SectionFacts]] = {}
+        self._lock = threading.Lock()
+
+    def event(self, event_id: int) -> EventFacts:
+        hit = self._events.get(event_id)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        event = get_event(event_id)  # 404 for an unknown event
+        facts = EventFacts(event.id, event.max_per_user)
+        with self._lock:
+            self._events[event_id] = (time.monotonic() + self.ttl, facts)
+        db.session.rollback()
+        return facts
+
+    def section(self, event_id: int, section_id: int) -> SectionFacts:
+        hit = self._sections.get(section_id)
+        if hit and hit[0] > time.monotonic() and hit[1].event_id == event_id:
+            return hit[1]
+        section = get_section(event_id, section_id)  # 404 for a section of another event
+        labels: dict[int, str] = {}
+        if section.kind != SECTION_GENERAL:
+            seats = db.session.scalars(select(Seat).where(Seat.section_id == section.id))
+            labels = {s.id: s.label for s in seats}
+        facts = SectionFacts(section.id, section.event_id, section.kind, section.price_cents, section.currency,
+                             labels)
+        with self._lock:
+            self._sections[section_id] = (time.monotonic() + self.ttl, facts)
+        db.session.rollback()
+        return facts
+
+    def clear(self) -> None:
+        with self._lock:
+            self._events.clear()
+            self._sections.clear()
+
+
+catalogue = CatalogueCache()
+
+
+@dataclass
+class ReserveRequest:
+    user_id: int
+    event_id: int
+    section_id: int
+    quantity: int | None
+    seat_ids: list[int] | None
+    idempotency_key: str
+    admission_token: str | None
+    revoked_key: str = ""
+
+
+def request_hash(event_id: int, section_id: int, quantity: int | None, seat_ids: list[int] | None) -> str:
+    canonical = json.dumps({"event_id": event_id, "section_id": section_id, "quantity": quantity,
+                            "seat_ids": sorted(seat_ids) if seat_ids else None}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def validate_selection(section: SectionFacts, quantity: int | None, seat_ids: list[int] | None) -> int:
+    if section.kind == SECTION_GENERAL:
+        if seat_ids:
+            raise Unprocessable("This is a general admission section: give quantity, not seat_ids",
+                                errors={"seat_ids": ["not allowed for general admission"]})
+        if quantity is None:
+            raise Unprocessable("quantity is required", errors={"quantity": ["required"]})
+        if quantity < 1:
+            raise Unprocessable("quantity must be at least 1", errors={"quantity": ["must be at least 1"]})
+        return quantity
+    if not seat_ids:
+        raise Unprocessable("This is a seated section: give seat_ids", errors={"seat_ids": ["required"]})
+    if len(set(seat_ids)) != len(seat_ids):
+        raise Unprocessable("seat_ids contains duplicates", errors={"seat_ids": ["duplicates"]})
+    if quantity is not None and quantity != len(seat_ids):
+        raise Unprocessable("quantity does not match seat_ids", errors={"quantity": ["must equal len(seat_ids)"]})
+    if any(seat_id not in section.seat_labels for seat_id in seat_ids):
+        raise Unprocessable("Some seats are not in this section", errors={"seat_ids": ["unknown seat"]})
+    return len(seat_ids)
+
+
+def pending_view(record: dict[str, Any]) -> dict[str, Any]:
+    """The API view of a request the hold writer has not written yet."""
+    labels = _seat_labels(record)
+    return {
+        "reservation_id": record["id"], "event_id": record["event_id"], "section_id": record["section_id"],
+        "status": "pending", "quantity": record["quantity"],
+        "seats": [{"id": s, "label": labels.get(s, "")} for s in record.get("seat_ids") or []],
+        "amount_cents": record["amount_cents"], "currency": record["currency"], "hold_expires_at": None,
+        "reason": None, "created_at": datetime.fromtimestamp(record["created_at"], UTC), "confirmed_at": None,
+        "status_url": f"/api/tickets/status/{record['id']}",
+    }
+
+
+def _seat_labels(record: dict[str, Any]) -> dict[int, str]:
+    if not record.get("seat_ids"):
+        return {}
+    try:
+        return catalogue.section(record["event_id"], record["section_id"]).seat_labels
+    except AppError:
+        return {}
+
+
+def accept(req: ReserveRequest) -> tuple[str, dict[str, Any] | None]:
+    """Accept a reserve request: (reservation id, its pending record) when new, (id, None) when the
+    same Idempotency-Key and body were accepted before. Raises the 4xx of a refusal."""
+    event = catalogue.event(req.event_id)
+    passes_claims = passes.decode(req.admission_token, req.user_id, req.event_id)
+    section = catalogue.section(req.event_id, req.section_id)
+    quantity = validate_selection(section, req.quantity, req.seat_ids)
+    if quantity > event.max_per_user:
+        raise Unprocessable(f"At most {event.max_per_user} tickets per user for this event",
+                            reason="limit_exceeded", errors={"quantity": [f"must be 1..{event.max_per_user}"]})
+    digest = request_hash(req.event_id, req.section_id, req.quantity, req.seat_ids)
+    now = time.time()
+    record = {"id": str(uuid.uuid4()), "user_id": req.user_id, "event_id": req.event_id,
+              "section_id": req.section_id, "quantity": quantity,
+              "seat_ids": sorted(req.seat_ids) if req.seat_ids else None,
+              "amount_cents": section.price_cents * quantity, "currency": section.currency,
+              "idempotency_key": req.idempotency_key, "request_hash": digest, "created_at": now,
+              "request_id": _request_id()}
+    keys = QueueKeys(req.event_id)
+    script_keys = [keys.active, keys.idempotency(), keys.user_units(), gate.gate_key(req.event_id, section.id),
+                   keys.holds(section.id), keys.reserve_stream(), keys.pending(),
+                   req.revoked_key or f"{keys.prefix}no-token"]
+    args = [req.user_id, passes_claims["exp"], f"{now:.6f}", f"{req.user_id}:{req.idempotency_key}", digest,
+            record["id"], quantity, event.max_per_user, json.dumps(record, separators=(",", ":"))]
+    reply = gate.script("RESERVE")(keys=script_keys, args=args)
+    if reply[0] == "no_gate":  # the section's first request (or Redis lost the gate): derive it once
+        gate.ensure(get_section(req.event_id, section.id))
+        db.session.rollback()
+        reply = gate.script("RESERVE")(keys=script_keys, args=args)
+    outcome = reply[0]
+    if outcome == "accepted":
+        RESERVATIONS.labels(outcome="requested").inc()
+        return record["id"], record
+    if outcome == "replay":
+        return reply[1], None
+    if outcome == "sold_out":
+        RESERVATIONS.labels(outcome="gate_sold_out").inc()
+        raise Conflict("Sold out", reason="sold_out")
+    if outcome == "limit_exceeded":
+        already = int(reply[1])
+        raise Unprocessable(f"At most {event.max_per_user} tickets per user for this event; you have {already}",
+                            reason="limit_exceeded",
+                            errors={"quantity": [f"at most {max(0, event.max_per_user - already)} more"]})
+    if outcome == "idempotency_key_reused":
+        raise Unprocessable("This Idempotency-Key was used with a different request body",
+                            reason="idempotency_key_reused")
+    if outcome == "admission_inactive":
+        from app.errors import Forbidden
+
+        raise Forbidden("The admission is no longer active", reason="admission_inactive")
+    if outcome == "token_revoked":
+        from app.auth.jwt_setup import token_revoked_error
+
+        raise token_revoked_error()
+    raise RuntimeError(f"unexpected reply from RESERVE: {reply!r}")
+
+
+def _request_id() -> str | None:
+    from app.observability.context import request_id_var
+
+    return request_id_var.get()
+
+
+def pending_record(event_id: int, reservation_id: str) -> dict[str, Any] | None:
+    raw = redis_store.client.hget(QueueKeys(event_id).pending(), reservation_id)
+    return json.loads(raw) if raw else None
+
+
+def pending_records_of(user_id: int, reservation_id: str | None = None) -> list[dict[str, Any]]:
+    """The user's requests not yet in MySQL (all, or the one ``reservation_id``), looked up in the
+    sales the user joined (a reserve needs an admission, so it is always one of those)."""
+    client = redis_store.client
+    event_ids = sorted(int(e) for e in client.smembers(user_queues_key(user_id)))
+    if not event_ids:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for event_id in event_ids:
+        if reservation_id:
+            pipe.hmget(QueueKeys(event_id).pending(), [reservation_id])
+        else:
+            pipe.hvals(QueueKeys(event_id).pending())
+    found = []
+    for values in pipe.execute():
+        for raw in values:
+            if raw:
+                record = json.loads(raw)
+                if record["user_id"] == user_id:
+                    found.append(record)
+    return sorted(found, key=lambda r: r["created_at"], reverse=True)

@@ -1,0 +1,365 @@
+"""The hold writer: turns accepted reserve requests (the sales' Redis streams) into holds or
+rejections in MySQL, in batches.
+
+One transaction per batch per sale:
+- the buyers' user rows are locked in id order (the per-user limit is checked in MySQL, the truth);
+- general admission: the section row is locked and one conditional UPDATE takes the summed
+  quantity of the requests that fit, in arrival order; the rest are rejected `sold_out`;
+- seats: the requested seats are locked in id order and claimed by one UPDATE; a request whose
+  seats are taken (by anyone, or earlier in the same batch) is rejected `seats_unavailable`;
+- reservations and their outbox events: one multi-row INSERT each.
+Only after COMMIT are the stream entries acknowledged, so a writer killed at any point leaves its
+entries pending in the consumer group, and another writer claims them (XAUTOCLAIM) after
+HOLD_WRITER_CLAIM_IDLE_MS. A re-run finds the reservations already written and only acknowledges.
+
+Lock order: users -> section or seats (-> expired reservations, SKIP LOCKED). Confirm and cancel
+lock reservation -> section; no path waits in the other direction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import socket
+import threading
+import time
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+from flask import Flask
+from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy.exc import OperationalError
+
+from app.auth.models import User
+from app.booking import gate
+from app.booking.models import CONFIRMED, HELD, REJECTED, Reservation
+from app.catalogue.models import SEAT_AVAILABLE, SEAT_HELD, SECTION_GENERAL, Event, Seat, Section
+from app.db import is_busy, utcnow
+from app.extensions import db, redis_store
+from app.observability.metrics import HOLD_LATENCY, RESERVATIONS
+from app.outbox.models import OutboxEvent
+from app.outbox.services import SCHEMA_VERSION, kick_relay_after_commit, topic_for
+from app.queue.keys import REGISTRY_KEY, QueueKeys
+
+log = logging.getLogger(__name__)
+
+GROUP = "hold-writers"
+BUSY_ATTEMPTS = 6
+
+
+def event_data(r: dict[str, Any], status: str, **extra: Any) -> dict[str, Any]:
+    data = {"reservation_id": r["id"], "user_id": r["user_id"], "event_id": r["event_id"],
+            "section_id": r["section_id"], "quantity": r["quantity"], "seat_ids": r.get("seat_ids"),
+            "amount_cents": r["amount_cents"], "currency": r["currency"], "status": status}
+    data.update(extra)
+    return data
+
+
+def _outbox_row(type_: str, r: dict[str, Any], data: dict[str, Any], at: datetime) -> dict[str, Any]:
+    return {"event_id": str(uuid.uuid4()), "type": type_, "topic": topic_for("reservation"),
+            "aggregate_type": "reservation", "aggregate_id": r["id"], "schema_version": SCHEMA_VERSION,
+            "occurred_at": at, "data": data, "attempts": 0}
+
+
+Outcome = dict[str, tuple[str, str | None, datetime | None]]
+
+
+class Batch:
+    """The decisions of one batch: reservation id -> (status, reason, hold_until)."""
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        self.records = records
+        self.outcome: dict[str, tuple[str, str | None, datetime | None]] = {}
+        self.limit = 0
+        self.live: dict[int, int] = {}  # user -> units confirmed or held (in MySQL and in this batch)
+
+    def over_limit(self, r: dict[str, Any]) -> bool:
+        if self.live.get(r["user_id"], 0) + r["quantity"] > self.limit:
+            self.reject(r, "limit_exceeded")
+            return True
+        return False
+
+    def reject(self, r: dict[str, Any], reason: str) -> None:
+        self.outcome[r["id"]] = (REJECTED, reason, None)
+
+    def hold(self, r: dict[str, Any], until: datetime) -> None:
+        self.outcome[r["id"]] = (HELD, None, until)
+        self.live[r["user_id"]] = self.live.get(r["user_id"], 0) + r["quantity"]
+
+
+def write(event_id: int, records: list[dict[str, Any]]) -> Outcome:
+    """Write one batch of accepted requests of one sale (retrying lock timeouts and deadlocks);
+    returns the outcome of each request that this call wrote (already-written ones are absent)."""
+    for attempt in range(BUSY_ATTEMPTS):
+        try:
+            return _write_once(event_id, records)
+        except OperationalError as exc:
+            db.session.rollback()
+            if not is_busy(exc) or attempt == BUSY_ATTEMPTS - 1:
+                raise
+            time.sleep(min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.5))
+    raise AssertionError("unreachable")
+
+
+def _write_once(event_id: int, records: list[dict[str, Any]]) -> Outcome:
+    session = db.session
+    ids = [r["id"] for r in records]
+    done = set(session.scalars(select(Reservation.id).where(Reservation.id.in_(ids))))
+    todo = [r for r in records if r["id"] not in done]
+    if not todo:
+        session.rollback()
+        return {}
+    batch = Batch(todo)
+    now = utcnow()
+    event = session.get(Event, event_id)
+    users = sorted({r["user_id"] for r in todo})
+    # the per-user limit is decided here, in MySQL: lock the buyers in id order, then count
+    session.execute(select(User.id).where(User.id.in_(users)).order_by(User.id).with_for_update())
+    live = dict(session.execute(
+        select(Reservation.user_id, func.coalesce(func.sum(Reservation.quantity), 0))
+        .where(Reservation.event_id == event_id, Reservation.user_id.in_(users),
+               or_(Reservation.status == CONFIRMED,
+                   and_(Reservation.status == HELD, Reservation.hold_expires_at > now)))
+        .group_by(Reservation.user_id)).all())
+    if event is None:
+        for r in todo:
+            batch.reject(r, "event_not_found")
+        _insert(session, batch, now)
+        session.commit()
+        return batch.outcome
+    batch.limit = event.max_per_user
+    batch.live = {int(user): int(units) for user, units in live.items()}
+    by_section: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for r in todo:
+        by_section[r["section_id"]].append(r)
+    hold_until = now + timedelta(seconds=event.hold_seconds)
+    for section_id in sorted(by_section):
+        section = session.scalar(select(Section).where(Section.id == section_id).with_for_update())
+        wanted = by_section[section_id]
+        if section is None or section.event_id != event_id:
+            for r in wanted:
+                batch.reject(r, "section_not_found")
+        elif section.kind == SECTION_GENERAL:
+            _hold_general(session, section, wanted, batch, hold_until, now)
+        else:
+            _hold_seats(session, section, wanted, batch, hold_until, now)
+    _insert(session, batch, now)
+    session.commit()
+    return batch.outcome
+
+
+def _hold_general(session: Any, section: Section, wanted: list[dict[str, Any]], batch: Batch,
+                  hold_until: datetime, now: datetime) -> None:
+    from app.booking.services import release_expired_in_section
+
+    free = section.capacity - section.sold - section.held
+    if free < sum(r["quantity"] for r in wanted) and release_expired_in_section(session, section, now, limit=500):
+        session.refresh(section)
+        free = section.capacity - section.sold - section.held
+    taken = 0
+    for r in wanted:  # arrival order: the earlier request gets the last units
+        if batch.over_limit(r):
+            continue
+        if taken + r["quantity"] <= free:
+            taken += r["quantity"]
+            batch.hold(r, hold_until)
+        else:
+            batch.reject(r, "sold_out")
+    if taken:
+        moved = session.execute(
+            update(Section).where(Section.id == section.id, Section.sold + Section.held + taken <= Section.capacity)
+            .values(held=Section.held + taken).execution_options(synchronize_session=False)).rowcount
+        if moved != 1:  # cannot happen under the row lock; refuse rather than oversell
+            raise RuntimeError(f"section {section.id} changed under its row lock")
+
+
+def _hold_seats(session: Any, section: Section, wanted: list[dict[str, Any]], batch: Batch,
+                hold_until: datetime, now: datetime) -> None:
+    seat_ids = sorted({s for r in wanted for s in r["seat_ids"] or []})
+    # lock in id order: overlapping batches queue up instead of deadlocking
+    rows = session.execute(select(Seat.id, Seat.state, Seat.held_until).where(
+        Seat.id.in_(seat_ids), Seat.section_id == section.id).order_by(Seat.id).with_for_update()).all()
+    free = {row.id for row in rows if row.state == SEAT_AVAILABLE
+            or (row.state == SEAT_HELD and row.held_until is not None and row.held_until <= now)}
+    owner: dict[int, str] = {}
+    for r in wanted:
+        mine = r["seat_ids"] or []
+        if batch.over_limit(r):
+            continue
+        if mine and all(s in free for s in mine):
+            free.difference_update(mine)
+            owner.update({s: r["id"] for s in mine})
+            batch.hold(r, hold_until)
+        else:
+            batch.reject(r, "seats_unavailable")
+    if owner:
+        claimed = session.execute(
+            update(Seat).where(Seat.id.in_(owner))
+            .values(state=SEAT_HELD, held_until=hold_until,
+                    reservation_id=case(owner, value=Seat.id))
+            .execution_options(synchronize_session=False)).rowcount
+        if claimed != len(owner):
+            raise RuntimeError(f"seats of section {section.id} changed under their row locks")
+
+
+def _insert(session: Any, batch: Batch, now: datetime) -> None:
+    reservations, events = [], []
+    for r in batch.records:
+        status, reason, until = batch.outcome[r["id"]]
+        created = datetime.fromtimestamp(r["created_at"], UTC)
+        reservations.append({
+            "id": r["id"], "user_id": r["user_id"], "event_id": r["event_id"], "section_id": r["section_id"],
+            "quantity": r["quantity"], "seat_ids": r.get("seat_ids"), "status": status, "reason": reason,
+            "amount_cents": r["amount_cents"], "currency": r["currency"], "idempotency_key": r["idempotency_key"],
+            "request_hash": r["request_hash"], "hold_expires_at": until, "payment_ref": None,
+            "created_at": created, "updated_at": now, "confirmed_at": None})
+        events.append(_outbox_row("ReservationRequested", r, event_data(r, "pending"), created))
+        if status == HELD:
+            events.append(_outbox_row("SeatsHeld", r, event_data(r, HELD, hold_expires_at=until.isoformat()), now))
+        else:
+            events.append(_outbox_row("ReservationRejected", r, event_data(r, REJECTED, reason=reason), now))
+    session.execute(Reservation.__table__.insert(), reservations)
+    session.execute(OutboxEvent.__table__.insert(), events)
+    kick_relay_after_commit(session)
+
+
+def _after_commit(event_id: int, records: list[dict[str, Any]], outcome: dict, entry_ids: list[str]) -> None:
+    """Redis follows MySQL: holds tracked, rejected units back, records and entries retired."""
+    keys = QueueKeys(event_id)
+    client = redis_store.client
+    pipe = client.pipeline(transaction=True)  # the reconciler must see the records and the counter move together
+    for r in records:
+        if r["id"] not in outcome:
+            continue
+        status, _reason, until = outcome[r["id"]]
+        if status == HELD:
+            pipe.zadd(keys.holds(r["section_id"]), {f"{r['id']}:{r['quantity']}": until.timestamp()})
+    pipe.hdel(keys.pending(), *[r["id"] for r in records])
+    pipe.incr(keys.writes())
+    pipe.xack(keys.reserve_stream(), GROUP, *entry_ids)
+    pipe.xdel(keys.reserve_stream(), *entry_ids)
+    pipe.execute()
+    for r in records:
+        if r["id"] in outcome and outcome[r["id"]][0] == REJECTED:
+            gate.give_back(event_id, r["section_id"], r["quantity"], user_id=r["user_id"])
+    now = time.time()
+    for status, _reason, _until in outcome.values():
+        RESERVATIONS.labels(outcome="held" if status == HELD else "rejected").inc()
+    for r in records:
+        if r["id"] in outcome and outcome[r["id"]][0] == HELD:
+            HOLD_LATENCY.observe(max(0.0, now - r["created_at"]))
+
+
+def process(event_id: int, entries: list[tuple[str, dict[str, str]]]) -> int:
+    """Write and acknowledge stream entries of one sale; returns how many were processed."""
+    if not entries:
+        return 0
+    records = [json.loads(fields["r"]) for _entry_id, fields in entries if fields and "r" in fields]
+    entry_ids = [entry_id for entry_id, _fields in entries]
+    outcome = write(event_id, records) if records else {}
+    _after_commit(event_id, records, outcome, entry_ids)
+    return len(entries)
+
+
+class HoldWriter:
+    """A consumer of every sale's reserve stream (consumer group GROUP). Several can run: each
+    entry goes to one of them, and a dead one's entries are claimed by the others."""
+
+    def __init__(self, app: Flask, name: str | None = None) -> None:
+        self.app = app
+        cfg = app.config
+        self.name = name or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        self.batch = cfg["HOLD_WRITER_BATCH"]
+        self.block_ms = cfg["HOLD_WRITER_BLOCK_MS"]
+        self.claim_idle_ms = cfg["HOLD_WRITER_CLAIM_IDLE_MS"]
+        self._groups: set[int] = set()
+        self._events: list[int] = []
+        self._events_read = 0.0
+        self._claimed = 0.0
+        self.stopping = threading.Event()
+
+    def _streams(self) -> list[int]:
+        if time.monotonic() - self._events_read > 1.0:
+            client = redis_store.client
+            self._events = sorted(int(e) for e in client.smembers(REGISTRY_KEY))
+            for event_id in self._events:
+                if event_id not in self._groups:
+                    try:
+                        client.xgroup_create(QueueKeys(event_id).reserve_stream(), GROUP, id="0", mkstream=True)
+                    except redis.ResponseError as exc:
+                        if "BUSYGROUP" not in str(exc):
+                            raise
+                    self._groups.add(event_id)
+            self._events_read = time.monotonic()
+        return self._events
+
+    def forget_groups(self) -> None:
+        self._groups.clear()
+        self._events_read = 0.0
+
+    def step(self, block_ms: int | None = None) -> int:
+        """One round: claim entries of dead writers (every second), then read and write new ones."""
+        client = redis_store.client
+        events = self._streams()
+        if not events:
+            self.stopping.wait((block_ms if block_ms is not None else self.block_ms) / 1000)
+            return 0
+        done = 0
+        if time.monotonic() - self._claimed > 1.0:
+            for event_id in events:
+                _next, claimed, *_ = client.xautoclaim(QueueKeys(event_id).reserve_stream(), GROUP, self.name,
+                                                       self.claim_idle_ms, "0-0", count=self.batch)
+                done += process(event_id, [(i, f) for i, f in claimed if f])
+            self._claimed = time.monotonic()
+        streams = {QueueKeys(e).reserve_stream(): ">" for e in events}
+        replies = client.xreadgroup(GROUP, self.name, streams, count=self.batch,
+                                    block=self.block_ms if block_ms is None else block_ms)
+        for stream, entries in replies or []:
+            event_id = int(stream.split("{", 1)[1].split("}", 1)[0])
+            done += process(event_id, entries)
+        return done
+
+    def drain(self, timeout: float = 10.0) -> int:
+        """Process until nothing is waiting (tests and CLI)."""
+        total, deadline = 0, time.monotonic() + timeout
+        self._claimed = 0.0
+        while time.monotonic() < deadline:
+            n = self.step(block_ms=10)
+            total += n
+            if n == 0:
+                return total
+        return total
+
+    def run(self) -> None:
+        with self.app.app_context():
+            while not self.stopping.is_set():
+                try:
+                    self.step()
+                except redis.ResponseError as exc:
+                    if "NOGROUP" not in str(exc):
+                        log.warning("hold writer: backing off after an error", exc_info=True)
+                        self.stopping.wait(1.0)
+                    self.forget_groups()  # a stream was deleted (or Redis restarted empty)
+                except (redis.RedisError, OperationalError):
+                    # Redis or MySQL away: nothing was acknowledged, so nothing is lost; try again
+                    log.warning("hold writer: backing off after an error", exc_info=True)
+                    db.session.rollback()
+                    self.stopping.wait(1.0)
+                except Exception:  # noqa: BLE001 - a bad batch must not kill the writer thread
+                    log.exception("hold writer: batch failed; its entries will be claimed again")
+                    db.session.rollback()
+                    self.stopping.wait(1.0)
+                finally:
+                    db.remove()
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, name="hold-writer", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self.stopping.set()
