@@ -1,4 +1,5 @@
-"""Concurrency: the oversell stress through the real API and worker, and killed-worker redelivery."""
+"""Concurrency: the oversell stress through the real API and worker, killed writer and killed API
+processes, and one Idempotency-Key sent 30 times at once."""
 
 from __future__ import annotations
 
@@ -58,12 +59,12 @@ def test_no_oversell_under_200_concurrent_buyers(app, live_api, worker, make_eve
         accepted = [x for x in pool.map(buy, range(200)) if x]
     assert time.monotonic() - barrier_start < 60
 
-    def all_final() -> bool:
+    def all_final() -> bool:  # every accepted request written by the hold writer, held or rejected
         with app.app_context():
-            pending = db.session.scalar(select(func.count()).select_from(Reservation)
-                                        .where(Reservation.status == "pending"))
+            written = db.session.scalar(select(func.count()).select_from(Reservation)
+                                        .where(Reservation.status.in_(("held", "rejected"))))
             db.session.rollback()
-            return pending == 0
+            return written == len(accepted)
 
     wait_for(all_final, timeout=90, interval=0.5, message="every reservation held or rejected")
 
@@ -99,95 +100,153 @@ def test_no_oversell_under_200_concurrent_buyers(app, live_api, worker, make_eve
         db.session.rollback()
 
 
-def pending_reservation(app, event_id: int, section_id: int, user_id: int, quantity: int) -> str:
-    """A pending reservation whose hold task was not sent: the test delivers it itself."""
-    from app.booking.services import ReserveRequest, request_reservation
-    from app.queue.services import admit_now, join, status
-
-    app.config["CELERY_ENABLED"] = False
-    try:
-        with app.test_request_context():
-            join(event_id, user_id)
-            admit_now(event_id, 1)
-            token = status(event_id, user_id).admission_token
-            request = ReserveRequest(user_id, event_id, section_id, quantity, None, uuid.uuid4().hex, token)
-            return request_reservation(request)[0].id
-    finally:
-        app.config["CELERY_ENABLED"] = True
-
-
 @pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL", "").startswith("mysql"),
                     reason="row locks held across connections need MySQL/MariaDB (CI runs this)")
-def test_killed_worker_redelivers_and_yields_one_hold(app, make_event, make_user):
-    from tasks.celery_app import celery
+def test_killed_writer_loses_nothing_and_yields_one_hold(app, make_event, make_user):
+    """SIGKILL the worker whose hold writer is mid-batch (blocked inside its transaction): nothing
+    is written, the entry stays pending in the consumer group, and another worker claims it and
+    writes exactly one hold. The writers of this test use a Redis db of their own, so the session's
+    worker cannot take the entry first."""
+    import json
+
+    import redis as redis_lib
+
+    from app.booking.writer import GROUP
+    from app.queue.keys import REGISTRY_KEY, QueueKeys
+    from tests.support import redis_db_url
+    from tests.test_booking import accepted_record
 
     event = make_event(sections=[{"name": "Floor", "capacity": 10}])
     section = event["sections"][0]
-    rid = pending_reservation(app, event["id"], section["id"], make_user()["id"], quantity=2)
+    record = accepted_record(event["id"], section["id"], make_user()["id"], quantity=2)
+    private_url = redis_db_url(os.environ["REDIS_URL"], 13)
+    private = redis_lib.Redis.from_url(private_url, decode_responses=True)
+    private.flushdb()
+    keys = QueueKeys(event["id"])
+    private.sadd(REGISTRY_KEY, event["id"])
+    private.hset(keys.pending(), record["id"], json.dumps(record))
+    private.xadd(keys.reserve_stream(), {"r": json.dumps(record)})
+    env = {"REDIS_URL": private_url, "HOLD_WRITER_CLAIM_IDLE_MS": "1000"}
 
-    # a worker of our own on a private queue, so that we know which process to kill
-    queue = f"killtest-{uuid.uuid4().hex[:6]}"
-    victim = start_worker(concurrency=1, name="victim", queues=queue)
+    def own_worker(name: str):
+        return start_worker(concurrency=1, name=name, queues=f"booking,{name}-{uuid.uuid4().hex[:6]}", env=env)
+
     locker = db.engine.connect()
     trans = locker.begin()
     try:
-        # hold the section row so the task blocks inside its transaction
+        # hold the section row so the writer blocks inside its transaction
         locker.execute(text("SELECT id FROM sections WHERE id = :id FOR UPDATE"), {"id": section["id"]})
-        celery.send_task("booking.hold", args=[rid], queue=queue)
-        wait_for(lambda: "booking.hold" in victim.output(), timeout=20, message="task received")
-        time.sleep(1.0)  # the child now waits on our row lock, mid-task
-        children = victim.children()
-        assert children
-        for pid in children:
-            os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: "WorkerLostError" in victim.output() or "exited prematurely" in victim.output(),
-                 timeout=20, message="worker lost")
+        victim = own_worker("victim")
+        wait_for(lambda: private.xpending(keys.reserve_stream(), GROUP)["pending"] == 1, timeout=20,
+                 message="the writer read the entry")
+        time.sleep(1.0)  # it now waits on our row lock, mid-transaction
+        victim.stop(signal.SIGKILL)
         with app.app_context():
-            assert db.session.get(Reservation, rid).status == "pending"  # the killed attempt left nothing
+            assert db.session.get(Reservation, record["id"]) is None  # the killed attempt left nothing
             db.session.rollback()
     finally:
         trans.rollback()
         locker.close()
 
+    rescuer = own_worker("rescuer")
+
     def held() -> bool:
         with app.app_context():
-            status_ = db.session.get(Reservation, rid).status
+            res = db.session.get(Reservation, record["id"])
             db.session.rollback()
-            return status_ == "held"
+            return res is not None and res.status == "held"
 
     try:
-        wait_for(held, timeout=60, interval=0.5, message="redelivered hold")
+        wait_for(held, timeout=60, interval=0.5, message="the claimed entry written")
+        wait_for(lambda: private.xpending(keys.reserve_stream(), GROUP)["pending"] == 0, timeout=10,
+                 message="the entry acknowledged")
         with app.app_context():
             assert db.session.get(Section, section["id"]).held == 2  # exactly one hold
             assert db.session.query(Reservation).count() == 1
             db.session.rollback()
+        assert private.hlen(keys.pending()) == 0
     finally:
-        victim.stop()
+        rescuer.stop()
+        private.flushdb()
 
 
-@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL", "").startswith("mysql"),
-                    reason="lock wait timeouts need MySQL/MariaDB (CI runs this)")
-def test_lock_timeouts_end_in_rejected_busy_never_stuck_pending(app, make_event, make_user):
-    from tasks.booking import MAX_BUSY_RETRIES, hold
+def test_30_identical_requests_with_one_key_give_one_reservation(app, live_api, worker, make_event, make_user):
+    """The same Idempotency-Key sent 30 times at once: one reservation, the same answer to all, no
+    5xx, and the gate gives up the units once."""
+    from app.booking.gate import gate_key
+    from app.extensions import redis_store
+    from tests.helpers import admitted_pass
 
     event = make_event(sections=[{"name": "Floor", "capacity": 10}])
     section = event["sections"][0]
-    rid = pending_reservation(app, event["id"], section["id"], make_user()["id"], quantity=1)
-    locker = db.engine.connect()
-    trans = locker.begin()
-    try:
-        locker.execute(text("SELECT id FROM sections WHERE id = :id FOR UPDATE"), {"id": section["id"]})
+    user = make_user()
+    token = admitted_pass(app.test_client(), app, event["id"], user)
+    headers = {**user["headers"], "X-Admission-Token": token, "Idempotency-Key": "same-key-30"}
+    body = {"event_id": event["id"], "section_id": section["id"], "quantity": 2}
+    with ThreadPoolExecutor(30) as pool:
+        replies = list(pool.map(lambda _: requests.post(f"{live_api.url}/api/tickets/reserve", json=body,
+                                                        headers=headers, timeout=30), range(30)))
+    assert {r.status_code for r in replies} == {202}
+    assert len({r.json()["reservation_id"] for r in replies}) == 1
+
+    def written() -> bool:
         with app.app_context():
-            # the last allowed attempt: a lock wait timeout now rejects instead of retrying again
-            result = hold.apply(args=[rid], retries=MAX_BUSY_RETRIES, throw=True)
-    finally:
-        trans.rollback()
-        locker.close()
-    assert result.get() == "rejected"
+            n = db.session.query(Reservation).count()
+            db.session.rollback()
+            return n == 1
+
+    wait_for(written, timeout=20, message="the one reservation written")
     with app.app_context():
-        res = db.session.get(Reservation, rid)
-        assert (res.status, res.reason) == ("rejected", "busy")
+        assert db.session.scalar(select(Reservation.status)) == "held"
+        assert int(redis_store.client.get(gate_key(event["id"], section["id"]))) == 8
         db.session.rollback()
+
+
+def test_killed_api_loses_no_accepted_request(app, worker, make_event, make_user):
+    """SIGKILL gunicorn (master and workers) while buyers reserve: every request that was answered
+    202 is written; none is lost with the process."""
+    from app.queue.services import admit_now, join, status
+    from tests.support import LiveApi
+
+    event = make_event(sections=[{"name": "Floor", "capacity": 1000}], admit_per_minute=60000)
+    section = event["sections"][0]
+    buyers = [make_user() for _ in range(60)]
+    with app.test_request_context():
+        for b in buyers:
+            join(event["id"], b["id"])
+        admit_now(event["id"], len(buyers))
+        passes = [status(event["id"], b["id"]).admission_token for b in buyers]
+    api = LiveApi()
+    accepted: list[str] = []
+
+    def buy(i: int) -> None:
+        headers = {**buyers[i]["headers"], "X-Admission-Token": passes[i], "Idempotency-Key": uuid.uuid4().hex}
+        try:
+            r = requests.post(f"{api.url}/api/tickets/reserve", headers=headers, timeout=10,
+                              json={"event_id": event["id"], "section_id": section["id"], "quantity": 1})
+        except requests.RequestException:
+            return  # the process died under this request: not accepted as far as the buyer knows
+        if r.status_code == 202:
+            accepted.append(r.json()["reservation_id"])
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(buy, i) for i in range(len(buyers))]
+            wait_for(lambda: len(accepted) >= 10, timeout=30, message="some requests accepted")
+            os.killpg(api.proc.pid, signal.SIGKILL)
+            for f in futures:
+                f.result()
+    finally:
+        api.stop()
+    assert accepted
+
+    def all_written() -> bool:
+        with app.app_context():
+            found = set(db.session.scalars(select(Reservation.id).where(Reservation.id.in_(accepted))))
+            db.session.rollback()
+            return found == set(accepted)
+
+    wait_for(all_written, timeout=30, interval=0.5, message="every accepted request written")
 
 
 def test_reconciler_rederives_the_gate_and_reports_drift(app, make_event):

@@ -76,10 +76,13 @@ def view(res: Reservation) -> dict[str, Any]:
 
 def get_reservation(reservation_id: str, user_id: int) -> Reservation:
     res = db.session.get(Reservation, reservation_id)
-    if res is None or res.user_id != user_id:  # someone else's reservation does not exist for you
-        if res is None and intake.pending_records_of(user_id, reservation_id):
+    if res is None:
+        if intake.pending_records_of(user_id, reservation_id):
             raise Conflict("The request is accepted and not held yet; try again shortly", reason="not_held_yet",
                            headers={"Retry-After": "1"})
+        db.session.rollback()  # as in reservation_view: the writer may have committed meanwhile
+        res = db.session.get(Reservation, reservation_id)
+    if res is None or res.user_id != user_id:  # someone else's reservation does not exist for you
         raise NotFound("Reservation not found", reason="reservation_not_found")
     return res
 
@@ -87,12 +90,15 @@ def get_reservation(reservation_id: str, user_id: int) -> Reservation:
 def reservation_view(reservation_id: str, user_id: int) -> dict[str, Any]:
     """One reservation of the user: from MySQL, or `pending` from the moment its 202 was answered."""
     res = db.session.get(Reservation, reservation_id)
-    if res is not None and res.user_id == user_id:
-        return view(res)
     if res is None:
         pending = intake.pending_records_of(user_id, reservation_id)
         if pending:
             return intake.pending_view(pending[0])
+        # the writer may have committed between the two reads (it retires the record after COMMIT)
+        db.session.rollback()
+        res = db.session.get(Reservation, reservation_id)
+    if res is not None and res.user_id == user_id:
+        return view(res)
     raise NotFound("Reservation not found", reason="reservation_not_found")
 
 
