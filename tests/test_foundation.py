@@ -21,7 +21,7 @@ def test_migrations_created_every_table_at_head(app):
         assert {"users", "events", "sections", "seats", "reservations", "outbox", "devices",
                 "notifications", "alembic_version"} <= tables
         version = db.session.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "0002"
+        assert version == "0003"
         if db.is_mysql:
             rows = db.session.execute(text(
                 "SELECT table_name, engine, table_collation FROM information_schema.tables "
@@ -117,9 +117,9 @@ def test_celeryconfig_guarantees():
     from tasks.celery_app import celery
 
     routes = {name: celery.amqp.router.route({}, name)["queue"].name
-              for name in ("queue.advance_all", "booking.hold", "notifications.send", "outbox.relay",
+              for name in ("queue.advance_all", "booking.sweep_holds", "notifications.send", "outbox.relay",
                            "maintenance.ping")}
-    assert routes == {"queue.advance_all": "admission", "booking.hold": "booking",
+    assert routes == {"queue.advance_all": "admission", "booking.sweep_holds": "booking",
                       "notifications.send": "notifications", "outbox.relay": "outbox",
                       "maintenance.ping": "default"}
 

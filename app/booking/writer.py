@@ -40,6 +40,7 @@ from app.booking.models import CONFIRMED, HELD, REJECTED, Reservation
 from app.catalogue.models import SEAT_AVAILABLE, SEAT_HELD, SECTION_GENERAL, Event, Seat, Section
 from app.db import is_busy, utcnow
 from app.extensions import db, redis_store
+from app.observability.context import clear_context, set_context
 from app.observability.metrics import HOLD_LATENCY, RESERVATIONS
 from app.outbox.models import OutboxEvent
 from app.outbox.services import SCHEMA_VERSION, kick_relay_after_commit, topic_for
@@ -247,11 +248,19 @@ def _after_commit(event_id: int, records: list[dict[str, Any]], outcome: dict, e
         if r["id"] in outcome and outcome[r["id"]][0] == REJECTED:
             gate.give_back(event_id, r["section_id"], r["quantity"], user_id=r["user_id"])
     now = time.time()
-    for status, _reason, _until in outcome.values():
-        RESERVATIONS.labels(outcome="held" if status == HELD else "rejected").inc()
     for r in records:
-        if r["id"] in outcome and outcome[r["id"]][0] == HELD:
+        if r["id"] not in outcome:
+            continue
+        status, reason, _until = outcome[r["id"]]
+        RESERVATIONS.labels(outcome="held" if status == HELD else "rejected").inc()
+        # the API's request id travels with the request record into this log line
+        set_context(request_id=r.get("request_id"), user_id=r["user_id"], event_id=event_id)
+        if status == HELD:
             HOLD_LATENCY.observe(max(0.0, now - r["created_at"]))
+            log.info("seats held", extra={"reservation_id": r["id"], "quantity": r["quantity"]})
+        else:
+            log.info("reservation rejected", extra={"reservation_id": r["id"], "reason": reason})
+    clear_context()
 
 
 def process(event_id: int, entries: list[tuple[str, dict[str, str]]]) -> int:
