@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint api worker beat flower exporter migrate bench-queue bench-booking clean
+.PHONY: install run test lint api worker beat flower exporter migrate bench bench-queue locust clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,11 +45,19 @@ flower: install
 exporter: install
 	$(BIN)/python -m app.observability.exporter
 
+# the flash sale against a reference app in one run (wrk; JSON in var/bench/flash-sale.json)
+bench: install
+	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk" >&2; exit 1; }
+	$(BIN)/python -m bench.flash_sale $(BENCH_ARGS)
+
+# the fan journey with Locust against a deployment: make locust HOST=https://... EVENT_ID=1
+locust:
+	test -x .venv-load/bin/locust || { $(PYTHON) -m venv .venv-load && .venv-load/bin/pip install -q -r requirements-load.txt; }
+	EVENT_ID=$(EVENT_ID) .venv-load/bin/locust -f bench/locustfile.py --host $(HOST)
+
 bench-queue: install
 	$(BIN)/python -m bench.queue_bench $(BENCH_ARGS)
 
-bench-booking: install
-	$(BIN)/python -m bench.booking_bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) instance var .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-load instance var .pytest_cache .ruff_cache

@@ -38,8 +38,8 @@ class Reservation(Base):
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     __table_args__ = (
-        # the idempotency key is scoped per user: one user's key can never collide with another's
-        UniqueConstraint("user_id", "idempotency_key", name="uq_reservations_user_key"),
+        # the idempotency key is scoped per user and sale (as the intake checks it in the sale's slot)
+        UniqueConstraint("user_id", "event_id", "idempotency_key", name="uq_reservations_user_event_key"),
         Index("ix_reservations_status_expiry", "status", "hold_expires_at"),
         Index("ix_reservations_user_event", "user_id", "event_id"),
         Index("ix_reservations_section_status", "section_id", "status"),

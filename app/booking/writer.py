@@ -49,6 +49,7 @@ from app.queue.keys import REGISTRY_KEY, QueueKeys
 log = logging.getLogger(__name__)
 
 GROUP = "hold-writers"
+DROPPED = "dropped"  # an outcome with no row (see _drop_reused_keys)
 BUSY_ATTEMPTS = 6
 
 
@@ -115,6 +116,7 @@ def _write_once(event_id: int, records: list[dict[str, Any]]) -> Outcome:
         session.rollback()
         return {}
     batch = Batch(todo)
+    todo = _drop_reused_keys(session, event_id, batch)
     now = utcnow()
     event = session.get(Event, event_id)
     users = sorted({r["user_id"] for r in todo})
@@ -151,6 +153,23 @@ def _write_once(event_id: int, records: list[dict[str, Any]]) -> Outcome:
     _insert(session, batch, now)
     session.commit()
     return batch.outcome
+
+
+def _drop_reused_keys(session: Any, event_id: int, batch: Batch) -> list[dict[str, Any]]:
+    """A key already in MySQL under another reservation id (possible only if Redis lost its
+    idempotency record) cannot get a row: the request is dropped, its units go back."""
+    users = {r["user_id"] for r in batch.records}
+    taken = set(session.execute(select(Reservation.user_id, Reservation.idempotency_key).where(
+        Reservation.event_id == event_id, Reservation.user_id.in_(users))).all())
+    keep = []
+    for r in batch.records:
+        key = (r["user_id"], r["idempotency_key"])
+        if key in taken:
+            batch.outcome[r["id"]] = (DROPPED, "idempotency_key_reused", None)
+        else:
+            taken.add(key)
+            keep.append(r)
+    return keep
 
 
 def _hold_general(session: Any, section: Section, wanted: list[dict[str, Any]], batch: Batch,
@@ -211,6 +230,9 @@ def _insert(session: Any, batch: Batch, now: datetime) -> None:
     reservations, events = [], []
     for r in batch.records:
         status, reason, until = batch.outcome[r["id"]]
+        if status == DROPPED:
+            log.warning("request dropped: its Idempotency-Key is taken", extra={"reservation_id": r["id"]})
+            continue
         created = datetime.fromtimestamp(r["created_at"], UTC)
         reservations.append({
             "id": r["id"], "user_id": r["user_id"], "event_id": r["event_id"], "section_id": r["section_id"],
@@ -223,9 +245,10 @@ def _insert(session: Any, batch: Batch, now: datetime) -> None:
             events.append(_outbox_row("SeatsHeld", r, event_data(r, HELD, hold_expires_at=until.isoformat()), now))
         else:
             events.append(_outbox_row("ReservationRejected", r, event_data(r, REJECTED, reason=reason), now))
-    session.execute(Reservation.__table__.insert(), reservations)
-    session.execute(OutboxEvent.__table__.insert(), events)
-    kick_relay_after_commit(session)
+    if reservations:
+        session.execute(Reservation.__table__.insert(), reservations)
+        session.execute(OutboxEvent.__table__.insert(), events)
+        kick_relay_after_commit(session)
 
 
 def _after_commit(event_id: int, records: list[dict[str, Any]], outcome: dict, entry_ids: list[str]) -> None:
@@ -245,13 +268,15 @@ def _after_commit(event_id: int, records: list[dict[str, Any]], outcome: dict, e
     pipe.xdel(keys.reserve_stream(), *entry_ids)
     pipe.execute()
     for r in records:
-        if r["id"] in outcome and outcome[r["id"]][0] == REJECTED:
+        if r["id"] in outcome and outcome[r["id"]][0] in (REJECTED, DROPPED):
             gate.give_back(event_id, r["section_id"], r["quantity"], user_id=r["user_id"])
     now = time.time()
     for r in records:
         if r["id"] not in outcome:
             continue
         status, reason, _until = outcome[r["id"]]
+        if status == DROPPED:
+            continue
         RESERVATIONS.labels(outcome="held" if status == HELD else "rejected").inc()
         # the API's request id travels with the request record into this log line
         set_context(request_id=r.get("request_id"), user_id=r["user_id"], event_id=event_id)

@@ -102,7 +102,13 @@ def _ensure_endpoint(platform: str, token: str, endpoint_arn: str | None, user_i
     if not application_arn:
         return endpoint_arn
     try:
-        return channels.ensure_platform_endpoint(application_arn, token, endpoint_arn, user_data=str(user_id))
+        try:
+            return channels.ensure_platform_endpoint(application_arn, token, endpoint_arn, user_data=str(user_id))
+        except channels.TransientError:
+            # one more try after a short pause (botocore has retried once already): a throttled or
+            # briefly failing SNS should not cost the fan their sign-up
+            time.sleep(random.uniform(0.1, 0.3))
+            return channels.ensure_platform_endpoint(application_arn, token, endpoint_arn, user_data=str(user_id))
     except channels.TransientError as exc:
         raise AppError("The push service is unavailable; try again shortly", status_code=503,
                        reason="push_unavailable", headers={"Retry-After": "5"}) from exc

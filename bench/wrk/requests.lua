@@ -40,9 +40,16 @@ function init(args)
   i = 0
   sent = 0
   codes = {}
+  -- wrk calls request() once on thread 0's state to check the script before it starts: that call
+  -- must not use up a request
+  probe = id == 0
 end
 
 function request()
+  if probe then
+    probe = false
+    return reqs[1] or wrk.format("GET", "/healthz")
+  end
   i = i + 1
   if i > #reqs then
     if once then  -- every request of this slice is out: health checks fill the slots until the

@@ -1,4 +1,5 @@
-"""devices: one row per push token (unique key); notifications: claim columns
+"""devices: one row per push token (unique key); notifications: claim columns; reservations:
+idempotency keys scoped per user and sale
 
 A push token lives on one phone, so it belongs to one account. ``exclusive_key`` is
 "push:<sha256 of the token>" for push devices and NULL for e-mail and SMS (which several accounts
@@ -7,6 +8,9 @@ predicate that locked far more than that row (MariaDB deadlock 1213 under concur
 
 Notifications are claimed before they are sent (status 'sending' with a claim token), so no row
 lock is held across the SNS or SMTP call.
+
+Idempotency keys are checked in the sale's Redis slot by the booking intake, so MySQL's unique key
+becomes (user_id, event_id, idempotency_key) to match.
 
 Revision ID: 0003
 Revises: 0002
@@ -48,9 +52,17 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("claimed_at", app.db.UTCDateTime(), nullable=True))
         batch_op.create_index("ix_notifications_claim_token", ["claim_token"], unique=False)
         batch_op.create_index("ix_notifications_status_claimed", ["status", "claimed_at"], unique=False)
+    with op.batch_alter_table("reservations", schema=None) as batch_op:
+        batch_op.create_unique_constraint("uq_reservations_user_event_key", ["user_id", "event_id", "idempotency_key"])
+    with op.batch_alter_table("reservations", schema=None) as batch_op:
+        batch_op.drop_constraint("uq_reservations_user_key", type_="unique")
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("reservations", schema=None) as batch_op:
+        batch_op.create_unique_constraint("uq_reservations_user_key", ["user_id", "idempotency_key"])
+    with op.batch_alter_table("reservations", schema=None) as batch_op:
+        batch_op.drop_constraint("uq_reservations_user_event_key", type_="unique")
     with op.batch_alter_table("notifications", schema=None) as batch_op:
         batch_op.drop_index("ix_notifications_status_claimed")
         batch_op.drop_index("ix_notifications_claim_token")
