@@ -108,3 +108,34 @@ def test_revocation_expires_with_the_token(client, app):
         ttl = redis_store.client.ttl(keys[0])
     # the TTL, not a cleanup job, bounds the blocklist's size
     assert 0 < ttl <= 15 * 60 + 1
+
+
+def test_hot_endpoints_verify_tokens_as_strictly_as_the_others(client, app, make_user):
+    """Queue status/join and reserve use the lean HS256 verifier: the same 401s as every endpoint."""
+    from datetime import timedelta as td
+
+    from flask_jwt_extended import create_access_token, create_refresh_token
+
+    user = make_user()
+    with app.app_context():
+        expired = create_access_token(identity=str(user["id"]), expires_delta=td(seconds=-5))
+        refresh = create_refresh_token(identity=str(user["id"]))
+    good = user["token"]
+    head, payload, signature = good.split(".")
+    cases = {
+        None: "token_missing",
+        "Token " + good: "token_missing",
+        "Bearer " + expired: "token_expired",
+        "Bearer " + refresh: "token_invalid",
+        "Bearer " + f"{head}.{payload}.{signature[:-2]}AA": "token_invalid",  # tampered signature
+        "Bearer " + f"{head}.{payload}!.{signature}": "token_invalid",  # not base64url
+        "Bearer " + "a.b": "token_invalid",
+    }
+    for path, method in (("/api/queue/1/status", "get"), ("/api/queue/1/join", "post"),
+                         ("/api/tickets/reserve", "post")):
+        for auth, reason in cases.items():
+            headers = {"Authorization": auth} if auth else {}
+            r = getattr(client, method)(path, headers=headers)
+            assert (r.status_code, r.json["reason"]) == (401, reason), (path, auth, r.json)
+        # the same token through flask-jwt-extended and through the lean path: both accept it
+        assert client.get("/api/auth/me", headers=user["headers"]).status_code == 200

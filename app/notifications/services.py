@@ -26,7 +26,7 @@ from app.notifications.models import CHANNEL_EMAIL, CHANNEL_PUSH, CHANNEL_SMS, D
 from app.observability.metrics import NOTIFICATION_LATENCY, NOTIFICATIONS
 from app.outbox.services import record_event
 from app.pagination import paginate
-from app.queue.keys import QueueKeys, user_queues_key
+from app.queue.keys import QueueKeys, user_devices_key, user_queues_key
 from app.tasking import send_task
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ MAX_ATTEMPTS = 6
 
 
 def devices_cache_key(user_id: int) -> str:
-    return f"n:user:{{{user_id}}}:devices"
+    return user_devices_key(user_id)
 
 
 def _target_hash(target: str) -> str:

@@ -12,6 +12,11 @@ def user_queues_key(user_id: int | str) -> str:
     return f"u:{{{user_id}}}:queues"
 
 
+def user_devices_key(user_id: int | str) -> str:
+    """The user's enabled notification channels (a cache of MySQL's devices; read at join)."""
+    return f"n:user:{{{user_id}}}:devices"
+
+
 @dataclass(frozen=True)
 class QueueKeys:
     event_id: int

@@ -4,6 +4,10 @@ round trip, and every key passed explicitly and sharing the sale's hash tag (Red
 Key order shared by all scripts (see ``keys.QueueKeys.all``):
   1 meta  2 line  3 pre  4 joined  5 hb  6 active  7 notifiable  8 expired  9 seq  10 stats
   11 events  12 rate-limit counter of the calling user (join/status only)
+  13 the caller's access-token revocation key (join/status; a key in the sale's slot when none)
+  14 the user's device cache, 15 the user's set of joined sales (join only)
+Keys 13-15 are the user's, not the sale's: join and status answer in one round trip on one Redis;
+a Redis Cluster deployment has to move them into the sale's slot or read them separately.
 """
 
 from __future__ import annotations
@@ -56,16 +60,19 @@ local function rate_limited(limit)
 end
 """
 
-# ARGV: user, now, notifiable (0|1), rate limit per second
+# ARGV: user, now, rate limit per second, event id
 JOIN = _PRELUDE + r"""
-local user, now, notifiable, limit = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local user, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+if redis.call('EXISTS', KEYS[13]) == 1 then return {'token_revoked'} end
 if redis.call('EXISTS', K_META) == 0 then return {'no_meta'} end
 local wait_ms = rate_limited(limit)
 if wait_ms then return {'rate_limited', wait_ms} end
 local meta = redis.call('HMGET', K_META, 'prequeue_opens_at', 'opens_at', 'closes_at', 'shuffled')
 if now < tonumber(meta[1]) then return {'not_open', meta[1]} end
 if meta[3] and meta[3] ~= '' and now >= tonumber(meta[3]) then return {'closed', meta[3]} end
-if notifiable == '1' then redis.call('SADD', K_NOTIF, user) end
+-- registering a channel later marks every sale in this set notifiable
+redis.call('SADD', KEYS[15], ARGV[4])
+if redis.call('EXISTS', KEYS[14]) == 1 then redis.call('SADD', K_NOTIF, user) end
 local v = view(user, now)
 local state = v[1]
 if state == 'admitted' or state == 'waiting' or state == 'pre_queue' then
@@ -93,6 +100,7 @@ return reply(user, now, 1)
 # ARGV: user, now, rate limit per second (0: unmetered). Polling is the heartbeat that keeps a place alive.
 STATUS = _PRELUDE + r"""
 local user, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+if redis.call('EXISTS', KEYS[13]) == 1 then return {'token_revoked'} end
 if redis.call('EXISTS', K_META) == 0 then return {'no_meta'} end
 local wait_ms = rate_limited(limit)
 if wait_ms then return {'rate_limited', wait_ms} end

@@ -27,7 +27,7 @@ from app.errors import Conflict, TooManyRequests
 from app.extensions import db, redis_store
 from app.observability.metrics import QUEUE_ADMISSIONS, QUEUE_EXPIRED, QUEUE_JOINS, QUEUE_WAIT
 from app.queue import passes, scripts
-from app.queue.keys import REGISTRY_KEY, QueueKeys, user_queues_key
+from app.queue.keys import REGISTRY_KEY, QueueKeys, user_devices_key, user_queues_key
 from app.tasking import send_task
 
 log = logging.getLogger(__name__)
@@ -137,45 +137,33 @@ def _raise_for(reply: list, event_id: int) -> None:
         raise Conflict("The sale is closed", reason="sale_closed")
 
 
-def _run(name: str, event_id: int, keys: list[str], args: list[Any], revoked_key: str | None = None) -> list:
-    """Run a waiting-room script; with ``revoked_key``, the caller's token revocation is read in
-    the same round trip (pipelined) and a revoked token raises 401 before anything is answered."""
+def _run(name: str, event_id: int, keys: list[str], args: list[Any]) -> list:
     script = _script(name)
-    if revoked_key is None:
-        reply = script(keys=keys, args=args)
-    else:
-        pipe = redis_store.client.pipeline(transaction=False)
-        pipe.exists(revoked_key)
-        script(keys=keys, args=args, client=pipe)
-        revoked, reply = pipe.execute()
-        if revoked:
-            from app.auth.jwt_setup import token_revoked_error
-
-            raise token_revoked_error()
+    reply = script(keys=keys, args=args)
     if reply and reply[0] == "no_meta":
         _ensure_meta(event_id)
         reply = script(keys=keys, args=args)
-    return reply
-
-
-def join(event_id: int, user_id: int, revoked_key: str | None = None) -> QueueView:
-    client = redis_store.client
-    keys = QueueKeys(event_id)
-    pipe = client.pipeline(transaction=False)
-    pipe.exists(f"n:user:{{{user_id}}}:devices")
-    pipe.sadd(user_queues_key(user_id), event_id)
-    if revoked_key is not None:
-        pipe.exists(revoked_key)
-    replies = pipe.execute()
-    if revoked_key is not None and replies[2]:
+    if reply and reply[0] == "token_revoked":
         from app.auth.jwt_setup import token_revoked_error
 
         raise token_revoked_error()
-    has_channel = replies[0]
+    return reply
+
+
+def _caller_keys(keys: QueueKeys, user_id: int, revoked_key: str | None) -> list[str]:
+    # the revocation key of the caller's token (checked inside the script: one round trip)
+    return [*keys.with_rate_limit(user_id), revoked_key or f"{keys.prefix}no-token"]
+
+
+def join(event_id: int, user_id: int, revoked_key: str | None = None) -> QueueView:
+    """Take (or keep) a place: one script call, which also marks the user notifiable when they
+    have a channel and remembers the sale for a channel registered later."""
+    keys = QueueKeys(event_id)
     now = time.time()
-    reply = _run("JOIN", event_id, keys.with_rate_limit(user_id),
-                 [user_id, f"{now:.6f}", "1" if has_channel else "0",
-                  current_app.config["QUEUE_RATE_LIMIT_PER_SECOND"]])
+    reply = _run("JOIN", event_id,
+                 [*_caller_keys(keys, user_id, revoked_key), user_devices_key(user_id),
+                  user_queues_key(user_id)],
+                 [user_id, f"{now:.6f}", current_app.config["QUEUE_RATE_LIMIT_PER_SECOND"], event_id])
     _raise_for(reply, event_id)
     view = _build_view(event_id, user_id, reply, now)
     if view.created:
@@ -189,8 +177,7 @@ def status(event_id: int, user_id: int, *, metered: bool = True, revoked_key: st
     keys = QueueKeys(event_id)
     now = time.time()
     limit = current_app.config["QUEUE_RATE_LIMIT_PER_SECOND"] if metered else 0
-    reply = _run("STATUS", event_id, keys.with_rate_limit(user_id), [user_id, f"{now:.6f}", limit],
-                 revoked_key=revoked_key)
+    reply = _run("STATUS", event_id, _caller_keys(keys, user_id, revoked_key), [user_id, f"{now:.6f}", limit])
     if reply[0] == "rate_limited":
         _raise_for(reply, event_id)
     return _build_view(event_id, user_id, reply, now)
@@ -212,11 +199,6 @@ def release_active_slot(event_id: int, user_id: int) -> None:
     except redis.RedisError:
         # the slot then frees itself when the admission window lapses
         log.warning("could not release active slot of user %s in event %s", user_id, event_id, exc_info=True)
-
-
-def admitted_until(event_id: int, user_id: int) -> float | None:
-    score = redis_store.client.zscore(QueueKeys(event_id).active, user_id)
-    return None if score is None else float(score)
 
 
 # --- advancement --------------------------------------------------------------------------------
