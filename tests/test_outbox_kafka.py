@@ -78,7 +78,7 @@ def test_full_flow_arrives_in_order_with_the_envelope(app, client, worker, tansu
     event, user, rid = full_flow(app, client, make_event, make_user)
     relay_until_empty(app)
     reservations = [m for m in consume(tansu.bootstrap, "tickets.reservations") if m["aggregate_id"] == rid]
-    assert [m["type"] for m in reservations] == ["ReservationRequested", "SeatsHeld", "ReservationConfirmed"]
+    assert [m["type"] for m in reservations] == ["SeatsHeld", "ReservationConfirmed"]
     assert len({m["partition"] for m in reservations}) == 1 and all(m["key"] == rid for m in reservations)
     first = reservations[0]
     assert set(first) >= {"id", "type", "occurred_at", "aggregate_type", "aggregate_id", "schema_version", "data"}
@@ -117,7 +117,7 @@ def test_broker_down_keeps_events_and_delivers_them_later(app, client, worker, t
         tansu.start()
     relay_until_empty(app)
     types = [m["type"] for m in consume(tansu.bootstrap, "tickets.reservations") if m["aggregate_id"] == rid]
-    assert types == ["ReservationRequested", "SeatsHeld", "ReservationConfirmed"]
+    assert types == ["SeatsHeld", "ReservationConfirmed"]
 
 
 def test_without_kafka_the_relay_keeps_rows(app, client, make_event, make_user):
@@ -162,11 +162,11 @@ def test_events_tail_and_replay_cli(app, client, worker, tansu, make_event, make
     assert out.returncode == 0, out.stderr
     lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     mine = [x["event"]["type"] for x in lines if x["key"] == rid]
-    assert mine == ["ReservationRequested", "SeatsHeld", "ReservationConfirmed"]
+    assert mine == ["SeatsHeld", "ReservationConfirmed"]
     since = (utcnow() - timedelta(minutes=5)).isoformat()
     out = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "events", "replay", "--since", since,
                           "--topic", "tickets.reservations"], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=60)
-    assert out.returncode == 0 and "re-published 3 events" in out.stdout, out.stdout + out.stderr
+    assert out.returncode == 0 and "re-published 2 events" in out.stdout, out.stdout + out.stderr
     types = [m["type"] for m in consume(tansu.bootstrap, "tickets.reservations") if m["aggregate_id"] == rid]
-    assert types == ["ReservationRequested", "SeatsHeld", "ReservationConfirmed"] * 2
+    assert types == ["SeatsHeld", "ReservationConfirmed"] * 2

@@ -7,7 +7,8 @@ One transaction per batch per sale:
   quantity of the requests that fit, in arrival order; the rest are rejected `sold_out`;
 - seats: the requested seats are locked in id order and claimed by one UPDATE; a request whose
   seats are taken (by anyone, or earlier in the same batch) is rejected `seats_unavailable`;
-- reservations and their outbox events: one multi-row INSERT each.
+- reservations and their outbox events (one each: SeatsHeld or ReservationRejected): one
+  multi-row INSERT each.
 Only after COMMIT are the stream entries acknowledged, so a writer killed at any point leaves its
 entries pending in the consumer group, and another writer claims them (XAUTOCLAIM) after
 HOLD_WRITER_CLAIM_IDLE_MS. A re-run finds the reservations already written and only acknowledges.
@@ -240,11 +241,14 @@ def _insert(session: Any, batch: Batch, now: datetime) -> None:
             "amount_cents": r["amount_cents"], "currency": r["currency"], "idempotency_key": r["idempotency_key"],
             "request_hash": r["request_hash"], "hold_expires_at": until, "payment_ref": None,
             "created_at": created, "updated_at": now, "confirmed_at": None})
-        events.append(_outbox_row("ReservationRequested", r, event_data(r, "pending"), created))
+        # one event per request: its first durable state (the request itself lived only in Redis)
+        requested = {"requested_at": created.isoformat(), "request_id": r.get("request_id")}
         if status == HELD:
-            events.append(_outbox_row("SeatsHeld", r, event_data(r, HELD, hold_expires_at=until.isoformat()), now))
+            events.append(_outbox_row("SeatsHeld", r, event_data(r, HELD, hold_expires_at=until.isoformat(),
+                                                                  **requested), now))
         else:
-            events.append(_outbox_row("ReservationRejected", r, event_data(r, REJECTED, reason=reason), now))
+            events.append(_outbox_row("ReservationRejected", r, event_data(r, REJECTED, reason=reason,
+                                                                            **requested), now))
     if reservations:
         session.execute(Reservation.__table__.insert(), reservations)
         session.execute(OutboxEvent.__table__.insert(), events)
