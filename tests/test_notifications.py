@@ -226,3 +226,35 @@ def test_200_concurrent_registrations_never_fail_and_keep_one_device_per_token(a
         assert owners[f"fcm-burst-{i:04d}"] in {users[i]["id"], users[160 + i]["id"]}
     for i in range(20, 160):
         assert owners[f"fcm-burst-{i:04d}"] == users[i]["id"]
+
+
+def test_push_registration_when_sns_answers_an_html_500_is_503(app, client, make_user):
+    """A proxy's HTML error page instead of SNS's XML is a transient outage (503), never a 500."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Broken(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's hook name
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            body = b"<!doctype html><title>500 Internal Server Error</title>"
+            self.send_response(500)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Broken)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    user = make_user()
+    saved = app.config["SNS_ENDPOINT_URL"]
+    app.config["SNS_ENDPOINT_URL"] = f"http://127.0.0.1:{server.server_port}"
+    try:
+        r = register(client, user, {"channel": "push", "platform": "fcm", "token": "fcm-token-html500"})
+    finally:
+        app.config["SNS_ENDPOINT_URL"] = saved
+        server.shutdown()
+    assert r.status_code == 503 and r.json["reason"] == "push_unavailable", r.json
+    assert client.get("/api/notifications/devices", headers=user["headers"]).json == []

@@ -71,6 +71,7 @@ def sns_client() -> Any:  # a boto3 SNS client (generated class)
 
 def _aws_error(exc: Exception) -> Exception:
     from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.parsers import ResponseParserError
 
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
@@ -86,6 +87,8 @@ def _aws_error(exc: Exception) -> Exception:
         return PermanentError(f"SNS {code}: {exc}")
     if isinstance(exc, BotoCoreError):
         return TransientError(f"SNS unreachable: {exc}")
+    if isinstance(exc, ResponseParserError):  # a 5xx page instead of SNS's XML (a proxy, an outage)
+        return TransientError(f"SNS answered garbage: {str(exc)[:200]}")
     return exc
 
 
