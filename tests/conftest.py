@@ -143,6 +143,9 @@ def clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
             if db.is_mysql:  # the connection returns to the pool: restore the app's setting
                 conn.execute(text("SET SESSION innodb_lock_wait_timeout = 5"))
         redis_store.client.flushdb()
+    from app.booking.intake import catalogue
+
+    catalogue.clear()  # SQLite reuses ids after DELETE: no catalogue facts may outlive a test
     yield
 
 
