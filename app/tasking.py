@@ -1,9 +1,11 @@
-"""Enqueue Celery tasks after the surrounding database transaction commits.
+"""Send Celery tasks without failing the caller, and run work after the surrounding database
+transaction commits.
 
 A task sent before COMMIT can run before its rows are visible (or for rows that are then rolled
 back); a task sent after COMMIT can be lost if the process dies in between, so every producer of
 work here also has a beat sweeper that finds and re-enqueues what was missed (pypi/warehouse does
-the same with its `tm` integration).
+the same with its `tm` integration). ``call_after_commit(session, lambda: send_task(...))`` sends
+one after COMMIT.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 
-_PENDING_KEY = "tickets.after_commit_tasks"
 _CALLBACKS_KEY = "tickets.after_commit_callbacks"
 
 
@@ -39,32 +40,21 @@ def send_task(name: str, args: tuple | list = (), kwargs: dict | None = None, **
         log.exception("could not enqueue task %s; a sweeper will retry", name)
 
 
-def enqueue_after_commit(session: Session, name: str, args: tuple | list = (), kwargs: dict | None = None,
-                         **options: Any) -> None:
-    """Send the task once the session's transaction commits; dropped on rollback."""
-    session.info.setdefault(_PENDING_KEY, []).append((name, tuple(args), kwargs or {}, options))
-
-
 def call_after_commit(session: Session, fn: Callable[[], None]) -> None:
     """Run ``fn`` once the transaction commits (e.g. give units back to the Redis gate)."""
     session.info.setdefault(_CALLBACKS_KEY, []).append(fn)
 
 
 @event.listens_for(Session, "after_commit")
-def _send_pending(session: Session) -> None:
-    pending = session.info.pop(_PENDING_KEY, [])
-    callbacks = session.info.pop(_CALLBACKS_KEY, [])
-    for fn in callbacks:
+def _run_callbacks(session: Session) -> None:
+    for fn in session.info.pop(_CALLBACKS_KEY, []):
         try:
             fn()
         except Exception:  # noqa: BLE001 - the commit stands; reconcilers repair derived state
             log.exception("after-commit callback failed")
-    for name, args, kwargs, options in pending:
-        send_task(name, args, kwargs, **options)
 
 
 @event.listens_for(Session, "after_soft_rollback")
 def _drop_pending(session: Session, previous_transaction: Any) -> None:
     if previous_transaction.parent is None:  # outermost transaction rolled back
-        session.info.pop(_PENDING_KEY, None)
         session.info.pop(_CALLBACKS_KEY, None)

@@ -65,17 +65,6 @@ def ensure(section: Section) -> None:
     redis_store.client.set(gate_key(section.event_id, section.id), expected_units(section), nx=True)
 
 
-def take(section: Section, quantity: int) -> bool:
-    """Take ``quantity`` units; False means sold out (for now)."""
-    keys = _keys(section.event_id, section.id)
-    now = f"{time.time():.6f}"
-    result = int(script("TAKE")(keys=keys, args=[quantity, now]))
-    if result == -2:
-        ensure(section)
-        result = int(script("TAKE")(keys=keys, args=[quantity, now]))
-    return result >= 0
-
-
 def give_back(event_id: int, section_id: int, quantity: int, user_id: int | None = None) -> None:
     """Units that never became a hold (rejected, or cancelled while pending) go back to the gate
     and off the user's live count."""

@@ -220,11 +220,6 @@ def _request_id() -> str | None:
     return request_id_var.get()
 
 
-def pending_record(event_id: int, reservation_id: str) -> dict[str, Any] | None:
-    raw = redis_store.client.hget(QueueKeys(event_id).pending(), reservation_id)
-    return json.loads(raw) if raw else None
-
-
 def pending_records_of(user_id: int, reservation_id: str | None = None) -> list[dict[str, Any]]:
     """The user's requests not yet in MySQL (all, or the one ``reservation_id``), looked up in the
     sales the user joined (a reserve needs an admission, so it is always one of those)."""

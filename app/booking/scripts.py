@@ -55,9 +55,6 @@ redis.call('XADD', KEYS[6], '*', 'r', ARGV[9])
 return {'accepted', ARGV[6]}
 """
 
-# KEYS: gate, holds. ARGV: units wanted, now.
-TAKE = _TAKE_FN + "return take(KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2])"
-
 # KEYS: gate, user units. ARGV: quantity, user (or ''). Units back to the gate (if it exists) and
 # off the user's live count.
 GIVE = r"""
