@@ -382,3 +382,26 @@ def test_status_is_pending_from_the_202_until_the_writer_runs(app, client, worke
         trans.rollback()
         locker.close()
     assert wait_reservation(client, user, rid)["status"] == "held"
+
+
+def test_a_bad_entry_goes_to_the_dead_letter_stream_and_the_rest_are_written(app, make_event, make_user):
+    import json
+
+    from app.booking import writer
+    from app.extensions import redis_store
+    from app.queue.keys import QueueKeys
+
+    event = make_event(sections=[{"name": "Floor", "capacity": 10}])
+    section = event["sections"][0]
+    good = [accepted_record(event["id"], section["id"], make_user()["id"], 1) for _ in range(2)]
+    bad = {**accepted_record(event["id"], section["id"], make_user()["id"], 1), "quantity": "two"}
+    entries = [("1-1", {"r": json.dumps(good[0])}), ("1-2", {"r": json.dumps(bad)}),
+               ("1-3", {"r": json.dumps(good[1])})]
+    with app.app_context():
+        assert writer.process(event["id"], entries) == 3
+        written = set(db.session.scalars(select(Reservation.id)))
+        db.session.rollback()
+        dead = redis_store.client.xrange(QueueKeys(event["id"]).reserve_stream() + "-dead")
+    assert written == {good[0]["id"], good[1]["id"]}
+    assert [json.loads(fields["r"])["id"] for _id, fields in dead] == [bad["id"]]
+    assert section_row(app, section["id"]).held == 2

@@ -266,7 +266,8 @@ def _after_commit(event_id: int, records: list[dict[str, Any]], outcome: dict, e
         status, _reason, until = outcome[r["id"]]
         if status == HELD:
             pipe.zadd(keys.holds(r["section_id"]), {f"{r['id']}:{r['quantity']}": until.timestamp()})
-    pipe.hdel(keys.pending(), *[r["id"] for r in records])
+    if records:
+        pipe.hdel(keys.pending(), *[r["id"] for r in records])
     pipe.incr(keys.writes())
     pipe.xack(keys.reserve_stream(), GROUP, *entry_ids)
     pipe.xdel(keys.reserve_stream(), *entry_ids)
@@ -293,14 +294,47 @@ def _after_commit(event_id: int, records: list[dict[str, Any]], outcome: dict, e
 
 
 def process(event_id: int, entries: list[tuple[str, dict[str, str]]]) -> int:
-    """Write and acknowledge stream entries of one sale; returns how many were processed."""
+    """Write and acknowledge stream entries of one sale; returns how many were processed.
+
+    A batch that fails for a reason other than a busy database is split, so one bad entry cannot
+    hold up the others: an entry that fails on its own goes to the sale's dead-letter stream."""
     if not entries:
         return 0
-    records = [json.loads(fields["r"]) for _entry_id, fields in entries if fields and "r" in fields]
-    entry_ids = [entry_id for entry_id, _fields in entries]
-    outcome = write(event_id, records) if records else {}
-    _after_commit(event_id, records, outcome, entry_ids)
+    try:
+        records = [json.loads(fields["r"]) for _entry_id, fields in entries]
+        outcome = write(event_id, records)
+    except OperationalError as exc:
+        if is_busy(exc):
+            raise  # still busy after the retries: leave the entries for a later claim
+        if len(entries) == 1:
+            raise
+        return sum(process(event_id, [entry]) for entry in entries)
+    except Exception:  # noqa: BLE001 - any other failure: find the entry that causes it
+        db.session.rollback()
+        if len(entries) == 1:
+            _dead_letter(event_id, entries[0])
+            return 1
+        return sum(process(event_id, [entry]) for entry in entries)
+    _after_commit(event_id, records, outcome, [entry_id for entry_id, _fields in entries])
     return len(entries)
+
+
+def _dead_letter(event_id: int, entry: tuple[str, dict[str, str]]) -> None:
+    """Park an entry that cannot be written (logged with its error) and give its units back."""
+    log.exception("hold writer: entry %s of event %s cannot be written; moved to the dead-letter stream",
+                  entry[0], event_id)
+    keys = QueueKeys(event_id)
+    pipe = redis_store.client.pipeline(transaction=True)
+    pipe.xadd(f"{keys.reserve_stream()}-dead", dict(entry[1]) or {"r": ""})
+    pipe.xack(keys.reserve_stream(), GROUP, entry[0])
+    pipe.xdel(keys.reserve_stream(), entry[0])
+    pipe.execute()
+    try:
+        r = json.loads(entry[1]["r"])
+        redis_store.client.hdel(keys.pending(), r["id"])
+        gate.give_back(event_id, r["section_id"], r["quantity"], user_id=r["user_id"])
+    except (KeyError, TypeError, ValueError):
+        pass  # not even a record: nothing was taken for it
 
 
 class HoldWriter:
