@@ -52,12 +52,12 @@ bench: install
 
 # the fan journey with Locust against a deployment: make locust HOST=https://... EVENT_ID=1
 locust:
-	test -x .venv-load/bin/locust || { $(PYTHON) -m venv .venv-load && .venv-load/bin/pip install -q -r requirements-load.txt; }
-	EVENT_ID=$(EVENT_ID) .venv-load/bin/locust -f bench/locustfile.py --host $(HOST)
+	test -x $(VENV)/load/bin/locust || { $(PYTHON) -m venv $(VENV)/load && $(VENV)/load/bin/pip install -q -r requirements-load.txt; }
+	EVENT_ID=$(EVENT_ID) $(VENV)/load/bin/locust -f bench/locustfile.py --host $(HOST)
 
 bench-queue: install
 	$(BIN)/python -m bench.queue_bench $(BENCH_ARGS)
 
 
 clean:
-	rm -rf $(VENV) .venv-load instance var .pytest_cache .ruff_cache
+	rm -rf $(VENV) instance var .pytest_cache .ruff_cache
