@@ -31,3 +31,13 @@ def child_exit(server, worker):
         from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
         GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)
+
+
+def pre_request(worker, req):
+    # gevent: a keep-alive connection whose next request is already buffered would be served again
+    # at once, ahead of greenlets that have been ready for longer; yield first so every connection
+    # gets its turn (this is what kept status p99 at 0.5-1 s under load)
+    if worker_class == "gevent":
+        import gevent
+
+        gevent.sleep(0)
