@@ -7,10 +7,13 @@ greenlet-local) removed at the end of every request and every Celery task.
 from __future__ import annotations
 
 import os
+import random
 import ssl
+import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, MetaData, Table, create_engine, event, make_url
 from sqlalchemy.dialects import mysql, sqlite
@@ -18,6 +21,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+T = TypeVar("T")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -124,6 +129,21 @@ BUSY_ERRORS = {1205, 1213}
 def is_busy(exc: OperationalError) -> bool:
     code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
     return code in BUSY_ERRORS or "database is locked" in str(exc)
+
+
+def retry_when_busy(session: Session, fn: Callable[[], T], *, attempts: int, first_delay: float,
+                    max_delay: float = 2.0) -> T:
+    """Run ``fn`` (a transaction that commits), rolling back and retrying with exponential backoff
+    and jitter while MySQL answers "busy" (lock wait timeout, deadlock); other errors propagate."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except OperationalError as exc:
+            session.rollback()
+            if not is_busy(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(min(max_delay, first_delay * 2**attempt) * random.uniform(0.5, 1.5))
+    raise AssertionError("unreachable")
 
 
 def upsert(session: Session, table: Table, rows: list[dict[str, Any]], conflict: list[str],

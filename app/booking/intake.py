@@ -24,8 +24,9 @@ from sqlalchemy import select
 from app.booking import gate
 from app.catalogue.models import SECTION_GENERAL, Seat
 from app.catalogue.services import get_event, get_section
-from app.errors import AppError, Conflict, Unprocessable
+from app.errors import AppError, Conflict, Forbidden, Unprocessable
 from app.extensions import db, redis_store
+from app.observability.context import request_id_var
 from app.observability.metrics import RESERVATIONS
 from app.queue import passes
 from app.queue.keys import QueueKeys, user_queues_key
@@ -178,7 +179,7 @@ def accept(req: ReserveRequest) -> tuple[str, dict[str, Any] | None]:
     keys = QueueKeys(req.event_id)
     script_keys = [keys.active, keys.idempotency(), keys.user_units(), gate.gate_key(req.event_id, section.id),
                    keys.holds(section.id), keys.reserve_stream(), keys.pending(),
-                   req.revoked_key or f"{keys.prefix}no-token"]
+                   req.revoked_key or keys.no_token()]
     args = [req.user_id, passes_claims["exp"], f"{now:.6f}", f"{req.user_id}:{req.idempotency_key}", digest,
             record["id"], quantity, event.max_per_user, json.dumps(record, separators=(",", ":"))]
     reply = gate.script("RESERVE")(keys=script_keys, args=args)
@@ -204,8 +205,6 @@ def accept(req: ReserveRequest) -> tuple[str, dict[str, Any] | None]:
         raise Unprocessable("This Idempotency-Key was used with a different request body",
                             reason="idempotency_key_reused")
     if outcome == "admission_inactive":
-        from app.errors import Forbidden
-
         raise Forbidden("The admission is no longer active", reason="admission_inactive")
     if outcome == "token_revoked":
         from app.auth.jwt_setup import token_revoked_error
@@ -215,8 +214,6 @@ def accept(req: ReserveRequest) -> tuple[str, dict[str, Any] | None]:
 
 
 def _request_id() -> str | None:
-    from app.observability.context import request_id_var
-
     return request_id_var.get()
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import socket
 import threading
 import time
@@ -39,7 +38,7 @@ from app.auth.models import User
 from app.booking import gate
 from app.booking.models import CONFIRMED, HELD, REJECTED, Reservation
 from app.catalogue.models import SEAT_AVAILABLE, SEAT_HELD, SECTION_GENERAL, Event, Seat, Section
-from app.db import is_busy, utcnow
+from app.db import is_busy, retry_when_busy, utcnow
 from app.extensions import db, redis_store
 from app.observability.context import clear_context, set_context
 from app.observability.metrics import HOLD_LATENCY, RESERVATIONS
@@ -97,15 +96,8 @@ class Batch:
 def write(event_id: int, records: list[dict[str, Any]]) -> Outcome:
     """Write one batch of accepted requests of one sale (retrying lock timeouts and deadlocks);
     returns the outcome of each request that this call wrote (already-written ones are absent)."""
-    for attempt in range(BUSY_ATTEMPTS):
-        try:
-            return _write_once(event_id, records)
-        except OperationalError as exc:
-            db.session.rollback()
-            if not is_busy(exc) or attempt == BUSY_ATTEMPTS - 1:
-                raise
-            time.sleep(min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.5))
-    raise AssertionError("unreachable")
+    return retry_when_busy(db.session, lambda: _write_once(event_id, records), attempts=BUSY_ATTEMPTS,
+                           first_delay=0.05)
 
 
 def _write_once(event_id: int, records: list[dict[str, Any]]) -> Outcome:
@@ -272,14 +264,13 @@ def _after_commit(event_id: int, records: list[dict[str, Any]], outcome: dict, e
     pipe.xack(keys.reserve_stream(), GROUP, *entry_ids)
     pipe.xdel(keys.reserve_stream(), *entry_ids)
     pipe.execute()
-    for r in records:
-        if r["id"] in outcome and outcome[r["id"]][0] in (REJECTED, DROPPED):
-            gate.give_back(event_id, r["section_id"], r["quantity"], user_id=r["user_id"])
     now = time.time()
     for r in records:
         if r["id"] not in outcome:
             continue
         status, reason, _until = outcome[r["id"]]
+        if status != HELD:  # rejected or dropped: the units never became a hold
+            gate.give_back(event_id, r["section_id"], r["quantity"], user_id=r["user_id"])
         if status == DROPPED:
             continue
         RESERVATIONS.labels(outcome="held" if status == HELD else "rejected").inc()

@@ -14,11 +14,10 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import select, update
-from sqlalchemy.exc import OperationalError
 
 from app.auth.models import User
 from app.catalogue.models import Event
-from app.db import insert_ignore, is_busy, new_uuid, upsert, utcnow
+from app.db import insert_ignore, new_uuid, retry_when_busy, upsert, utcnow
 from app.errors import AppError, NotFound, Unprocessable
 from app.extensions import db, redis_store
 from app.notifications import channels
@@ -79,17 +78,12 @@ def register_device(user_id: int, data: dict[str, Any]) -> tuple[Device, bool]:
     row = {"id": new_uuid(), "user_id": user_id, "channel": channel, "platform": data.get("platform"),
            "target": target, "target_hash": digest, "exclusive_key": exclusive_key,
            "endpoint_arn": endpoint_arn, "enabled": True, "created_at": now, "updated_at": now}
-    for attempt in range(REGISTER_ATTEMPTS):
-        try:
-            upsert(session, Device.__table__, [row], conflict,
-                   ["user_id", "platform", "endpoint_arn", "enabled", "updated_at"])
-            session.commit()
-            break
-        except OperationalError as exc:
-            session.rollback()
-            if not is_busy(exc) or attempt == REGISTER_ATTEMPTS - 1:
-                raise
-            time.sleep(random.uniform(0.01, 0.05) * 2**attempt)
+    def write() -> None:
+        upsert(session, Device.__table__, [row], conflict, ["user_id", "platform", "endpoint_arn", "enabled",
+                                                            "updated_at"])
+        session.commit()
+
+    retry_when_busy(session, write, attempts=REGISTER_ATTEMPTS, first_delay=0.03)
     device = session.scalar(select(Device).where(key_filter))
     refresh_cache(user_id)
     if before is not None and before.user_id != user_id:

@@ -65,6 +65,10 @@ class QueueKeys:
         """Counter of hold-writer commits (the gate reconciler resets only between two writes)."""
         return f"{self.prefix}writes"
 
+    def no_token(self) -> str:
+        """Stands for the caller's revocation key when a script runs without a token (never set)."""
+        return f"{self.prefix}no-token"
+
     def advance_lock(self) -> str:
         return f"{self.prefix}advance-lock"
 

@@ -152,7 +152,7 @@ def _run(name: str, event_id: int, keys: list[str], args: list[Any]) -> list:
 
 def _caller_keys(keys: QueueKeys, user_id: int, revoked_key: str | None) -> list[str]:
     # the revocation key of the caller's token (checked inside the script: one round trip)
-    return [*keys.with_rate_limit(user_id), revoked_key or f"{keys.prefix}no-token"]
+    return [*keys.with_rate_limit(user_id), revoked_key or keys.no_token()]
 
 
 def join(event_id: int, user_id: int, revoked_key: str | None = None) -> QueueView:
