@@ -21,6 +21,7 @@ run: install
 	$(BIN)/python -m app.devstack
 
 test: install
+	bash .ci/system-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -34,7 +35,7 @@ api: install
 	$(BIN)/gunicorn -c docker/gunicorn.conf.py wsgi:app
 
 worker: install
-	$(BIN)/celery -A tasks worker -l INFO -Q admission,booking,notifications,outbox,default
+	$(BIN)/celery -A tasks worker -l INFO -Q admission,booking,notifications,outbox,default,housekeeping
 
 beat: install
 	$(BIN)/celery -A tasks beat -l INFO

@@ -6,6 +6,9 @@ import os
 
 from kombu import Queue
 
+from app.config import load_dev_env
+
+load_dev_env()  # a second terminal's `celery -A tasks ...` reaches what `make run` started
 _redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 broker_url = os.environ.get("CELERY_BROKER_URL") or _redis_url
 result_backend = os.environ.get("CELERY_RESULT_BACKEND") or broker_url
@@ -30,11 +33,12 @@ task_soft_time_limit = 240
 broker_transport_options = {"visibility_timeout": 3600}
 result_backend_transport_options = {"visibility_timeout": 3600}
 broker_connection_retry_on_startup = True
-worker_send_task_events = True
-task_send_sent_event = True
+# Task events feed Flower. Beat and the housekeeping worker run with CELERY_TASK_EVENTS=0, so the
+# once-a-second ticks below do not bury a sale's real work there.
+worker_send_task_events = task_send_sent_event = os.environ.get("CELERY_TASK_EVENTS", "1") != "0"
 worker_hijack_root_logger = False
 
-QUEUES = ("admission", "booking", "notifications", "outbox", "default")
+QUEUES = ("admission", "booking", "notifications", "outbox", "default", "housekeeping")
 task_queues = tuple(Queue(name, routing_key=name) for name in QUEUES)
 task_default_queue = "default"
 task_create_missing_queues = True
@@ -46,6 +50,10 @@ task_routes = {
     "maintenance.*": {"queue": "default"},
 }
 
+# Beat's periodic ticks go to their own queue, `housekeeping`, consumed by a small worker with task
+# events off (`-Q housekeeping`): about 1,100 ticks in 8 minutes would otherwise flood Flower and
+# queue behind a sale's bookings. The work they start (notify_admissions, retries) keeps its queue.
+HOUSEKEEPING_QUEUE = os.environ.get("HOUSEKEEPING_QUEUE") or "housekeeping"
 _advance_every = float(os.environ.get("QUEUE_ADVANCE_INTERVAL_SECONDS") or 1.0)
 beat_schedule = {
     "advance-waiting-rooms": {"task": "queue.advance_all", "schedule": _advance_every,
@@ -57,6 +65,8 @@ beat_schedule = {
     "sweep-notifications": {"task": "notifications.sweep", "schedule": 60.0, "options": {"expires": 60}},
     "prune-outbox": {"task": "outbox.prune", "schedule": 3600.0},
 }
+for _entry in beat_schedule.values():
+    _entry.setdefault("options", {})["queue"] = HOUSEKEEPING_QUEUE
 # Exactly one active scheduler even when two beat processes run (two pods during a rollout):
 # RedBeat keeps the schedule in Redis and holds a lock that a second beat waits on.
 beat_scheduler = "redbeat.RedBeatScheduler"

@@ -18,7 +18,7 @@ def create_app(config_overrides: dict[str, Any] | None = None, env: dict[str, st
     from app.errors import register_error_handlers
     from app.extensions import db, jwt, redis_store
     from app.observability.logging import configure_logging, install_request_context
-    from app.observability.metrics import init_http_metrics, initialise_label_sets
+    from app.observability.metrics import init_http_metrics
 
     app = Flask(__name__, instance_relative_config=False)
     app.config.update(load_config(env, **(config_overrides or {})))
@@ -50,6 +50,5 @@ def create_app(config_overrides: dict[str, Any] | None = None, env: dict[str, st
     app.register_blueprint(health_bp)
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     init_http_metrics(app)
-    initialise_label_sets(topic_prefix=app.config["KAFKA_TOPIC_PREFIX"])
     register_cli(app)
     return app

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 DEFAULT_JWT_SECRET = "dev-insecure-jwt-secret-change-me"
 DEFAULT_SQLITE_URL = "sqlite:///instance/tickets.db"
+# `make run` writes the addresses of what it started here, so that every CLI in a second terminal
+# (flask, celery, the exporter) reaches the running system with no variable set by hand.
+DEV_ENV_FILE = Path(__file__).resolve().parent.parent / "instance" / "dev.env"
 
 
 class ConfigError(RuntimeError):
@@ -40,8 +44,32 @@ def _bool(env: dict[str, str], name: str, default: bool) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def dev_env_file() -> Path:
+    return Path(os.environ.get("TICKETS_DEV_ENV") or DEV_ENV_FILE)
+
+
+def load_dev_env() -> dict[str, str]:
+    """Fill unset variables of this process from `make run`'s instance/dev.env, in development only.
+
+    A variable already set always wins, and APP_ENV=production|testing never reads the file, so a
+    forgotten dev.env cannot redirect a deployment or the test suite. Returns what it set."""
+    if os.environ.get("APP_ENV", "development") != "development" or os.environ.get("TICKETS_DEV_ENV") == "off":
+        return {}
+    path = dev_env_file()
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    added = {k: v for k, v in dotenv_values(path).items() if v is not None and not os.environ.get(k)}
+    os.environ.update(added)
+    return added
+
+
 def load_config(env: dict[str, str] | None = None, **overrides: Any) -> dict[str, Any]:
-    """Build the Flask/app configuration from ``env`` (default: ``os.environ``)."""
+    """Build the Flask/app configuration from ``env`` (default: ``os.environ`` plus `make run`'s
+    instance/dev.env in development)."""
+    if env is None:
+        load_dev_env()
     env = dict(os.environ if env is None else env)
     redis_url = env.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
     app_env = env.get("APP_ENV", "development")

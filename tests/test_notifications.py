@@ -154,8 +154,12 @@ def test_disabled_endpoint_disables_the_device_without_retrying(app, client, wor
         db.session.rollback()
 
 
-def test_log_channel_when_no_provider_is_configured(app, make_user, make_event):
+def test_log_channel_when_no_provider_is_configured(app, make_user, make_event, caplog):
+    import logging
+
     from app.notifications import services
+
+    caplog.set_level(logging.INFO, logger="app.notifications.channels")
 
     user = make_user()
     event = make_event()
@@ -174,8 +178,12 @@ def test_log_channel_when_no_provider_is_configured(app, make_user, make_event):
             # a second run (a redelivered task) finds nothing left to send
             assert services.notify_admitted(user["id"], event["id"], now, now + 600) == []
             sent = [services.send(i) for i in ids]
-            assert {n.status for n in sent} == {"sent"} and {n.attempts for n in sent} == {1}
+            # nothing was delivered, so the history must not say `sent`
+            assert {n.status for n in sent} == {"logged"} and {n.attempts for n in sent} == {1}
             assert all(n.provider_message_id.startswith("log-") for n in sent)
+            # the log line carries what the fan would have read: recipient, text and link
+            line = next(r.getMessage() for r in caplog.records if "x@example.com" in r.getMessage())
+            assert "not delivered" in line and f"/queue/{event['id']}" in line
     finally:
         app.config.update(saved)
         app.config["CELERY_ENABLED"] = True

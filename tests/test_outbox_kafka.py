@@ -170,3 +170,16 @@ def test_events_tail_and_replay_cli(app, client, worker, tansu, make_event, make
     assert out.returncode == 0 and "re-published 2 events" in out.stdout, out.stdout + out.stderr
     types = [m["type"] for m in consume(tansu.bootstrap, "tickets.reservations") if m["aggregate_id"] == rid]
     assert types == ["SeatsHeld", "ReservationConfirmed"] * 2
+
+
+def test_events_cli_without_kafka_gives_a_clean_message(app):
+    """`events replay` / `tail` with no broker configured, or a bad time: a one-line error and a
+    non-zero exit, never a traceback."""
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": ""}
+    for command, says in ((["replay", "--since", "2026-01-01T00:00:00Z"], "KAFKA_BOOTSTRAP_SERVERS is not set"),
+                          (["tail", "--timeout", "1"], "KAFKA_BOOTSTRAP_SERVERS is not set"),
+                          (["replay", "--since", "yesterday"], "is not an ISO-8601 time")):
+        out = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "events", *command],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode in (1, 2) and says in out.stderr, out
+        assert "Traceback" not in out.stderr, out.stderr

@@ -147,8 +147,11 @@ def send_email(address: str, message: Message) -> str:
 
 
 def send_log(target: str, message: Message) -> str:
-    log.info("notification (log channel)", extra={"target": target, "title": message.title,
-                                                  "body": message.body, "deep_link": message.deep_link})
+    """No provider configured for the channel: the notice goes to the log only (status `logged`)."""
+    log.info("notification logged, not delivered (no provider configured) to %s: %s - %s %s %s",
+             target, message.title, message.body, message.web_link, message.deep_link,
+             extra={"target": target, "title": message.title, "body": message.body,
+                    "deep_link": message.deep_link, "web_link": message.web_link})
     return f"log-{uuid.uuid4().hex[:12]}"
 
 

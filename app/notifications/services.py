@@ -294,10 +294,13 @@ def _record(jobs: list, results: list[tuple[str, Any]]) -> list[str]:
         if outcome == "sent":
             provider_id, used, sent_at = detail
             latency = max(0.0, (sent_at - n.admitted_at).total_seconds())
-            n.status, n.sent_at, n.provider_message_id, n.error = "sent", sent_at, provider_id, None
+            # `logged`: no provider is configured for the channel, so the notice only went to the
+            # log; calling that `sent` would tell the fan's history something that did not happen
+            status = "logged" if used == "log" else "sent"
+            n.status, n.sent_at, n.provider_message_id, n.error = status, sent_at, provider_id, None
             n.latency_ms = int(latency * 1000)
             record_event(session, "NotificationSent", "notification", n.id, _event_data(n, via=used))
-            NOTIFICATIONS.labels(channel=n.channel, outcome="sent").inc()
+            NOTIFICATIONS.labels(channel=n.channel, outcome=status).inc()
             NOTIFICATION_LATENCY.labels(channel=n.channel).observe(latency)
         elif outcome == "transient" and n.attempts < MAX_ATTEMPTS:
             n.status, n.error = "pending", str(detail)[:2000]

@@ -28,8 +28,10 @@ class TreeMultiProcessCollector(Collector):
         self.root = root
 
     def collect(self) -> Iterable[Metric]:
+        from app.observability.metrics import owned_by
+
         files = glob.glob(os.path.join(self.root, "**", "*.db"), recursive=True)
-        return MultiProcessCollector.merge(files, accumulate=True)
+        return owned_by("worker", MultiProcessCollector.merge(files, accumulate=True))
 
 
 def build_registry(app: Flask, domain: bool = True) -> CollectorRegistry:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Iterator
 
 from flask import Flask
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.metrics_core import Metric
 
 log = logging.getLogger(__name__)
 
@@ -56,18 +58,56 @@ TASK_RUNTIME = Histogram("tickets_celery_task_runtime_seconds", "Celery task run
                          buckets=LATENCY_BUCKETS + (30.0, 60.0))
 TASK_RETRIES = Counter("tickets_celery_task_retries_total", "Celery task retries", ["task"])
 
-RESERVATION_OUTCOMES = ("requested", "held", "confirmed", "rejected", "expired", "cancelled", "gate_sold_out")
+# Each series lives in exactly one scrape target: the process that produces it (docs/metrics.md).
+API_RESERVATION_OUTCOMES = ("requested", "gate_sold_out", "confirmed", "cancelled")  # the API's /metrics
+WORKER_RESERVATION_OUTCOMES = ("held", "rejected", "expired")  # the hold writer and sweeper: the exporter
+RESERVATION_OUTCOMES = API_RESERVATION_OUTCOMES + WORKER_RESERVATION_OUTCOMES
 NOTIFICATION_CHANNELS = ("push", "email", "sms")
-NOTIFICATION_OUTCOMES = ("sent", "failed", "disabled", "retry")
+NOTIFICATION_OUTCOMES = ("sent", "logged", "failed", "disabled", "retry")
 TOPIC_SUFFIXES = ("queue", "reservations", "notifications")
 
 _http_metrics = None
+API_FAMILIES = {"tickets_queue_joins"}  # besides flask_* and the API's reservation outcomes
 
 
-def initialise_label_sets(task_names: list[str] | None = None, topic_prefix: str = "tickets") -> None:
-    """Create every known label set at zero, so series exist before the first event (dashboards and
-    alerts see 0, not "no data", and rate() works from the first increment)."""
-    for outcome in RESERVATION_OUTCOMES:
+def owner(family: str, labels: dict[str, str]) -> str:
+    """Which scrape target serves a series: "api" (the API's /metrics), "worker" (the exporter) or
+    "any" (a library's own, such as python_gc_*)."""
+    if family == "tickets_reservations":
+        return "api" if labels.get("outcome") in API_RESERVATION_OUTCOMES else "worker"
+    if family in API_FAMILIES or family.startswith("flask_"):
+        return "api"
+    return "worker" if family.startswith("tickets_") else "any"
+
+
+def owned_by(process: str, metrics: Iterable[Metric]) -> Iterator[Metric]:
+    """Only the series ``process`` owns. Every process imports this module, so an unlabelled
+    worker metric (say the hold latency) exists at zero in the API's files too; without this filter
+    it would be scraped from both targets and read two ways."""
+    for metric in metrics:
+        samples = [s for s in metric.samples if owner(metric.name, s.labels) in (process, "any")]
+        if samples:
+            metric.samples = samples
+            yield metric
+
+
+class ApiRegistry(CollectorRegistry):
+    """The API's /metrics registry: the gunicorn workers' files, without the workers' series."""
+
+    def collect(self) -> Iterator[Metric]:
+        return owned_by("api", super().collect())
+
+
+def initialise_label_sets(process: str, task_names: list[str] | None = None, topic_prefix: str = "tickets") -> None:
+    """Create the known label sets of what ``process`` ("api" or "worker") produces at zero, so
+    series exist before the first event (dashboards and alerts see 0, not "no data", and rate()
+    works from the first increment). Only the producer creates them: a zero for `held` on the API's
+    /metrics beside the real count on the exporter would make the same series read two ways."""
+    if process == "api":
+        for outcome in API_RESERVATION_OUTCOMES:
+            RESERVATIONS.labels(outcome=outcome)
+        return
+    for outcome in WORKER_RESERVATION_OUTCOMES:
         RESERVATIONS.labels(outcome=outcome)
     for channel in NOTIFICATION_CHANNELS:
         NOTIFICATION_LATENCY.labels(channel=channel)
@@ -95,6 +135,16 @@ def init_http_metrics(app: Flask) -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
-        _http_metrics = GunicornInternalPrometheusMetrics(app, **kwargs)
+        class ApiMetrics(GunicornInternalPrometheusMetrics):
+            def generate_metrics(self, accept_header: str | None = None, names: list[str] | None = None):
+                from prometheus_client.exposition import choose_encoder
+                from prometheus_client.multiprocess import MultiProcessCollector
+
+                registry = ApiRegistry()  # the library's own builds a plain registry per scrape
+                MultiProcessCollector(registry)
+                encode, content_type = choose_encoder(accept_header)
+                return encode(registry).decode("utf-8"), content_type
+
+        _http_metrics = ApiMetrics(app, **kwargs)
     else:
         _http_metrics = PrometheusMetrics(app, **kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 
 import click
@@ -26,11 +27,17 @@ def tail(topics: tuple[str, ...], from_beginning: bool, max_messages: int, timeo
         raise click.UsageError("KAFKA_BOOTSTRAP_SERVERS is not set")
     prefix = current_app.config["KAFKA_TOPIC_PREFIX"]
     topics = topics or (f"{prefix}.queue", f"{prefix}.reservations", f"{prefix}.notifications")
-    consumer = KafkaConsumer(
-        *topics, bootstrap_servers=servers.split(","),
-        auto_offset_reset="earliest" if from_beginning else "latest", enable_auto_commit=False,
-        consumer_timeout_ms=int(timeout * 1000) if timeout else float("inf"),
-    )
+    from kafka.errors import KafkaError
+
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # stdout is the events; stderr only what matters
+    try:
+        consumer = KafkaConsumer(
+            *topics, bootstrap_servers=servers.split(","),
+            auto_offset_reset="earliest" if from_beginning else "latest", enable_auto_commit=False,
+            consumer_timeout_ms=int(timeout * 1000) if timeout else float("inf"),
+        )
+    except KafkaError as exc:
+        raise click.ClickException(f"cannot reach Kafka at {servers}: {exc}") from None
     seen = 0
     try:
         for message in consumer:
@@ -50,12 +57,21 @@ def tail(topics: tuple[str, ...], from_beginning: bool, max_messages: int, timeo
 @click.option("--topic", default=None)
 def replay_cmd(since: str, topic: str | None) -> None:
     """Re-publish outbox events that occurred since SINCE (consumers dedupe on the event id)."""
-    from app.outbox.relay import replay
+    from kafka.errors import KafkaError
 
-    moment = datetime.fromisoformat(since.replace("Z", "+00:00"))
+    from app.outbox.relay import RelayError, replay
+
+    try:
+        moment = datetime.fromisoformat(since.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{since!r} is not an ISO-8601 time", param_hint="--since") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    click.echo(f"re-published {replay(moment, topic)} events")
+    try:
+        count = replay(moment, topic)
+    except (RelayError, KafkaError) as exc:
+        raise click.ClickException(f"nothing was re-published: {exc}") from None
+    click.echo(f"re-published {count} events")
 
 
 @events_cli.command("status")
