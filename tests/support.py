@@ -194,13 +194,13 @@ class CeleryProcess:
         self._log.close()
 
 
-ALL_QUEUES = "admission,booking,notifications,outbox,default"
+ALL_QUEUES = "admission,booking,notifications,outbox,default,housekeeping"
 
 
 def start_worker(concurrency: int = 4, env: dict[str, str] | None = None, name: str = "worker",
-                 queues: str = ALL_QUEUES) -> CeleryProcess:
+                 queues: str = ALL_QUEUES, pool: str = "prefork") -> CeleryProcess:
     worker = CeleryProcess(["worker", "-l", "INFO", "-Q", queues,
-                            "-c", str(concurrency), "-P", "prefork", "--without-mingle", "--without-gossip",
+                            "-c", str(concurrency), "-P", pool, "--without-mingle", "--without-gossip",
                             "-n", f"{name}-{os.getpid()}-{free_port()}@%h"], env=env, name=name)
     from tasks.celery_app import celery
 

@@ -62,6 +62,7 @@ def devstack(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+        log.close()
 
 
 def test_make_run_serves_the_readme_flow_to_the_operators_tools_and_stops_cleanly(devstack):

@@ -113,7 +113,9 @@ def test_celeryconfig_guarantees():
     assert celeryconfig.accept_content == ["json"] and celeryconfig.task_serializer == "json"
     assert celeryconfig.broker_transport_options["visibility_timeout"] > celeryconfig.task_time_limit
     assert {q.name for q in celeryconfig.task_queues} == {"admission", "booking", "notifications", "outbox",
-                                                           "default"}
+                                                           "default", "housekeeping"}
+    # beat's ticks go to the housekeeping worker (events off), never onto a sale's queues
+    assert {e["options"]["queue"] for e in celeryconfig.beat_schedule.values()} == {"housekeeping"}
     from tasks.celery_app import celery
 
     routes = {name: celery.amqp.router.route({}, name)["queue"].name
@@ -178,3 +180,13 @@ def test_redis_outage_is_a_json_503_not_a_500(app, make_user):
         assert r.status_code == 503 and r.json["reason"] == "unavailable" and r.headers["Retry-After"] == "2"
     finally:
         redis_store.init(app.config["REDIS_URL"])
+
+
+def test_the_suite_uses_the_redis_dbs_that_test_redis_url_names():
+    """TEST_REDIS_URL's db for the app, the next for Celery's broker, the one after for the spare
+    (README, "make test"); emptied before and after the run by tests/conftest.py."""
+    from tests.support import redis_db_number
+
+    base = redis_db_number(os.environ.get("TEST_REDIS_URL") or "redis://x/0")
+    used = [redis_db_number(os.environ[name]) for name in ("REDIS_URL", "CELERY_BROKER_URL", "TEST_SPARE_REDIS_URL")]
+    assert used == [base, base + 1, base + 2]
