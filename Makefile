@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint api worker beat flower exporter migrate bench bench-queue locust clean
+.PHONY: install run test lint api worker beat flower exporter migrate bench bench-eta bench-queue locust clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ bench: install
 locust:
 	test -x $(VENV)/load/bin/locust || { $(PYTHON) -m venv $(VENV)/load && $(VENV)/load/bin/pip install -q -r requirements-load.txt; }
 	EVENT_ID=$(EVENT_ID) $(VENV)/load/bin/locust -f bench/locustfile.py --host $(HOST)
+
+# how honest the wait estimate is, in four sales (JSON in var/bench/eta.json)
+bench-eta: install
+	$(BIN)/python -m bench.eta_bench $(BENCH_ARGS)
 
 bench-queue: install
 	$(BIN)/python -m bench.queue_bench $(BENCH_ARGS)

@@ -53,6 +53,22 @@ def fresh_database(url: str) -> None:
         redis.Redis.from_url(os.environ[key]).flushdb()
 
 
+def drop_database(url: str) -> None:
+    if not url.startswith("mysql"):
+        return
+    from sqlalchemy import create_engine, text
+
+    from app.extensions import db
+
+    if db.engine is not None:
+        db.engine.dispose()
+    server, name = url.rsplit("/", 1)
+    engine = create_engine(server + "/")
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+    engine.dispose()
+
+
 def create_event(app, sections: list[dict[str, Any]] = (), **overrides: Any) -> tuple[int, list[int]]:
     """An open sale with generous waiting-room settings; returns (event id, section ids)."""
     from datetime import timedelta

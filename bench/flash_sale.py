@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.common import configure, create_event, fresh_database, make_users, percentile
+from bench.common import configure, create_event, drop_database, fresh_database, make_users, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 WRK_SCRIPT = ROOT / "bench" / "wrk" / "requests.lua"
@@ -379,22 +379,6 @@ def start_aof_redis(policy: str) -> tuple[str, subprocess.Popen]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)
     return f"redis://127.0.0.1:{port}/12", proc
-
-
-def drop_database(url: str) -> None:
-    if not url.startswith("mysql"):
-        return
-    from sqlalchemy import create_engine, text
-
-    from app.extensions import db
-
-    if db.engine is not None:
-        db.engine.dispose()
-    server, name = url.rsplit("/", 1)
-    engine = create_engine(server + "/")
-    with engine.begin() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-    engine.dispose()
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@ class QueueStatusSchema(Schema):
     status = fields.String(metadata={"description": "waiting | admitted | expired | not_in_queue"})
     position = fields.Integer(allow_none=True)
     ahead = fields.Integer(allow_none=True)
-    eta_seconds = fields.Integer(allow_none=True)
+    eta_seconds = fields.Integer(allow_none=True, metadata={
+        "description": "expected wait in seconds; null while the sale is paused (no countdown)"})
+    eta_range_seconds = fields.List(fields.Integer(), allow_none=True, metadata={
+        "description": "[low, high]: a 90 % range, wide while little has been measured"})
     poll_after_ms = fields.Integer(allow_none=True)
     admission_token = fields.String(allow_none=True)
     admitted_until = fields.String(allow_none=True)

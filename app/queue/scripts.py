@@ -41,14 +41,15 @@ local function view(user, now)
   return {'not_in_queue', -1, ''}
 end
 
--- reply: state, rank, detail, measured rate/min, paused, pre-queue size, created,
---        configured rate/min, heartbeat timeout, opens_at (everything the estimate needs: one trip)
+-- reply: state, rank, detail, published line speed/s (app/queue/eta.py), paused, pre-queue size,
+--        created, configured rate/min, heartbeat timeout, opens_at, the speed's relative
+--        uncertainty (everything the estimate needs: one trip)
 local function reply(user, now, created)
   local v = view(user, now)
-  local rate = redis.call('HGET', K_STATS, 'rate_ewma') or '0'
+  local eta = redis.call('HMGET', K_STATS, 'eta_rate', 'eta_rel')
   local m = redis.call('HMGET', K_META, 'paused', 'admit_per_minute', 'heartbeat_timeout', 'opens_at')
-  return {v[1], v[2], v[3], rate, m[1] or '0', redis.call('SCARD', K_PRE), created, m[2] or '1', m[3] or '60',
-          m[4] or '0'}
+  return {v[1], v[2], v[3], eta[1] or '0', m[1] or '0', redis.call('SCARD', K_PRE), created, m[2] or '1',
+          m[3] or '60', m[4] or '0', eta[2] or '1'}
 end
 
 local function rate_limited(limit)
@@ -150,12 +151,17 @@ return placed
 # ARGV: now, max batch[, force N: admit up to N now, ignoring the rate but not max_active].
 # Expires lapsed admissions, then admits from the front at the token-bucket rate and under the
 # max_active cap, skipping abandoned places.
-# reply: {status, lapsed, abandoned, admitted_count, user1, joined1, notifiable1, until1, user2, ...}
+# reply: {status, lapsed, abandoned, admitted_count, observed seconds, served, capacity_bound,
+#         admit_per_minute, max_active, window, user1, joined1, notifiable1, until1, user2, ...}
+# (observed seconds and served feed the wait estimate: app/queue/eta.py)
 ADVANCE = _PRELUDE + r"""
 local now, max_batch, force = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3] or '0')
-if redis.call('EXISTS', K_META) == 0 then return {'no_meta', 0, 0, 0} end
+if redis.call('EXISTS', K_META) == 0 then return {'no_meta', 0, 0, 0, 0, 0, 0, 0, 0, 0} end
 local m = redis.call('HMGET', K_META, 'admit_per_minute', 'max_active', 'window', 'heartbeat_timeout',
                      'opens_at', 'paused', 'shuffled', 'starts_at')
+local function header(status, lapsed_n)
+  return {status, lapsed_n, 0, 0, 0, 0, 0, m[1], m[2], m[3]}
+end
 local per_second, max_active, window = tonumber(m[1]) / 60, tonumber(m[2]), tonumber(m[3])
 local hb_timeout, opens_at, paused, shuffled = tonumber(m[4]), tonumber(m[5]), m[6] == '1', m[7] == '1'
 
@@ -169,28 +175,35 @@ if #lapsed > 0 then redis.call('HINCRBY', K_STATS, 'expired_total', #lapsed) end
 -- the event has started and nobody is left: the caller stops advancing this sale
 if m[8] and m[8] ~= '' and now > tonumber(m[8]) and redis.call('ZCARD', K_LINE) == 0
    and redis.call('SCARD', K_PRE) == 0 and redis.call('ZCARD', K_ACTIVE) == 0 then
-  return {'ended', #lapsed, 0, 0}
+  return header('ended', #lapsed)
 end
 
 local s = redis.call('HMGET', K_STATS, 'tokens', 'bucket_ts', 'rate_ewma', 'rate_ts', 'acc_n', 'acc_t')
 if (paused and force == 0) or now < opens_at then
-  -- no credit accumulates while nobody may be admitted
-  redis.call('HSET', K_STATS, 'bucket_ts', now)
-  return {paused and 'paused' or 'not_open', #lapsed, 0, 0}
+  -- no credit accumulates while nobody may be admitted, and the time is not line speed: the
+  -- measurement resumes from now, with the active set as it is now
+  redis.call('HSET', K_STATS, 'bucket_ts', now, 'rate_ts', now, 'active_after', redis.call('ZCARD', K_ACTIVE))
+  return header(paused and 'paused' or 'not_open', #lapsed)
 end
-if not shuffled then return {'needs_shuffle', #lapsed, 0, 0} end
+if not shuffled then return header('needs_shuffle', #lapsed) end
 
 -- token bucket: smooth admissions, at most one second's worth (and at least one) at once
 local burst = math.max(1, per_second)
 local tokens = tonumber(s[1]) or burst
 local bucket_ts = tonumber(s[2]) or now
 tokens = math.min(burst, tokens + math.max(0, now - bucket_ts) * per_second)
-local slots = max_active - redis.call('ZCARD', K_ACTIVE)
+local active_now = redis.call('ZCARD', K_ACTIVE)
+local slots = max_active - active_now
 local budget = math.min(math.floor(tokens), slots, max_batch)
 if force > 0 then budget = math.min(force, slots) end
 local line_before = redis.call('ZCARD', K_LINE)
+-- admitted users who left since the last tick (bought, cancelled, left, lapsed): when the slots
+-- and not the tokens limit admissions, the line moves exactly as fast as they leave
+local active_before = tonumber(redis.call('HGET', K_STATS, 'active_after') or active_now)
+local departures = math.max(0, active_before - active_now)
+local capacity_bound = force == 0 and slots < math.floor(tokens)
 
-local out = {'ok', #lapsed, 0, 0}
+local out = header('ok', #lapsed)
 local admitted, abandoned, scanned = 0, 0, 0
 while admitted < budget and scanned < budget * 4 + 100 do
   local front = redis.call('ZPOPMIN', K_LINE)
@@ -226,6 +239,12 @@ if abandoned > 0 then redis.call('HINCRBY', K_STATS, 'expired_total', abandoned)
 -- people were waiting (it measures what the line delivers, not how many showed up), and each such
 -- sample feeds an EWMA with a 30 s time constant; the first sample seeds it
 local rate_ts, acc_n, acc_t = tonumber(s[4]), tonumber(s[5]) or 0, tonumber(s[6]) or 0
+if line_before > 0 and rate_ts and now > rate_ts and force == 0 then
+  out[5] = tostring(now - rate_ts)
+  -- the burst that fills free slots is not speed: count only admissions that replaced departures
+  out[6] = capacity_bound and math.min(admitted, departures) or admitted
+end
+out[7] = capacity_bound and 1 or 0
 if line_before > 0 and rate_ts and now > rate_ts then
   acc_n = acc_n + admitted
   acc_t = acc_t + (now - rate_ts)
@@ -242,7 +261,7 @@ if line_before > 0 and rate_ts and now > rate_ts then
   end
 end
 redis.call('HSET', K_STATS, 'acc_n', acc_n, 'acc_t', tostring(acc_t))
-redis.call('HSET', K_STATS, 'rate_ts', now)
+redis.call('HSET', K_STATS, 'rate_ts', now, 'active_after', redis.call('ZCARD', K_ACTIVE))
 out[3] = abandoned
 out[4] = admitted
 return out

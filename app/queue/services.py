@@ -1,8 +1,8 @@
 """Waiting-room rules on top of the Lua scripts: join, status, leave, advance, admin controls.
 
-Honest wait estimate (documented in docs/waiting-room.md):
-    rate      = measured admissions/minute (EWMA, 30 s) if any were measured, else admit_per_minute
-    eta       = ceil((ahead + 1) * 60 / rate)
+Honest wait estimate (app/queue/eta.py, documented in docs/waiting-room.md): the advancer learns
+the line's speed each tick and publishes it; status and join turn it into an ETA and a range:
+    eta       = ceil((ahead + 0.5) / speed), none while paused
     poll_after_ms = clamp(eta * 1000 / 4, 1000, min(30000, heartbeat_timeout * 1000 / 2))
 """
 
@@ -26,7 +26,7 @@ from app.catalogue.services import get_event
 from app.errors import Conflict, TooManyRequests
 from app.extensions import db, redis_store
 from app.observability.metrics import QUEUE_ADMISSIONS, QUEUE_EXPIRED, QUEUE_JOINS, QUEUE_WAIT
-from app.queue import passes, scripts
+from app.queue import eta, passes, scripts
 from app.queue.keys import REGISTRY_KEY, QueueKeys, user_devices_key, user_queues_key
 from app.tasking import send_task
 
@@ -84,6 +84,7 @@ class QueueView:
     position: int | None = None
     ahead: int | None = None
     eta_seconds: int | None = None
+    eta_range_seconds: list[int] | None = None
     poll_after_ms: int | None = None
     admission_token: str | None = None
     admitted_until: str | None = None
@@ -96,8 +97,8 @@ class QueueView:
 
 
 def _build_view(event_id: int, user_id: int, reply: list, now: float) -> QueueView:
-    state, rank, detail, measured, paused, pre_size, created, configured, heartbeat_timeout, opens_at = reply
-    rank, measured = int(rank), float(measured or 0)
+    state, rank, detail, speed, paused, pre_size, created, configured, heartbeat_timeout, opens_at, rel = reply
+    rank, speed = int(rank), float(speed or 0)
     view = QueueView(status=state, paused=paused == "1", created=bool(int(created)))
     if state == "admitted":
         admitted_until = float(detail)
@@ -110,18 +111,25 @@ def _build_view(event_id: int, user_id: int, reply: list, now: float) -> QueueVi
         return view
     if state not in {"waiting", "pre_queue"}:
         return view
-    rate = measured if measured > 0 else float(configured)
+    # the line's speed as the advancer measured it (app/queue/eta.py); before its first tick, the
+    # configured rate with the widest range
+    rate, uncertainty = (speed, float(rel or 1)) if speed > 0 else (float(configured) / 60, 1.0)
+    ceiling = min(30_000, int(float(heartbeat_timeout) * 1000 / 2))
     if state == "waiting":
         view.position, view.ahead = rank + 1, rank
-        eta = math.ceil((rank + 1) * 60 / rate)
+        expected, low, high = eta.wait_seconds(rank, rate, uncertainty)
     else:
         # the draw at opening decides the order: expect the middle of the pre-queue
         view.status = "waiting"
         view.reason = "pre_queue"
-        eta = math.ceil(max(0.0, float(opens_at) - now) + (int(pre_size) / 2 + 1) * 60 / rate)
-    view.eta_seconds = eta
-    ceiling = min(30_000, int(float(heartbeat_timeout) * 1000 / 2))
-    view.poll_after_ms = max(1000, min(ceiling, int(eta * 1000 / 4)))
+        until_open = max(0.0, float(opens_at) - now)
+        expected, low, high = (round(until_open) + x for x in eta.wait_seconds(int(pre_size) // 2, rate, uncertainty))
+    if view.paused:
+        # no countdown while the sale is paused: the line is not moving, and nobody knows for how long
+        view.poll_after_ms = min(ceiling, 5000)
+        return view
+    view.eta_seconds, view.eta_range_seconds = expected, [low, high]
+    view.poll_after_ms = max(1000, min(ceiling, int(expected * 1000 / 4)))
     return view
 
 
@@ -211,6 +219,7 @@ class AdvanceResult:
     lapsed: int = 0
     abandoned: int = 0
     shuffled: int | None = None
+    tick: eta.Tick | None = None  # what this step taught the wait estimator
 
 
 _RELEASE_LOCK = """
@@ -242,7 +251,7 @@ def advance(event_id: int, max_batch: int = MAX_BATCH, force: int = 0) -> Advanc
     try:
         now = time.time()
         reply = _script("ADVANCE")(keys=keys.all(), args=[f"{now:.6f}", max_batch, force])
-        shuffled = None
+        shuffled = tick = None
         if reply[0] == "no_meta":
             event = db.session.get(Event, event_id)
             if event is None:
@@ -253,6 +262,8 @@ def advance(event_id: int, max_batch: int = MAX_BATCH, force: int = 0) -> Advanc
         if reply[0] == "needs_shuffle":
             shuffled = shuffle_prequeue(event_id, now)
             reply = _script("ADVANCE")(keys=keys.all(), args=[f"{now:.6f}", max_batch, force])
+        if reply[0] in {"ok", "paused"}:
+            tick = _learn_speed(keys, now, reply)  # under the lock: one writer of the estimate at a time
     finally:
         client.eval(_RELEASE_LOCK, 1, keys.advance_lock(), token)
     status_, lapsed, abandoned = reply[0], int(reply[1]), int(reply[2])
@@ -269,7 +280,7 @@ def advance(event_id: int, max_batch: int = MAX_BATCH, force: int = 0) -> Advanc
         QUEUE_EXPIRED.labels(event_id=label, reason="abandoned").inc(abandoned)
     admitted: list[int] = []
     to_notify: list[list] = []
-    rows = reply[4:]
+    rows = reply[ADVANCE_HEADER:]
     for i in range(0, len(rows), 4):
         user, joined, notifiable, until = int(rows[i]), float(rows[i + 1]), int(rows[i + 2]), float(rows[i + 3])
         admitted.append(user)
@@ -282,7 +293,22 @@ def advance(event_id: int, max_batch: int = MAX_BATCH, force: int = 0) -> Advanc
         send_task("notifications.notify_admissions", [event_id, now, to_notify[i:i + NOTIFY_SLICE]])
     if admitted:
         QUEUE_ADMISSIONS.labels(event_id=label).inc(len(admitted))
-    return AdvanceResult(event_id, status_, admitted, lapsed, abandoned, shuffled)
+    return AdvanceResult(event_id, status_, admitted, lapsed, abandoned, shuffled, tick)
+
+
+ADVANCE_HEADER = 10  # fields before the admitted users in ADVANCE's reply (app/queue/scripts.py)
+
+
+def _learn_speed(keys: QueueKeys, now: float, reply: list) -> eta.Tick:
+    """Feed this tick to the wait estimator and publish the line's speed for status/join."""
+    client = redis_store.client
+    tick = eta.Tick(at=now, dt=float(reply[4] or 0), served=float(reply[5] or 0), capacity_bound=reply[6] == 1,
+                    per_minute=float(reply[7] or 1), max_active=int(reply[8] or 1), window=float(reply[9] or 600),
+                    paused=reply[0] == "paused", admitted=float(reply[3] or 0))
+    state = eta.update(eta.EtaState.loads(client.hget(keys.stats, "eta_state")), tick)
+    client.hset(keys.stats, mapping={"eta_state": state.dumps(), "eta_rate": f"{state.rate or 0:.6f}",
+                                     "eta_rel": f"{state.rel:.4f}"})
+    return tick
 
 
 def admit_now(event_id: int, count: int) -> AdvanceResult:
