@@ -1,7 +1,7 @@
 """Shared set-up for the benchmarks: configuration, a fresh schema, users with tokens, and the
 JSON + table report. Benchmarks run real processes (gunicorn/gevent, Celery prefork) against the
 database and Redis given by BENCH_DATABASE_URL / BENCH_REDIS_URL (defaults: a MariaDB database
-with a unique name on this machine, and Redis db 12 plus 13 for the broker)."""
+with a unique name on this machine, and Redis db 10 plus 11 for the broker; make test uses 13-15)."""
 
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ def configure() -> dict[str, str]:
     by the flash-sale benchmark) and the Redis db of BENCH_REDIS_URL plus the next one (broker)."""
     db_url = os.environ.get("BENCH_DATABASE_URL") or \
         f"mysql+pymysql://root@127.0.0.1:3306/tickets_bench_{os.getpid()}_{int(time.time()) % 100000}"
-    base = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12").rstrip("/")
+    base = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/10").rstrip("/")
     root, _, db = base.rpartition("/")
     if not db.isdigit():
-        root, db = base, "12"
+        root, db = base, "10"
     env = {
         "APP_ENV": "testing", "DATABASE_URL": db_url, "REDIS_URL": f"{root}/{db}",
         "CELERY_BROKER_URL": f"{root}/{int(db) + 1}", "LOG_LEVEL": "WARNING", "KAFKA_BOOTSTRAP_SERVERS": "",

@@ -149,21 +149,21 @@ def score(name: str, spec: dict[str, Any], t0: float, polls: list[dict], admitte
     errors: dict[str, list[float]] = {"served": []}
     paused_with_countdown = 0
     in_range = counted = 0
-    jumps: list[float] = []
-    last: dict[int, tuple[float, int]] = {}
+    rises: list[float] = []  # how much a fan's ETA went up from one poll to the next
+    last: dict[int, int] = {}
+    change_at = t0 + spec["change"][0] if "change" in spec else None
     for poll in sorted(polls, key=lambda p: p["t"]):
         if poll["paused"]:
             paused_with_countdown += poll["eta"] is not None
-            last.pop(poll["user"], None)
+            last.pop(poll["user"], None)  # after a pause the estimate may move freely
             continue
         real = admitted_at[poll["user"]] - poll["t"]
         previous = last.get(poll["user"])
-        if previous is not None and poll["eta"]:
-            expected_now = previous[1] - (poll["t"] - previous[0])
-            if expected_now > MIN_LEFT:
-                jumps.append(abs(poll["eta"] - expected_now) / expected_now)
+        reconfigured = change_at is not None and abs(poll["t"] - change_at) < 2
+        if previous and poll["eta"] is not None and not reconfigured:
+            rises.append(max(0.0, poll["eta"] - previous) / previous)
         if poll["eta"] is not None:
-            last[poll["user"]] = (poll["t"], poll["eta"])
+            last[poll["user"]] = poll["eta"]
         if real < MIN_LEFT or poll["t"] < warm:
             continue
         counted += 1
@@ -178,21 +178,25 @@ def score(name: str, spec: dict[str, Any], t0: float, polls: list[dict], admitte
     return {"scenario": name, "fans": spec["fans"], "polls_scored": counted, "error": summary,
             "target_p90": TARGETS[name], "met": summary["served"]["p90"] <= TARGETS[name],
             "real_wait_in_range": round(in_range / counted, 3) if counted else None,
-            "poll_to_poll_change_p90": round(percentile(jumps, 0.9), 3) if jumps else None,
+            # "never up and down": the share of consecutive polls whose ETA rose, and the largest rise
+            "polls_with_eta_up_share": round(sum(1 for r in rises if r > 0) / len(rises), 3) if rises else None,
+            "largest_eta_rise": round(max(rises), 3) if rises else None,
             "paused_polls_with_countdown": paused_with_countdown,
             "longest_wait_s": round(max(admitted_at.values()) - t0, 1)}
 
 
 def table(results: list[dict[str, Any]]) -> str:
     alts = ("served", "former_ewma", "window_all", "departures_only", "configured_rate")
-    out = [f"{'scenario':<13}{'polls':>6}  " + "".join(f"{a:>17}" for a in alts) + "  target  in-range",
-           "-" * 122]
+    out = [f"{'scenario':<13}{'polls':>6}  " + "".join(f"{a:>17}" for a in alts) + "  target  in-range  up",
+           "-" * 126]
     for r in results:
         cells = "".join(f"{r['error'].get(a, {}).get('p50', float('nan')):>8.2f}/"
                         f"{r['error'].get(a, {}).get('p90', float('nan')):<8.2f}" for a in alts)
         out.append(f"{r['scenario']:<13}{r['polls_scored']:>6}  {cells}  {r['target_p90']:<6}  "
-                   f"{r['real_wait_in_range']}")
-    out.append("cells: p50/p90 of |ETA - real wait| / real wait; `served` is what the API showed")
+                   f"{r['real_wait_in_range']!s:<8}  {r['polls_with_eta_up_share']}")
+    out.append("cells: p50/p90 of |ETA - real wait| / real wait; `served` is what the API showed;\n"
+               "in-range: share of scored polls whose real wait fell inside eta_range_seconds;\n"
+               "up: share of consecutive polls whose ETA went up (not counting pauses and the change)")
     return "\n".join(out)
 
 

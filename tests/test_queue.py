@@ -170,6 +170,36 @@ def test_pause_and_resume(app, client, make_event, make_user, admin):
     assert client.post(f"/api/queue/{event['id']}/pause", headers=users[0]["headers"]).status_code == 403
 
 
+def test_the_estimate_has_a_range_learns_from_the_advancer_and_stops_counting_while_paused(
+        app, client, make_event, make_user, admin):
+    """The arithmetic is tests/test_eta.py's and the honesty `make bench-eta`'s; this is the wiring:
+    advancer ticks reach the published speed, status shows an ETA with a range, none while paused."""
+    from app.extensions import redis_store
+    from app.queue.keys import QueueKeys
+
+    event = make_event(admit_per_minute=120, max_active=1000)
+    users = [make_user() for _ in range(12)]
+    for u in users:
+        join(client, event["id"], u)
+    body = status(client, event["id"], users[-1]).json
+    low, high = body["eta_range_seconds"]
+    assert body["ahead"] == 11 and low <= body["eta_seconds"] <= high and high > low
+    advance(app, event["id"])
+    time.sleep(1.1)  # one advancer period of line time, so the tick has something to measure
+    advance(app, event["id"])
+    with app.app_context():
+        stats = redis_store.client.hgetall(QueueKeys(event["id"]).stats)
+    assert float(stats["eta_rate"]) > 0 and json.loads(stats["eta_state"])["samples"]
+    assert client.post(f"/api/queue/{event['id']}/pause", headers=admin["headers"]).status_code == 200
+    advance(app, event["id"])  # a paused tick is remembered: the first estimate after resume moves freely
+    paused = status(client, event["id"], users[-1]).json
+    assert paused["paused"] is True and paused["status"] == "waiting"
+    assert paused["eta_seconds"] is None and paused["eta_range_seconds"] is None and paused["poll_after_ms"] <= 5000
+    assert client.post(f"/api/queue/{event['id']}/resume", headers=admin["headers"]).status_code == 200
+    resumed = status(client, event["id"], users[-1]).json
+    assert resumed["eta_seconds"] >= 1 and resumed["eta_range_seconds"]
+
+
 def test_patch_settings_changes_the_live_sale(app, client, make_event, make_user, admin):
     event = make_event(admit_per_minute=60, max_active=1)
     r = client.patch(f"/api/queue/{event['id']}", json={"max_active": 3, "admit_per_minute": 6000},
