@@ -60,8 +60,14 @@ def devstack(tmp_path):
                "api": f"http://127.0.0.1:{ports['PORT']}/api"}
     finally:
         if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+            # the ordered stop, so nothing it started outlives the test (its children run in
+            # sessions of their own; a SIGKILL here would orphan them)
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(90)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
         log.close()
 
 

@@ -150,7 +150,7 @@ def wait_seconds(ahead: int, rate: float, rel: float = 0.0) -> tuple[int, int, i
     one-second tick, which on average is half a second away."""
     rate = max(rate, 1e-6)
     expected = (ahead + 0.5) / rate
-    spread = min(0.95, Z90 * rel)
+    spread = min(0.75, Z90 * rel)  # at most 0.57x to 4x: a range that still says something
     low = expected / (1 + spread)
     high = expected / (1 - spread)
     return max(1, math.ceil(expected)), max(1, math.floor(low)), max(1, math.ceil(high))
