@@ -16,7 +16,7 @@ def create_app(config_overrides: dict[str, Any] | None = None, env: dict[str, st
     from app.auth.jwt_setup import configure_jwt
     from app.cli import register_cli
     from app.errors import register_error_handlers
-    from app.extensions import db, jwt, redis_store
+    from app.extensions import db, jwt, limiter, redis_store
     from app.observability.logging import configure_logging, install_request_context
     from app.observability.metrics import init_http_metrics
 
@@ -33,6 +33,12 @@ def create_app(config_overrides: dict[str, Any] | None = None, env: dict[str, st
         db.remove()
 
     jwt.init_app(app)
+    limiter.init_app(app)
+    if app.config["TRUSTED_PROXIES"]:
+        # the client's own address (rate limits, logs) from the trusted proxies' X-Forwarded-For
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"], x_proto=1)
     configure_jwt()
     api = Api(app)
     register_error_handlers(app)

@@ -123,9 +123,27 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> dict[str
         "SSE_INTERVAL_SECONDS": _float(env, "SSE_INTERVAL_SECONDS", 1.0),
         "SSE_MAX_INTERVAL_SECONDS": _float(env, "SSE_MAX_INTERVAL_SECONDS", 5.0),
         "SSE_MAX_SECONDS": _int(env, "SSE_MAX_SECONDS", 3600),
+        # open streams per user per sale, and per sale (each is a held connection): 429 beyond
+        "SSE_MAX_STREAMS_PER_USER": _int(env, "SSE_MAX_STREAMS_PER_USER", 3),
+        "SSE_MAX_STREAMS_PER_EVENT": _int(env, "SSE_MAX_STREAMS_PER_EVENT", 20_000),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
         "LOG_JSON": _bool(env, "LOG_JSON", True),
         "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 64 * 1024),
+        # rate limits of the account endpoints (flask-limiter syntax; per client address unless noted)
+        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI") or redis_url,
+        "RATELIMIT_HEADERS_ENABLED": True,  # Retry-After (and X-RateLimit-*) on every limited answer
+        "RATELIMIT_SWALLOW_ERRORS": True,  # Redis down: the endpoint answers, unlimited, rather than 500
+        "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", True),
+        "LOGIN_LIMIT_PER_ACCOUNT": env.get("LOGIN_LIMIT_PER_ACCOUNT") or "10 per 15 minutes",  # failed logins
+        "LOGIN_LIMIT_PER_ADDRESS": env.get("LOGIN_LIMIT_PER_ADDRESS") or "30 per minute",
+        "REGISTER_LIMIT_PER_ADDRESS": env.get("REGISTER_LIMIT_PER_ADDRESS") or "10 per hour",
+        "REFRESH_LIMIT_PER_ADDRESS": env.get("REFRESH_LIMIT_PER_ADDRESS") or "60 per minute",
+        # proxies in front of the API whose X-Forwarded-For is trusted (k8s ingress: 1)
+        "TRUSTED_PROXIES": _int(env, "TRUSTED_PROXIES", 0),
+        # who may read the API's /metrics (app/observability/metrics.py: metrics_access_guard)
+        "METRICS_TOKEN": env.get("METRICS_TOKEN", ""),
+        "METRICS_ALLOW_FROM": env.get("METRICS_ALLOW_FROM")
+        or "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7",
         # flask-smorest / OpenAPI
         "API_TITLE": "Ticket reservation platform",
         "API_VERSION": "1.0",

@@ -6,6 +6,7 @@ greenlet-local) removed at the end of every request and every Celery task.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import ssl
@@ -31,6 +32,9 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+log = logging.getLogger(__name__)
 
 
 class Base(DeclarativeBase):
@@ -203,7 +207,19 @@ class Database:
         return self._make_session()
 
     def remove(self) -> None:
-        self.session.remove()
+        """End the request's or task's session. A connection that died under it (killed by the
+        server, a failover) makes the closing rollback fail: that connection is discarded and the
+        pool opens a fresh one next time; the answer has already been decided, so nothing
+        propagates from here (teardown runs outside the error handlers: it would be an HTML 500)."""
+        try:
+            self.session.remove()
+        except Exception:  # noqa: BLE001 - see above
+            log.warning("discarding a session whose connection failed on close", exc_info=True)
+            try:
+                self.session.invalidate()
+            except Exception:  # noqa: BLE001
+                pass
+            self.session.registry.clear()
 
 
 db = Database()

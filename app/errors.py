@@ -7,11 +7,12 @@ Werkzeug HTTP errors, webargs validation errors and unexpected exceptions to tha
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
 import redis
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
@@ -80,7 +81,31 @@ def json_error(status_code: int, message: str, errors: Any = None, reason: str |
     return response
 
 
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(rb"[\[\]{}]")
+
+
+def json_depth(data: bytes) -> int:
+    """How deeply ``data`` nests arrays and objects (strings do not count)."""
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_JSON_STRING.sub(b"", data)):
+        depth += 1 if bracket in (b"[", b"{") else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
 def register_error_handlers(app: Flask) -> None:
+    @app.before_request
+    def _refuse_deeply_nested_json():
+        # Python's json parser recurses per level: '[' * 5000 raised RecursionError, a 500, on any
+        # JSON endpoint, logged-in or not. Counting brackets is C-speed; only a body with many is
+        # measured properly, so ordinary requests pay nothing noticeable.
+        data = request.get_data(cache=True) if request.content_length else b""
+        if data and data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH and json_depth(data) > MAX_JSON_DEPTH:
+            return json_error(400, f"JSON nested more than {MAX_JSON_DEPTH} levels deep", reason="json_too_deep")
+        return None
+
     @app.errorhandler(AppError)
     def _app_error(exc: AppError):
         return json_error(exc.status_code, exc.message, exc.errors, exc.reason, exc.headers)
@@ -105,11 +130,16 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(redis.RedisError)
     @app.errorhandler(sa_exc.OperationalError)
+    @app.errorhandler(sa_exc.DisconnectionError)
+    @app.errorhandler(sa_exc.PendingRollbackError)
     def _dependency_down(exc: Exception):
         # Redis or the database is unreachable or overloaded: nothing was committed; retry later
         from app.extensions import db
 
-        db.session.rollback()
+        try:
+            db.session.rollback()
+        except Exception:  # noqa: BLE001 - the connection itself is gone; teardown discards it
+            log.warning("rollback failed on a lost connection", exc_info=True)
         log.error("dependency unavailable: %s", exc.__class__.__name__, exc_info=True)
         return json_error(503, "Service temporarily unavailable; try again shortly", reason="unavailable",
                           headers={"Retry-After": "2"})

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import redis
 from flask_jwt_extended import JWTManager
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 
 from app.db import db
 
 jwt = JWTManager()
+# Rate limits of the account endpoints (app/auth/api.py), kept in Redis (RATELIMIT_STORAGE_URI).
+# The client address is the proxy-corrected one (TRUSTED_PROXIES, werkzeug's ProxyFix).
+limiter = Limiter(key_func=get_remote_address, key_prefix="rl")
 
 
 class RedisHolder:

@@ -9,9 +9,11 @@ from sqlalchemy import Select, func, select
 
 from app.extensions import db
 
+MAX_PAGE = 10_000  # beyond it an OFFSET is a scan, not a page; and no 64-bit overflow reaches SQL
+
 
 class PageArgsSchema(Schema):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_PAGE))
     page_size = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
 
 

@@ -39,6 +39,7 @@ def test_register_login_me_refresh_logout(client, app):
 
     r = client.post("/api/auth/refresh", headers=refresh)
     assert r.status_code == 200 and r.json["access_token"] and r.json["expires_in"] == 900
+    refresh = {"Authorization": f"Bearer {r.json['refresh_token']}"}  # rotated: the old one is spent
     # an access token cannot be used to refresh, nor a refresh token to call the API
     assert client.post("/api/auth/refresh", headers=access).status_code == 401
     assert client.get("/api/auth/me", headers=refresh).status_code == 401
@@ -46,9 +47,31 @@ def test_register_login_me_refresh_logout(client, app):
     assert client.post("/api/auth/logout", headers=access).status_code == 204
     r = client.get("/api/auth/me", headers=access)
     assert r.status_code == 401 and r.json["reason"] == "token_revoked"
-    # the refresh token is independent until it is logged out too
-    assert client.post("/api/auth/logout", headers=refresh).status_code == 204
-    assert client.post("/api/auth/refresh", headers=refresh).status_code == 401
+    # logging out ended the session: its refresh token is dead too
+    r = client.post("/api/auth/refresh", headers=refresh)
+    assert r.status_code == 401 and r.json["reason"] == "session_revoked"
+
+
+def test_refresh_tokens_rotate_and_a_reused_one_revokes_the_whole_session(client, make_user):
+    """Rotation with reuse detection: a refresh token is good once. If a spent one comes back (it
+    was stolen, or replayed), both holders are cut off: the session is revoked."""
+    user = make_user()
+    body = client.post("/api/auth/login", json={"email": user["email"], "password": user["password"]}).json
+    first = {"Authorization": f"Bearer {body['refresh_token']}"}
+    second = client.post("/api/auth/refresh", headers=first).json
+    assert second["refresh_token"] != body["refresh_token"]
+    third = client.post("/api/auth/refresh", headers={"Authorization": f"Bearer {second['refresh_token']}"}).json
+    assert third["access_token"]
+    # the attacker replays the first, spent token
+    r = client.post("/api/auth/refresh", headers=first)
+    assert r.status_code == 401 and r.json["reason"] == "refresh_token_reused"
+    # and the legitimate holder's current token no longer works either: log in again
+    r = client.post("/api/auth/refresh", headers={"Authorization": f"Bearer {third['refresh_token']}"})
+    assert r.status_code == 401 and r.json["reason"] == "session_revoked"
+    # a new login is a new session
+    again = client.post("/api/auth/login", json={"email": user["email"], "password": user["password"]}).json
+    assert client.post("/api/auth/refresh",
+                       headers={"Authorization": f"Bearer {again['refresh_token']}"}).status_code == 200
 
 
 def test_duplicate_email_is_409(client):

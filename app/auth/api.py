@@ -2,27 +2,39 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import current_app, request
 from flask.views import MethodView
-from flask_jwt_extended import create_access_token, create_refresh_token, get_jwt, jwt_required
+from flask_jwt_extended import create_access_token, get_jwt, jwt_required
 from flask_smorest import Blueprint
 
-from app.auth import services
+from app.auth import services, sessions
 from app.auth.jwt_setup import current_user_id
 from app.auth.models import User
-from app.auth.schemas import AccessTokenSchema, LoginSchema, RegisterSchema, TokenPairSchema, UserSchema
+from app.auth.schemas import LoginSchema, RegisterSchema, TokenPairSchema, UserSchema
+from app.extensions import limiter
 
 blp = Blueprint("auth", __name__, url_prefix="/api/auth", description="Accounts and JWT sessions")
 
 
-def _access_token_for(user: User) -> tuple[str, int]:
-    from flask import current_app
+def _setting(name: str):
+    return lambda: current_app.config[name]
 
-    token = create_access_token(identity=str(user.id), additional_claims={"roles": user.roles})
+
+def _account_key() -> str:
+    """The account a login names (normalised), so guessing one password is slow from any address."""
+    body = request.get_json(silent=True)
+    email = body.get("email") if isinstance(body, dict) else None
+    return "login:" + (services.normalise_email(email) if isinstance(email, str) else "-")
+
+
+def _access_token_for(user: User, sid: str) -> tuple[str, int]:
+    token = create_access_token(identity=str(user.id), additional_claims={"roles": user.roles, "sid": sid})
     return token, int(current_app.config["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds())
 
 
 @blp.route("/register")
 class Register(MethodView):
+    @limiter.limit(_setting("REGISTER_LIMIT_PER_ADDRESS"), scope="register")
     @blp.arguments(RegisterSchema)
     @blp.response(201, UserSchema)
     def post(self, data: dict) -> User:
@@ -32,25 +44,33 @@ class Register(MethodView):
 
 @blp.route("/login")
 class Login(MethodView):
+    @limiter.limit(_setting("LOGIN_LIMIT_PER_ADDRESS"), scope="login-address")
+    # failed attempts only: the right password after too many wrong ones is refused too
+    @limiter.limit(_setting("LOGIN_LIMIT_PER_ACCOUNT"), key_func=_account_key, scope="login-account",
+                   deduct_when=lambda response: response.status_code == 401)
     @blp.arguments(LoginSchema)
     @blp.response(200, TokenPairSchema)
     def post(self, data: dict) -> dict[str, Any]:
         """Exchange e-mail and password for an access and a refresh token."""
         user = services.authenticate(data["email"], data["password"])
-        access, expires_in = _access_token_for(user)
-        refresh = create_refresh_token(identity=str(user.id))
+        sid, refresh = sessions.start(user.id)
+        access, expires_in = _access_token_for(user, sid)
         return {"access_token": access, "refresh_token": refresh, "token_type": "Bearer", "expires_in": expires_in}
 
 
 @blp.route("/refresh")
 class Refresh(MethodView):
+    @limiter.limit(_setting("REFRESH_LIMIT_PER_ADDRESS"), scope="refresh")
     @jwt_required(refresh=True)
-    @blp.response(200, AccessTokenSchema)
+    @blp.response(200, TokenPairSchema)
     def post(self) -> dict[str, Any]:
-        """A new access token for a valid refresh token (roles re-read from the database)."""
+        """Spend the refresh token: a new access token and a new refresh token (rotation; roles
+        re-read from the database). A refresh token used twice revokes its whole session (401
+        `refresh_token_reused`)."""
         user = services.get_user(current_user_id())
-        access, expires_in = _access_token_for(user)
-        return {"access_token": access, "token_type": "Bearer", "expires_in": expires_in}
+        sid, refresh = sessions.rotate(user.id, get_jwt())
+        access, expires_in = _access_token_for(user, sid)
+        return {"access_token": access, "refresh_token": refresh, "token_type": "Bearer", "expires_in": expires_in}
 
 
 @blp.route("/logout")
@@ -58,9 +78,11 @@ class Logout(MethodView):
     @jwt_required(verify_type=False)
     @blp.response(204)
     def post(self) -> None:
-        """Revoke the presented token (access or refresh) until it would have expired."""
+        """Revoke the presented token (access or refresh) until it would have expired, and end its
+        session: the session's refresh token can no longer be used."""
         claims = get_jwt()
         services.revoke_token(claims["jti"], claims["exp"])
+        sessions.end(claims.get("sid"))
 
 
 @blp.route("/me")

@@ -43,7 +43,3 @@ class TokenPairSchema(Schema):
     expires_in = fields.Integer()
 
 
-class AccessTokenSchema(Schema):
-    access_token = fields.String()
-    token_type = fields.String()
-    expires_in = fields.Integer()

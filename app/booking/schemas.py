@@ -10,10 +10,10 @@ from app.pagination import page_schema
 
 
 class ReserveSchema(Schema):
-    event_id = fields.Integer(required=True)
-    section_id = fields.Integer(required=True)
-    quantity = fields.Integer(validate=validate.Range(min=1, max=100))
-    seat_ids = fields.List(fields.Integer(), validate=validate.Length(min=1, max=100))
+    event_id = fields.Integer(strict=True, required=True)
+    section_id = fields.Integer(strict=True, required=True)
+    quantity = fields.Integer(strict=True, validate=validate.Range(min=1, max=100))
+    seat_ids = fields.List(fields.Integer(strict=True, ), validate=validate.Length(min=1, max=100))
 
 
 def parse_reserve(request: Request) -> tuple[dict[str, Any], str]:

@@ -13,24 +13,24 @@ class EventCreateSchema(Schema):
     starts_at = fields.AwareDateTime(required=True, default_timezone=UTC)
     sale_opens_at = fields.AwareDateTime(required=True, default_timezone=UTC)
     sale_closes_at = fields.AwareDateTime(load_default=None, allow_none=True, default_timezone=UTC)
-    admit_per_minute = fields.Integer(required=True, validate=validate.Range(min=1, max=1_000_000))
-    max_active = fields.Integer(required=True, validate=validate.Range(min=1, max=10_000_000))
-    admission_window_seconds = fields.Integer(load_default=600, validate=validate.Range(min=1, max=86_400))
-    prequeue_minutes = fields.Integer(load_default=15, validate=validate.Range(min=0, max=1440))
-    heartbeat_timeout_seconds = fields.Integer(load_default=60, validate=validate.Range(min=1, max=86_400))
-    max_per_user = fields.Integer(load_default=None, validate=validate.Range(min=1, max=100),
+    admit_per_minute = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=1_000_000))
+    max_active = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=10_000_000))
+    admission_window_seconds = fields.Integer(strict=True, load_default=600, validate=validate.Range(min=1, max=86_400))
+    prequeue_minutes = fields.Integer(strict=True, load_default=15, validate=validate.Range(min=0, max=1440))
+    heartbeat_timeout_seconds = fields.Integer(strict=True, load_default=60, validate=validate.Range(min=1, max=86_400))
+    max_per_user = fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1, max=100),
                                   metadata={"description": "default: MAX_TICKETS_PER_USER (4)"})
-    hold_seconds = fields.Integer(load_default=None, validate=validate.Range(min=1, max=86_400),
+    hold_seconds = fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1, max=86_400),
                                   metadata={"description": "default: HOLD_SECONDS (300)"})
 
 
 class SectionCreateSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=120))
-    price_cents = fields.Integer(required=True, validate=validate.Range(min=0, max=100_000_000))
+    price_cents = fields.Integer(strict=True, required=True, validate=validate.Range(min=0, max=100_000_000))
     currency = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z]{3}$", error="ISO 4217 code"))
-    capacity = fields.Integer(validate=validate.Range(min=1, max=1_000_000))
-    rows = fields.Integer(validate=validate.Range(min=1, max=500))
-    seats_per_row = fields.Integer(validate=validate.Range(min=1, max=1000))
+    capacity = fields.Integer(strict=True, validate=validate.Range(min=1, max=1_000_000))
+    rows = fields.Integer(strict=True, validate=validate.Range(min=1, max=500))
+    seats_per_row = fields.Integer(strict=True, validate=validate.Range(min=1, max=1000))
 
 
 class SectionSchema(Schema):

@@ -6,9 +6,13 @@ writes these to files that the API's /metrics and the worker exporter sum over p
 
 from __future__ import annotations
 
+import functools
+import hmac
+import ipaddress
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from flask import Flask
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -122,12 +126,49 @@ def initialise_label_sets(process: str, task_names: list[str] | None = None, top
             TASKS.labels(task=name, outcome=outcome)
 
 
+def metrics_access_guard(view: Callable[..., Any]) -> Callable[..., Any]:
+    """/metrics is for the scraper, not the public (it tells an attacker every route and rate).
+
+    With METRICS_TOKEN set, only `Authorization: Bearer <token>` is served. Without it, only a
+    direct request from METRICS_ALLOW_FROM (loopback and private networks by default: an in-cluster
+    Prometheus); a request that came through a proxy (X-Forwarded-For or Forwarded) is public."""
+
+    @functools.wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        from flask import current_app, request
+
+        from app.errors import json_error
+
+        token = current_app.config["METRICS_TOKEN"]
+        if token:
+            given = request.headers.get("Authorization", "")
+            allowed = hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+        else:
+            forwarded = "X-Forwarded-For" in request.headers or "Forwarded" in request.headers
+            allowed = not forwarded and _address_allowed(request.remote_addr or "",
+                                                         current_app.config["METRICS_ALLOW_FROM"])
+        if not allowed:
+            return json_error(403, "Metrics are for the monitoring system", reason="metrics_forbidden")
+        return view(*args, **kwargs)
+
+    return guarded
+
+
+def _address_allowed(address: str, networks: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(n.strip(), strict=False) for n in networks.split(",") if n.strip())
+
+
 def init_http_metrics(app: Flask) -> None:
     """prometheus-flask-exporter: request count/latency by URL rule, summed over gunicorn workers."""
     global _http_metrics
     from prometheus_flask_exporter import PrometheusMetrics
 
-    kwargs = {"group_by": "url_rule", "default_labels": {}, "excluded_paths": ["/metrics", "/healthz"]}
+    kwargs = {"group_by": "url_rule", "default_labels": {}, "excluded_paths": ["/metrics", "/healthz"],
+              "metrics_decorator": metrics_access_guard}
     if _http_metrics is not None:
         # a second app in one process (tests): a private registry avoids duplicate series
         PrometheusMetrics(app, registry=CollectorRegistry(auto_describe=True), **kwargs)

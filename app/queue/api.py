@@ -4,7 +4,7 @@ import json
 import time
 from typing import Any
 
-from flask import Response, current_app, stream_with_context
+from flask import Response, current_app, request, stream_with_context
 from flask.views import MethodView
 from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
@@ -17,7 +17,7 @@ from app.auth.jwt_setup import (
 )
 from app.errors import AppError, Unprocessable
 from app.jsonio import json_response
-from app.queue import services
+from app.queue import services, streams
 from app.queue.schemas import QueueSettingsSchema, QueueStatsSchema, QueueStatusSchema
 
 blp = Blueprint("queue", __name__, url_prefix="/api/queue", description="Waiting room")
@@ -54,29 +54,40 @@ class Stream(MethodView):
         """
         user_id = current_user_id()
         first = services.status(event_id, user_id)  # 404/429 before the stream starts
+        lease = streams.open_lease(event_id, user_id)  # 429 beyond the per-user and per-sale caps
+        client_socket = request.environ.get("gunicorn.socket")
         interval = current_app.config["SSE_INTERVAL_SECONDS"]
         max_interval = max(interval, current_app.config["SSE_MAX_INTERVAL_SECONDS"])
         deadline = time.monotonic() + current_app.config["SSE_MAX_SECONDS"]
 
         def events():
             view, last, last_sent = first, None, 0.0
-            while True:
-                payload = json.dumps(view.as_dict(), sort_keys=True)
-                if payload != last:
-                    yield f"event: status\ndata: {payload}\n\n"
-                    last, last_sent = payload, time.monotonic()
-                elif time.monotonic() - last_sent > 15:
-                    yield ": keep-alive\n\n"  # proxies close silent connections
-                    last_sent = time.monotonic()
-                if view.status in TERMINAL or time.monotonic() > deadline:
-                    return
-                # far-back users are checked less often (a quarter of their wait, capped), so
-                # thousands of open streams cost little; near the front, every `interval`
-                time.sleep(max(interval, min(max_interval, (view.eta_seconds or 0) / 4)))
+            try:
+                while True:
+                    payload = json.dumps(view.as_dict(), sort_keys=True)
+                    if payload != last:
+                        yield f"event: status\ndata: {payload}\n\n"
+                        last, last_sent = payload, time.monotonic()
+                    elif time.monotonic() - last_sent > 15:
+                        yield ": keep-alive\n\n"  # proxies close silent connections
+                        last_sent = time.monotonic()
+                    if view.status in TERMINAL or time.monotonic() > deadline:
+                        return
+                    # far-back users are checked less often (a quarter of their wait, capped), so
+                    # thousands of open streams cost little; near the front, every `interval`
+                    time.sleep(max(interval, min(max_interval, (view.eta_seconds or 0) / 4)))
+                    if streams.client_gone(client_socket):
+                        return  # the fan closed the page: free the lease now, not at the next write
+                    try:
+                        view = services.status(event_id, user_id, metered=False)
+                        streams.renew_lease(event_id, user_id, lease)
+                    except AppError:
+                        return
+            finally:  # also when the client goes away (the generator is closed)
                 try:
-                    view = services.status(event_id, user_id, metered=False)
-                except AppError:
-                    return
+                    streams.close_lease(event_id, user_id, lease)
+                except Exception:  # noqa: BLE001 - the lease then lapses by itself
+                    pass
 
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return Response(stream_with_context(events()), mimetype="text/event-stream", headers=headers)

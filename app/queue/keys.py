@@ -69,6 +69,14 @@ class QueueKeys:
         """Stands for the caller's revocation key when a script runs without a token (never set)."""
         return f"{self.prefix}no-token"
 
+    def streams(self) -> str:
+        """zset: open SSE streams of the sale (member: stream id, score: lease expiry)."""
+        return f"{self.prefix}streams"
+
+    def user_streams(self, user_id: int | str) -> str:
+        """zset: one user's open SSE streams on the sale (same lease scores)."""
+        return f"{self.prefix}streams:u:{user_id}"
+
     def advance_lock(self) -> str:
         return f"{self.prefix}advance-lock"
 

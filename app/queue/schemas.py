@@ -19,9 +19,9 @@ class QueueStatusSchema(Schema):
 
 
 class QueueSettingsSchema(Schema):
-    admit_per_minute = fields.Integer(validate=validate.Range(min=1, max=1_000_000))
-    max_active = fields.Integer(validate=validate.Range(min=1, max=10_000_000))
-    admission_window_seconds = fields.Integer(validate=validate.Range(min=1, max=86_400))
+    admit_per_minute = fields.Integer(strict=True, validate=validate.Range(min=1, max=1_000_000))
+    max_active = fields.Integer(strict=True, validate=validate.Range(min=1, max=10_000_000))
+    admission_window_seconds = fields.Integer(strict=True, validate=validate.Range(min=1, max=86_400))
 
 
 class QueueStatsSchema(Schema):

@@ -1,0 +1,70 @@
+"""Login sessions: one family of refresh tokens per login, rotated on every use.
+
+A login starts a session (`sid`, carried by every token it issues) whose record in Redis names the
+one refresh token that may be used next. Refreshing presents it and gets a new access token and a
+new refresh token; the old one is spent. Presenting a spent refresh token means two parties hold
+the family (a stolen token, or a replay): the whole session is revoked, so neither can refresh
+again and the fan logs in anew (OAuth 2.0 Security BCP, refresh token rotation). Logout revokes the
+session too, so a logged-out refresh token is dead whichever token the client logged out with.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import current_app
+from flask_jwt_extended import create_refresh_token
+
+from app.errors import Unauthorized
+from app.extensions import redis_store
+
+SESSION_PREFIX = "auth:session:"
+
+# KEYS[1] session. ARGV: presented refresh jti, next refresh jti, ttl seconds
+_ROTATE = """
+local current = redis.call('HGET', KEYS[1], 'refresh')
+if not current then return 'revoked' end
+if current ~= ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 'reused'
+end
+redis.call('HSET', KEYS[1], 'refresh', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 'ok'
+"""
+
+
+def _ttl() -> int:
+    return int(current_app.config["JWT_REFRESH_TOKEN_EXPIRES"].total_seconds())
+
+
+def _refresh_token(user_id: int, sid: str, jti: str) -> str:
+    return create_refresh_token(identity=str(user_id), additional_claims={"sid": sid, "jti": jti})
+
+
+def start(user_id: int) -> tuple[str, str]:
+    """A new session: (sid, its first refresh token)."""
+    sid, jti = uuid.uuid4().hex, str(uuid.uuid4())
+    redis_store.client.hset(SESSION_PREFIX + sid, mapping={"user": user_id, "refresh": jti})
+    redis_store.client.expire(SESSION_PREFIX + sid, _ttl())
+    return sid, _refresh_token(user_id, sid, jti)
+
+
+def rotate(user_id: int, claims: dict) -> tuple[str, str]:
+    """Spend the presented refresh token: (sid, the next refresh token), or Unauthorized."""
+    sid = claims.get("sid")
+    if not sid:
+        raise Unauthorized("This refresh token predates sessions; log in again", reason="session_unknown")
+    jti = str(uuid.uuid4())
+    verdict = redis_store.client.eval(_ROTATE, 1, SESSION_PREFIX + sid, claims["jti"], jti, _ttl())
+    if verdict == "reused":
+        raise Unauthorized("This refresh token was already used: the session is revoked; log in again",
+                           reason="refresh_token_reused")
+    if verdict != "ok":
+        raise Unauthorized("The session has ended; log in again", reason="session_revoked")
+    return sid, _refresh_token(user_id, sid, jti)
+
+
+def end(sid: str | None) -> None:
+    if sid:
+        redis_store.client.delete(SESSION_PREFIX + sid)

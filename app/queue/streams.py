@@ -1,0 +1,86 @@
+"""Leases on open SSE streams, so one account cannot hold a worker's connections.
+
+Each open stream holds a lease in two sorted sets of the sale (the user's streams, the sale's
+streams), scored by when the lease lapses. The stream renews its lease on every check; a stream
+whose process died simply lapses after STREAM_LEASE_SECONDS, so a crash never locks anyone out.
+Opening beyond SSE_MAX_STREAMS_PER_USER (per user and sale) or SSE_MAX_STREAMS_PER_EVENT is a 429
+with Retry-After. Both keys carry the sale's hash tag: one slot in a Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import time
+import uuid
+from typing import Any
+
+from flask import current_app
+
+from app.errors import TooManyRequests
+from app.extensions import redis_store
+from app.queue.keys import QueueKeys
+
+STREAM_LEASE_SECONDS = 30
+
+# KEYS: user's streams, sale's streams. ARGV: stream id, now, lease expiry, user cap, sale cap
+_OPEN = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 'user' end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then return 'event' end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+local ttl = math.ceil(tonumber(ARGV[3]) - tonumber(ARGV[2])) * 2
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('EXPIRE', KEYS[2], ttl)
+return 'ok'
+"""
+
+
+def open_lease(event_id: int, user_id: int) -> str:
+    """A lease for a new stream, or TooManyRequests when the user or the sale is at its cap."""
+    cfg = current_app.config
+    keys = QueueKeys(event_id)
+    stream_id = uuid.uuid4().hex
+    now = time.time()
+    verdict = redis_store.client.eval(
+        _OPEN, 2, keys.user_streams(user_id), keys.streams(), stream_id, f"{now:.3f}",
+        f"{now + STREAM_LEASE_SECONDS:.3f}", cfg["SSE_MAX_STREAMS_PER_USER"], cfg["SSE_MAX_STREAMS_PER_EVENT"])
+    if verdict == "user":
+        raise TooManyRequests(f"At most {cfg['SSE_MAX_STREAMS_PER_USER']} open streams per user for a sale; "
+                              "close one or poll the status instead", reason="too_many_streams",
+                              headers={"Retry-After": "5"})
+    if verdict == "event":
+        raise TooManyRequests("This sale has as many open streams as it can serve; poll the status instead",
+                              reason="too_many_streams", headers={"Retry-After": "5"})
+    return stream_id
+
+
+def renew_lease(event_id: int, user_id: int, stream_id: str) -> None:
+    keys = QueueKeys(event_id)
+    until = f"{time.time() + STREAM_LEASE_SECONDS:.3f}"
+    pipe = redis_store.client.pipeline(transaction=False)
+    pipe.zadd(keys.user_streams(user_id), {stream_id: until}, xx=True)
+    pipe.zadd(keys.streams(), {stream_id: until}, xx=True)
+    pipe.execute()
+
+
+def close_lease(event_id: int, user_id: int, stream_id: str) -> None:
+    keys = QueueKeys(event_id)
+    pipe = redis_store.client.pipeline(transaction=False)
+    pipe.zrem(keys.user_streams(user_id), stream_id)
+    pipe.zrem(keys.streams(), stream_id)
+    pipe.execute()
+
+
+def client_gone(sock: Any) -> bool:
+    """True when the client closed its end of the stream's connection (a readable socket with
+    nothing to read is at EOF). Never blocks: select with a zero timeout, then a peek."""
+    if sock is None:  # not served by gunicorn (tests' WSGI client): rely on the write and the lease
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):  # reset by the peer, or already closed
+        return True

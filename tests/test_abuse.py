@@ -1,0 +1,199 @@
+"""Faults and abuse (issue #11): inputs that used to be 500s, and a database connection that dies
+under a request. Each answer must be JSON with the right status, and nothing half-written."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+HUGE = 9223372036854775807
+DEEP = b"[" * 5000 + b"]" * 5000
+
+
+@pytest.mark.parametrize("path", ["/api/events", "/api/tickets/status", "/api/notifications"])
+def test_page_numbers_are_bounded(client, make_user, path):
+    user = make_user()
+    for query in (f"page={HUGE}", "page=10001", f"page_size={HUGE}", "page=0", "page=1.5"):
+        r = client.get(f"{path}?{query}", headers=user["headers"])
+        assert r.status_code == 422 and r.is_json and r.json["code"] == 422, (query, r.data[:200])
+    assert client.get(f"{path}?page=10000", headers=user["headers"]).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/api/auth/register", "/api/auth/login", "/api/auth/refresh",
+                                  "/api/notifications/register", "/api/tickets/reserve", "/api/events"])
+def test_deeply_nested_json_is_a_400_before_any_parser_recurses(client, make_user, path):
+    user = make_user(admin=True)
+    r = client.post(path, data=DEEP, headers={**user["headers"], "Content-Type": "application/json"})
+    assert r.status_code == 400 and r.is_json and r.json["reason"] == "json_too_deep", r.data[:200]
+    # a string full of brackets is not nesting
+    r = client.post("/api/auth/login", json={"email": "x@example.com", "password": "[" * 200})
+    assert r.status_code == 401
+
+
+def test_integers_are_strict_in_every_json_body(client, make_user, make_event, admin):
+    event = make_event()
+    r = client.patch(f"/api/queue/{event['id']}", json={"max_active": 2.9}, headers=admin["headers"])
+    assert r.status_code == 422 and "max_active" in r.json["errors"]
+    r = client.patch(f"/api/queue/{event['id']}", json={"admit_per_minute": "60"}, headers=admin["headers"])
+    assert r.status_code == 422 and "admit_per_minute" in r.json["errors"]
+    r = client.post(f"/api/events/{event['id']}/sections", headers=admin["headers"],
+                    json={"name": "Pit", "price_cents": 1000.5, "currency": "EUR", "capacity": 10})
+    assert r.status_code == 422 and "price_cents" in r.json["errors"]
+    user = make_user()
+    r = client.post("/api/tickets/reserve", json={"event_id": event["id"], "section_id": 1, "quantity": 1.5},
+                    headers={**user["headers"], "X-Admission-Token": "x", "Idempotency-Key": "k-strict"})
+    assert r.status_code == 422
+
+
+@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL", "").startswith("mysql"),
+                    reason="KILL of a connection needs MariaDB (the SQLite default run has none)")
+def test_a_killed_database_connection_is_a_json_503_and_the_next_request_works(app, client, make_event):
+    """MariaDB KILLs the connection a request is using (a failover, an operator, a timeout). The
+    answer is a JSON 503 with Retry-After, not gunicorn's HTML 500 from the session's teardown; the
+    dead connection is discarded and the next request gets a fresh one."""
+    from sqlalchemy import text
+
+    from app.extensions import db
+
+    event = make_event()
+    with app.app_context():
+        # the test client runs requests on this thread: they share this thread's session, which
+        # now holds a connection inside a transaction
+        victim = db.session.scalar(text("SELECT CONNECTION_ID()"))
+        with db.engine.connect() as killer:
+            killer.execute(text(f"KILL {int(victim)}"))
+        r = client.get(f"/api/events/{event['id']}")
+        assert r.status_code == 503 and r.is_json, r.data[:300]
+        assert r.json["reason"] == "unavailable" and r.headers["Retry-After"]
+    r = client.get(f"/api/events/{event['id']}")
+    assert r.status_code == 200 and r.json["id"] == event["id"]
+
+
+def test_open_streams_are_capped_per_user_and_per_sale_and_a_closed_one_frees_its_lease(app, live_api, make_event,
+                                                                                        make_user):
+    """One account held 600 streams and starved everyone on the worker. Now: at most
+    SSE_MAX_STREAMS_PER_USER (3) per user and sale, 429 with Retry-After beyond, and a stream's lease
+    goes when the client closes it."""
+    import requests
+
+    from app.extensions import redis_store
+    from app.queue.keys import QueueKeys
+
+    event = make_event(admit_per_minute=1, max_active=1)
+    blocker, user = make_user(), make_user()
+    url = f"{live_api.url}/api/queue/{event['id']}"
+    for u in (blocker, user):
+        requests.post(f"{url}/join", headers=u["headers"], timeout=5).raise_for_status()
+    opened = []  # (response, its line iterator): a discarded iterator makes urllib3 close the connection
+    tabs = [requests.Session() for _ in range(4)]  # one per stream: a session closed on return would close it
+    try:
+        for tab in tabs[:3]:
+            r = tab.get(f"{url}/stream", headers=user["headers"], stream=True, timeout=10)
+            assert r.status_code == 200
+            lines = r.iter_lines()
+            next(lines)  # the first event: the stream is open and holds its lease
+            opened.append((r, lines))
+        r = requests.get(f"{url}/stream", headers=user["headers"], stream=True, timeout=10)
+        assert r.status_code == 429 and r.json()["reason"] == "too_many_streams" and r.headers["Retry-After"]
+        # another fan of the same sale is not affected by this one's streams
+        other = requests.get(f"{url}/stream", headers=blocker["headers"], stream=True, timeout=10)
+        assert other.status_code == 200
+        other.close()
+        opened.pop()[0].close()
+
+        def lease_count() -> int:
+            with app.app_context():
+                return redis_store.client.zcard(QueueKeys(event["id"]).user_streams(user["id"]))
+
+        from tests.support import wait_for
+
+        # the server notices a closed page at its next check (at most SSE_MAX_INTERVAL_SECONDS)
+        wait_for(lambda: lease_count() == 2, timeout=15, message="the closed stream's lease to go")
+        again = tabs[3].get(f"{url}/stream", headers=user["headers"], stream=True, timeout=10)
+        assert again.status_code == 200
+        opened.append((again, None))
+    finally:
+        for r, _ in opened:
+            r.close()
+        for tab in tabs:
+            tab.close()
+
+
+def test_a_sale_at_its_stream_cap_answers_429(app, make_event, make_user):
+    from app.errors import TooManyRequests
+    from app.queue import streams
+
+    event = make_event()
+    saved = app.config["SSE_MAX_STREAMS_PER_EVENT"]
+    app.config["SSE_MAX_STREAMS_PER_EVENT"] = 2
+    try:
+        with app.app_context():
+            leases = [streams.open_lease(event["id"], make_user()["id"]) for _ in range(2)]
+            with pytest.raises(TooManyRequests) as caught:
+                streams.open_lease(event["id"], make_user()["id"])
+            assert caught.value.headers["Retry-After"]
+            assert leases[0] != leases[1]
+    finally:
+        app.config["SSE_MAX_STREAMS_PER_EVENT"] = saved
+
+
+def test_api_metrics_are_for_the_scraper_only(app, client):
+    """Served to a direct request from a private address (an in-cluster Prometheus); refused with
+    a JSON 403 when the request came through a proxy or from a public address; with METRICS_TOKEN
+    set, only to its bearer."""
+    assert client.get("/metrics").status_code == 200  # the test client is 127.0.0.1
+    r = client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert r.status_code == 403 and r.json["reason"] == "metrics_forbidden"
+    assert client.get("/metrics", environ_base={"REMOTE_ADDR": "203.0.113.9"}).status_code == 403
+    app.config["METRICS_TOKEN"] = "s3cret-scrape-token"
+    try:
+        assert client.get("/metrics").status_code == 403
+        assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 403
+        r = client.get("/metrics", headers={"Authorization": "Bearer s3cret-scrape-token"})
+        assert r.status_code == 200 and b"flask_http_request" in r.data
+    finally:
+        app.config["METRICS_TOKEN"] = ""
+
+
+def test_logins_are_throttled_per_account_and_per_address(client, make_user):
+    """200 wrong passwords then the right one used to give 200. Failed logins count per account:
+    after 10, even the right password waits (429, Retry-After)."""
+    user = make_user()
+    for _ in range(10):
+        r = client.post("/api/auth/login", json={"email": user["email"], "password": "wrong-Passw0rd"})
+        assert r.status_code == 401
+    r = client.post("/api/auth/login", json={"email": user["email"], "password": user["password"]})
+    assert r.status_code == 429 and r.is_json and int(r.headers["Retry-After"]) > 0
+    # the same account spelled differently is the same account
+    r = client.post("/api/auth/login", json={"email": user["email"].upper(), "password": user["password"]})
+    assert r.status_code == 429
+    # another account from the same address still logs in
+    other = make_user()
+    r = client.post("/api/auth/login", json={"email": other["email"], "password": other["password"]})
+    assert r.status_code == 200
+    # per address: 30 a minute, whichever accounts they name
+    codes = [client.post("/api/auth/login", json={"email": f"nobody{i}@example.com", "password": "x" * 8},
+                         environ_base={"REMOTE_ADDR": "198.51.100.7"}).status_code for i in range(31)]
+    assert codes[:30] == [401] * 30 and codes[30] == 429
+
+
+def test_registration_and_refresh_are_throttled_per_address(client, make_user):
+    codes = [client.post("/api/auth/register", environ_base={"REMOTE_ADDR": "198.51.100.8"},
+                         json={"email": f"bot{i}@example.com", "password": "s3cretpass", "name": "Bot"}).status_code
+             for i in range(11)]
+    assert codes[:10] == [201] * 10 and codes[10] == 429
+    # a different address registers fine
+    assert client.post("/api/auth/register", environ_base={"REMOTE_ADDR": "198.51.100.9"},
+                       json={"email": "human@example.com", "password": "s3cretpass", "name": "H"}).status_code == 201
+    user = make_user()
+    login = client.post("/api/auth/login", json={"email": user["email"], "password": user["password"]}).json
+    refresh = login["refresh_token"]
+    for _ in range(60):
+        r = client.post("/api/auth/refresh", headers={"Authorization": f"Bearer {refresh}"},
+                        environ_base={"REMOTE_ADDR": "198.51.100.10"})
+        assert r.status_code == 200
+        refresh = r.json["refresh_token"]
+    r = client.post("/api/auth/refresh", headers={"Authorization": f"Bearer {refresh}"},
+                    environ_base={"REMOTE_ADDR": "198.51.100.10"})
+    assert r.status_code == 429 and r.headers["Retry-After"]
