@@ -69,7 +69,8 @@ for _entry in beat_schedule.values():
     _entry.setdefault("options", {})["queue"] = HOUSEKEEPING_QUEUE
 # Exactly one active scheduler even when two beat processes run (two pods during a rollout):
 # RedBeat keeps the schedule in Redis and holds a lock that a second beat waits on.
-beat_scheduler = "redbeat.RedBeatScheduler"
+# (tasks/scheduler.py: RedBeat that rides out a Redis outage instead of exiting)
+beat_scheduler = "tasks.scheduler:ResilientRedBeatScheduler"
 redbeat_redis_url = os.environ.get("REDBEAT_REDIS_URL") or broker_url
 redbeat_key_prefix = os.environ.get("REDBEAT_KEY_PREFIX") or "redbeat:"
 redbeat_lock_timeout = 15
