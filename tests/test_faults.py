@@ -101,3 +101,95 @@ def test_a_redis_restart_mid_sale_is_ridden_out_and_admissions_resume(app, make_
         beat.stop()
         worker.stop()
         api.stop()
+
+
+class FlakySns:
+    """A fake SNS endpoint in front of moto: the first `failures` Publish calls fail the way SNS
+    fails under load (Throttling, or a 503), everything else is passed through to moto."""
+
+    def __init__(self, moto_url: str, failures: int, status: int, code: str) -> None:
+        import threading
+
+        from werkzeug.serving import make_server
+
+        self.moto_url, self.failures, self.status, self.code = moto_url, failures, status, code
+        self.publishes: list[tuple[float, int]] = []  # (time, status answered)
+        self.port = free_port()
+        self.server = make_server("127.0.0.1", self.port, self._wsgi, threaded=True)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _wsgi(self, environ, start_response):
+        from werkzeug.wrappers import Request, Response
+
+        request = Request(environ)
+        body = request.get_data()
+        if b"Action=Publish" in body and sum(1 for _, s in self.publishes if s != 200) < self.failures:
+            self.publishes.append((time.time(), self.status))
+            xml = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{self.code}</Code><Message>slow down</Message>"
+                   "</Error><RequestId>fake</RequestId></ErrorResponse>")
+            return Response(xml, self.status, mimetype="text/xml")(environ, start_response)
+        reply = requests.post(self.moto_url + request.path, data=body, headers=dict(request.headers), timeout=10)
+        if b"Action=Publish" in body:
+            self.publishes.append((time.time(), reply.status_code))
+        return Response(reply.content, reply.status_code, mimetype="text/xml")(environ, start_response)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.mark.parametrize(("status", "code"), [(400, "Throttling"), (503, "ServiceUnavailable")])
+def test_sns_throttling_or_5xx_is_retried_with_backoff_and_never_duplicated(app, client, make_event, make_user,
+                                                                           status, code):
+    """SNS refuses the first three publishes. The notification is retried with backoff by a real
+    worker (through the same flaky endpoint), ends `sent`, and the device gets exactly one push."""
+    import os
+
+    from celery import Celery
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.notifications.models import Notification
+    from tests.support import moto_sns_backend
+
+    user = make_user()
+    push = client.post("/api/notifications/register", headers=user["headers"],
+                       json={"channel": "push", "platform": "fcm", "token": f"fcm-flaky-{code}"}).json
+    event = make_event()
+    flaky = FlakySns(app.config["SNS_ENDPOINT_URL"], failures=3, status=status, code=code)
+    # a worker of its own (its own broker db), whose SNS is the flaky endpoint
+    broker = os.environ["TEST_SPARE_REDIS_URL"]
+    env = {"SNS_ENDPOINT_URL": flaky.url, "CELERY_BROKER_URL": broker, "CELERY_RESULT_BACKEND": broker}
+    worker = CeleryProcess(["worker", "-l", "INFO", "-Q", "notifications", "-P", "threads", "-c", "2",
+                            "--without-mingle", "--without-gossip", "-n", f"flaky-{free_port()}@%h"],
+                           env=env, name="flaky-worker")
+    producer = Celery()
+    producer.config_from_object("celeryconfig")  # the same queues and exchanges as the worker's
+    try:
+        now = time.time()
+        # (an explicit connection: CELERY_BROKER_URL in this process's environment wins over conf)
+        with producer.connection_for_write(broker) as connection:
+            producer.send_task("notifications.notify_admitted", args=[user["id"], event["id"], now, now + 600],
+                               queue="notifications", connection=connection)
+
+        def sent() -> Notification | None:
+            with app.app_context():
+                n = db.session.scalar(select(Notification).where(Notification.user_id == user["id"]))
+                db.session.rollback()
+                return n if n is not None and n.status == "sent" else None
+
+        n = wait_for(sent, timeout=60, interval=0.5, message="the notification to get through")
+        assert n.attempts >= 2  # the first attempt was refused, a later one went through
+        assert len(moto_sns_backend().platform_endpoints[push["endpoint_arn"]].messages) == 1  # exactly one push
+        refused = [t for t, s in flaky.publishes if s != 200]
+        delivered = [t for t, s in flaky.publishes if s == 200]
+        assert len(refused) == 3 and len(delivered) == 1
+        # backoff: the retry that got through came well after the last refusal, not in a hot loop
+        assert delivered[0] - refused[0] >= 0.5
+    finally:
+        worker.stop()
+        flaky.stop()
+        producer.close()
