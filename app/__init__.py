@@ -15,7 +15,7 @@ def create_app(config_overrides: dict[str, Any] | None = None, env: dict[str, st
     from app import tasking  # noqa: F401 - registers the enqueue-after-commit session hooks
     from app.auth.jwt_setup import configure_jwt
     from app.cli import register_cli
-    from app.errors import register_error_handlers
+    from app.errors import ErrorSchema, register_error_handlers
     from app.extensions import db, jwt, limiter, redis_store
     from app.observability.logging import configure_logging, install_request_context
     from app.observability.metrics import init_http_metrics
@@ -40,6 +40,7 @@ def create_app(config_overrides: dict[str, Any] | None = None, env: dict[str, st
 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"], x_proto=1)
     configure_jwt()
+    Api.ERROR_SCHEMA = ErrorSchema  # the documented error shape is the one every error has
     api = Api(app)
     register_error_handlers(app)
     install_request_context(app)

@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 from flask import Flask, Response, jsonify, request
+from marshmallow import Schema, fields
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
@@ -79,6 +80,16 @@ def json_error(status_code: int, message: str, errors: Any = None, reason: str |
     for key, value in (headers or {}).items():
         response.headers[key] = value
     return response
+
+
+class ErrorSchema(Schema):
+    """The one error shape (documentation: the OpenAPI `Error` component every error refers to)."""
+
+    code = fields.Integer(required=True, metadata={"description": "HTTP status code"})
+    status = fields.String(required=True, metadata={"description": "HTTP status phrase"})
+    message = fields.String(required=True, metadata={"description": "what went wrong, for people"})
+    reason = fields.String(metadata={"description": "a stable word for programs: sold_out, rate_limited, ..."})
+    errors = fields.Raw(metadata={"description": "field errors: {field: [messages]} (422)"})
 
 
 MAX_JSON_DEPTH = 64

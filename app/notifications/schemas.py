@@ -10,7 +10,10 @@ E164 = r"^\+[1-9]\d{6,14}$"
 class RegisterDeviceSchema(Schema):
     channel = fields.String(required=True, validate=validate.OneOf(["push", "email", "sms"]))
     platform = fields.String(validate=validate.OneOf(["fcm", "apns"]))
-    token = fields.String(validate=validate.Length(min=8, max=512))
+    # FCM registration tokens and APNs device tokens are URL-safe text (hex for APNs): anything
+    # else is not a device token, and is a 422 here rather than an error from SNS
+    token = fields.String(validate=[validate.Length(min=8, max=512),
+                                    validate.Regexp(r"^[A-Za-z0-9:_.\-]+$", error="not a device token")])
     address = fields.Email(validate=validate.Length(max=254))
     phone = fields.String(validate=validate.Regexp(E164, error="Phone must be E.164, e.g. +821012345678"))
 
