@@ -98,6 +98,13 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> dict[str
         "SMTP_FROM": env.get("SMTP_FROM", "tickets@example.com"),
         "SMTP_USERNAME": env.get("SMTP_USERNAME", ""),
         "SMTP_PASSWORD": env.get("SMTP_PASSWORD", ""),
+        # an e-mail address or phone number is notified only once proved with a code (off: development only)
+        "VERIFY_CHANNELS": _bool(env, "VERIFY_CHANNELS", True),
+        "NOTIFY_MAX_CHANNELS": _int(env, "NOTIFY_MAX_CHANNELS", 5),
+        "CHANNEL_LIMIT_PER_USER": env.get("CHANNEL_LIMIT_PER_USER") or "20 per hour",
+        "CODE_LIMIT_PER_USER": env.get("CODE_LIMIT_PER_USER") or "5 per hour",
+        # buying needs a verified e-mail (off: development only)
+        "REQUIRE_VERIFIED_EMAIL": _bool(env, "REQUIRE_VERIFIED_EMAIL", True),
         # parallel SNS/SMTP calls per notification task (sending is I/O-bound)
         "NOTIFY_SEND_CONCURRENCY": _int(env, "NOTIFY_SEND_CONCURRENCY", 32),
         "NOTIFY_DEEP_LINK_TEMPLATE": env.get("NOTIFY_DEEP_LINK_TEMPLATE", "ticketapp://queue/{event_id}"),
@@ -131,7 +138,9 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> dict[str
         "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 64 * 1024),
         # rate limits of the account endpoints (flask-limiter syntax; per client address unless noted)
         "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI") or redis_url,
-        "RATELIMIT_HEADERS_ENABLED": True,  # Retry-After (and X-RateLimit-*) on every limited answer
+        # off: flask-limiter would put a Retry-After on every answer of a limited route; app/errors.py
+        # puts one on the 429 only
+        "RATELIMIT_HEADERS_ENABLED": False,
         "RATELIMIT_SWALLOW_ERRORS": True,  # Redis down: the endpoint answers, unlimited, rather than 500
         "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", True),
         "LOGIN_LIMIT_PER_ACCOUNT": env.get("LOGIN_LIMIT_PER_ACCOUNT") or "10 per 15 minutes",  # failed logins
@@ -168,5 +177,8 @@ def check_production_safety(config: dict[str, Any]) -> None:
     admission = config["ADMISSION_SECRET_KEY"]
     if admission == DEFAULT_JWT_SECRET + ":admission" or "CHANGE_ME" in admission:
         raise ConfigError("APP_ENV=production requires a non-default ADMISSION_SECRET_KEY or JWT_SECRET_KEY")
+    for name in ("VERIFY_CHANNELS", "REQUIRE_VERIFIED_EMAIL", "RATELIMIT_ENABLED"):
+        if not config.get(name, True):
+            raise ConfigError(f"{name} may be switched off in development only")
     if config["DATABASE_URL"].startswith("sqlite"):
         raise ConfigError("APP_ENV=production requires DATABASE_URL pointing at MySQL/MariaDB")

@@ -183,12 +183,16 @@ def main() -> int:
     try:
         settings = _start_dependencies(stack, env, ports)
         settings["LOG_JSON"] = env.get("LOG_JSON") or "0"  # readable logs, here and in a second terminal
+        # development: buy and be notified without proving the e-mail or channels first (the
+        # codes would be in the dev inbox); production refuses these switches (app/config.py)
+        for name in ("REQUIRE_VERIFIED_EMAIL", "VERIFY_CHANNELS"):
+            settings[name] = env.get(name) or "0"
         env.update(settings)
         env.setdefault("QUEUE_ADVANCE_INTERVAL_SECONDS", "1")
         py = sys.executable
         flask = [py, "-m", "flask", "--app", "wsgi"]
         for step in (["db", "upgrade"], ["seed", "demo"],
-                     ["users", "create-admin", "admin@example.com", "--password", "admin12345"]):
+                     ["users", "create-admin", "admin@example.com", "--password", "admin-s3cret-2026"]):
             subprocess.run([*flask, *step], cwd=ROOT, env=env, check=True)
         api_url = f"http://127.0.0.1:{ports['PORT']}"
         _write_dev_env(dev_env, {**settings, "DEV_API_URL": api_url,
@@ -284,7 +288,7 @@ def _banner(env: dict[str, str], ports: dict[str, int], api_url: str, stack: Sta
     Exporter     http://127.0.0.1:{ports['EXPORTER_PORT']}/metrics   (worker and domain metrics)
     Dev inbox    {inbox}   (every e-mail, SMS and push sent)
     Demo         {demo}
-    Admin login  admin@example.com / admin12345 (development only)
+    Admin login  admin@example.com / admin-s3cret-2026 (development only)
     Database     {env['DATABASE_URL']}
     Redis        {env['REDIS_URL']}
     Kafka        {env['KAFKA_BOOTSTRAP_SERVERS']}   (flask --app wsgi events tail)

@@ -92,6 +92,17 @@ class ErrorSchema(Schema):
     errors = fields.Raw(metadata={"description": "field errors: {field: [messages]} (422)"})
 
 
+def _rate_limit_retry_after() -> str:
+    """Seconds until the limit that refused this request lets it through (flask-limiter's own
+    headers are off: they would put a Retry-After on every answer of a limited route)."""
+    import time
+
+    from app.extensions import limiter
+
+    current = limiter.current_limit
+    return str(max(1, int(current.reset_at - time.time()) + 1)) if current is not None else "60"
+
+
 MAX_JSON_DEPTH = 64
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _BRACKETS = re.compile(rb"[\[\]{}]")
@@ -137,6 +148,8 @@ def register_error_handlers(app: Flask) -> None:
         )
         headers = dict(exc.get_headers()) if code == 405 else {}
         headers.pop("Content-Type", None)
+        if code == 429:
+            headers["Retry-After"] = _rate_limit_retry_after()
         return json_error(code, message, errors, None, headers)
 
     @app.errorhandler(redis.RedisError)

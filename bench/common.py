@@ -107,11 +107,13 @@ def make_users(app, count: int) -> list[dict[str, Any]]:
     with app.app_context():
         db.session.execute(User.__table__.insert(), [
             {"email": f"bench-{tag}-{i}@example.com", "name": f"Bench {i}", "password_hash": password_hash,
-             "is_admin": False, "locale": "en", "created_at": utcnow()} for i in range(count)])
+             "is_admin": False, "locale": "en", "created_at": utcnow(), "email_verified_at": utcnow()}
+            for i in range(count)])
         db.session.commit()
         ids = db.session.scalars(select(User.id).where(User.email.like(f"bench-{tag}-%")).order_by(User.id))
         return [{"id": uid, "headers": {"Authorization": "Bearer " + create_access_token(
-            identity=str(uid), expires_delta=datetime.timedelta(hours=2))}} for uid in ids]
+            identity=str(uid), additional_claims={"ev": True}, expires_delta=datetime.timedelta(hours=2))}}
+            for uid in ids]
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -4,7 +4,7 @@ from tasks.celery_app import celery
 
 app = celery
 
-from tasks import admission, booking, maintenance, notifications, outbox  # noqa: E402,F401
+from tasks import admission, auth, booking, maintenance, notifications, outbox  # noqa: E402,F401
 from tasks import cli as _cli  # noqa: E402,F401  (registers `celery -A tasks queue|outbox|holds`)
 
 __all__ = ["app", "celery"]

@@ -42,3 +42,17 @@ def send(self: Task, notification_id: str) -> str | None:
         # exponential backoff with full jitter (throttling clears faster when callers spread out)
         raise self.retry(exc=exc, countdown=random.uniform(0, min(60.0, 0.5 * 2 ** self.request.retries))) from exc
     return n.status if n else None
+
+
+@celery.task(name="notifications.send_code", bind=True, max_retries=5, ignore_result=True)
+def send_code(self: Task, device_id: str, code: str) -> str | None:
+    """A verification code to the e-mail address or phone number being proved."""
+    from app.notifications.channels import PermanentError, TransientError
+    from app.notifications.services import deliver_code
+
+    try:
+        return deliver_code(device_id, code)
+    except TransientError as exc:
+        raise self.retry(exc=exc, countdown=random.uniform(0, min(60.0, 0.5 * 2 ** self.request.retries))) from exc
+    except PermanentError:
+        return None  # the address refuses mail: the code never arrives, the channel stays unproved

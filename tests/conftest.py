@@ -205,7 +205,7 @@ def smtp_sink(app) -> support.SmtpSink:
 
 # --- factories ------------------------------------------------------------------------------------
 
-_PASSWORD = "Passw0rd!"
+_PASSWORD = "test-Passw0rd-2026"
 _HASH: list[str] = []
 
 
@@ -221,13 +221,18 @@ def make_user(app):
     if not _HASH:
         _HASH.append(generate_password_hash(_PASSWORD))
 
-    def factory(email: str | None = None, admin: bool = False, locale: str = "en") -> dict[str, Any]:
+    def factory(email: str | None = None, admin: bool = False, locale: str = "en",
+                verified: bool = True) -> dict[str, Any]:
+        from app.db import utcnow
+
         with app.app_context():
             user = User(email=email or f"user-{uuid.uuid4().hex[:10]}@test.local", name="Test User",
-                        password_hash=_HASH[0], is_admin=admin, locale=locale)
+                        password_hash=_HASH[0], is_admin=admin, locale=locale,
+                        email_verified_at=utcnow() if verified else None)
             db.session.add(user)
             db.session.commit()
-            token = create_access_token(identity=str(user.id), additional_claims={"roles": user.roles})
+            token = create_access_token(identity=str(user.id), additional_claims={"roles": user.roles,
+                                                                                  "ev": verified})
             return {"id": user.id, "email": user.email, "password": _PASSWORD, "token": token,
                     "headers": {"Authorization": f"Bearer {token}"}}
 

@@ -33,3 +33,18 @@ def wait_reservation(client, user: dict[str, Any], reservation_id: str, until: s
         return body if body["status"] in until else None
 
     return wait_for(done, timeout=timeout, interval=0.1, message=f"reservation {reservation_id} in {until}")
+
+
+def code_sent_to(target: str, smtp_sink: Any = None) -> str | None:
+    """The latest 6-digit verification code sent to a phone number (moto's SMS log) or an e-mail
+    address (the SMTP sink), or None while none has arrived."""
+    import re
+
+    from tests.support import moto_sns_backend
+
+    if target.startswith("+"):
+        texts = [text for phone, text in moto_sns_backend().sms_messages.values() if phone == target]
+    else:
+        texts = [m["data"] for m in smtp_sink.messages if target in m["to"]]
+    codes = [m.group(1) for text in texts if (m := re.search(r"(?:code is|코드는) (\d{6})", text))]
+    return codes[-1] if codes else None

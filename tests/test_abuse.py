@@ -180,12 +180,14 @@ def test_logins_are_throttled_per_account_and_per_address(client, make_user):
 
 def test_registration_and_refresh_are_throttled_per_address(client, make_user):
     codes = [client.post("/api/auth/register", environ_base={"REMOTE_ADDR": "198.51.100.8"},
-                         json={"email": f"bot{i}@example.com", "password": "s3cretpass", "name": "Bot"}).status_code
+                         json={"email": f"bot{i}@example.com", "password": "fan-s3cret-2026",
+                               "name": "Bot"}).status_code
              for i in range(11)]
     assert codes[:10] == [201] * 10 and codes[10] == 429
     # a different address registers fine
     assert client.post("/api/auth/register", environ_base={"REMOTE_ADDR": "198.51.100.9"},
-                       json={"email": "human@example.com", "password": "s3cretpass", "name": "H"}).status_code == 201
+                       json={"email": "human@example.com", "password": "fan-s3cret-2026",
+                             "name": "H"}).status_code == 201
     user = make_user()
     login = client.post("/api/auth/login", json={"email": user["email"], "password": user["password"]}).json
     refresh = login["refresh_token"]
@@ -197,3 +199,126 @@ def test_registration_and_refresh_are_throttled_per_address(client, make_user):
     r = client.post("/api/auth/refresh", headers={"Authorization": f"Bearer {refresh}"},
                     environ_base={"REMOTE_ADDR": "198.51.100.10"})
     assert r.status_code == 429 and r.headers["Retry-After"]
+
+
+def test_channels_are_capped_and_unproved_ones_are_never_notified(app, client, worker, smtp_sink, make_user,
+                                                                   make_event):
+    """One account registered 30 SMS numbers and a stranger's e-mail, and one admission sent 31
+    messages. Now: at most 5 channels; an address or number gets nothing but its code until the
+    code comes back; 5 wrong codes void it."""
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.notifications.models import Notification
+    from tests.helpers import advance, code_sent_to
+    from tests.support import wait_for
+
+    user = make_user()
+    headers = user["headers"]
+    stranger = client.post("/api/notifications/register", headers=headers,
+                           json={"channel": "email", "address": "stranger@example.com"}).json
+    assert stranger["verified"] is False
+    phones = [client.post("/api/notifications/register", headers=headers,
+                          json={"channel": "sms", "phone": f"+1555010{i:04d}"}) for i in range(5)]
+    assert [r.status_code for r in phones] == [201, 201, 201, 201, 409]
+    assert phones[-1].json["reason"] == "too_many_channels"
+    # the same one again is not a new channel
+    assert client.post("/api/notifications/register", headers=headers,
+                       json={"channel": "sms", "phone": "+15550100000"}).status_code == 200
+
+    # wrong codes: 5 tries, then the code is void
+    code = wait_for(lambda: code_sent_to("stranger@example.com", smtp_sink), timeout=20, message="the code")
+    wrong = "000000" if code != "000000" else "111111"
+    url = f"/api/notifications/devices/{stranger['device_id']}/verify"
+    assert [client.post(url, json={"code": wrong}, headers=headers).status_code for _ in range(5)] == [422] * 5
+    r = client.post(url, json={"code": code}, headers=headers)
+    assert r.status_code == 429 and r.json["reason"] == "too_many_attempts"
+    assert client.post(url, json={"code": code}, headers=headers).json["reason"] == "code_expired"
+    assert client.post(url, json={"code": "12ab56"}, headers=headers).status_code == 422  # not six digits
+
+    # an admission tells nobody: none of the five channels was proved
+    event = make_event(admit_per_minute=6000)
+    client.post(f"/api/queue/{event['id']}/join", headers=headers)
+    assert advance(app, event["id"]).admitted == [user["id"]]
+    import time
+
+    time.sleep(2)
+    with app.app_context():
+        assert db.session.scalars(select(Notification).where(Notification.user_id == user["id"])).all() == []
+        db.session.rollback()
+    # a new code, then the right one: the channel is proved
+    resend = client.post(f"/api/notifications/devices/{stranger['device_id']}/code", headers=headers)
+    assert resend.status_code == 202
+    fresh = wait_for(lambda: (c := code_sent_to("stranger@example.com", smtp_sink)) != code and c, timeout=20,
+                     message="a new code")
+    assert client.post(url, json={"code": fresh}, headers=headers).json["verified"] is True
+
+
+def test_buying_needs_a_verified_email_and_the_code_from_sign_up_proves_it(app, client, worker, smtp_sink,
+                                                                           make_event):
+    """fan+1@, fan+2@ were separate accounts, and ten bots held a section without paying. Now one
+    account per mailbox, and reserve needs the e-mail proved (token claim, no extra round trip)."""
+    from tests.helpers import admitted_pass, code_sent_to
+    from tests.support import wait_for
+
+    r = client.post("/api/auth/register", json={"email": "fan@example.com", "password": "fan-s3cret-2026",
+                                                "name": "Fan"})
+    assert r.status_code == 201 and r.json["email_verified"] is False
+    r = client.post("/api/auth/register", json={"email": "Fan+2@Example.com", "password": "fan-s3cret-2026",
+                                                "name": "Fan again"})
+    assert r.status_code == 409 and r.json["reason"] == "email_taken"
+    tokens = client.post("/api/auth/login", json={"email": "fan@example.com", "password": "fan-s3cret-2026"}).json
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+    user = {"id": client.get("/api/auth/me", headers=headers).json["id"], "headers": headers}
+    event = make_event(sections=[{"name": "Floor", "capacity": 10}])
+    admission = admitted_pass(client, app, event["id"], user)
+    body = {"event_id": event["id"], "section_id": event["sections"][0]["id"], "quantity": 1}
+    r = client.post("/api/tickets/reserve", json=body,
+                    headers={**user["headers"], "X-Admission-Token": admission, "Idempotency-Key": "k1"})
+    assert r.status_code == 403 and r.json["reason"] == "email_unverified"
+
+    code = wait_for(lambda: code_sent_to("fan@example.com", smtp_sink), timeout=20, message="the sign-up code")
+    verified = client.post("/api/auth/verify-email", json={"code": code}, headers=user["headers"])
+    assert verified.status_code == 200
+    user["headers"] = {"Authorization": f"Bearer {verified.json['access_token']}"}
+    assert client.get("/api/auth/me", headers=user["headers"]).json["email_verified"] is True
+    r = client.post("/api/tickets/reserve", json=body,
+                    headers={**user["headers"], "X-Admission-Token": admission, "Idempotency-Key": "k1"})
+    assert r.status_code == 202, r.json
+
+
+def test_a_sale_can_ask_for_proof_of_work_at_join(app, client, make_event, make_user, admin):
+    """Queue-it's defence against bot armies: each join costs CPU. Checked inside the join script."""
+    import hashlib
+
+    from app.queue import pow as proof
+
+    event = make_event()
+    r = client.patch(f"/api/queue/{event['id']}", json={"pow_difficulty": 12}, headers=admin["headers"])
+    assert r.status_code == 200
+    assert client.get(f"/api/events/{event['id']}").json["pow_difficulty"] == 12
+    user = make_user()
+    url = f"/api/queue/{event['id']}/join"
+    r = client.post(url, headers=user["headers"])
+    assert r.status_code == 428 and r.json["reason"] == "proof_of_work_required"
+    assert r.json["errors"]["difficulty"] == 12
+    # a nonce that does not meet the difficulty is refused; one that does is accepted, and keeps working
+    weak = next(str(n) for n in range(1000) if proof.leading_zero_bits(
+        hashlib.sha1(f"{event['id']}:{user['id']}:{n}".encode()).hexdigest()) < 12)
+    assert client.post(url, headers={**user["headers"], "X-Proof-Of-Work": weak}).status_code == 428
+    nonce = proof.solve(event["id"], user["id"], 12)
+    assert client.post(url, headers={**user["headers"], "X-Proof-Of-Work": nonce}).status_code == 202
+    assert client.post(url, headers={**user["headers"], "X-Proof-Of-Work": nonce}).json["position"] == 1
+    # the nonce is bound to the user: another account must do its own work
+    other = make_user()
+    assert client.post(url, headers={**other["headers"], "X-Proof-Of-Work": nonce}).status_code == 428
+    # switched off again, joining needs nothing
+    client.patch(f"/api/queue/{event['id']}", json={"pow_difficulty": 0}, headers=admin["headers"])
+    assert client.post(url, headers=other["headers"]).status_code == 202
+
+
+def test_the_reference_solver_counts_bits_as_the_join_script_does():
+    from app.queue.pow import leading_zero_bits
+
+    assert leading_zero_bits("ffff") == 0 and leading_zero_bits("7fff") == 1 and leading_zero_bits("1fff") == 3
+    assert leading_zero_bits("0fff") == 4 and leading_zero_bits("00ff") == 8 and leading_zero_bits("0001") == 15

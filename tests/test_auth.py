@@ -10,11 +10,11 @@ from app.auth.models import User
 from app.extensions import db
 
 
-def register(client, email="ann@example.com", password="s3cretpass", name="Ann"):
+def register(client, email="ann@example.com", password="fan-s3cret-2026", name="Ann"):
     return client.post("/api/auth/register", json={"email": email, "password": password, "name": name})
 
 
-def login(client, email="ann@example.com", password="s3cretpass"):
+def login(client, email="ann@example.com", password="fan-s3cret-2026"):
     return client.post("/api/auth/login", json={"email": email, "password": password})
 
 
@@ -25,7 +25,7 @@ def test_register_login_me_refresh_logout(client, app):
     assert "password" not in r.json and "password_hash" not in r.json
     with app.app_context():
         stored = db.session.get(User, r.json["id"])
-        assert stored.password_hash != "s3cretpass" and "s3cretpass" not in stored.password_hash
+        assert stored.password_hash != "fan-s3cret-2026" and "fan-s3cret-2026" not in stored.password_hash
 
     r = login(client, email="ANN@example.com ")
     assert r.status_code == 200
@@ -82,11 +82,15 @@ def test_duplicate_email_is_409(client):
 
 
 @pytest.mark.parametrize("payload,field", [
-    ({"email": "not-an-email", "password": "s3cretpass", "name": "A"}, "email"),
+    ({"email": "not-an-email", "password": "fan-s3cret-2026", "name": "A"}, "email"),
     ({"email": "a@example.com", "password": "short1", "name": "A"}, "password"),
     ({"email": "a@example.com", "password": "onlyletters", "name": "A"}, "password"),
-    ({"email": "a@example.com", "password": "s3cretpass", "name": "   "}, "name"),
-    ({"email": "a@example.com", "password": "s3cretpass"}, "name"),
+    # common passwords are refused whatever their length and mix (zxcvbn, issue #11)
+    ({"email": "a@example.com", "password": "password1", "name": "A"}, "password"),
+    ({"email": "a@example.com", "password": "qwerty12", "name": "A"}, "password"),
+    ({"email": "anna.lee@example.com", "password": "annalee2026", "name": "Anna Lee"}, "password"),
+    ({"email": "a@example.com", "password": "fan-s3cret-2026", "name": "   "}, "name"),
+    ({"email": "a@example.com", "password": "fan-s3cret-2026"}, "name"),
 ])
 def test_register_validation_is_422_with_field_errors(client, payload, field):
     r = client.post("/api/auth/register", json=payload)

@@ -85,9 +85,9 @@ def test_make_run_serves_the_readme_flow_to_the_operators_tools_and_stops_cleanl
 
     # the README's client flow
     email = f"fan-{uuid.uuid4().hex[:6]}@example.com"
-    assert requests.post(f"{api}/auth/register", json={"email": email, "password": "s3cretpass", "name": "Fan"},
+    assert requests.post(f"{api}/auth/register", json={"email": email, "password": "fan-s3cret-2026", "name": "Fan"},
                          timeout=10).status_code == 201
-    token = requests.post(f"{api}/auth/login", json={"email": email, "password": "s3cretpass"},
+    token = requests.post(f"{api}/auth/login", json={"email": email, "password": "fan-s3cret-2026"},
                           timeout=10).json()["access_token"]
     auth = {"Authorization": f"Bearer {token}"}
     for channel in ({"channel": "email", "address": email}, {"channel": "sms", "phone": "+15555550123"},

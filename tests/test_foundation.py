@@ -21,7 +21,7 @@ def test_migrations_created_every_table_at_head(app):
         assert {"users", "events", "sections", "seats", "reservations", "outbox", "devices",
                 "notifications", "alembic_version"} <= tables
         version = db.session.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "0003"
+        assert version == "0004"
         if db.is_mysql:
             rows = db.session.execute(text(
                 "SELECT table_name, engine, table_collation FROM information_schema.tables "
@@ -155,7 +155,7 @@ def test_create_admin_cli_creates_and_promotes(app, make_user):
 
     env = {**os.environ}
     run = [sys.executable, "-m", "flask", "--app", "wsgi", "users", "create-admin"]
-    out = subprocess.run([*run, "boss@example.com", "--password", "Adm1nPass"], cwd=ROOT, env=env,
+    out = subprocess.run([*run, "boss@example.com", "--password", "boss-s3cret-2026"], cwd=ROOT, env=env,
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "created admin boss@example.com" in out.stdout

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.notifications.models import Device, Notification
 from app.outbox.models import OutboxEvent
-from tests.helpers import advance
+from tests.helpers import advance, code_sent_to
 from tests.support import moto_sns_backend, wait_for
 
 
@@ -83,8 +83,15 @@ def test_admission_notifies_every_channel_once_within_the_target(app, client, wo
     event = make_event(admit_per_minute=6000, heartbeat_timeout_seconds=1)
     user = make_user(locale="ko")
     push = register(client, user, {"channel": "push", "platform": "fcm", "token": "fcm-token-admit"}).json
-    register(client, user, {"channel": "sms", "phone": "+821099998888"})
-    register(client, user, {"channel": "email", "address": "fan@example.com"})
+    assert push["verified"] is True  # a push token proves itself
+    phone = register(client, user, {"channel": "sms", "phone": "+821099998888"}).json
+    mailbox = register(client, user, {"channel": "email", "address": "fan@example.com"}).json
+    for device, target in ((phone, "+821099998888"), (mailbox, "fan@example.com")):
+        assert device["verified"] is False  # used only once the code sent there comes back
+        code = wait_for(lambda t=target: code_sent_to(t, smtp_sink), timeout=20, message=f"a code to {target}")
+        r = client.post(f"/api/notifications/devices/{device['device_id']}/verify", json={"code": code},
+                        headers=user["headers"])
+        assert r.status_code == 200 and r.json["verified"] is True
     assert client.post(f"/api/queue/{event['id']}/join", headers=user["headers"]).status_code == 202
     time.sleep(1.2)  # the user left the page: no polling, yet registered channels keep the place
     assert advance(app, event["id"]).admitted == [user["id"]]
@@ -107,11 +114,13 @@ def test_admission_notifies_every_channel_once_within_the_target(app, client, wo
     assert gcm["data"]["web_link"].endswith(f"/queue/{event['id']}") and gcm["data"]["admitted_until"]
     assert gcm["notification"]["title"] == "차례가 되었습니다!"
     assert json.loads(payload["APNS"])["aps"]["alert"]["title"] == "차례가 되었습니다!"
-    sms = [m for m in backend.sms_messages.values() if m[0] == "+821099998888"]
+    sms = [m for m in backend.sms_messages.values() if m[0] == "+821099998888" and "/queue/" in m[1]]
     assert len(sms) == 1 and f"/queue/{event['id']}" in sms[0][1]
-    mails = [m for m in smtp_sink.messages if "fan@example.com" in m["to"]]
+    parsed = [email.message_from_string(m["data"], policy=email.policy.default)
+              for m in smtp_sink.messages if "fan@example.com" in m["to"]]
+    mails = [m for m in parsed if str(m["Subject"]) != "인증 코드"]  # the verification code came first
     assert len(mails) == 1
-    mail = email.message_from_string(mails[0]["data"], policy=email.policy.default)
+    mail = mails[0]
     assert str(mail["Subject"]) == "차례가 되었습니다!"
     assert f"ticketapp://queue/{event['id']}" in mail.get_content()
 
@@ -164,8 +173,9 @@ def test_log_channel_when_no_provider_is_configured(app, make_user, make_event, 
 
     user = make_user()
     event = make_event()
-    saved = {k: app.config[k] for k in ("SMTP_HOST", "SNS_FCM_APPLICATION_ARN", "SNS_SMS_ENABLED")}
-    app.config.update(SMTP_HOST="", SNS_FCM_APPLICATION_ARN="", SNS_SMS_ENABLED=False)
+    saved = {k: app.config[k] for k in ("SMTP_HOST", "SNS_FCM_APPLICATION_ARN", "SNS_SMS_ENABLED", "VERIFY_CHANNELS")}
+    # (verification off: this test is about where an unprovable channel's notice goes)
+    app.config.update(SMTP_HOST="", SNS_FCM_APPLICATION_ARN="", SNS_SMS_ENABLED=False, VERIFY_CHANNELS=False)
     app.config["CELERY_ENABLED"] = False
     try:
         with app.app_context():

@@ -234,7 +234,8 @@ def test_admission_expires_and_frees_the_slot(app, client, make_event, make_user
 def test_abandoned_places_are_skipped_unless_the_user_can_be_notified(app, client, make_event, make_user):
     event = make_event(admit_per_minute=6000, heartbeat_timeout_seconds=1)
     gone, notified, present = make_user(), make_user(), make_user()
-    r = client.post("/api/notifications/register", json={"channel": "email", "address": "n@example.com"},
+    r = client.post("/api/notifications/register",
+                    json={"channel": "push", "platform": "fcm", "token": "fcm-notifiable-1"},
                     headers=notified["headers"])
     assert r.status_code == 201
     for u in (gone, notified, present):
@@ -382,8 +383,8 @@ def test_a_finished_sale_leaves_the_advancer(app, client, make_event, make_user)
 def test_revoked_token_is_refused_by_the_lean_queue_endpoints(client, make_event):
     """status and join read the revocation in the same round trip as their script: still a 401."""
     event = make_event()
-    client.post("/api/auth/register", json={"email": "lean@example.com", "password": "s3cretpass", "name": "L"})
-    token = client.post("/api/auth/login", json={"email": "lean@example.com", "password": "s3cretpass"}
+    client.post("/api/auth/register", json={"email": "lean@example.com", "password": "fan-s3cret-2026", "name": "L"})
+    token = client.post("/api/auth/login", json={"email": "lean@example.com", "password": "fan-s3cret-2026"}
                         ).json["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
     joined = client.post(f"/api/queue/{event['id']}/join", headers=headers)

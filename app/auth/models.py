@@ -19,6 +19,12 @@ class User(Base):
     # BCP-47 language tag used for notification texts ("en", "ko")
     locale: Mapped[str] = mapped_column(String(8), nullable=False, default="en")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    # buying needs a verified e-mail (REQUIRE_VERIFIED_EMAIL; app/auth/verification.py)
+    email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    @property
+    def email_verified(self) -> bool:
+        return self.email_verified_at is not None
 
     @property
     def roles(self) -> list[str]:

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-import re
+from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
-from marshmallow import Schema, ValidationError, fields, validate, validates
+from app.auth.passwords import weakness
 
 
 class RegisterSchema(Schema):
@@ -11,10 +11,11 @@ class RegisterSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=120))
     locale = fields.String(load_default="en", validate=validate.OneOf(["en", "ko"]))
 
-    @validates("password")
-    def _strong_enough(self, value: str, **_kwargs) -> None:
-        if not (re.search(r"[A-Za-z]", value) and re.search(r"\d", value)):
-            raise ValidationError("Password must contain at least one letter and one digit.")
+    @validates_schema
+    def _hard_to_guess(self, data: dict, **_kwargs) -> None:
+        problem = weakness(data.get("password", ""), data.get("email", ""), data.get("name", ""))
+        if problem:
+            raise ValidationError({"password": [problem]})
 
     @validates("name")
     def _not_blank(self, value: str, **_kwargs) -> None:
@@ -33,6 +34,7 @@ class UserSchema(Schema):
     name = fields.String()
     locale = fields.String()
     roles = fields.List(fields.String())
+    email_verified = fields.Boolean(metadata={"description": "buying needs a verified e-mail"})
     created_at = fields.DateTime()
 
 

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import time
 
+from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from app import verification
 from app.auth.models import User
+from app.auth.passwords import weakness
+from app.db import utcnow
 from app.errors import Conflict, NotFound, Unauthorized
 from app.extensions import db, redis_store
+from app.tasking import send_task
 
 REVOKED_PREFIX = "jwt:revoked:"
 # A constant hash to compare against when the e-mail is unknown, so login timing does not reveal
@@ -22,8 +27,21 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
+def inbox_of(email: str) -> str:
+    """The mailbox an address delivers to: `fan+1@x` and `fan+2@x` are both `fan@x`."""
+    local, _, domain = normalise_email(email).partition("@")
+    return f"{local.split('+', 1)[0]}@{domain}"
+
+
 def register_user(email: str, password: str, name: str, locale: str = "en") -> User:
     session = db.session
+    inbox = inbox_of(email)
+    local, _, domain = inbox.partition("@")
+    same_inbox = session.scalars(select(User.email).where(User.email.like(f"{local}%@{domain}"))).all()
+    if any(inbox_of(other) == inbox for other in same_inbox):
+        # one account per mailbox: +tags would otherwise multiply accounts for free
+        raise Conflict("An account already uses this mailbox", reason="email_taken",
+                       errors={"email": ["already registered (sub-addresses count as the same mailbox)"]})
     user = User(email=normalise_email(email), name=name.strip(), password_hash=generate_password_hash(password),
                 locale=locale)
     session.add(user)
@@ -33,7 +51,56 @@ def register_user(email: str, password: str, name: str, locale: str = "en") -> U
         session.rollback()
         raise Conflict("This e-mail address is already registered", reason="email_taken",
                        errors={"email": ["already registered"]}) from exc
+    if current_app.config["REQUIRE_VERIFIED_EMAIL"]:
+        send_email_code(user)  # (development without verification: no code to mail)
     return user
+
+
+# --- e-mail verification: buying needs a proved address (one account per inbox, not per alias) ---
+
+EMAIL_CODE_TEXTS = {
+    "en": ("Confirm your e-mail", "Your ticket platform code is {code}. Enter it to confirm this address; "
+                                  "it expires in 15 minutes."),
+    "ko": ("이메일 인증", "티켓 플랫폼 인증 코드는 {code}입니다. 15분 안에 입력해 주세요."),
+}
+
+
+def send_email_code(user: User) -> None:
+    """A code to the account's address, sent by a task (no network call in the request)."""
+    code = verification.issue(f"email:{user.id}")
+    send_task("auth.send_email_code", [user.id, code])
+
+
+def deliver_email_code(user_id: int, code: str) -> str | None:
+    from app.notifications import channels
+
+    user = db.session.get(User, user_id)
+    if user is None or user.email_verified_at is not None:
+        return None
+    title, body = EMAIL_CODE_TEXTS.get(user.locale, EMAIL_CODE_TEXTS["en"])
+    message = channels.Message(title=title, body=body.format(code=code), deep_link="", web_link="", event_id=0,
+                               admitted_until_iso="")
+    address = user.email
+    db.session.rollback()
+    if not current_app.config["SMTP_HOST"]:
+        return channels.send_log(address, message)
+    return channels.send_email(address, message)
+
+
+def verify_email(user_id: int, code: str) -> User:
+    user = get_user(user_id)
+    if user.email_verified_at is None:
+        verification.check(f"email:{user.id}", code)
+        user.email_verified_at = utcnow()
+        db.session.commit()
+    return user
+
+
+def resend_email_code(user_id: int) -> None:
+    user = get_user(user_id)
+    if user.email_verified_at is not None:
+        raise Conflict("This e-mail address is verified already", reason="already_verified")
+    send_email_code(user)
 
 
 def authenticate(email: str, password: str) -> User:
@@ -58,6 +125,9 @@ def create_or_promote_admin(email: str, password: str | None, name: str | None =
     session = db.session
     user = session.scalar(select(User).where(User.email == normalise_email(email)))
     created = user is None
+    problem = weakness(password, email, name or "") if password else None
+    if problem:
+        raise ValueError(problem)
     if user is None:
         if not password:
             raise ValueError("a password is required to create a new admin")

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, request
+from flask import Response, current_app, request
 from flask.views import MethodView
-from flask_jwt_extended import jwt_required
+from flask_jwt_extended import get_jwt, jwt_required
 from flask_smorest import Blueprint
 
 from app.auth.jwt_setup import current_user_id, jwt_required_blocklist_deferred, revoked_key
@@ -16,6 +16,7 @@ from app.booking.schemas import (
     ReserveSchema,
     parse_reserve,
 )
+from app.errors import Forbidden
 from app.jsonio import json_response
 from app.pagination import PageArgsSchema, page_body
 
@@ -44,6 +45,11 @@ class Reserve(MethodView):
         Needs the waiting room's pass in X-Admission-Token and an Idempotency-Key. The same key
         and body answer the same reservation; the same key with another body is a 422.
         """
+        if current_app.config["REQUIRE_VERIFIED_EMAIL"] and not get_jwt().get("ev"):
+            # from the token: no database round trip on the hot path (POST /api/auth/verify-email
+            # answers a token that carries it)
+            raise Forbidden("Confirm your e-mail before buying (POST /api/auth/verify-email)",
+                            reason="email_unverified")
         body, key = parse_reserve(request)
         view, _created = services.request_reservation(intake.ReserveRequest(
             user_id=current_user_id(), event_id=body["event_id"], section_id=body["section_id"],

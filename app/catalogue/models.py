@@ -30,6 +30,8 @@ class Event(Base):
     admission_window_seconds: Mapped[int] = mapped_column(Integer, nullable=False, default=600)
     prequeue_minutes: Mapped[int] = mapped_column(Integer, nullable=False, default=15)
     heartbeat_timeout_seconds: Mapped[int] = mapped_column(Integer, nullable=False, default=60)
+    # proof of work asked at join: leading zero bits of SHA-1 (0: none; docs/security.md)
+    pow_difficulty: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     # booking settings
     max_per_user: Mapped[int] = mapped_column(Integer, nullable=False, default=4)
     hold_seconds: Mapped[int] = mapped_column(Integer, nullable=False, default=300)

@@ -18,6 +18,8 @@ class EventCreateSchema(Schema):
     admission_window_seconds = fields.Integer(strict=True, load_default=600, validate=validate.Range(min=1, max=86_400))
     prequeue_minutes = fields.Integer(strict=True, load_default=15, validate=validate.Range(min=0, max=1440))
     heartbeat_timeout_seconds = fields.Integer(strict=True, load_default=60, validate=validate.Range(min=1, max=86_400))
+    pow_difficulty = fields.Integer(strict=True, load_default=0, validate=validate.Range(min=0, max=24),
+                                    metadata={"description": "proof of work asked at join, in zero bits (0: none)"})
     max_per_user = fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1, max=100),
                                   metadata={"description": "default: MAX_TICKETS_PER_USER (4)"})
     hold_seconds = fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1, max=86_400),
@@ -56,6 +58,7 @@ class EventSchema(Schema):
     admission_window_seconds = fields.Integer()
     prequeue_minutes = fields.Integer()
     heartbeat_timeout_seconds = fields.Integer()
+    pow_difficulty = fields.Integer()
     max_per_user = fields.Integer()
     hold_seconds = fields.Integer()
 

@@ -28,8 +28,15 @@ class Device(Base):
     # "push:<target_hash>" for push (a token belongs to one account at a time), NULL otherwise
     exclusive_key: Mapped[str | None] = mapped_column(String(72), nullable=True)
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # e-mail and SMS are used only once the owner entered the code sent there; a push token is
+    # proof of itself (it comes from the device), so it is verified when registered
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+    @property
+    def verified(self) -> bool:
+        return self.verified_at is not None
 
     __table_args__ = (UniqueConstraint("user_id", "channel", "target_hash", name="uq_devices_user_target"),
                       UniqueConstraint("exclusive_key", name="uq_devices_exclusive_key"))

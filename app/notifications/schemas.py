@@ -25,11 +25,16 @@ class RegisterDeviceSchema(Schema):
             raise ValidationError(missing)
 
 
+class VerifyCodeSchema(Schema):
+    code = fields.String(required=True, validate=validate.Regexp(r"^\s*\d{6}\s*$", error="six digits"))
+
+
 class DeviceSchema(Schema):
     device_id = fields.String(attribute="id")
     channel = fields.String()
     platform = fields.String(allow_none=True)
     enabled = fields.Boolean()
+    verified = fields.Boolean(metadata={"description": "false until the code sent to it was entered (e-mail, SMS)"})
     endpoint_arn = fields.String(allow_none=True)
     created_at = fields.DateTime()
 

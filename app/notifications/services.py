@@ -13,12 +13,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
+from app import verification
 from app.auth.models import User
 from app.catalogue.models import Event
 from app.db import insert_ignore, new_uuid, retry_when_busy, upsert, utcnow
-from app.errors import AppError, NotFound, Unprocessable
+from app.errors import AppError, Conflict, NotFound, Unprocessable
 from app.extensions import db, redis_store
 from app.notifications import channels
 from app.notifications.models import CHANNEL_EMAIL, CHANNEL_PUSH, CHANNEL_SMS, Device, Notification
@@ -69,22 +70,38 @@ def register_device(user_id: int, data: dict[str, Any]) -> tuple[Device, bool]:
     else:
         key_filter = (Device.user_id == user_id) & (Device.channel == channel) & (Device.target_hash == digest)
         conflict = ["user_id", "channel", "target_hash"]
-    before = session.execute(select(Device.user_id, Device.endpoint_arn).where(key_filter)).first()
+    before = session.execute(select(Device.user_id, Device.endpoint_arn, Device.verified_at)
+                             .where(key_filter)).first()
+    if before is None or before.user_id != user_id:
+        # a cap on channels per user: one account may not fan an admission out to 30 phones
+        count = session.scalar(select(func.count(Device.id)).where(Device.user_id == user_id)) or 0
+        cap = current_app.config["NOTIFY_MAX_CHANNELS"]
+        if count >= cap:
+            session.rollback()
+            raise Conflict(f"At most {cap} channels per account; remove one first", reason="too_many_channels")
     session.rollback()  # no transaction (and no lock) stays open across the SNS call below
     endpoint_arn = before.endpoint_arn if before else None
     if channel == CHANNEL_PUSH:
         endpoint_arn = _ensure_endpoint(data["platform"], target, endpoint_arn, user_id)
     now = utcnow()
+    # a push token proves itself; an address or number must be proved with a code, unless this
+    # user proved it already (re-registering keeps that) or verification is off (development)
+    proved = channel == CHANNEL_PUSH or not current_app.config["VERIFY_CHANNELS"]
+    verified_at = now if proved else (before.verified_at if before and before.user_id == user_id else None)
     row = {"id": new_uuid(), "user_id": user_id, "channel": channel, "platform": data.get("platform"),
            "target": target, "target_hash": digest, "exclusive_key": exclusive_key,
-           "endpoint_arn": endpoint_arn, "enabled": True, "created_at": now, "updated_at": now}
+           "endpoint_arn": endpoint_arn, "enabled": True, "verified_at": verified_at, "created_at": now,
+           "updated_at": now}
+
     def write() -> None:
         upsert(session, Device.__table__, [row], conflict, ["user_id", "platform", "endpoint_arn", "enabled",
-                                                            "updated_at"])
+                                                            "verified_at", "updated_at"])
         session.commit()
 
     retry_when_busy(session, write, attempts=REGISTER_ATTEMPTS, first_delay=0.03)
     device = session.scalar(select(Device).where(key_filter))
+    if device.verified_at is None:
+        send_code(device)
     refresh_cache(user_id)
     if before is not None and before.user_id != user_id:
         refresh_cache(before.user_id)  # the token left that account
@@ -111,9 +128,59 @@ def _ensure_endpoint(platform: str, token: str, endpoint_arn: str | None, user_i
                             errors={"token": [str(exc)]}) from exc
 
 
+def send_code(device: Device) -> None:
+    """A new verification code, sent to the address or number itself (by a task: no network call
+    in the request). Asking again replaces the previous code."""
+    code = verification.issue(f"device:{device.id}")
+    send_task("notifications.send_code", [device.id, code])
+
+
+def deliver_code(device_id: str, code: str) -> str | None:
+    """The task's body: the code through the device's own channel. Raises TransientError to retry."""
+    device = db.session.get(Device, device_id)
+    if device is None or device.verified_at is not None:
+        return None  # removed, or proved meanwhile: nothing to send
+    user = db.session.get(User, device.user_id)
+    title, body = CODE_TEXTS.get(user.locale if user else "en", CODE_TEXTS["en"])
+    message = channels.Message(title=title, body=body.format(code=code), deep_link="", web_link="", event_id=0,
+                               admitted_until_iso="")
+    db.session.rollback()  # nothing stays open across the network call
+    provider_id, _used = _deliver(device, None, message)
+    return provider_id
+
+
+def verify_device(user_id: int, device_id: str, code: str) -> Device:
+    device = db.session.get(Device, device_id)
+    if device is None or device.user_id != user_id:
+        raise NotFound("Device not found", reason="device_not_found")
+    if device.verified_at is None:
+        verification.check(f"device:{device.id}", code)
+        device.verified_at = utcnow()
+        db.session.commit()
+        refresh_cache(user_id)
+    return device
+
+
+def resend_code(user_id: int, device_id: str) -> Device:
+    device = db.session.get(Device, device_id)
+    if device is None or device.user_id != user_id:
+        raise NotFound("Device not found", reason="device_not_found")
+    if device.verified_at is not None:
+        raise Conflict("This channel is verified already", reason="already_verified")
+    send_code(device)
+    return device
+
+
+CODE_TEXTS = {
+    "en": ("Your verification code", "Your ticket platform code is {code}. It expires in 15 minutes."),
+    "ko": ("인증 코드", "티켓 플랫폼 인증 코드는 {code}입니다. 15분 후 만료됩니다."),
+}
+
+
 def refresh_cache(user_id: int) -> None:
-    """Redis copy of the user's enabled channels, read on the admission hot path."""
-    devices = db.session.scalars(select(Device).where(Device.user_id == user_id, Device.enabled.is_(True))).all()
+    """Redis copy of the user's enabled, verified channels, read on the admission hot path."""
+    devices = db.session.scalars(select(Device).where(Device.user_id == user_id, Device.enabled.is_(True),
+                                                      Device.verified_at.is_not(None))).all()
     client = redis_store.client
     key = devices_cache_key(user_id)
     pipe = client.pipeline(transaction=False)
@@ -186,8 +253,8 @@ def notify_admissions(event_id: int, admitted_at: float, admissions: list[tuple[
     One multi-row INSERT for the whole batch of the advancer, committed before any network call."""
     session = db.session
     until_by_user = {int(user): float(until) for user, until in admissions}
-    devices = session.scalars(select(Device).where(Device.user_id.in_(until_by_user),
-                                                   Device.enabled.is_(True))).all() if until_by_user else []
+    devices = session.scalars(select(Device).where(Device.user_id.in_(until_by_user), Device.enabled.is_(True),
+                                                   Device.verified_at.is_not(None))).all() if until_by_user else []
     at = datetime.fromtimestamp(admitted_at, UTC)
     rows, keys = [], []
     for device in devices:

@@ -30,8 +30,11 @@ class Join(MethodView):
     @jwt_required_blocklist_deferred
     @blp.response(202, QueueStatusSchema)
     def post(self, event_id: int) -> Response:
-        """Take a place in the sale's waiting room (joining again keeps the same place)."""
-        return json_response(services.join(event_id, current_user_id(), revoked_key()).as_dict(), 202)
+        """Take a place in the sale's waiting room (joining again keeps the same place).
+
+        A sale may ask for a proof of work (428 `proof_of_work_required`): see docs/security.md."""
+        nonce = request.headers.get("X-Proof-Of-Work", "")
+        return json_response(services.join(event_id, current_user_id(), revoked_key(), nonce).as_dict(), 202)
 
 
 @blp.route("/<int:event_id>/status")
@@ -105,7 +108,8 @@ class Place(MethodView):
     @blp.arguments(QueueSettingsSchema)
     @blp.response(200, QueueStatsSchema)
     def patch(self, data: dict, event_id: int) -> dict[str, Any]:
-        """Change admit_per_minute, max_active or admission_window_seconds of a live sale (admin)."""
+        """Change admit_per_minute, max_active, admission_window_seconds or pow_difficulty of a live sale
+        (admin)."""
         if not data:
             raise Unprocessable("Nothing to change", errors={"_schema": ["give at least one setting"]})
         services.update_settings(event_id, data)

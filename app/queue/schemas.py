@@ -22,6 +22,7 @@ class QueueSettingsSchema(Schema):
     admit_per_minute = fields.Integer(strict=True, validate=validate.Range(min=1, max=1_000_000))
     max_active = fields.Integer(strict=True, validate=validate.Range(min=1, max=10_000_000))
     admission_window_seconds = fields.Integer(strict=True, validate=validate.Range(min=1, max=86_400))
+    pow_difficulty = fields.Integer(strict=True, validate=validate.Range(min=0, max=24))
 
 
 class QueueStatsSchema(Schema):

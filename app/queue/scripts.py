@@ -61,14 +61,32 @@ local function rate_limited(limit)
 end
 """
 
-# ARGV: user, now, rate limit per second, event id
+# ARGV: user, now, rate limit per second, event id, proof-of-work nonce ('' when none was sent)
 JOIN = _PRELUDE + r"""
 local user, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 if redis.call('EXISTS', KEYS[13]) == 1 then return {'token_revoked'} end
 if redis.call('EXISTS', K_META) == 0 then return {'no_meta'} end
 local wait_ms = rate_limited(limit)
 if wait_ms then return {'rate_limited', wait_ms} end
-local meta = redis.call('HMGET', K_META, 'prequeue_opens_at', 'opens_at', 'closes_at', 'shuffled')
+local meta = redis.call('HMGET', K_META, 'prequeue_opens_at', 'opens_at', 'closes_at', 'shuffled', 'pow_difficulty')
+-- proof of work (hashcash): SHA-1 of "<event>:<user>:<nonce>" must start with `difficulty` zero
+-- bits, so every account a bot adds costs it CPU time; the same nonce stays valid for re-joins
+local difficulty = tonumber(meta[5] or '0') or 0
+if difficulty > 0 then
+  local digest = redis.sha1hex(ARGV[4] .. ':' .. user .. ':' .. (ARGV[5] or ''))
+  local zeros = 0
+  for i = 1, #digest do
+    local v = tonumber(string.sub(digest, i, i), 16)
+    if v == 0 then
+      zeros = zeros + 4
+    else
+      if v == 1 then zeros = zeros + 3 elseif v <= 3 then zeros = zeros + 2 elseif v <= 7 then zeros = zeros + 1 end
+      break
+    end
+    if zeros >= difficulty then break end
+  end
+  if (ARGV[5] or '') == '' or zeros < difficulty then return {'pow_required', difficulty} end
+end
 if now < tonumber(meta[1]) then return {'not_open', meta[1]} end
 if meta[3] and meta[3] ~= '' and now >= tonumber(meta[3]) then return {'closed', meta[3]} end
 -- registering a channel later marks every sale in this set notifiable

@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from app.catalogue.models import Event
 from app.catalogue.services import get_event
-from app.errors import Conflict, TooManyRequests
+from app.errors import AppError, Conflict, TooManyRequests
 from app.extensions import db, redis_store
 from app.observability.metrics import QUEUE_ADMISSIONS, QUEUE_EXPIRED, QUEUE_JOINS, QUEUE_WAIT
 from app.queue import eta, passes, scripts
@@ -67,6 +67,7 @@ def sync_meta(event: Event) -> None:
         "prequeue_opens_at": f"{prequeue_opens:.6f}",
         "closes_at": _ts(event.sale_closes_at),
         "starts_at": _ts(event.starts_at),
+        "pow_difficulty": event.pow_difficulty or 0,
     })
     pipe.hsetnx(keys.meta, "paused", "0")
     pipe.hsetnx(keys.meta, "shuffled", "0")
@@ -135,6 +136,12 @@ def _build_view(event_id: int, user_id: int, reply: list, now: float) -> QueueVi
 
 def _raise_for(reply: list, event_id: int) -> None:
     state = reply[0]
+    if state == "pow_required":
+        difficulty = int(reply[1])
+        raise AppError(f"This sale asks for a proof of work: send X-Proof-Of-Work: <nonce> such that "
+                       f"SHA-1(\"{event_id}:<your user id>:<nonce>\") starts with {difficulty} zero bits",
+                       status_code=428, reason="proof_of_work_required",
+                       errors={"difficulty": difficulty, "challenge": f"{event_id}:<user id>:<nonce>"})
     if state == "rate_limited":
         retry_after = max(1, math.ceil(int(reply[1]) / 1000))
         raise TooManyRequests("Too many requests for this queue; slow down", reason="rate_limited",
@@ -163,15 +170,17 @@ def _caller_keys(keys: QueueKeys, user_id: int, revoked_key: str | None) -> list
     return [*keys.with_rate_limit(user_id), revoked_key or keys.no_token()]
 
 
-def join(event_id: int, user_id: int, revoked_key: str | None = None) -> QueueView:
+def join(event_id: int, user_id: int, revoked_key: str | None = None, proof_of_work: str = "") -> QueueView:
     """Take (or keep) a place: one script call, which also marks the user notifiable when they
-    have a channel and remembers the sale for a channel registered later."""
+    have a channel and remembers the sale for a channel registered later, and checks the sale's
+    proof of work when it asks for one (docs/security.md)."""
     keys = QueueKeys(event_id)
     now = time.time()
     reply = _run("JOIN", event_id,
                  [*_caller_keys(keys, user_id, revoked_key), user_devices_key(user_id),
                   user_queues_key(user_id)],
-                 [user_id, f"{now:.6f}", current_app.config["QUEUE_RATE_LIMIT_PER_SECOND"], event_id])
+                 [user_id, f"{now:.6f}", current_app.config["QUEUE_RATE_LIMIT_PER_SECOND"], event_id,
+                  proof_of_work[:64]])
     _raise_for(reply, event_id)
     view = _build_view(event_id, user_id, reply, now)
     if view.created:
