@@ -52,6 +52,32 @@ class AppContextTask(Task):
                 db.remove()
 
 
+def _survive_kombu_reconnect_race() -> None:
+    """kombu 5.7's Redis transport: when the broker goes away while tasks are unacknowledged, the
+    consumer closes its channel, which restores those messages through a connection that was
+    already released; `_connparams` then reads `None.hostname`, and the AttributeError escapes
+    `ignore_errors` (it only ignores connection errors): "Unrecoverable error", the worker exits
+    (seen in tests/test_faults.py; celery/celery#10205, kombu#970 are relatives). Raising the
+    connection error it really is lets the consumer do what it does for any lost connection:
+    reconnect. The unacknowledged messages are redelivered after the visibility timeout, as
+    after any lost connection."""
+    import redis
+    from kombu.transport import redis as kombu_redis
+
+    original = kombu_redis.Channel._connparams
+    if getattr(original, "_patched", False):
+        return
+
+    def _connparams(self: Any, asynchronous: bool = False) -> dict:
+        if self.connection.client is None:
+            raise redis.ConnectionError("the broker connection was already released")
+        return original(self, asynchronous)
+
+    _connparams._patched = True  # type: ignore[attr-defined]
+    kombu_redis.Channel._connparams = _connparams
+
+
+_survive_kombu_reconnect_race()
 celery = Celery("tickets", task_cls=AppContextTask)
 celery.config_from_object("celeryconfig")
 celery.autodiscover_tasks(["tasks"], related_name=None, force=True)

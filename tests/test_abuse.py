@@ -4,6 +4,7 @@ under a request. Each answer must be JSON with the right status, and nothing hal
 from __future__ import annotations
 
 import os
+import uuid
 
 import pytest
 
@@ -261,13 +262,16 @@ def test_buying_needs_a_verified_email_and_the_code_from_sign_up_proves_it(app, 
     from tests.helpers import admitted_pass, code_sent_to
     from tests.support import wait_for
 
-    r = client.post("/api/auth/register", json={"email": "fan@example.com", "password": "fan-s3cret-2026",
+    address = f"fan-{uuid.uuid4().hex[:8]}@example.com"
+
+    r = client.post("/api/auth/register", json={"email": address, "password": "fan-s3cret-2026",
                                                 "name": "Fan"})
     assert r.status_code == 201 and r.json["email_verified"] is False
-    r = client.post("/api/auth/register", json={"email": "Fan+2@Example.com", "password": "fan-s3cret-2026",
+    r = client.post("/api/auth/register", json={"email": address.replace("@", "+2@").upper(),
+                                                "password": "fan-s3cret-2026",
                                                 "name": "Fan again"})
     assert r.status_code == 409 and r.json["reason"] == "email_taken"
-    tokens = client.post("/api/auth/login", json={"email": "fan@example.com", "password": "fan-s3cret-2026"}).json
+    tokens = client.post("/api/auth/login", json={"email": address, "password": "fan-s3cret-2026"}).json
     headers = {"Authorization": f"Bearer {tokens['access_token']}"}
     user = {"id": client.get("/api/auth/me", headers=headers).json["id"], "headers": headers}
     event = make_event(sections=[{"name": "Floor", "capacity": 10}])
@@ -277,7 +281,7 @@ def test_buying_needs_a_verified_email_and_the_code_from_sign_up_proves_it(app, 
                     headers={**user["headers"], "X-Admission-Token": admission, "Idempotency-Key": "k1"})
     assert r.status_code == 403 and r.json["reason"] == "email_unverified"
 
-    code = wait_for(lambda: code_sent_to("fan@example.com", smtp_sink), timeout=20, message="the sign-up code")
+    code = wait_for(lambda: code_sent_to(address, smtp_sink), timeout=20, message="the sign-up code")
     verified = client.post("/api/auth/verify-email", json={"code": code}, headers=user["headers"])
     assert verified.status_code == 200
     user["headers"] = {"Authorization": f"Bearer {verified.json['access_token']}"}
@@ -322,3 +326,16 @@ def test_the_reference_solver_counts_bits_as_the_join_script_does():
 
     assert leading_zero_bits("ffff") == 0 and leading_zero_bits("7fff") == 1 and leading_zero_bits("1fff") == 3
     assert leading_zero_bits("0fff") == 4 and leading_zero_bits("00ff") == 8 and leading_zero_bits("0001") == 15
+
+
+def test_joining_a_sale_that_does_not_exist_writes_nothing(app, client, make_user):
+    """300 joins to missing sales grew the user's set of joined sales to 300 entries."""
+    from app.extensions import redis_store
+    from app.queue.keys import user_queues_key
+
+    user = make_user()
+    for event_id in range(900_000, 900_030):
+        assert client.post(f"/api/queue/{event_id}/join", headers=user["headers"]).status_code == 404
+    with app.app_context():
+        assert redis_store.client.scard(user_queues_key(user["id"])) == 0
+        assert not redis_store.client.keys("q:{90000*")

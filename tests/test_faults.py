@@ -5,8 +5,10 @@ never the shared one, so it can be stopped and started again mid-sale."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -15,7 +17,7 @@ import pytest
 import redis
 import requests
 
-from tests.support import CeleryProcess, LiveApi, free_port, wait_for, wait_port
+from tests.support import ROOT, CeleryProcess, LiveApi, free_port, wait_for, wait_port
 
 
 class PrivateRedis:
@@ -56,7 +58,8 @@ def private_redis():
 
 def test_a_redis_restart_mid_sale_is_ridden_out_and_admissions_resume(app, make_event, make_user, private_redis):
     """Stop Redis mid-sale and start it again: the API answers JSON 503s meanwhile, and beat, the
-    worker and the API all carry on by themselves; admissions resume within seconds."""
+    worker, the API and the metrics exporter all carry on by themselves; admissions resume within
+    seconds. (The outbox relay is a task of the worker.)"""
     env = {"REDIS_URL": private_redis.url(0), "CELERY_BROKER_URL": private_redis.url(1),
            "CELERY_RESULT_BACKEND": private_redis.url(1), "REDBEAT_KEY_PREFIX": "redbeat-fault:",
            "QUEUE_ADVANCE_INTERVAL_SECONDS": "1", "PROMETHEUS_MULTIPROC_DIR": ""}
@@ -65,6 +68,10 @@ def test_a_redis_restart_mid_sale_is_ridden_out_and_admissions_resume(app, make_
                             "-P", "threads", "-c", "4", "--without-mingle", "--without-gossip",
                             "-n", f"fault-{free_port()}@%h"], env=env, name="fault-worker")
     beat = CeleryProcess(["beat", "-l", "INFO", "--pidfile="], env=env, name="fault-beat")
+    exporter_port = free_port()
+    exporter = subprocess.Popen([sys.executable, "-m", "app.observability.exporter", "--port", str(exporter_port),
+                                 "--address", "127.0.0.1"], cwd=ROOT, env={**os.environ, **env},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         event = make_event(admit_per_minute=60, max_active=1000)  # one a second
         users = [make_user() for _ in range(40)]
@@ -87,6 +94,7 @@ def test_a_redis_restart_mid_sale_is_ridden_out_and_admissions_resume(app, make_
         assert r.status_code == 503 and r.json()["reason"] == "unavailable" and r.headers["Retry-After"]
         time.sleep(5)  # several beat ticks and worker polls fail meanwhile
         assert beat.proc.poll() is None, "beat exited during the outage:\n" + beat.output()[-3000:]
+        assert exporter.poll() is None, "the metrics exporter exited during the outage"
         assert worker.proc.poll() is None, "the worker exited during the outage:\n" + worker.output()[-3000:]
 
         private_redis.start()  # same port, same AOF: the line is still there
@@ -97,7 +105,11 @@ def test_a_redis_restart_mid_sale_is_ridden_out_and_admissions_resume(app, make_
         r = requests.get(f"{url}/status", headers=users[-1]["headers"], timeout=10)
         assert r.status_code == 200 and r.json()["status"] == "waiting"
         assert "Redis unreachable" in beat.output()  # it noticed, logged, and carried on
+        scrape = requests.get(f"http://127.0.0.1:{exporter_port}/metrics", timeout=10)
+        assert scrape.status_code == 200 and "tickets_queue_waiting_users" in scrape.text
     finally:
+        exporter.terminate()
+        exporter.wait(10)
         beat.stop()
         worker.stop()
         api.stop()
