@@ -44,6 +44,11 @@ class Message:
     event_id: int
     admitted_until_iso: str
 
+    @classmethod
+    def text(cls, title: str, body: str) -> Message:
+        """A notice with no sale behind it (a verification code): no links, no deadline."""
+        return cls(title=title, body=body, deep_link="", web_link="", event_id=0, admitted_until_iso="")
+
     def data(self) -> dict[str, str]:
         return {"deep_link": self.deep_link, "web_link": self.web_link, "event_id": str(self.event_id),
                 "admitted_until": self.admitted_until_iso, "type": "queue_admitted"}
@@ -144,6 +149,13 @@ def send_email(address: str, message: Message) -> str:
     except (OSError, smtplib.SMTPException) as exc:
         raise TransientError(f"SMTP unreachable: {exc}") from exc
     return message_id
+
+
+def send_email_or_log(address: str, message: Message) -> tuple[str, str]:
+    """(provider message id, channel used): SMTP when a host is configured, else the log."""
+    if current_app.config["SMTP_HOST"]:
+        return send_email(address, message), "email"
+    return send_log(address, message), "log"
 
 
 def send_log(target: str, message: Message) -> str:

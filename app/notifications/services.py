@@ -142,8 +142,7 @@ def deliver_code(device_id: str, code: str) -> str | None:
         return None  # removed, or proved meanwhile: nothing to send
     user = db.session.get(User, device.user_id)
     title, body = CODE_TEXTS.get(user.locale if user else "en", CODE_TEXTS["en"])
-    message = channels.Message(title=title, body=body.format(code=code), deep_link="", web_link="", event_id=0,
-                               admitted_until_iso="")
+    message = channels.Message.text(title, body.format(code=code))
     db.session.rollback()  # nothing stays open across the network call
     provider_id, _used = _deliver(device, None, message)
     return provider_id
@@ -287,8 +286,8 @@ def _deliver(device: Device | None, notification: Notification, message: channel
         return channels.send_push(device.endpoint_arn, message), "push"
     if device.channel == CHANNEL_SMS and cfg["SNS_SMS_ENABLED"]:
         return channels.send_sms(device.target, message), "sms"
-    if device.channel == CHANNEL_EMAIL and cfg["SMTP_HOST"]:
-        return channels.send_email(device.target, message), "email"
+    if device.channel == CHANNEL_EMAIL:
+        return channels.send_email_or_log(device.target, message)
     return channels.send_log(device.target, message), "log"
 
 
