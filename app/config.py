@@ -124,6 +124,7 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> dict[str
         "HOLD_WRITER_ENABLED": _bool(env, "HOLD_WRITER_ENABLED", True),
         "HOLD_WRITER_BATCH": _int(env, "HOLD_WRITER_BATCH", 500),
         "HOLD_WRITER_BLOCK_MS": _int(env, "HOLD_WRITER_BLOCK_MS", 50),
+        "HOLD_WRITER_LINGER_MS": _int(env, "HOLD_WRITER_LINGER_MS", 25),
         "HOLD_WRITER_CLAIM_IDLE_MS": _int(env, "HOLD_WRITER_CLAIM_IDLE_MS", 10_000),
         "QUEUE_ADVANCE_INTERVAL_SECONDS": _float(env, "QUEUE_ADVANCE_INTERVAL_SECONDS", 1.0),
         "QUEUE_RATE_LIMIT_PER_SECOND": _int(env, "QUEUE_RATE_LIMIT_PER_SECOND", 10),

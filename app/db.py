@@ -6,6 +6,7 @@ greenlet-local) removed at the end of every request and every Celery task.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -174,6 +175,31 @@ def insert_ignore(session: Session, table: Table, rows: list[dict[str, Any]]) ->
     else:
         stmt = sqlite.insert(table).on_conflict_do_nothing()
     session.execute(stmt, rows)
+
+
+def _driver_value(value: Any) -> Any:
+    if isinstance(value, datetime):  # naive UTC, as UTCDateTime stores it, to the microsecond
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, (dict, list)):  # JSON columns
+        return json.dumps(value, separators=(",", ":"))
+    return value
+
+
+def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Multi-row INSERT through the driver's ``executemany`` (PyMySQL sends one statement for all
+    rows), without SQLAlchemy's per-row parameter processing: the hold writer's hot path.
+    Values are plain: str/int/None, datetimes (stored as naive UTC) and JSON dicts/lists."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    connection = session.connection()
+    mark = "%s" if connection.dialect.paramstyle in {"format", "pyformat"} else "?"
+    quote = connection.dialect.identifier_preparer.quote
+    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+           f"VALUES ({', '.join([mark] * len(columns))})")
+    connection.exec_driver_sql(sql, [tuple(_driver_value(row[c]) for c in columns) for row in rows])
 
 
 class Database:

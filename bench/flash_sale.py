@@ -37,14 +37,18 @@ WRK_SCRIPT = ROOT / "bench" / "wrk" / "requests.lua"
 
 # --- processes ----------------------------------------------------------------------------------
 
-class Gunicorn:
-    def __init__(self, args: list[str], env: dict[str, str], name: str) -> None:
+class Server:
+    """An HTTP server process on a free loopback port: gunicorn (the default) or granian."""
+
+    def __init__(self, args: list[str], env: dict[str, str], name: str, program: str = "gunicorn") -> None:
         from tests.support import free_port, wait_port
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{self.port}", *args],
+        bind = (["-b", f"127.0.0.1:{self.port}"] if program == "gunicorn"
+                else ["--host", "127.0.0.1", "--port", str(self.port)])
+        self.proc = subprocess.Popen([sys.executable, "-m", program, *bind, *args],
                                      cwd=ROOT, env={**os.environ, **env}, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         wait_port(self.port, timeout=30)
@@ -287,6 +291,8 @@ def main() -> None:
                         help="run against a private redis-server with this appendfsync policy (AOF on)")
     parser.add_argument("--skip-queue", action="store_true", help="skip status polling and re-join")
     parser.add_argument("--skip-sale", action="store_true", help="skip the flash sale")
+    parser.add_argument("--server", choices=("gunicorn", "granian"), default="gunicorn",
+                        help="the API's HTTP server (docker/gunicorn.conf.py or granian's WSGI)")
     parser.add_argument("--housekeeping", choices=("own", "shared"), default="own",
                         help="beat's ticks on their own worker (as deployed) or on the main worker")
     args = parser.parse_args()
@@ -316,14 +322,13 @@ def main() -> None:
     result: dict[str, Any] = {"at": time.strftime("%Y-%m-%d %H:%M:%S"), "machine_cores": os.cpu_count(),
                               "connections": args.connections, "wrk_threads": 2}
     try:
-        ref = Gunicorn(["-w", "2", "bench.reference_app:app"], {"REFERENCE_REDIS_URL": env["REDIS_URL"]},
+        ref = Server(["-w", "2", "bench.reference_app:app"], {"REFERENCE_REDIS_URL": env["REDIS_URL"]},
                        "reference")
         procs.append(ref)
         result["reference"] = reference(ref.url, args.seconds, args.connections)
         ref.stop()
         procs.remove(ref)
-        api = Gunicorn(["-c", "docker/gunicorn.conf.py", "-w", "2", "wsgi:app"],
-                       {"PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="bench-prom-")}, "api")
+        api = api_server(args.server)
         procs.append(api)
         if not args.skip_queue:
             result["status"], result["join"] = waiting_room(app, api.url, args.seconds, args.connections)
@@ -364,6 +369,14 @@ def main() -> None:
     print()
     print(table(result))
     print(f"\nJSON: {args.output}")
+
+
+def api_server(program: str) -> Server:
+    env = {"PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="bench-prom-")}
+    if program == "granian":
+        return Server(["--interface", "wsgi", "--workers", "2", "--blocking-threads", "4", "--no-ws",
+                       "wsgi:app"], env, "api", program="granian")
+    return Server(["-c", "docker/gunicorn.conf.py", "-w", "2", "wsgi:app"], env, "api")
 
 
 def start_aof_redis(policy: str) -> tuple[str, subprocess.Popen]:

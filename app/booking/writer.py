@@ -38,7 +38,7 @@ from app.auth.models import User
 from app.booking import gate
 from app.booking.models import CONFIRMED, HELD, REJECTED, Reservation
 from app.catalogue.models import SEAT_AVAILABLE, SEAT_HELD, SECTION_GENERAL, Event, Seat, Section
-from app.db import is_busy, retry_when_busy, utcnow
+from app.db import bulk_insert, is_busy, retry_when_busy, utcnow
 from app.extensions import db, redis_store
 from app.observability.context import clear_context, set_context
 from app.observability.metrics import HOLD_LATENCY, RESERVATIONS
@@ -102,14 +102,18 @@ def write(event_id: int, records: list[dict[str, Any]]) -> Outcome:
 
 def _write_once(event_id: int, records: list[dict[str, Any]]) -> Outcome:
     session = db.session
-    ids = [r["id"] for r in records]
-    done = set(session.scalars(select(Reservation.id).where(Reservation.id.in_(ids))))
+    # one lookup serves both checks: requests written already (a re-run) and keys taken by
+    # another reservation id
+    users = {r["user_id"] for r in records}
+    existing = session.execute(select(Reservation.id, Reservation.user_id, Reservation.idempotency_key).where(
+        Reservation.event_id == event_id, Reservation.user_id.in_(users))).all()
+    done = {row.id for row in existing}
     todo = [r for r in records if r["id"] not in done]
     if not todo:
         session.rollback()
         return {}
     batch = Batch(todo)
-    todo = _drop_reused_keys(session, event_id, batch)
+    todo = _drop_reused_keys({(row.user_id, row.idempotency_key) for row in existing}, batch)
     now = utcnow()
     event = session.get(Event, event_id)
     users = sorted({r["user_id"] for r in todo})
@@ -148,12 +152,9 @@ def _write_once(event_id: int, records: list[dict[str, Any]]) -> Outcome:
     return batch.outcome
 
 
-def _drop_reused_keys(session: Any, event_id: int, batch: Batch) -> list[dict[str, Any]]:
+def _drop_reused_keys(taken: set[tuple[int, str]], batch: Batch) -> list[dict[str, Any]]:
     """A key already in MySQL under another reservation id (possible only if Redis lost its
     idempotency record) cannot get a row: the request is dropped, its units go back."""
-    users = {r["user_id"] for r in batch.records}
-    taken = set(session.execute(select(Reservation.user_id, Reservation.idempotency_key).where(
-        Reservation.event_id == event_id, Reservation.user_id.in_(users))).all())
     keep = []
     for r in batch.records:
         key = (r["user_id"], r["idempotency_key"])
@@ -242,8 +243,8 @@ def _insert(session: Any, batch: Batch, now: datetime) -> None:
             events.append(_outbox_row("ReservationRejected", r, event_data(r, REJECTED, reason=reason,
                                                                             **requested), now))
     if reservations:
-        session.execute(Reservation.__table__.insert(), reservations)
-        session.execute(OutboxEvent.__table__.insert(), events)
+        bulk_insert(session, Reservation.__table__, reservations)
+        bulk_insert(session, OutboxEvent.__table__, events)
         kick_relay_after_commit(session)
 
 
@@ -339,6 +340,7 @@ class HoldWriter:
         self.batch = cfg["HOLD_WRITER_BATCH"]
         self.block_ms = cfg["HOLD_WRITER_BLOCK_MS"]
         self.claim_idle_ms = cfg["HOLD_WRITER_CLAIM_IDLE_MS"]
+        self.linger_ms = cfg["HOLD_WRITER_LINGER_MS"]
         self._groups: set[int] = set()
         self._events: list[int] = []
         self._events_read = 0.0
@@ -381,7 +383,15 @@ class HoldWriter:
         streams = {QueueKeys(e).reserve_stream(): ">" for e in events}
         replies = client.xreadgroup(GROUP, self.name, streams, count=self.batch,
                                     block=self.block_ms if block_ms is None else block_ms)
-        for stream, entries in replies or []:
+        by_stream = {stream: list(entries) for stream, entries in replies or []}
+        read = sum(len(entries) for entries in by_stream.values())
+        if 1 < read < self.batch and self.linger_ms:
+            # a burst is arriving: wait a moment and take what came meanwhile, so one transaction
+            # writes a few hundred holds, not a few dozen (each batch costs ~10 statements)
+            self.stopping.wait(self.linger_ms / 1000)
+            for stream, entries in client.xreadgroup(GROUP, self.name, streams, count=self.batch - read) or []:
+                by_stream.setdefault(stream, []).extend(entries)
+        for stream, entries in by_stream.items():
             event_id = int(stream.split("{", 1)[1].split("}", 1)[0])
             done += process(event_id, entries)
         return done
