@@ -128,6 +128,8 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> dict[str
         "HOLD_WRITER_CLAIM_IDLE_MS": _int(env, "HOLD_WRITER_CLAIM_IDLE_MS", 10_000),
         "QUEUE_ADVANCE_INTERVAL_SECONDS": _float(env, "QUEUE_ADVANCE_INTERVAL_SECONDS", 1.0),
         "QUEUE_RATE_LIMIT_PER_SECOND": _int(env, "QUEUE_RATE_LIMIT_PER_SECOND", 10),
+        # off on the threaded REST server (app/serve.py): streams run on the gevent server
+        "SSE_ENABLED": _bool(env, "SSE_ENABLED", True),
         "SSE_INTERVAL_SECONDS": _float(env, "SSE_INTERVAL_SECONDS", 1.0),
         "SSE_MAX_INTERVAL_SECONDS": _float(env, "SSE_MAX_INTERVAL_SECONDS", 5.0),
         "SSE_MAX_SECONDS": _int(env, "SSE_MAX_SECONDS", 3600),

@@ -76,7 +76,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     from app.outbox.relay import reset_producer
 
     reset_producer()  # close this process's Kafka producer before its broker goes away
-    for name in ("worker", "live_api"):
+    for name in ("worker", "live_api", "live_stream"):
         if name in _state:
             _state[name].stop()
     if "tansu" in _state:
@@ -186,11 +186,19 @@ def worker(app) -> support.CeleryProcess:
 
 @pytest.fixture(scope="session")
 def live_api(app) -> support.LiveApi:
-    """gunicorn + gevent serving the API (SSE streams, concurrent clients, benchmarks)."""
+    """The REST server as deployed (granian, `python -m app.serve`): concurrent clients, kills."""
     if "live_api" not in _state:
-        _state["live_api"] = support.LiveApi(env={"SSE_INTERVAL_SECONDS": "0.2",
-                                                  "PROMETHEUS_MULTIPROC_DIR": _multiproc_dir("api")})
+        _state["live_api"] = support.LiveApi(env={"PROMETHEUS_MULTIPROC_DIR": _multiproc_dir("api")})
     return _state["live_api"]
+
+
+@pytest.fixture(scope="session")
+def live_stream(app) -> support.LiveApi:
+    """The SSE server as deployed (gunicorn with gevent workers): the waiting room's streams."""
+    if "live_stream" not in _state:
+        _state["live_stream"] = support.LiveApi(server="gunicorn", env={
+            "SSE_INTERVAL_SECONDS": "0.2", "PROMETHEUS_MULTIPROC_DIR": _multiproc_dir("stream")})
+    return _state["live_stream"]
 
 
 @pytest.fixture(scope="session")

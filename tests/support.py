@@ -223,29 +223,31 @@ def start_worker(concurrency: int = 4, env: dict[str, str] | None = None, name: 
 
 
 class LiveApi:
-    """The API under gunicorn with gevent workers, as deployed."""
+    """The API as deployed: the REST server (``server="granian"``: `python -m app.serve`) or the
+    SSE server (``server="gunicorn"``: gunicorn with gevent workers)."""
 
-    def __init__(self, env: dict[str, str] | None = None, workers: int = 2) -> None:
+    def __init__(self, env: dict[str, str] | None = None, workers: int = 2, server: str = "granian") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = Path(tempfile.mkstemp(prefix="gunicorn-", suffix=".log")[1])
+        self.log_path = Path(tempfile.mkstemp(prefix=f"{server}-", suffix=".log")[1])
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        bind = f"127.0.0.1:{self.port}"
+        argv = ([sys.executable, "-m", "app.serve"] if server == "granian" else
+                [sys.executable, "-m", "gunicorn", "-c", "docker/gunicorn.conf.py", "-b", bind, "wsgi:app"])
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "docker/gunicorn.conf.py", "-b", f"127.0.0.1:{self.port}",
-             "-w", str(workers), "wsgi:app"],
-            cwd=ROOT, env={**os.environ, **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            argv, cwd=ROOT, env={**os.environ, "BIND": bind, "WEB_CONCURRENCY": str(workers), **(env or {})},
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         import requests
 
         def up() -> bool:
             if self.proc.poll() is not None:
-                raise AssertionError("gunicorn exited:\n" + self.log_path.read_text()[-3000:])
+                raise AssertionError(f"{server} exited:\n" + self.log_path.read_text()[-3000:])
             try:
                 return requests.get(self.url + "/healthz", timeout=1).status_code == 200
             except requests.RequestException:
                 return False
 
-        wait_for(up, timeout=30, interval=0.2, message="gunicorn")
+        wait_for(up, timeout=30, interval=0.2, message=server)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

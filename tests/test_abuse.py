@@ -71,7 +71,7 @@ def test_a_killed_database_connection_is_a_json_503_and_the_next_request_works(a
     assert r.status_code == 200 and r.json["id"] == event["id"]
 
 
-def test_open_streams_are_capped_per_user_and_per_sale_and_a_closed_one_frees_its_lease(app, live_api, make_event,
+def test_open_streams_are_capped_per_user_and_per_sale_and_a_closed_one_frees_its_lease(app, live_stream, make_event,
                                                                                         make_user):
     """One account held 600 streams and starved everyone on the worker. Now: at most
     SSE_MAX_STREAMS_PER_USER (3) per user and sale, 429 with Retry-After beyond, and a stream's lease
@@ -83,7 +83,7 @@ def test_open_streams_are_capped_per_user_and_per_sale_and_a_closed_one_frees_it
 
     event = make_event(admit_per_minute=1, max_active=1)
     blocker, user = make_user(), make_user()
-    url = f"{live_api.url}/api/queue/{event['id']}"
+    url = f"{live_stream.url}/api/queue/{event['id']}"
     for u in (blocker, user):
         requests.post(f"{url}/join", headers=u["headers"], timeout=5).raise_for_status()
     opened = []  # (response, its line iterator): a discarded iterator makes urllib3 close the connection

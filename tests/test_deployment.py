@@ -209,6 +209,34 @@ def test_compose_stack_matches_the_code():
     assert "noeviction" in redis_cmd and "--appendonly" in redis_cmd
 
 
+def test_streams_go_to_the_gevent_server_and_everything_else_to_the_rest_server():
+    """REST runs on granian (a thread per request), the SSE streams on gunicorn + gevent (a
+    greenlet per stream): the ingress and the compose stack's nginx split them by path."""
+    docs = [d for _, d in k8s_documents(K8S / "base")]
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    api = deployments["tickets-api"]["spec"]["template"]["spec"]["containers"][0]
+    stream = deployments["tickets-stream"]["spec"]["template"]["spec"]["containers"][0]
+    assert api["command"] == ["python", "-m", "app.serve"]
+    assert stream["command"][0] == "gunicorn" and "docker/gunicorn.conf.py" in stream["command"]
+    ingress = next(d for d in docs if d["kind"] == "Ingress")
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/use-regex"] == "true"
+    paths = {p["path"]: p["backend"]["service"]["name"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
+    stream_path = next(p for p in paths if "stream" in p)
+    assert paths[stream_path] == "tickets-stream" and paths["/api"] == "tickets-api"
+    assert re.fullmatch(stream_path, "/api/queue/42/stream") and not re.fullmatch(stream_path, "/api/queue/42/status")
+    services = {d["metadata"]["name"] for d in docs if d["kind"] == "Service"}
+    assert {"tickets-api", "tickets-stream"} <= services
+
+    compose = yaml.safe_load((ROOT / "docker" / "docker-compose.yml").read_text())["services"]
+    assert compose["api"]["command"] == ["python", "-m", "app.serve"]
+    assert compose["stream"]["command"][0] == "gunicorn"
+    assert compose["proxy"]["ports"] == ["8000:8000"] and "ports" not in compose["api"]
+    nginx = (ROOT / "docker" / "nginx.conf").read_text()
+    location = re.search(r"location ~ (\S+) \{\s*proxy_pass http://tickets_stream;", nginx)
+    assert location and re.search(location.group(1), "/api/queue/7/stream")
+    assert "server stream:8000" in nginx and "server api:8000" in nginx
+
+
 def test_dockerfile_is_multistage_non_root_and_its_commands_exist():
     text = (ROOT / "docker" / "Dockerfile").read_text()
     assert len(re.findall(r"^FROM ", text, re.M)) >= 2

@@ -304,10 +304,10 @@ def test_too_many_requests_is_429_with_retry_after(client, make_event, make_user
     assert limited[0].headers["Retry-After"] == "1" and limited[0].json["reason"] == "rate_limited"
 
 
-def test_sse_stream_delivers_updates_and_ends_on_admission(app, live_api, make_event, make_user):
+def test_sse_stream_delivers_updates_and_ends_on_admission(app, live_stream, make_event, make_user):
     event = make_event(admit_per_minute=6000)
     first, second = make_user(), make_user()
-    url = f"{live_api.url}/api/queue/{event['id']}"
+    url = f"{live_stream.url}/api/queue/{event['id']}"
     requests.post(f"{url}/join", headers=first["headers"], timeout=5)
     requests.post(f"{url}/join", headers=second["headers"], timeout=5)
     updates: list[dict] = []
@@ -332,6 +332,21 @@ def test_sse_stream_delivers_updates_and_ends_on_admission(app, live_api, make_e
     assert not listener.is_alive(), "the stream did not end after admission"
     assert [u["status"] for u in updates][-1] == "admitted" and updates[-1]["admission_token"]
     assert any(u["position"] == 1 for u in updates if u["status"] == "waiting")
+
+
+def test_the_rest_server_sends_streams_elsewhere_and_serves_the_poll(live_api, make_event, make_user):
+    """granian (app/serve.py) runs a request per thread: an open stream would hold one for minutes.
+    It answers the stream path with a JSON 503 that says what to do, and the poll works."""
+    event = make_event(admit_per_minute=1, max_active=1)
+    user = make_user()
+    url = f"{live_api.url}/api/queue/{event['id']}"
+    assert requests.post(f"{url}/join", headers=user["headers"], timeout=5).status_code == 202
+    r = requests.get(f"{url}/stream", headers=user["headers"], timeout=5)
+    assert r.status_code == 503 and r.headers["Content-Type"].startswith("application/json")
+    assert r.json()["reason"] == "stream_unavailable" and "poll" in r.json()["message"]
+    assert r.headers["Retry-After"] == "5"
+    polled = requests.get(f"{url}/status", headers=user["headers"], timeout=5)
+    assert polled.status_code == 200 and polled.json()["status"] == "waiting" and polled.json()["poll_after_ms"] > 0
 
 
 def test_queue_events_reach_the_outbox_once(app, client, make_event, make_user):

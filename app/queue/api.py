@@ -53,8 +53,14 @@ class Stream(MethodView):
     def get(self, event_id: int) -> Response:
         """Server-Sent Events: the status object whenever it changes; ends after admitted/expired.
 
-        Run the API with gevent workers (`gunicorn -k gevent`) so idle streams cost a greenlet each.
+        Served by the gevent server (`gunicorn -c docker/gunicorn.conf.py`), where an idle stream
+        costs a greenlet; the threaded REST server (`python -m app.serve`) answers 503
+        `stream_unavailable`, and clients poll the status instead.
         """
+        if not current_app.config["SSE_ENABLED"]:
+            # the threaded REST server (app/serve.py): a stream would hold one of its few threads
+            raise AppError("Live updates are not served here: poll the status every poll_after_ms",
+                           status_code=503, reason="stream_unavailable", headers={"Retry-After": "5"})
         user_id = current_user_id()
         first = services.status(event_id, user_id)  # 404/429 before the stream starts
         lease = streams.open_lease(event_id, user_id)  # 429 beyond the per-user and per-sale caps
