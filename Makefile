@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint api worker beat flower exporter migrate bench bench-eta bench-queue locust clean
+.PHONY: install run test lint api stream worker beat flower exporter migrate bench bench-eta bench-queue locust clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,7 +32,10 @@ migrate: install
 	$(BIN)/flask --app wsgi db upgrade
 
 api: install
-	$(BIN)/gunicorn -c docker/gunicorn.conf.py wsgi:app
+	$(BIN)/python -m app.serve
+
+stream: install
+	BIND=0.0.0.0:8001 $(BIN)/gunicorn -c docker/gunicorn.conf.py wsgi:app
 
 worker: install
 	$(BIN)/celery -A tasks worker -l INFO -Q admission,booking,notifications,outbox,default,housekeeping
