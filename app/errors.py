@@ -26,12 +26,14 @@ class AppError(Exception):
     status_code = 400
 
     def __init__(self, message: str, *, reason: str | None = None, errors: dict | None = None,
-                 headers: dict[str, str] | None = None, status_code: int | None = None) -> None:
+                 headers: dict[str, str] | None = None, status_code: int | None = None,
+                 links: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason
         self.errors = errors
         self.headers = headers or {}
+        self.links = links
         if status_code is not None:
             self.status_code = status_code
 
@@ -64,18 +66,21 @@ class TooManyRequests(AppError):
     status_code = 429
 
 
-def error_body(status_code: int, message: str, errors: Any = None, reason: str | None = None) -> dict[str, Any]:
+def error_body(status_code: int, message: str, errors: Any = None, reason: str | None = None,
+               links: dict[str, str] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"code": status_code, "status": HTTPStatus(status_code).phrase, "message": message}
     if errors:
         body["errors"] = errors
     if reason:
         body["reason"] = reason
+    if links:
+        body["links"] = links
     return body
 
 
 def json_error(status_code: int, message: str, errors: Any = None, reason: str | None = None,
-               headers: dict[str, str] | None = None) -> Response:
-    response = jsonify(error_body(status_code, message, errors, reason))
+               headers: dict[str, str] | None = None, links: dict[str, str] | None = None) -> Response:
+    response = jsonify(error_body(status_code, message, errors, reason, links))
     response.status_code = status_code
     for key, value in (headers or {}).items():
         response.headers[key] = value
@@ -90,6 +95,8 @@ class ErrorSchema(Schema):
     message = fields.String(required=True, metadata={"description": "what went wrong, for people"})
     reason = fields.String(metadata={"description": "a stable word for programs: sold_out, rate_limited, ..."})
     errors = fields.Raw(metadata={"description": "field errors: {field: [messages]} (422)"})
+    links = fields.Dict(keys=fields.String(), values=fields.String(),
+                        metadata={"description": "where to go next, e.g. {waitlist: URL} with 409 sold_out"})
 
 
 def _rate_limit_retry_after() -> str:
@@ -130,7 +137,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(AppError)
     def _app_error(exc: AppError):
-        return json_error(exc.status_code, exc.message, exc.errors, exc.reason, exc.headers)
+        return json_error(exc.status_code, exc.message, exc.errors, exc.reason, exc.headers, exc.links)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

@@ -4,6 +4,8 @@ request."""
 
 from __future__ import annotations
 
+from celery import Task
+
 from tasks.celery_app import celery
 
 
@@ -20,3 +22,33 @@ def reconcile_gates() -> dict:
     from app.queue.services import open_event_ids
 
     return {str(k): v for k, v in reconcile(open_event_ids()).items()}
+
+
+@celery.task(name="booking.waitlist_tick", ignore_result=True)
+def waitlist_tick() -> dict:
+    """Expire waitlist offers, make new ones from released tickets, announce them (every second)."""
+    from app.booking.waitlist import tick
+
+    return tick()
+
+
+@celery.task(name="booking.sweep_refunds", ignore_result=True)
+def sweep_refunds() -> dict:
+    """Finish refunds whose process died between recording the intent and finishing it."""
+    from app.booking.refunds import sweep_pending_refunds
+
+    return {"finished": sweep_pending_refunds()}
+
+
+@celery.task(name="booking.refund_event", bind=True)
+def refund_event(self: Task, event_id: int, actor_id: int) -> dict:
+    """Refund every confirmed ticket of an event (an admin's call). Progress is the task's state
+    (PROGRESS, {done, total, refunded, declined, skipped}): GET /api/events/{id}/refunds/{task id}
+    and Flower show it."""
+    from app.booking.refunds import refund_event as run
+
+    def progress(done: int, total: int, counts: dict) -> None:
+        self.update_state(state="PROGRESS", meta={"done": done, **counts, "total": total})
+
+    counts = run(event_id, actor_id, progress)
+    return {"done": counts["total"], **counts}

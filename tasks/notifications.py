@@ -26,6 +26,17 @@ def notify_admissions(event_id: int, admitted_at: float, admissions: list[list])
     return len(run(event_id, admitted_at, [(int(u), float(t)) for u, t in admissions]))
 
 
+@celery.task(name="notifications.notify_users")
+def notify_users(event_id: int, kind: str, notices: list[list]) -> int:
+    """Notices of one kind (`offer`, `refunded`, `admitted`): [[user_id, until], ...]; one message
+    per device per notice, as for admissions."""
+    import time
+
+    from app.notifications.services import notify_admissions as run
+
+    return len(run(event_id, time.time(), [(int(u), float(t)) for u, t in notices], kind=kind))
+
+
 @celery.task(name="notifications.sweep", ignore_result=True)
 def sweep() -> int:
     from app.notifications.services import requeue_stale_sends

@@ -30,6 +30,8 @@ _RESERVE_DOC = {
          "schema": {"type": "string", "minLength": 1, "maxLength": 128}},
         {"in": "header", "name": "X-Admission-Token", "required": False, "schema": {"type": "string"},
          "description": "The waiting room's admission pass"},
+        {"in": "header", "name": "X-Offer-Token", "required": False, "schema": {"type": "string"},
+         "description": "A waitlist offer's pass (GET .../waitlist), instead of an admission pass"},
     ],
 }
 
@@ -55,6 +57,7 @@ class Reserve(MethodView):
             user_id=current_user_id(), event_id=body["event_id"], section_id=body["section_id"],
             quantity=body.get("quantity"), seat_ids=body.get("seat_ids"), idempotency_key=key,
             admission_token=request.headers.get("X-Admission-Token"), revoked_key=revoked_key(),
+            offer_token=request.headers.get("X-Offer-Token"),
         ))
         return json_response(view, 202)
 

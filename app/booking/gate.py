@@ -46,6 +46,19 @@ def _keys(event_id: int, section_id: int) -> list[str]:
     return [keys.gate(section_id), keys.holds(section_id)]
 
 
+def release_keys(event_id: int, section_id: int) -> list[str]:
+    """The section's waitlist, its pool and its stats: released units go to waiting fans first."""
+    keys = QueueKeys(event_id)
+    return [keys.waitlist(section_id, "wl"), keys.waitlist(section_id, "pool"), keys.waitlist(section_id, "stats")]
+
+
+def kept_for_waitlist(event_id: int, section_id: int) -> int:
+    """Units free in MySQL but kept for the waitlist: its pool and its open offers."""
+    keys = QueueKeys(event_id)
+    pool, offered = redis_store.client.mget([keys.waitlist(section_id, "pool"), keys.waitlist(section_id, "offered")])
+    return int(pool or 0) + int(offered or 0)
+
+
 def _member(reservation_id: str, quantity: int) -> str:
     return f"{reservation_id}:{quantity}"
 
@@ -57,7 +70,8 @@ def pending_units(event_id: int, section_id: int) -> int:
 
 
 def expected_units(section: Section) -> int:
-    return max(0, availability([section])[section.id] - pending_units(section.event_id, section.id))
+    return max(0, availability([section])[section.id] - pending_units(section.event_id, section.id)
+               - kept_for_waitlist(section.event_id, section.id))
 
 
 def ensure(section: Section) -> None:
@@ -71,7 +85,8 @@ def give_back(event_id: int, section_id: int, quantity: int, user_id: int | None
     if quantity <= 0:
         return
     try:
-        script("GIVE")(keys=[gate_key(event_id, section_id), QueueKeys(event_id).user_units()],
+        script("GIVE")(keys=[gate_key(event_id, section_id), QueueKeys(event_id).user_units(),
+                             *release_keys(event_id, section_id)],
                        args=[quantity, "" if user_id is None else user_id])
     except redis.RedisError:
         log.warning("gate give-back failed for section %s; the reconciler will fix it", section_id, exc_info=True)
@@ -89,7 +104,8 @@ def release_hold(event_id: int, section_id: int, reservation_id: str, quantity: 
                  user_id: int | None = None) -> None:
     """A hold ended: expired/cancelled (units back, unless already reclaimed) or confirmed (sold)."""
     try:
-        script("RELEASE_HOLD")(keys=[*_keys(event_id, section_id), QueueKeys(event_id).user_units()],
+        script("RELEASE_HOLD")(keys=[*_keys(event_id, section_id), QueueKeys(event_id).user_units(),
+                                     *release_keys(event_id, section_id)],
                                args=[_member(reservation_id, quantity), "1" if give_back else "0",
                                      "" if user_id is None else user_id])
     except redis.RedisError:
@@ -110,7 +126,8 @@ def reconcile(event_ids: list[int]) -> dict[int, int]:
         writes = client.get(keys.writes()) or "0"  # read before MySQL
         expected = availability([section])[section.id]
         db.session.rollback()  # the next section reads a fresh snapshot
-        reply = script("RESET")(keys=[*_keys(section.event_id, section.id), keys.pending(), keys.writes()],
+        reply = script("RESET")(keys=[*_keys(section.event_id, section.id), keys.pending(), keys.writes(),
+                                      keys.waitlist(section.id, "pool"), keys.waitlist(section.id, "offered")],
                                 args=[expected, f"{time.time():.6f}", writes])
         if reply[0] != "reset":
             continue

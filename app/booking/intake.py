@@ -107,6 +107,7 @@ class ReserveRequest:
     idempotency_key: str
     admission_token: str | None
     revoked_key: str = ""
+    offer_token: str | None = None  # a waitlist offer's pass instead of an admission (waitlist.py)
 
 
 def request_hash(event_id: int, section_id: int, quantity: int | None, seat_ids: list[int] | None) -> str:
@@ -162,6 +163,8 @@ def accept(req: ReserveRequest) -> tuple[str, dict[str, Any] | None]:
     """Accept a reserve request: (reservation id, its pending record) when new, (id, None) when the
     same Idempotency-Key and body were accepted before. Raises the 4xx of a refusal."""
     event = catalogue.event(req.event_id)
+    if req.offer_token:
+        return _accept_offer(req, event)
     passes_claims = passes.decode(req.admission_token, req.user_id, req.event_id)
     section = catalogue.section(req.event_id, req.section_id)
     quantity = validate_selection(section, req.quantity, req.seat_ids)
@@ -170,16 +173,11 @@ def accept(req: ReserveRequest) -> tuple[str, dict[str, Any] | None]:
                             reason="limit_exceeded", errors={"quantity": [f"must be 1..{event.max_per_user}"]})
     digest = request_hash(req.event_id, req.section_id, req.quantity, req.seat_ids)
     now = time.time()
-    record = {"id": str(uuid.uuid4()), "user_id": req.user_id, "event_id": req.event_id,
-              "section_id": req.section_id, "quantity": quantity,
-              "seat_ids": sorted(req.seat_ids) if req.seat_ids else None,
-              "amount_cents": section.price_cents * quantity, "currency": section.currency,
-              "idempotency_key": req.idempotency_key, "request_hash": digest, "created_at": now,
-              "request_id": _request_id()}
+    record = _record(req, section, quantity, digest, now)
     keys = QueueKeys(req.event_id)
     script_keys = [keys.active, keys.idempotency(), keys.user_units(), gate.gate_key(req.event_id, section.id),
                    keys.holds(section.id), keys.reserve_stream(), keys.pending(),
-                   req.revoked_key or keys.no_token()]
+                   req.revoked_key or keys.no_token(), *gate.release_keys(req.event_id, section.id)]
     args = [req.user_id, passes_claims["exp"], f"{now:.6f}", f"{req.user_id}:{req.idempotency_key}", digest,
             record["id"], quantity, event.max_per_user, json.dumps(record, separators=(",", ":"))]
     reply = gate.script("RESERVE")(keys=script_keys, args=args)
@@ -195,7 +193,10 @@ def accept(req: ReserveRequest) -> tuple[str, dict[str, Any] | None]:
         return reply[1], None
     if outcome == "sold_out":
         RESERVATIONS.labels(outcome="gate_sold_out").inc()
-        raise Conflict("Sold out", reason="sold_out")
+        links = ({"waitlist": f"/api/events/{req.event_id}/sections/{section.id}/waitlist"}
+                 if section.kind == SECTION_GENERAL else None)
+        raise Conflict("Sold out" + ("; join the waitlist to be offered returned tickets in order" if links else ""),
+                       reason="sold_out", links=links)
     if outcome == "limit_exceeded":
         already = int(reply[1])
         raise Unprocessable(f"At most {event.max_per_user} tickets per user for this event; you have {already}",
@@ -211,6 +212,61 @@ def accept(req: ReserveRequest) -> tuple[str, dict[str, Any] | None]:
 
         raise token_revoked_error()
     raise RuntimeError(f"unexpected reply from RESERVE: {reply!r}")
+
+
+def _record(req: ReserveRequest, section: SectionFacts, quantity: int, digest: str, now: float) -> dict[str, Any]:
+    return {"id": str(uuid.uuid4()), "user_id": req.user_id, "event_id": req.event_id,
+            "section_id": req.section_id, "quantity": quantity,
+            "seat_ids": sorted(req.seat_ids) if req.seat_ids else None,
+            "amount_cents": section.price_cents * quantity, "currency": section.currency,
+            "idempotency_key": req.idempotency_key, "request_hash": digest, "created_at": now,
+            "request_id": _request_id()}
+
+
+def _accept_offer(req: ReserveRequest, event: EventFacts) -> tuple[str, dict[str, Any] | None]:
+    """A reserve that claims a waitlist offer (X-Offer-Token): one CLAIM_OFFER call, no admission."""
+    from app.booking import waitlist
+
+    claims = waitlist.decode_pass(req.offer_token or "", req.user_id, req.event_id)
+    if int(claims["sid"]) != req.section_id:
+        raise Unprocessable("The offer is for another section", reason="offer_wrong_section",
+                            errors={"section_id": [f"the offer is for section {claims['sid']}"]})
+    section = catalogue.section(req.event_id, req.section_id)
+    quantity = validate_selection(section, req.quantity, req.seat_ids)
+    digest = request_hash(req.event_id, req.section_id, req.quantity, req.seat_ids)
+    now = time.time()
+    record = _record(req, section, quantity, digest, now)
+    keys = QueueKeys(req.event_id)
+    wl = {part: keys.waitlist(section.id, part) for part in waitlist.PARTS}
+    reply = gate.script("CLAIM_OFFER")(
+        keys=[wl["offers"], keys.idempotency(), keys.user_units(), wl["offerexp"], wl["useroffer"],
+              keys.reserve_stream(), keys.pending(), req.revoked_key or keys.no_token(), wl["offered"],
+              gate.gate_key(req.event_id, section.id), wl["wl"], wl["pool"], wl["stats"], wl["fresh"]],
+        args=[req.user_id, claims["jti"], f"{now:.6f}", f"{req.user_id}:{req.idempotency_key}", digest,
+              record["id"], quantity, event.max_per_user, json.dumps(record, separators=(",", ":"))])
+    outcome = reply[0]
+    if outcome == "accepted":
+        RESERVATIONS.labels(outcome="requested").inc()
+        waitlist.claimed(req.event_id, section.id, req.user_id, claims["jti"], record["id"], quantity)
+        return record["id"], record
+    if outcome == "replay":
+        return reply[1], None
+    if outcome == "offer_gone":
+        raise Conflict("The offer is no longer open (claimed, declined or expired)", reason="offer_gone")
+    if outcome == "more_than_offered":
+        raise Unprocessable(f"The offer is for {reply[1]} tickets", reason="more_than_offered",
+                            errors={"quantity": [f"at most {reply[1]}"]})
+    if outcome == "limit_exceeded":
+        raise Unprocessable(f"At most {event.max_per_user} tickets per user for this event; you have {reply[1]}",
+                            reason="limit_exceeded")
+    if outcome == "idempotency_key_reused":
+        raise Unprocessable("This Idempotency-Key was used with a different request body",
+                            reason="idempotency_key_reused")
+    if outcome == "token_revoked":
+        from app.auth.jwt_setup import token_revoked_error
+
+        raise token_revoked_error()
+    raise RuntimeError(f"unexpected reply from CLAIM_OFFER: {reply!r}")
 
 
 def _request_id() -> str | None:

@@ -13,7 +13,8 @@ CONFIRMED = "confirmed"
 REJECTED = "rejected"
 EXPIRED = "expired"
 CANCELLED = "cancelled"
-FINAL_STATES = {CONFIRMED, REJECTED, EXPIRED, CANCELLED}
+REFUNDED = "refunded"
+FINAL_STATES = {CONFIRMED, REJECTED, EXPIRED, CANCELLED, REFUNDED}
 
 
 class Reservation(Base):
@@ -45,4 +46,33 @@ class Reservation(Base):
         Index("ix_reservations_section_status", "section_id", "status"),
         # serves the section FK, so status changes never lock the section row (migration 0002)
         Index("ix_reservations_section_id", "section_id"),
+    )
+
+
+class Refund(Base):
+    """A refund of one confirmed reservation. Recorded (``pending``) and committed before the
+    provider is called, finished (``succeeded`` or ``declined``) after; the sweeper finishes one
+    whose process died in between. The refund id is the provider's idempotency key."""
+
+    __tablename__ = "refunds"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    reservation_id: Mapped[str] = mapped_column(ForeignKey("reservations.id"), nullable=False)
+    user_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    event_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
+    amount_cents: Mapped[int] = mapped_column(Integer, nullable=False)
+    fee_cents: Mapped[int] = mapped_column(Integer, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    requested_by: Mapped[int] = mapped_column(Integer, nullable=False)
+    reason: Mapped[str] = mapped_column(String(64), nullable=False)
+    provider_ref: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    decline_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("reservation_id", name="uq_refunds_reservation_id"),
+        Index("ix_refunds_status_updated", "status", "updated_at"),
+        Index("ix_refunds_event_id", "event_id"),
     )

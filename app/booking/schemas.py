@@ -84,3 +84,64 @@ ReservationPageSchema = page_schema(ReservationSchema, "ReservationPage")
 
 class ConfirmSchema(Schema):
     payment_token = fields.String(required=True, validate=validate.Length(min=1, max=255))
+
+
+# --- after the sell-out ----------------------------------------------------------------------------
+
+class WaitlistJoinSchema(Schema):
+    quantity = fields.Integer(strict=True, load_default=1, validate=validate.Range(min=1, max=100),
+                              metadata={"description": "tickets wanted (within the event's per-user limit)"})
+
+
+class OfferSchema(Schema):
+    offer_token = fields.String(metadata={"description": "send as X-Offer-Token with POST /api/tickets/reserve"})
+    quantity = fields.Integer()
+    expires_at = fields.String()
+    reserve_url = fields.String()
+
+
+class WaitlistPlaceSchema(Schema):
+    event_id = fields.Integer()
+    section_id = fields.Integer()
+    status = fields.String(metadata={"description": "waiting | offered"})
+    position = fields.Integer(allow_none=True)
+    quantity = fields.Integer()
+    units_ahead = fields.Integer(metadata={"description": "tickets wanted by the fans ahead"})
+    eta_seconds = fields.Integer(allow_none=True,
+                                 metadata={"description": "from the measured release rate; null while none measured"})
+    eta_status = fields.String(metadata={"description": "estimated | unknown | now"})
+    offer = fields.Nested(OfferSchema, allow_none=True)
+    waitlist_url = fields.String()
+
+
+class WaitlistSectionStatsSchema(Schema):
+    section_id = fields.Integer()
+    waiting = fields.Integer()
+    offers_out = fields.Integer()
+    units_offered = fields.Integer()
+    units_in_pool = fields.Integer()
+    offers_made = fields.Integer()
+    offers_claimed = fields.Integer()
+    offers_expired = fields.Integer()
+    offers_declined = fields.Integer()
+    conversion = fields.Float(allow_none=True, metadata={"description": "claimed / made"})
+    units_released = fields.Integer()
+
+
+class RefundSchema(Schema):
+    refund_id = fields.String()
+    reservation_id = fields.String()
+    status = fields.String(metadata={"description": "pending | succeeded | declined"})
+    amount_cents = fields.Integer(metadata={"description": "paid back"})
+    fee_cents = fields.Integer(metadata={"description": "kept under the event's refund policy"})
+    currency = fields.String()
+    reason = fields.String()
+    decline_reason = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class EventRefundJobSchema(Schema):
+    task_id = fields.String()
+    state = fields.String(metadata={"description": "PENDING | PROGRESS | SUCCESS | FAILURE"})
+    progress = fields.Dict(metadata={"description": "{done, total, refunded, declined, skipped}"})
+    status_url = fields.String()

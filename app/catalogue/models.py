@@ -35,6 +35,11 @@ class Event(Base):
     # booking settings
     max_per_user: Mapped[int] = mapped_column(Integer, nullable=False, default=4)
     hold_seconds: Mapped[int] = mapped_column(Integer, nullable=False, default=300)
+    # after the sell-out: refund policy (no deadline: refundable until the admin stops it) and
+    # how long a waitlist offer stays open (docs/booking.md)
+    refund_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    refund_fee_percent: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    offer_window_seconds: Mapped[int] = mapped_column(Integer, nullable=False, default=600, server_default="600")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
 
     sections: Mapped[list[Section]] = relationship(back_populates="event", order_by="Section.id")

@@ -24,6 +24,12 @@ class EventCreateSchema(Schema):
                                   metadata={"description": "default: MAX_TICKETS_PER_USER (4)"})
     hold_seconds = fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1, max=86_400),
                                   metadata={"description": "default: HOLD_SECONDS (300)"})
+    refund_deadline = fields.AwareDateTime(load_default=None, allow_none=True, default_timezone=UTC,
+                                           metadata={"description": "fans may refund until then (none: any time)"})
+    refund_fee_percent = fields.Integer(strict=True, load_default=0, validate=validate.Range(min=0, max=100),
+                                        metadata={"description": "kept from a fan's own refund (admins: none)"})
+    offer_window_seconds = fields.Integer(strict=True, load_default=600, validate=validate.Range(min=30, max=86_400),
+                                          metadata={"description": "how long a waitlist offer stays open"})
 
 
 class SectionCreateSchema(Schema):
@@ -61,6 +67,9 @@ class EventSchema(Schema):
     pow_difficulty = fields.Integer()
     max_per_user = fields.Integer()
     hold_seconds = fields.Integer()
+    refund_deadline = fields.DateTime(allow_none=True)
+    refund_fee_percent = fields.Integer()
+    offer_window_seconds = fields.Integer()
 
 
 class EventDetailSchema(EventSchema):

@@ -43,6 +43,7 @@ class Message:
     web_link: str
     event_id: int
     admitted_until_iso: str
+    kind: str = "queue_admitted"  # the push payload's `type`: queue_admitted, waitlist_offer, ticket_refunded
 
     @classmethod
     def text(cls, title: str, body: str) -> Message:
@@ -51,7 +52,7 @@ class Message:
 
     def data(self) -> dict[str, str]:
         return {"deep_link": self.deep_link, "web_link": self.web_link, "event_id": str(self.event_id),
-                "admitted_until": self.admitted_until_iso, "type": "queue_admitted"}
+                "admitted_until": self.admitted_until_iso, "type": self.kind}
 
 
 _clients: dict[str, Any] = {}

@@ -223,21 +223,38 @@ def list_notifications(user_id: int, page: int, page_size: int) -> tuple[list[No
 
 # --- the admission notice ------------------------------------------------------------------------
 
+# kind -> locale -> (title, body); {deadline} is the admission's or the offer's end
 TEXTS = {
-    "en": ("It's your turn!", "You can now book {event}. Your place is held until {deadline}."),
-    "ko": ("차례가 되었습니다!", "지금 {event} 예매를 진행하세요. {deadline}까지 자리가 유지됩니다."),
+    "admitted": {
+        "en": ("It's your turn!", "You can now book {event}. Your place is held until {deadline}."),
+        "ko": ("차례가 되었습니다!", "지금 {event} 예매를 진행하세요. {deadline}까지 자리가 유지됩니다."),
+    },
+    "offer": {
+        "en": ("Tickets came back for you!", "Tickets for {event} are offered to you until {deadline}. "
+               "Open the waitlist to buy them."),
+        "ko": ("대기하신 티켓이 나왔습니다!",
+               "{event} 티켓을 {deadline}까지 구매하실 수 있습니다. 대기 목록에서 구매하세요."),
+    },
+    "refunded": {
+        "en": ("Your refund is on its way", "Your ticket for {event} was refunded."),
+        "ko": ("환불이 처리되었습니다", "{event} 티켓이 환불되었습니다."),
+    },
 }
+PUSH_TYPES = {"admitted": "queue_admitted", "offer": "waitlist_offer", "refunded": "ticket_refunded"}
+KINDS = tuple(TEXTS)
 
 
-def build_message(user: User, event: Event, admitted_until: datetime) -> channels.Message:
-    title, body = TEXTS.get(user.locale, TEXTS["en"])
+def build_message(user: User, event: Event, admitted_until: datetime, kind: str = "admitted") -> channels.Message:
+    texts = TEXTS.get(kind, TEXTS["admitted"])
+    title, body = texts.get(user.locale, texts["en"])
     deadline = admitted_until.strftime("%H:%M UTC")
     links = {"event_id": event.id}
     cfg = current_app.config
     return channels.Message(title=title, body=body.format(event=event.name, deadline=deadline),
                             deep_link=cfg["NOTIFY_DEEP_LINK_TEMPLATE"].format(**links),
                             web_link=cfg["NOTIFY_WEB_LINK_TEMPLATE"].format(**links),
-                            event_id=event.id, admitted_until_iso=admitted_until.isoformat())
+                            event_id=event.id, admitted_until_iso=admitted_until.isoformat(),
+                            kind=PUSH_TYPES.get(kind, kind))
 
 
 def notify_admitted(user_id: int, event_id: int, admitted_at: float, admitted_until: float) -> list[str]:
@@ -245,9 +262,11 @@ def notify_admitted(user_id: int, event_id: int, admitted_at: float, admitted_un
     return notify_admissions(event_id, admitted_at, [(user_id, admitted_until)])
 
 
-def notify_admissions(event_id: int, admitted_at: float, admissions: list[tuple[int, float]]) -> list[str]:
-    """One notification row per enabled device per admission (a re-run adds none), then send every
-    row that is still pending. Returns the ids this call sent or tried to send.
+def notify_admissions(event_id: int, admitted_at: float, admissions: list[tuple[int, float]],
+                      kind: str = "admitted") -> list[str]:
+    """One notification row per enabled device per notice (a re-run adds none), then send every
+    row that is still pending. Returns the ids this call sent or tried to send. ``kind``:
+    `admitted` (the waiting room), `offer` (a waitlist offer, until its end), `refunded`.
 
     One multi-row INSERT for the whole batch of the advancer, committed before any network call."""
     session = db.session
@@ -258,10 +277,10 @@ def notify_admissions(event_id: int, admitted_at: float, admissions: list[tuple[
     rows, keys = [], []
     for device in devices:
         until = until_by_user[device.user_id]
-        key = f"admitted:{event_id}:{device.user_id}:{int(until * 1000)}:{device.id}"
+        key = f"{kind}:{event_id}:{device.user_id}:{int(until * 1000)}:{device.id}"
         keys.append(key)
         rows.append({"id": new_uuid(), "dedupe_key": key, "user_id": device.user_id, "event_id": event_id,
-                     "device_id": device.id, "channel": device.channel, "kind": "admitted", "status": "pending",
+                     "device_id": device.id, "channel": device.channel, "kind": kind, "status": "pending",
                      "attempts": 0, "admitted_at": at, "admitted_until": datetime.fromtimestamp(until, UTC),
                      "created_at": utcnow()})
     insert_ignore(session, Notification.__table__, rows)
@@ -319,8 +338,8 @@ def deliver(ids: list[str], *, raise_transient: bool = False) -> list[str]:
         Device.id.in_({n.device_id for n in claimed if n.device_id})))}
     users = {u.id: u for u in session.scalars(select(User).where(User.id.in_({n.user_id for n in claimed})))}
     events = {e.id: e for e in session.scalars(select(Event).where(Event.id.in_({n.event_id for n in claimed})))}
-    jobs = [(n, devices.get(n.device_id), build_message(users[n.user_id], events[n.event_id], n.admitted_until))
-            for n in claimed]
+    jobs = [(n, devices.get(n.device_id), build_message(users[n.user_id], events[n.event_id], n.admitted_until,
+                                                        n.kind)) for n in claimed]
     session.expunge_all()  # keep the loaded state: _record merges it back without a SELECT
     session.rollback()  # reads done: nothing stays open during the sends
     app = current_app._get_current_object()

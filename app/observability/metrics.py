@@ -45,6 +45,14 @@ GATE_DRIFT = Counter("tickets_gate_drift_units_total",
                      "Units by which the reconciler corrected the Redis sold-out gate from MySQL")
 GATE_DRIFT_FIXES = Counter("tickets_gate_drift_fixes_total", "Sections whose Redis gate the reconciler corrected")
 
+# --- after the sell-out: refunds and the waitlist -----------------------------------------------
+REFUNDS = Counter("tickets_refunds_total", "Refunds finished (outcome: succeeded|declined; via: api|worker)",
+                  ["outcome", "via"])
+WAITLIST_JOINS = Counter("tickets_waitlist_joins_total", "Fans who joined a section's waitlist")
+WAITLIST_OFFERS = Counter("tickets_waitlist_offers_total",
+                          "Waitlist offers by outcome (made|expired: the worker; claimed|declined: the API)",
+                          ["outcome"])
+
 # --- notifications ----------------------------------------------------------------------------
 NOTIFICATIONS = Counter("tickets_notifications_total", "Notification attempts by channel and outcome",
                         ["channel", "outcome"])
@@ -71,7 +79,10 @@ NOTIFICATION_OUTCOMES = ("sent", "logged", "failed", "disabled", "retry")
 TOPIC_SUFFIXES = ("queue", "reservations", "notifications")
 
 _http_metrics = None
-API_FAMILIES = {"tickets_queue_joins"}  # besides flask_* and the API's reservation outcomes
+API_FAMILIES = {"tickets_queue_joins", "tickets_waitlist_joins"}  # besides flask_* and the labelled ones below
+API_OFFER_OUTCOMES = ("claimed", "declined")
+WORKER_OFFER_OUTCOMES = ("made", "expired")
+REFUND_OUTCOMES = ("succeeded", "declined")
 
 
 def owner(family: str, labels: dict[str, str]) -> str:
@@ -79,6 +90,10 @@ def owner(family: str, labels: dict[str, str]) -> str:
     "any" (a library's own, such as python_gc_*)."""
     if family == "tickets_reservations":
         return "api" if labels.get("outcome") in API_RESERVATION_OUTCOMES else "worker"
+    if family == "tickets_waitlist_offers":
+        return "api" if labels.get("outcome") in API_OFFER_OUTCOMES else "worker"
+    if family == "tickets_refunds":
+        return "api" if labels.get("via") == "api" else "worker"
     if family in API_FAMILIES or family.startswith("flask_"):
         return "api"
     return "worker" if family.startswith("tickets_") else "any"
@@ -110,9 +125,17 @@ def initialise_label_sets(process: str, task_names: list[str] | None = None, top
     if process == "api":
         for outcome in API_RESERVATION_OUTCOMES:
             RESERVATIONS.labels(outcome=outcome)
+        for outcome in API_OFFER_OUTCOMES:
+            WAITLIST_OFFERS.labels(outcome=outcome)
+        for outcome in REFUND_OUTCOMES:
+            REFUNDS.labels(outcome=outcome, via="api")
         return
     for outcome in WORKER_RESERVATION_OUTCOMES:
         RESERVATIONS.labels(outcome=outcome)
+    for outcome in WORKER_OFFER_OUTCOMES:
+        WAITLIST_OFFERS.labels(outcome=outcome)
+    for outcome in REFUND_OUTCOMES:
+        REFUNDS.labels(outcome=outcome, via="worker")
     for channel in NOTIFICATION_CHANNELS:
         NOTIFICATION_LATENCY.labels(channel=channel)
         for outcome in NOTIFICATION_OUTCOMES:
@@ -189,3 +212,10 @@ def init_http_metrics(app: Flask) -> None:
         _http_metrics = ApiMetrics(app, **kwargs)
     else:
         _http_metrics = PrometheusMetrics(app, **kwargs)
+
+
+def via() -> str:
+    """Which process counts an event that both the API and the workers produce (a refund)."""
+    from flask import has_request_context
+
+    return "api" if has_request_context() else "worker"

@@ -44,6 +44,12 @@ class QueueKeys:
         """Deadlines of the section's live holds (reservation:quantity -> epoch), for the gate."""
         return f"{self.prefix}holds:{section_id}"
 
+    # --- the waitlist of one section (app/booking/waitlist.py) ---------------------------------
+    def waitlist(self, section_id: int, part: str) -> str:
+        """One of the section's waitlist keys: wl, wlq, pool, offers, offerexp, useroffer,
+        offered, seq, stats, fresh (scripts.py describes each)."""
+        return f"{self.prefix}wl:{section_id}:{part}"
+
     # --- the booking intake (all in the sale's slot, so the accept script is one call) -----------
     def reserve_stream(self) -> str:
         """Accepted reserve requests, in order, until the hold writer has written them to MySQL."""
