@@ -504,3 +504,24 @@ def test_200_concurrent_claims_and_releases_never_oversell(app, live_api, worker
         offered = int(client_.get(keys.waitlist(section, "offered")) or 0)
     assert held_units == 100 and offered == 100 and gate == 0 and pool_units == 0
     assert held_units + offered + gate + pool_units == capacity
+
+
+def test_an_admin_raising_capacity_offers_the_new_tickets_to_the_waitlist_first(app, client, worker, make_event,
+                                                                                make_user, admin):
+    event = make_event(sections=[{"name": "Floor", "capacity": 1}])
+    eid, section = event["id"], event["sections"][0]["id"]
+    rid = buy(client, app, eid, section, make_user())
+    fans = [make_user() for _ in range(3)]
+    for fan in fans:
+        waitlisted(client, app, eid, section, fan)
+    url = f"/api/events/{eid}/sections/{section}"
+    assert client.patch(url, json={"capacity": 3}, headers=fans[0]["headers"]).status_code == 403
+    r = client.patch(url, json={"capacity": 3}, headers=admin["headers"])
+    assert r.status_code == 200 and r.json["capacity"] == 3
+    tick(app)
+    wl = f"{url}/waitlist"
+    assert [client.get(wl, headers=f["headers"]).json["status"] for f in fans] == ["offered", "offered", "waiting"]
+    stats = client.get(f"/api/queue/{eid}/stats", headers=admin["headers"]).json["waitlists"]
+    assert stats[0]["waiting"] == 1 and stats[0]["offers_out"] == 2
+    assert client.patch(url, json={"capacity": 0}, headers=admin["headers"]).status_code == 422
+    assert client.get(f"/api/tickets/status/{rid}", headers=admin["headers"]).status_code == 404  # not theirs

@@ -93,8 +93,19 @@ def exporter(app, worker_metrics_dir):
     proc.wait(10)
 
 
+def a_waitlist(app, make_event, make_user) -> None:
+    """A sold-out section with one fan on its waitlist (the waitlist gauges have a series)."""
+    from tests.test_after_sale import hold, waitlisted
+
+    client = app.test_client()
+    event = make_event(sections=[{"name": "Floor", "capacity": 1}])
+    hold(client, app, event["id"], event["sections"][0]["id"], make_user())
+    waitlisted(client, app, event["id"], event["sections"][0]["id"], make_user())
+
+
 def test_every_metric_in_dashboards_and_alerts_exists(app, live_api, worker, exporter, make_event, make_user):
     exercise_a_sale(app, live_api, make_event, make_user)
+    a_waitlist(app, make_event, make_user)
 
     def scraped() -> dict[str, list[str]]:
         merged = scrape(f"{live_api.url}/metrics")

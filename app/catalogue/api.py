@@ -14,6 +14,7 @@ from app.catalogue.schemas import (
     EventPageSchema,
     EventSchema,
     SeatMapSchema,
+    SectionCapacitySchema,
     SectionCreateSchema,
     SectionSchema,
 )
@@ -64,6 +65,17 @@ class Sections(MethodView):
         """Add a general admission section {capacity} or a seated one {rows, seats_per_row} (admin)."""
         section = services.create_section(event_id, data)
         return _section_view(section, section.capacity)
+
+
+@blp.route("/<int:event_id>/sections/<int:section_id>")
+class SectionCapacity(MethodView):
+    @admin_required
+    @blp.arguments(SectionCapacitySchema)
+    @blp.response(200, SectionSchema)
+    def patch(self, data: dict, event_id: int, section_id: int) -> dict[str, Any]:
+        """Change a general admission section's capacity (admin); added tickets go to its waitlist first."""
+        section = services.set_capacity(event_id, section_id, data["capacity"])
+        return _section_view(section, services.availability([section])[section.id])
 
 
 @blp.route("/<int:event_id>/sections/<int:section_id>/seats")

@@ -32,6 +32,11 @@ class EventCreateSchema(Schema):
                                           metadata={"description": "how long a waitlist offer stays open"})
 
 
+class SectionCapacitySchema(Schema):
+    capacity = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=1_000_000),
+                              metadata={"description": "new capacity of a general admission section"})
+
+
 class SectionCreateSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=120))
     price_cents = fields.Integer(strict=True, required=True, validate=validate.Range(min=0, max=100_000_000))

@@ -166,3 +166,32 @@ def seat_map(event_id: int, section_id: int) -> tuple[Section, list[dict[str, An
         out.append({"id": seat.id, "row": seat.row_label, "number": seat.number, "label": seat.label,
                     "state": state})
     return section, out
+
+
+def set_capacity(event_id: int, section_id: int, capacity: int) -> Section:
+    """Change a general admission section's capacity (admin). Added units go on sale at once
+    (to the section's waitlist first, like any release); a smaller capacity may not go below what
+    is sold and held. The change is one conditional UPDATE."""
+    from sqlalchemy import update
+
+    from app.booking import gate
+
+    section = get_section(event_id, section_id)
+    if section.kind != SECTION_GENERAL:
+        db.session.rollback()
+        raise Unprocessable("A seated section's capacity is its seat map", reason="seated_section",
+                            errors={"capacity": ["only for general admission sections"]})
+    before = section.capacity
+    changed = db.session.execute(
+        update(Section).where(Section.id == section_id, Section.sold + Section.held <= capacity)
+        .values(capacity=capacity).execution_options(synchronize_session=False)).rowcount
+    if changed != 1:
+        db.session.rollback()
+        raise Conflict("The capacity cannot go below the tickets sold and held", reason="capacity_below_sold")
+    db.session.commit()
+    db.session.refresh(section)
+    if capacity > before:
+        gate.give_back(event_id, section_id, capacity - before)
+    elif capacity < before:
+        gate.reconcile([event_id])  # fewer units: the gate is derived again from MySQL
+    return section

@@ -22,6 +22,7 @@ class DomainCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         with self.app.app_context():
             yield from self._queue_metrics()
+            yield from self._waitlist_metrics()
             yield from self._celery_metrics()
             yield from self._outbox_metrics()
 
@@ -58,6 +59,30 @@ class DomainCollector(Collector):
         except Exception:  # noqa: BLE001 - a scrape must not fail because Redis hiccupped
             log.warning("queue metrics unavailable", exc_info=True)
         yield from (waiting, active, paused, rate)
+
+    def _waitlist_metrics(self) -> Iterator[GaugeMetricFamily]:
+        from app.booking.waitlist import REGISTRY_KEY, _keys
+        from app.extensions import redis_store
+
+        waiting = GaugeMetricFamily("tickets_waitlist_waiting_users", "Fans on a section's waitlist",
+                                    labels=["event_id", "section_id"])
+        offers = GaugeMetricFamily("tickets_waitlist_offers_out", "Open waitlist offers of a section",
+                                   labels=["event_id", "section_id"])
+        try:
+            client = redis_store.client
+            for member in sorted(client.smembers(REGISTRY_KEY)):
+                event_id, section_id = (int(x) for x in member.split(":"))
+                keys = _keys(event_id, section_id)
+                pipe = client.pipeline(transaction=False)
+                pipe.zcard(keys["wl"])
+                pipe.hlen(keys["offers"])
+                n_waiting, n_offers = pipe.execute()
+                label = [str(event_id), str(section_id)]
+                waiting.add_metric(label, int(n_waiting))
+                offers.add_metric(label, int(n_offers))
+        except Exception:  # noqa: BLE001 - a scrape must not fail because Redis hiccupped
+            log.warning("waitlist metrics unavailable", exc_info=True)
+        yield from (waiting, offers)
 
     def _celery_metrics(self) -> Iterator[GaugeMetricFamily]:
         import redis

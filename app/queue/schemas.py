@@ -27,6 +27,9 @@ class QueueSettingsSchema(Schema):
 
 class QueueStatsSchema(Schema):
     event_id = fields.Integer()
+    waitlists = fields.List(fields.Dict(), metadata={
+        "description": "per section with a waitlist: waiting, offers_out, offers made/claimed/expired/declined, "
+                       "conversion (as GET /api/events/{id}/waitlists)"})
     waiting = fields.Integer()
     pre_queue = fields.Integer()
     active = fields.Integer()

@@ -367,8 +367,11 @@ def stats(event_id: int) -> dict[str, Any]:
     if front:
         joined = client.hget(keys.joined, front[0])
         oldest = max(0.0, now - float(joined)) if joined else 0.0
+    from app.booking.waitlist import stats as waitlist_stats
+
     return {
         "event_id": event_id,
+        "waitlists": waitlist_stats(event_id),
         "waiting": int(line) + int(pre),
         "pre_queue": int(pre),
         "active": int(active),
