@@ -56,6 +56,9 @@ def create_app(config_overrides: dict[str, Any] | None = None, env: dict[str, st
     for blueprint in (auth_blp, events_blp, queue_blp, booking_blp, after_sale_blp, notifications_blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(health_bp)
+    from app.web import init_web
+
+    init_web(app)
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     init_http_metrics(app)
     register_cli(app)

@@ -108,8 +108,10 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> dict[str
         # parallel SNS/SMTP calls per notification task (sending is I/O-bound)
         "NOTIFY_SEND_CONCURRENCY": _int(env, "NOTIFY_SEND_CONCURRENCY", 32),
         "NOTIFY_DEEP_LINK_TEMPLATE": env.get("NOTIFY_DEEP_LINK_TEMPLATE", "ticketapp://queue/{event_id}"),
+        "PUBLIC_BASE_URL": (env.get("PUBLIC_BASE_URL") or "http://127.0.0.1:8000").rstrip("/"),
         "NOTIFY_WEB_LINK_TEMPLATE": env.get(
-            "NOTIFY_WEB_LINK_TEMPLATE", "https://tickets.example.com/queue/{event_id}"
+            "NOTIFY_WEB_LINK_TEMPLATE",
+            (env.get("PUBLIC_BASE_URL") or "http://127.0.0.1:8000").rstrip("/") + "/events/{event_id}/queue"
         ),
         "JWT_SECRET_KEY": env.get("JWT_SECRET_KEY") or DEFAULT_JWT_SECRET,
         "JWT_ACCESS_TOKEN_EXPIRES": timedelta(minutes=access_minutes),
@@ -163,7 +165,24 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> dict[str
         "OPENAPI_URL_PREFIX": "/api",
         "OPENAPI_JSON_PATH": "openapi.json",
         "OPENAPI_SWAGGER_UI_PATH": "/docs",
-        "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        # pinned assets of the swagger-ui-bundle package, served by this app (app/web): no CDN
+        "OPENAPI_SWAGGER_UI_URL": "/api/docs/assets/",
+        # the web app (app/web): the browser's tokens live in httpOnly cookies with double-submit
+        # CSRF; bearer headers keep working for the REST API
+        "JWT_TOKEN_LOCATION": ["headers", "cookies"],
+        "JWT_COOKIE_SECURE": app_env == "production",
+        "JWT_COOKIE_SAMESITE": "Lax",
+        "JWT_COOKIE_CSRF_PROTECT": True,
+        "JWT_ACCESS_COOKIE_PATH": "/",
+        "JWT_REFRESH_COOKIE_PATH": "/api/auth/",
+        "JWT_SESSION_COOKIE": False,
+        "BABEL_DEFAULT_LOCALE": "en",
+        # links on the operators' console
+        "FLOWER_URL": env.get("FLOWER_URL") or "http://127.0.0.1:5555",
+        "GRAFANA_URL": env.get("GRAFANA_URL") or "http://127.0.0.1:3000",
+        "LANGUAGES": ("en", "ko"),
+        "TICKET_SIGNING_KEY": env.get("TICKET_SIGNING_KEY") or env.get("ADMISSION_SECRET_KEY")
+        or (env.get("JWT_SECRET_KEY") or DEFAULT_JWT_SECRET) + ":tickets",
         "PROPAGATE_EXCEPTIONS": False,
     }
     config.update(overrides)

@@ -2,9 +2,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, request
+from flask import Response, current_app, request
 from flask.views import MethodView
-from flask_jwt_extended import create_access_token, get_jwt, jwt_required
+from flask_jwt_extended import (
+    create_access_token,
+    get_jwt,
+    get_jwt_request_location,
+    jwt_required,
+    set_access_cookies,
+    set_refresh_cookies,
+    unset_jwt_cookies,
+)
 from flask_smorest import Blueprint
 
 from app.auth import services, sessions
@@ -12,6 +20,7 @@ from app.auth.jwt_setup import current_user_id
 from app.auth.models import User
 from app.auth.schemas import LoginSchema, RegisterSchema, TokenPairSchema, UserSchema
 from app.extensions import limiter
+from app.jsonio import json_response
 from app.notifications.schemas import VerifyCodeSchema
 
 blp = Blueprint("auth", __name__, url_prefix="/api/auth", description="Accounts and JWT sessions")
@@ -33,6 +42,28 @@ def _access_token_for(user: User, sid: str) -> tuple[str, int]:
     claims = {"roles": user.roles, "sid": sid, "ev": user.email_verified_at is not None}
     token = create_access_token(identity=str(user.id), additional_claims=claims)
     return token, int(current_app.config["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds())
+
+
+def _pair(user: User, sid: str, refresh: str, *, cookies: bool = False) -> dict[str, Any] | Response:
+    """The token pair; for a browser session (cookies), also set as httpOnly cookies with their
+    CSRF companions, and the page language from the account's locale."""
+    access, expires_in = _access_token_for(user, sid)
+    body = {"access_token": access, "refresh_token": refresh, "token_type": "Bearer", "expires_in": expires_in}
+    if not cookies:
+        return body
+    response = json_response({"token_type": "Cookie", "expires_in": expires_in}, 200)
+    set_access_cookies(response, access)
+    set_refresh_cookies(response, refresh)
+    response.set_cookie("lang", user.locale, max_age=365 * 86400, samesite="Lax",
+                        secure=current_app.config["JWT_COOKIE_SECURE"])
+    return response
+
+
+def _from_cookies() -> bool:
+    try:
+        return get_jwt_request_location() == "cookies"
+    except RuntimeError:
+        return False
 
 
 @blp.route("/register")
@@ -57,8 +88,33 @@ class Login(MethodView):
         """Exchange e-mail and password for an access and a refresh token."""
         user = services.authenticate(data["email"], data["password"])
         sid, refresh = sessions.start(user.id)
-        access, expires_in = _access_token_for(user, sid)
-        return {"access_token": access, "refresh_token": refresh, "token_type": "Bearer", "expires_in": expires_in}
+        return _pair(user, sid, refresh)
+
+
+@blp.route("/session")
+class BrowserSession(MethodView):
+    @limiter.limit(_setting("LOGIN_LIMIT_PER_ADDRESS"), scope="login-address")
+    @limiter.limit(_setting("LOGIN_LIMIT_PER_ACCOUNT"), key_func=_account_key, scope="login-account",
+                   deduct_when=lambda response: response.status_code == 401)
+    @blp.arguments(LoginSchema)
+    @blp.response(200)
+    def post(self, data: dict) -> Response:
+        """Log a browser in: the tokens are set as httpOnly cookies (with double-submit CSRF
+        cookies), never handed to page scripts. The same limits as /login."""
+        user = services.authenticate(data["email"], data["password"])
+        sid, refresh = sessions.start(user.id)
+        return _pair(user, sid, refresh, cookies=True)
+
+    @jwt_required()
+    @blp.response(204)
+    def delete(self) -> Response:
+        """Log a browser out: the access token is revoked, the session ended, the cookies cleared."""
+        claims = get_jwt()
+        services.revoke_token(claims["jti"], claims["exp"])
+        sessions.end(claims.get("sid"))
+        response = Response(status=204)
+        unset_jwt_cookies(response)
+        return response
 
 
 @blp.route("/refresh")
@@ -72,8 +128,7 @@ class Refresh(MethodView):
         `refresh_token_reused`)."""
         user = services.get_user(current_user_id())
         sid, refresh = sessions.rotate(user.id, get_jwt())
-        access, expires_in = _access_token_for(user, sid)
-        return {"access_token": access, "refresh_token": refresh, "token_type": "Bearer", "expires_in": expires_in}
+        return _pair(user, sid, refresh, cookies=_from_cookies())
 
 
 @blp.route("/logout")
@@ -102,8 +157,7 @@ class VerifyEmail(MethodView):
         claims = get_jwt()
         sessions.end(claims.get("sid"))  # the old session's tokens say "unverified": replace them
         sid, refresh = sessions.start(user.id)
-        access, expires_in = _access_token_for(user, sid)
-        return {"access_token": access, "refresh_token": refresh, "token_type": "Bearer", "expires_in": expires_in}
+        return _pair(user, sid, refresh, cookies=_from_cookies())
 
 
 @blp.route("/verify-email/code")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -68,14 +69,18 @@ def jwt_required_blocklist_deferred(fn: F) -> F:
 
 
 def _verify_access_token() -> None:
+    cfg = current_app.config
     auth = request.headers.get("Authorization", "").strip()
+    location = "headers"
     if not auth:
-        raise AppError("Missing Authorization Header", status_code=401, reason="token_missing")
+        cookie = request.cookies.get(cfg["JWT_ACCESS_COOKIE_NAME"]) if "cookies" in cfg["JWT_TOKEN_LOCATION"] else None
+        if not cookie:
+            raise AppError("Missing Authorization Header", status_code=401, reason="token_missing")
+        auth, location = f"Bearer {cookie}", "cookies"
     parts = auth.split()
     if len(parts) != 2 or parts[0] != "Bearer":
         raise AppError("Missing 'Bearer' type in 'Authorization' header. Expected 'Authorization: Bearer <JWT>'",
                        status_code=401, reason="token_missing")
-    cfg = current_app.config
     leeway = cfg.get("JWT_DECODE_LEEWAY", 0)
     try:
         header, claims = hs256.verify(parts[1], cfg["JWT_SECRET_KEY"], require=("exp", "sub", "jti", "type"),
@@ -86,11 +91,17 @@ def _verify_access_token() -> None:
         raise AppError(f"Invalid token: {exc}", status_code=401, reason="token_invalid") from exc
     if claims["type"] != "access":
         raise AppError("Invalid token: Only non-refresh tokens are allowed", status_code=401, reason="token_invalid")
+    if location == "cookies" and cfg["JWT_COOKIE_CSRF_PROTECT"] and request.method in cfg["JWT_CSRF_METHODS"]:
+        # the double-submit check flask-jwt-extended makes for cookie tokens: a page of this origin
+        # copies the csrf cookie into the header; another site's form cannot
+        sent = request.headers.get(cfg["JWT_ACCESS_CSRF_HEADER_NAME"], "")
+        if not sent or not hmac.compare_digest(sent, str(claims.get("csrf", ""))):
+            raise AppError("Missing or wrong CSRF token", status_code=401, reason="csrf_failed")
     # what flask-jwt-extended's own verification leaves behind, so get_jwt() & co. work as usual
     g._jwt_extended_jwt = claims
     g._jwt_extended_jwt_header = header
     g._jwt_extended_jwt_user = {"loaded_user": None}
-    g._jwt_extended_jwt_location = "headers"
+    g._jwt_extended_jwt_location = location
 
 
 def revoked_key() -> str:

@@ -27,6 +27,11 @@ class QueueSettingsSchema(Schema):
 
 class QueueStatsSchema(Schema):
     event_id = fields.Integer()
+    last_eta_seconds = fields.Integer(allow_none=True,
+                                      metadata={"description": "the last fan's wait at the measured rate"})
+    sections = fields.List(fields.Dict(), metadata={"description": "[{id, name, sold, held, capacity}]"})
+    holds_expiring_60s = fields.Integer(metadata={"description": "holds ending within a minute"})
+    outbox_lag_seconds = fields.Float(metadata={"description": "age of the oldest unpublished event"})
     waitlists = fields.List(fields.Dict(), metadata={
         "description": "per section with a waitlist: waiting, offers_out, offers made/claimed/expired/declined, "
                        "conversion (as GET /api/events/{id}/waitlists)"})

@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.catalogue.models import Event
 from app.catalogue.services import get_event
@@ -369,9 +369,15 @@ def stats(event_id: int) -> dict[str, Any]:
         oldest = max(0.0, now - float(joined)) if joined else 0.0
     from app.booking.waitlist import stats as waitlist_stats
 
+    rate_per_minute = float(st.get("rate_ewma", 0) or 0)
+    waiting = int(line) + int(pre)
     return {
         "event_id": event_id,
         "waitlists": waitlist_stats(event_id),
+        # the console's figures (app/web): the last fan's wait at the measured rate, sections,
+        # holds about to end and the outbox lag
+        "last_eta_seconds": round(waiting / (rate_per_minute / 60)) if waiting and rate_per_minute > 0 else None,
+        **_sale_figures(event_id, now),
         "waiting": int(line) + int(pre),
         "pre_queue": int(pre),
         "active": int(active),
@@ -385,6 +391,23 @@ def stats(event_id: int) -> dict[str, Any]:
         "oldest_wait_seconds": round(oldest, 1),
         "paused": paused == "1",
     }
+
+
+def _sale_figures(event_id: int, now: float) -> dict[str, Any]:
+    from app.booking.models import HELD, Reservation
+    from app.catalogue.models import Section
+    from app.outbox.relay import lag
+
+    sections = db.session.scalars(select(Section).where(Section.event_id == event_id).order_by(Section.id)).all()
+    soon = datetime.fromtimestamp(now + 60, UTC)
+    expiring = db.session.scalar(select(func.count()).select_from(Reservation).where(
+        Reservation.event_id == event_id, Reservation.status == HELD, Reservation.hold_expires_at <= soon))
+    figures = {"sections": [{"id": s.id, "name": s.name, "sold": s.sold, "held": s.held, "capacity": s.capacity}
+                            for s in sections],
+               "holds_expiring_60s": int(expiring or 0),
+               "outbox_lag_seconds": round(lag()["oldest_age_seconds"], 1)}
+    db.session.rollback()
+    return figures
 
 
 def registered_event_ids() -> list[int]:

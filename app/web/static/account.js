@@ -1,0 +1,64 @@
+// Account: log in (cookies), register, verify the e-mail, manage channels, log out.
+import {api, T} from "./app.js";
+
+const $ = (id) => document.getElementById(id);
+const say = (text) => { $("account-message").textContent = text || ""; };
+
+async function show() {
+  const me = await api("/api/auth/me");
+  $("me").hidden = me.status !== 200;
+  $("anon").hidden = me.status === 200;
+  if (me.status !== 200) return;
+  $("me-email").textContent = me.body.email;
+  $("verify").hidden = !!me.body.email_verified;
+  const channels = await api("/api/notifications/devices");
+  $("channels").replaceChildren(...((channels.body && channels.body.items) || channels.body || []).map((d) => {
+    const li = document.createElement("li");
+    li.textContent = `${d.channel}: ${d.target || d.address || ""} ${d.verified ? "✓" : ""}`;
+    return li;
+  }));
+}
+
+async function login(email, password) {
+  const r = await api("/api/auth/session", {method: "POST", body: {email, password}});
+  if (r.status !== 200) { say((r.body && r.body.message) || T.error); return false; }
+  const next = $("login").dataset.next || "/";
+  window.location.href = next;
+  return true;
+}
+
+$("login").addEventListener("submit", (e) => {
+  e.preventDefault();
+  login($("login-email").value, $("login-password").value);
+});
+
+$("register").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const body = {name: $("reg-name").value, email: $("reg-email").value, password: $("reg-password").value,
+    locale: window.LOCALE};
+  const r = await api("/api/auth/register", {method: "POST", body});
+  if (r.status !== 201) { say((r.body && r.body.message) || T.error); return; }
+  login(body.email, body.password);
+});
+
+$("verify").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const r = await api("/api/auth/verify-email", {method: "POST", body: {code: $("code").value}});
+  say(r.status === 200 ? "✓" : (r.body && r.body.message) || T.error);
+  show();
+});
+
+$("add-channel").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const r = await api("/api/notifications/register", {method: "POST",
+    body: {channel: "email", address: $("channel-email").value}});
+  say(r.status < 300 ? "✓" : (r.body && r.body.message) || T.error);
+  show();
+});
+
+$("logout").addEventListener("click", async () => {
+  await api("/api/auth/session", {method: "DELETE"});
+  window.location.href = "/account";
+});
+
+show();

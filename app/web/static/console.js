@@ -1,0 +1,65 @@
+// The live-sale console: the admin endpoints, polled every 2 s, with a sparkline per figure.
+import {api, T} from "./app.js";
+
+const root = document.getElementById("console");
+const eventId = root.dataset.event;
+const history = {};
+let lastAdmitted = null;
+let lastAt = null;
+
+function spark(key, value) {
+  const points = (history[key] = [...(history[key] || []), Number(value) || 0].slice(-60));
+  const max = Math.max(1, ...points);
+  const step = 120 / Math.max(1, points.length - 1);
+  const coords = points.map((v, i) => `${i * step},${30 - (v / max) * 28 - 1}`).join(" ");
+  root.querySelector(`figure[data-key="${key}"] polyline`).setAttribute("points", coords);
+  root.querySelector(`figure[data-key="${key}"] output`).textContent = value ?? "–";
+}
+
+async function update() {
+  const r = await api(`/api/queue/${eventId}/stats`);
+  const state = document.getElementById("console-state");
+  if (r.status !== 200) { state.textContent = (r.body && r.body.message) || T.error; return; }
+  const s = r.body;
+  const now = Date.now();
+  const perMinute = lastAt ? Math.round(((s.admitted_total - lastAdmitted) * 60000) / (now - lastAt)) : 0;
+  lastAdmitted = s.admitted_total;
+  lastAt = now;
+  state.textContent = s.paused ? T.console_paused : T.console_running;
+  for (const [key, value] of Object.entries({waiting: s.waiting, active: s.active, admitted_per_minute: perMinute,
+    admit_rate_per_minute: s.admit_rate_per_minute, oldest_wait_seconds: s.oldest_wait_seconds,
+    last_eta_seconds: s.last_eta_seconds, holds_expiring: s.holds_expiring_60s,
+    outbox_lag_seconds: s.outbox_lag_seconds})) spark(key, value);
+  document.getElementById("sections").replaceChildren(...s.sections.map((sec) => {
+    const tr = document.createElement("tr");
+    for (const v of [sec.name, sec.sold, sec.held, sec.capacity]) {
+      const td = document.createElement("td");
+      td.textContent = v;
+      tr.append(td);
+    }
+    return tr;
+  }));
+  const admit = document.getElementById("admit");
+  const maxActive = document.getElementById("max-active");
+  if (!admit.value) admit.value = s.configured_admit_per_minute;
+  if (!maxActive.value) maxActive.value = s.max_active;
+}
+
+document.getElementById("pause").addEventListener("click", async () => {
+  await api(`/api/queue/${eventId}/pause`, {method: "POST"});
+  update();
+});
+document.getElementById("resume").addEventListener("click", async () => {
+  await api(`/api/queue/${eventId}/resume`, {method: "POST"});
+  update();
+});
+document.getElementById("settings").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  await api(`/api/queue/${eventId}`, {method: "PATCH", body: {
+    admit_per_minute: Number(document.getElementById("admit").value),
+    max_active: Number(document.getElementById("max-active").value)}});
+  update();
+});
+
+update();
+setInterval(update, 2000);

@@ -1,0 +1,109 @@
+// The waiting room: join, then live updates over SSE, falling back to polling at poll_after_ms.
+import {api, duration, proofOfWork, requireUser, T} from "./app.js";
+
+const box = document.getElementById("queue");
+const eventId = box.dataset.event;
+const $ = (id) => document.getElementById(id);
+let firstAhead = null;
+let done = false;
+let user = null;
+
+function show(view) {
+  const state = $("state");
+  $("figures").hidden = view.status !== "waiting";
+  $("countdown").hidden = view.reason !== "pre_queue";
+  if (view.status === "admitted") {
+    done = true;
+    state.textContent = `${T.admitted} ${T.admitted_body}`;
+    $("go").hidden = false;
+    setBar(100);
+    if (document.hidden) {
+      document.title = `✅ ${T.turn_title}`;
+      if ("Notification" in window && Notification.permission === "granted") {
+        new Notification(T.turn_title, {body: T.admitted_body, tag: `queue-${eventId}`});
+      }
+    }
+    return;
+  }
+  if (view.status === "expired") {
+    done = true;
+    state.textContent = T.expired;
+    return;
+  }
+  if (view.reason === "pre_queue") {
+    $("countdown").textContent = `${T.opens_in} ${duration(view.eta_seconds)}`;
+  }
+  state.textContent = view.paused ? T.paused : "";
+  state.classList.toggle("paused", !!view.paused);
+  $("position").textContent = view.position ?? "–";
+  $("ahead").textContent = view.ahead ?? "–";
+  $("eta").textContent = view.paused ? "–" : duration(view.eta_seconds);
+  if (firstAhead === null && view.ahead) firstAhead = view.ahead;
+  if (firstAhead) setBar(100 * (1 - view.ahead / firstAhead));
+}
+
+function setBar(percent) {
+  const p = Math.max(0, Math.min(100, Math.round(percent)));
+  $("bar").style.width = p + "%";
+  document.querySelector(".progress").setAttribute("aria-valuenow", String(p));
+}
+
+async function poll(after) {
+  while (!done) {
+    await new Promise((resolve) => setTimeout(resolve, after));
+    const r = await api(`/api/queue/${eventId}/status`);
+    if (r.status !== 200) { after = 2000; continue; }
+    show(r.body);
+    after = r.body.poll_after_ms || 2000;
+  }
+}
+
+function stream(fallbackAfter) {
+  if (!("EventSource" in window)) return poll(fallbackAfter);
+  const source = new EventSource(`/api/queue/${eventId}/stream`, {withCredentials: true});
+  $("mode").textContent = T.live;
+  source.addEventListener("status", (e) => {
+    show(JSON.parse(e.data));
+    if (done) source.close();
+  });
+  source.onerror = () => {  // the stream ended or is not served here: poll instead
+    source.close();
+    if (!done) {
+      $("mode").textContent = T.polling;
+      poll(fallbackAfter);
+    }
+  };
+}
+
+async function join() {
+  user = await requireUser();
+  if (!user) return;
+  let r = await api(`/api/queue/${eventId}/join`, {method: "POST"});
+  if (r.status === 428) {
+    const nonce = await proofOfWork(eventId, user.id, r.body.errors.difficulty);
+    r = await api(`/api/queue/${eventId}/join`, {method: "POST", headers: {"X-Proof-Of-Work": nonce}});
+  }
+  if (r.status !== 202) {
+    $("state").textContent = (r.body && r.body.message) || T.error;
+    return;
+  }
+  show(r.body);
+  if (!done) stream(r.body.poll_after_ms || 2000);
+}
+
+$("notify-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const address = $("notify-email").value;
+  const r = await api("/api/notifications/register", {method: "POST", body: {channel: "email", address}});
+  $("notify-result").textContent = r.status < 300 ? `${T.notify_on} ${address}` : (r.body && r.body.message) || T.error;
+});
+
+$("browser-notify").addEventListener("click", async () => {
+  if ("Notification" in window && Notification.permission === "default") await Notification.requestPermission();
+});
+
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden && done) document.title = document.title.replace(/^✅ /, "");
+});
+
+join();

@@ -1,0 +1,87 @@
+"""The web app's server side: browser sessions in cookies with CSRF, the ticket QR code, the
+translations. (The pages themselves are driven in a browser: tests/test_browser.py.)"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from pathlib import Path
+
+from tests.support import ROOT
+
+TRANSLATIONS = ROOT / "app" / "web" / "translations"
+
+
+def test_a_browser_session_lives_in_httponly_cookies_and_needs_the_csrf_header(app, client, make_event, make_user):
+    user = make_user()
+    event = make_event(sections=[{"name": "Floor", "capacity": 5}])
+    r = client.post("/api/auth/session", json={"email": user["email"], "password": user["password"]})
+    assert r.status_code == 200 and "access_token" not in r.json  # never handed to page scripts
+    cookies = {c.split("=", 1)[0]: c for c in r.headers.getlist("Set-Cookie")}
+    assert "HttpOnly" in cookies["access_token_cookie"] and "HttpOnly" in cookies["refresh_token_cookie"]
+    assert "HttpOnly" not in cookies["csrf_access_token"]  # the page copies it into the header
+    assert client.get("/api/auth/me").json["email"] == user["email"]
+    # a state change without the CSRF header is refused, on the lean hot path and elsewhere
+    refused = client.post(f"/api/queue/{event['id']}/join")
+    assert refused.status_code == 401 and refused.json["reason"] == "csrf_failed"
+    csrf = client.get_cookie("csrf_access_token").value
+    assert client.post(f"/api/queue/{event['id']}/join", headers={"X-CSRF-TOKEN": csrf}).status_code == 202
+    assert client.post("/api/notifications/register", json={"channel": "email", "address": "x@example.com"}
+                       ).status_code == 401
+    wrong = client.post(f"/api/queue/{event['id']}/join", headers={"X-CSRF-TOKEN": "forged"})
+    assert wrong.status_code == 401 and wrong.json["reason"] == "csrf_failed"
+    # refresh through the refresh cookie, with its own CSRF cookie
+    refreshed = client.post("/api/auth/refresh", headers={"X-CSRF-TOKEN": client.get_cookie(
+        "csrf_refresh_token", path="/").value})
+    assert refreshed.status_code == 200 and refreshed.json["token_type"] == "Cookie"
+    out = client.delete("/api/auth/session", headers={"X-CSRF-TOKEN": client.get_cookie("csrf_access_token").value})
+    assert out.status_code == 204
+    assert client.get("/api/auth/me").status_code == 401
+    # bearer headers keep working for API clients, with no CSRF header
+    assert client.post(f"/api/queue/{event['id']}/join", headers=user["headers"]).status_code == 202
+
+
+def test_the_ticket_qr_code_is_a_signed_id_for_its_owner_only(app, client, worker, make_event, make_user):
+    from tests.test_after_sale import buy
+
+    event = make_event(sections=[{"name": "Floor", "capacity": 5}])
+    owner, other = make_user(), make_user()
+    rid = buy(client, app, event["id"], event["sections"][0]["id"], owner)
+    assert client.get(f"/tickets/{rid}/qr.svg").status_code == 401
+    assert client.get(f"/tickets/{rid}/qr.svg", headers=other["headers"]).status_code == 404
+    svg = client.get(f"/tickets/{rid}/qr.svg", headers=owner["headers"])
+    assert svg.status_code == 200 and svg.mimetype == "image/svg+xml" and b"<svg" in svg.data
+    with app.app_context():
+        from app.web import signed_ticket_id
+
+        signed = signed_ticket_id(rid)
+        key = app.config["TICKET_SIGNING_KEY"].encode()
+    prefix, ticket, mac = signed.split(".")
+    assert prefix == "T1" and ticket == rid
+    assert mac == hmac.new(key, rid.encode(), hashlib.sha256).hexdigest()[:16]
+    assert client.get(f"/tickets/{uuid.uuid4()}/qr.svg", headers=owner["headers"]).status_code == 404
+
+
+def test_every_page_text_has_a_korean_translation_and_the_catalogue_is_compiled(tmp_path: Path):
+    from babel.messages.mofile import read_mo
+    from babel.messages.pofile import read_po
+
+    with open(TRANSLATIONS / "messages.pot", "rb") as f:
+        template = read_po(f)
+    with open(TRANSLATIONS / "ko" / "LC_MESSAGES" / "messages.po", "rb") as f:
+        korean = read_po(f)
+    with open(TRANSLATIONS / "ko" / "LC_MESSAGES" / "messages.mo", "rb") as f:
+        compiled = read_mo(f)
+    wanted = {m.id for m in template if m.id}
+    translated = {m.id: m.string for m in korean if m.id and m.string and not m.fuzzy}
+    assert wanted <= set(translated), sorted(wanted - set(translated))
+    assert {m.id: m.string for m in compiled if m.id} == translated  # `make translations` was run
+
+
+def test_pages_are_served_in_the_requested_language_and_swagger_needs_no_network(client):
+    assert "<h1>공연</h1>" in client.get("/", headers={"Accept-Language": "ko-KR,ko;q=0.9"}).get_data(as_text=True)
+    assert "<h1>Events</h1>" in client.get("/?lang=en", headers={"Accept-Language": "ko"}).get_data(as_text=True)
+    docs = client.get("/api/docs").get_data(as_text=True)
+    assert "/api/docs/assets/swagger-ui-bundle.js" in docs and "cdn" not in docs and "https://" not in docs
+    assert client.get("/api/docs/assets/swagger-ui-bundle.js").status_code == 200
