@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint api stream worker beat flower exporter migrate bench bench-eta bench-queue locust clean
+.PHONY: install run test lint translations api stream worker beat flower exporter migrate bench bench-eta bench-queue locust clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ test: install
 
 lint: install
 	$(BIN)/ruff check .
+
+# the web app's texts: extract, merge into the Korean catalogue (translate the new msgstr), compile
+translations: install
+	$(BIN)/pybabel extract -F app/web/babel.cfg -o app/web/translations/messages.pot .
+	$(BIN)/pybabel update -i app/web/translations/messages.pot -d app/web/translations
+	$(BIN)/pybabel compile -d app/web/translations
 
 migrate: install
 	$(BIN)/flask --app wsgi db upgrade

@@ -281,6 +281,8 @@ def _banner(env: dict[str, str], ports: dict[str, int], api_url: str, stack: Sta
     inbox = stack.inbox.url if stack.inbox else "(not started)"
     return f"""
   Ticket platform is running (Ctrl-C stops everything)
+    Web app      {api_url}/   (register, join the waiting room, buy; English or Korean)
+    Console      {api_url}/console/events/1   (an admin's live-sale page)
     API          {api_url}/api/events
     Swagger UI   {api_url}/api/docs
     API metrics  {api_url}/metrics

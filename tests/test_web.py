@@ -85,3 +85,13 @@ def test_pages_are_served_in_the_requested_language_and_swagger_needs_no_network
     docs = client.get("/api/docs").get_data(as_text=True)
     assert "/api/docs/assets/swagger-ui-bundle.js" in docs and "cdn" not in docs and "https://" not in docs
     assert client.get("/api/docs/assets/swagger-ui-bundle.js").status_code == 200
+
+
+def test_the_console_is_for_admins(client, make_event, make_user, admin):
+    event = make_event(sections=[{"name": "Floor", "capacity": 5}])
+    url = f"/console/events/{event['id']}"
+    anonymous = client.get(url)
+    assert anonymous.status_code == 302 and anonymous.headers["Location"].startswith("/account?next=")
+    assert client.get(url, headers=make_user()["headers"]).status_code == 403
+    page = client.get(url, headers=admin["headers"])
+    assert page.status_code == 200 and "Pause" in page.get_data(as_text=True)

@@ -67,6 +67,8 @@ def script_texts() -> dict[str, str]:
         "live": _("live"), "polling": _("updating"), "login_needed": _("Log in to continue."),
         "expires_in": _("Expires in"), "available": _("available"), "turn_title": _("Your turn!"),
         "console_paused": _("Paused: nobody is admitted until you resume."), "console_running": _("Running"),
+        "channel_email": _("E-mail"), "channel_sms": _("Text message (SMS)"), "channel_push": _("Push"),
+        "code": _("Code"), "verify": _("Verify"), "remove": _("Remove"),
     }
 
 
@@ -157,9 +159,16 @@ def signed_ticket_id(reservation_id: str) -> str:
 # --- operators -----------------------------------------------------------------------------------
 
 @bp.get("/console/events/<int:event_id>")
-def console_page(event_id: int) -> str:
-    """The live-sale console (admins; the page's calls are the admin endpoints, which check it)."""
+def console_page(event_id: int) -> str | Response:
+    """The live-sale console (admins; its calls are the admin endpoints, which check it again)."""
+    from flask_jwt_extended import get_jwt, verify_jwt_in_request
+
     from app.catalogue.services import get_event
+
+    if verify_jwt_in_request(optional=True) is None:
+        return redirect(f"/account?next=/console/events/{event_id}")
+    if "admin" not in get_jwt().get("roles", []):
+        abort(403)
 
     return render_template("console.html", event=_or_404(get_event, event_id),
                            flower_url=current_app.config.get("FLOWER_URL", ""),

@@ -12,11 +12,40 @@ async function show() {
   $("me-email").textContent = me.body.email;
   $("verify").hidden = !!me.body.email_verified;
   const channels = await api("/api/notifications/devices");
-  $("channels").replaceChildren(...((channels.body && channels.body.items) || channels.body || []).map((d) => {
-    const li = document.createElement("li");
-    li.textContent = `${d.channel}: ${d.target || d.address || ""} ${d.verified ? "✓" : ""}`;
-    return li;
-  }));
+  $("channels").replaceChildren(...((channels.body && channels.body.items) || channels.body || []).map(channelItem));
+}
+
+// one channel: its kind, a code field while unverified, and a remove button
+function channelItem(d) {
+  const li = document.createElement("li");
+  li.append(`${T["channel_" + d.channel] || d.channel} ${d.verified ? "✓" : ""} `);
+  if (!d.verified) {
+    const form = document.createElement("form");
+    const input = document.createElement("input");
+    input.inputMode = "numeric";
+    input.required = true;
+    input.setAttribute("aria-label", T.code);
+    const ok = document.createElement("button");
+    ok.type = "submit";
+    ok.textContent = T.verify;
+    form.append(input, " ", ok);
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const r = await api(`/api/notifications/devices/${d.device_id}/verify`, {method: "POST", body: {code: input.value}});
+      say(r.status === 200 ? "✓" : (r.body && r.body.message) || T.error);
+      show();
+    });
+    li.append(form);
+  }
+  const remove = document.createElement("button");
+  remove.type = "button";
+  remove.textContent = T.remove;
+  remove.addEventListener("click", async () => {
+    await api(`/api/notifications/devices/${d.device_id}`, {method: "DELETE"});
+    show();
+  });
+  li.append(" ", remove);
+  return li;
 }
 
 async function login(email, password) {

@@ -93,9 +93,11 @@ async function join() {
 
 $("notify-form").addEventListener("submit", async (e) => {
   e.preventDefault();
-  const address = $("notify-email").value;
-  const r = await api("/api/notifications/register", {method: "POST", body: {channel: "email", address}});
-  $("notify-result").textContent = r.status < 300 ? `${T.notify_on} ${address}` : (r.body && r.body.message) || T.error;
+  const channel = $("notify-channel").value;
+  const target = $("notify-target").value.trim();
+  const body = channel === "sms" ? {channel, phone: target} : {channel, address: target};
+  const r = await api("/api/notifications/register", {method: "POST", body});
+  $("notify-result").textContent = r.status < 300 ? `${T.notify_on} ${target}` : (r.body && r.body.message) || T.error;
 });
 
 $("browser-notify").addEventListener("click", async () => {
