@@ -111,7 +111,8 @@ def test_make_run_serves_the_readme_flow_to_the_operators_tools_and_stops_cleanl
     messages = wait_for(lambda: (m := inbox()) and len(m) >= 3 and m, timeout=30, message="three notices")
     assert {m["channel"] for m in messages} == {"email", "sms", "push (fcm)"}
     for message in messages:
-        assert f"https://tickets.example.com/queue/{event_id}" in message["links"], message
+        # the web link opens this stack's waiting-room page (the web app resumes the place)
+        assert f"http://127.0.0.1:{ports['PORT']}/events/{event_id}/queue" in message["links"], message
         assert "Demo Concert" in message["text"], message
     assert email in requests.get(f"http://127.0.0.1:{ports['DEV_INBOX_PORT']}/", timeout=5).text
     history = requests.get(f"{api}/notifications", headers=auth, timeout=10).json()["items"]

@@ -114,11 +114,11 @@ def test_admission_notifies_every_channel_once_within_the_target(app, client, wo
     payload = json.loads(pushed[0])
     gcm = json.loads(payload["GCM"])
     assert gcm["data"]["deep_link"] == f"ticketapp://queue/{event['id']}"
-    assert gcm["data"]["web_link"].endswith(f"/queue/{event['id']}") and gcm["data"]["admitted_until"]
+    assert gcm["data"]["web_link"].endswith(f"/events/{event['id']}/queue") and gcm["data"]["admitted_until"]
     assert gcm["notification"]["title"] == "차례가 되었습니다!"
     assert json.loads(payload["APNS"])["aps"]["alert"]["title"] == "차례가 되었습니다!"
-    sms = [m for m in backend.sms_messages.values() if m[0] == "+821099998888" and "/queue/" in m[1]]
-    assert len(sms) == 1 and f"/queue/{event['id']}" in sms[0][1]
+    sms = [m for m in backend.sms_messages.values() if m[0] == "+821099998888" and "/queue" in m[1]]
+    assert len(sms) == 1 and f"/events/{event['id']}/queue" in sms[0][1]
     parsed = [email.message_from_string(m["data"], policy=email.policy.default)
               for m in smtp_sink.messages if "fan@example.com" in m["to"]]
     # (the sink keeps the whole run's mail: this admission's notice, not codes or other tests' mail)
