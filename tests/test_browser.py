@@ -291,6 +291,7 @@ def test_a_korean_browser_gets_korean_pages(app, live_stream, browser, make_even
         page = tab.go("/")
         assert page.text_content("h1") == "공연"
         assert page.get_attribute("html", "lang") == "ko"
+        tab.check()
         page = tab.go(f"/events/{event['id']}")
         assert "대기열 입장" in page.text_content("main")
         page = tab.go("/account")
