@@ -64,6 +64,7 @@ beat_schedule = {
     "reconcile-gates": {"task": "booking.reconcile_gates", "schedule": 30.0, "options": {"expires": 60}},
     "waitlist-offers": {"task": "booking.waitlist_tick", "schedule": 1.0, "options": {"expires": 5}},
     "sweep-refunds": {"task": "booking.sweep_refunds", "schedule": 60.0, "options": {"expires": 60}},
+    "sweep-payments": {"task": "booking.sweep_payments", "schedule": 60.0, "options": {"expires": 60}},
     "sweep-notifications": {"task": "notifications.sweep", "schedule": 60.0, "options": {"expires": 60}},
     "prune-outbox": {"task": "outbox.prune", "schedule": 3600.0},
 }

@@ -32,6 +32,14 @@ def waitlist_tick() -> dict:
     return tick()
 
 
+@celery.task(name="booking.sweep_payments", ignore_result=True)
+def sweep_payments() -> dict:
+    """Finish payment attempts whose process died between recording and finishing them."""
+    from app.booking.services import sweep_pending_payments
+
+    return {"finished": sweep_pending_payments()}
+
+
 @celery.task(name="booking.sweep_refunds", ignore_result=True)
 def sweep_refunds() -> dict:
     """Finish refunds whose process died between recording the intent and finishing it."""

@@ -128,8 +128,8 @@ def app():
     return flask_app
 
 
-TABLES_IN_DELETE_ORDER = ("notifications", "devices", "seats", "refunds", "reservations", "sections", "events",
-                         "outbox", "users")
+TABLES_IN_DELETE_ORDER = ("notifications", "devices", "seats", "refunds", "payments", "reservations", "sections",
+                         "events", "outbox", "users")
 
 
 @pytest.fixture(autouse=True)

@@ -19,9 +19,9 @@ def test_migrations_created_every_table_at_head(app):
     with app.app_context():
         tables = set(inspect(db.engine).get_table_names())
         assert {"users", "events", "sections", "seats", "reservations", "outbox", "devices",
-                "notifications", "refunds", "alembic_version"} <= tables
+                "notifications", "refunds", "payments", "alembic_version"} <= tables
         version = db.session.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "0005"
+        assert version == "0006"
         if db.is_mysql:
             rows = db.session.execute(text(
                 "SELECT table_name, engine, table_collation FROM information_schema.tables "

@@ -76,3 +76,26 @@ class Refund(Base):
         Index("ix_refunds_status_updated", "status", "updated_at"),
         Index("ix_refunds_event_id", "event_id"),
     )
+
+
+class Payment(Base):
+    """One attempt to pay for a hold: ``pending`` (recorded and committed before the provider is
+    called), then ``approved``, ``declined`` or ``voided`` (approved for a hold that was gone by
+    the time the answer came: the charge is refunded). The id is the provider's idempotency key."""
+
+    __tablename__ = "payments"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    reservation_id: Mapped[str] = mapped_column(ForeignKey("reservations.id"), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
+    amount_cents: Mapped[int] = mapped_column(Integer, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    provider_ref: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    decline_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        Index("ix_payments_reservation_id", "reservation_id"),
+        Index("ix_payments_status_updated", "status", "updated_at"),
+    )

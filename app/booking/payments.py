@@ -1,10 +1,13 @@
 """Payment providers. Only the interface and the built-in `fake` provider live here; a real
-provider (Stripe, Adyen, Toss) implements ``charge`` with the reservation id as idempotency key."""
+provider (Stripe, Adyen, Toss) implements ``charge``, ``lookup`` and ``refund`` with our ids as
+idempotency keys."""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import json
+import time
+from dataclasses import asdict, dataclass
 from typing import Protocol
 
 
@@ -22,6 +25,14 @@ class PaymentProvider(Protocol):
         """Give back ``amount_cents`` of a charge. The same idempotency key gives the same answer."""
         ...
 
+    def lookup(self, idempotency_key: str) -> PaymentResult | None:
+        """What the charge with this key came to, or None if the provider never saw it (the
+        sweeper asks this after a crash between the call and recording its answer)."""
+        ...
+
+
+LEDGER_KEY = "fakepay:charges"  # the fake provider's own record of charges, as a real one keeps
+
 
 class FakeProvider:
     """Approves tokens starting with ``tok_ok``; declines everything else. Refunds are approved,
@@ -29,11 +40,24 @@ class FakeProvider:
     ``fake_nr_``), which the issuer declines: how tests and demos see a declined refund."""
 
     def charge(self, *, amount_cents: int, currency: str, token: str, idempotency_key: str) -> PaymentResult:
+        from app.extensions import redis_store
+
+        if token.startswith("tok_ok_slow"):  # a slow provider (tests: no lock is held meanwhile)
+            time.sleep(1.5)
         if token.startswith("tok_ok"):
             digest = hashlib.sha256(f"{idempotency_key}:{amount_cents}:{currency}".encode()).hexdigest()[:24]
             prefix = "fake_nr_" if token.startswith("tok_ok_norefund") else "fake_"
-            return PaymentResult(True, reference=f"{prefix}{digest}")
-        return PaymentResult(False, decline_reason="card_declined")
+            result = PaymentResult(True, reference=f"{prefix}{digest}")
+        else:
+            result = PaymentResult(False, decline_reason="card_declined")
+        redis_store.client.hsetnx(LEDGER_KEY, idempotency_key, json.dumps(asdict(result)))
+        return PaymentResult(**json.loads(redis_store.client.hget(LEDGER_KEY, idempotency_key)))
+
+    def lookup(self, idempotency_key: str) -> PaymentResult | None:
+        from app.extensions import redis_store
+
+        raw = redis_store.client.hget(LEDGER_KEY, idempotency_key)
+        return PaymentResult(**json.loads(raw)) if raw else None
 
     def refund(self, *, charge_id: str, amount_cents: int, idempotency_key: str) -> PaymentResult:
         if charge_id.startswith("fake_nr_"):

@@ -11,7 +11,7 @@ in a cycle.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
@@ -26,9 +26,10 @@ from app.booking.models import (
     HELD,
     PENDING,
     REJECTED,
+    Payment,
     Reservation,
 )
-from app.booking.payments import get_provider
+from app.booking.payments import PaymentResult, get_provider
 from app.catalogue.models import SEAT_HELD, SEAT_SOLD, Seat, Section
 from app.db import utcnow
 from app.errors import Conflict, NotFound, PaymentRequired
@@ -234,8 +235,28 @@ def cancel(reservation_id: str, user_id: int) -> Reservation:
 
 
 # --- confirm -------------------------------------------------------------------------------------
+# Three steps, so no row lock is held while the payment provider answers (it may take seconds):
+# 1. lock the reservation, check the hold, record a `pending` payment attempt, commit;
+# 2. charge, with the attempt's id as idempotency key, holding nothing;
+# 3. lock again and apply the answer once: approved -> sold and `confirmed`; declined -> 402; a
+#    hold that ended meanwhile (expired, cancelled) -> the charge is refunded and the answer is 409.
+# A process that dies after 1 leaves a `pending` attempt: the sweeper asks the provider what came
+# of it (``lookup``) and finishes it the same way.
+
+PAYMENT_PENDING, PAYMENT_APPROVED, PAYMENT_DECLINED, PAYMENT_VOIDED = "pending", "approved", "declined", "voided"
+
 
 def confirm(reservation_id: str, user_id: int, payment_token: str) -> Reservation:
+    started = _start_payment(reservation_id, user_id)
+    if isinstance(started, Reservation):  # confirmed before: the same answer
+        return started
+    result = get_provider(current_app.config["PAYMENT_PROVIDER"]).charge(
+        amount_cents=started.amount_cents, currency=started.currency, token=payment_token,
+        idempotency_key=started.id)
+    return _finish_payment(started.id, result)
+
+
+def _start_payment(reservation_id: str, user_id: int) -> Payment | Reservation:
     session = db.session
     get_reservation(reservation_id, user_id)
     res = _lock_reservation(session, reservation_id)
@@ -253,39 +274,99 @@ def confirm(reservation_id: str, user_id: int, payment_token: str) -> Reservatio
     if res.status != HELD:
         session.rollback()
         raise Conflict(f"The reservation is {res.status}", reason=f"reservation_{res.status}")
-
-    payment = get_provider(current_app.config["PAYMENT_PROVIDER"]).charge(
-        amount_cents=res.amount_cents, currency=res.currency, token=payment_token, idempotency_key=res.id)
-    if not payment.approved:
+    if session.scalar(select(Payment.id).where(Payment.reservation_id == res.id, Payment.status == PAYMENT_PENDING)):
         session.rollback()
-        raise PaymentRequired("Payment declined", reason=payment.decline_reason or "payment_declined")
+        raise Conflict("A payment for this hold is in progress", reason="payment_in_progress",
+                       headers={"Retry-After": "1"})
+    payment = Payment(reservation_id=res.id, status=PAYMENT_PENDING, amount_cents=res.amount_cents,
+                      currency=res.currency)
+    session.add(payment)
+    session.commit()  # the row lock goes with it: the provider is called holding nothing
+    return payment
 
+
+def _finish_payment(payment_id: str, result: PaymentResult) -> Reservation:
+    """Step 3 (also the sweeper's): apply the provider's answer to the attempt, once."""
+    session = db.session
+    payment = session.get(Payment, payment_id)
+    res = _lock_reservation(session, payment.reservation_id)
+    session.refresh(payment, with_for_update=True)
+    if payment.status != PAYMENT_PENDING:  # finished already (a twin, the sweeper)
+        session.rollback()
+        return _payment_answer(payment, res)
+    if not result.approved:
+        payment.status, payment.decline_reason = PAYMENT_DECLINED, result.decline_reason or "payment_declined"
+        session.commit()
+        return _payment_answer(payment, res)
+    if res.status != HELD or not _sell_hold(session, res):
+        # the hold ended while the provider answered (expired, cancelled): give the money back
+        payment.status, payment.provider_ref, payment.decline_reason = PAYMENT_VOIDED, result.reference, "hold_gone"
+        session.commit()
+        _refund_voided(payment)
+        return _payment_answer(payment, res)
+    now = utcnow()
+    res.status, res.confirmed_at, res.payment_ref, res.reason = CONFIRMED, now, result.reference, None
+    payment.status, payment.provider_ref = PAYMENT_APPROVED, result.reference
+    record_event(session, "ReservationConfirmed", "reservation", res.id,
+                 _event_data(res, payment_ref=result.reference))
+    event_id, section_id, quantity, rid, owner = res.event_id, res.section_id, res.quantity, res.id, res.user_id
+    call_after_commit(session, lambda: gate.release_hold(event_id, section_id, rid, quantity, give_back=False))
+    session.commit()
+    RESERVATIONS.labels(outcome="confirmed").inc()
+    release_active_slot(event_id, owner)
+    return res
+
+
+def _sell_hold(session: Session, res: Reservation) -> bool:
+    """Move the hold's units from held to sold (under the reservation's lock); False if they are
+    no longer ours (the hold lapsed and someone else took the seats)."""
     if res.seat_ids:
         sold = session.execute(
             update(Seat).where(Seat.reservation_id == res.id, Seat.state == SEAT_HELD)
             .values(state=SEAT_SOLD, held_until=None).execution_options(synchronize_session=False)
         ).rowcount
-        ok = sold == len(res.seat_ids)
-    else:
-        ok = session.execute(
-            update(Section).where(Section.id == res.section_id, Section.held >= res.quantity)
-            .values(held=Section.held - res.quantity, sold=Section.sold + res.quantity)
-            .execution_options(synchronize_session=False)
-        ).rowcount == 1
-    if not ok:  # cannot happen while the hold is ours; refuse rather than sell what we do not hold
-        session.rollback()
-        log.error("confirm found inventory out of step for reservation %s", res.id)
-        raise Conflict("The hold could not be confirmed", reason="hold_lost")
-    res.status = CONFIRMED
-    res.confirmed_at = now
-    res.payment_ref = payment.reference
-    res.reason = None
-    record_event(session, "ReservationConfirmed", "reservation", res.id,
-                 _event_data(res, payment_ref=payment.reference))
-    event_id, section_id, quantity = res.event_id, res.section_id, res.quantity
-    call_after_commit(session, lambda: gate.release_hold(event_id, section_id, reservation_id, quantity,
-                                                         give_back=False))
-    session.commit()
-    RESERVATIONS.labels(outcome="confirmed").inc()
-    release_active_slot(res.event_id, user_id)
-    return res
+        if sold != len(res.seat_ids):
+            log.warning("confirm found the seats of reservation %s taken", res.id)
+            return False
+        return True
+    return session.execute(
+        update(Section).where(Section.id == res.section_id, Section.held >= res.quantity)
+        .values(held=Section.held - res.quantity, sold=Section.sold + res.quantity)
+        .execution_options(synchronize_session=False)
+    ).rowcount == 1
+
+
+def _refund_voided(payment: Payment) -> None:
+    """A charge for a hold that was gone: refunded, outside any transaction (idempotent by key)."""
+    answer = get_provider(current_app.config["PAYMENT_PROVIDER"]).refund(
+        charge_id=payment.provider_ref or "", amount_cents=payment.amount_cents, idempotency_key=f"void-{payment.id}")
+    log.warning("payment %s refunded: its hold ended while the provider answered (refund %s)", payment.id,
+                "approved" if answer.approved else answer.decline_reason)
+
+
+def _payment_answer(payment: Payment, res: Reservation) -> Reservation:
+    if payment.status == PAYMENT_APPROVED:
+        return res
+    if payment.status == PAYMENT_DECLINED:
+        raise PaymentRequired("Payment declined", reason=payment.decline_reason or "payment_declined")
+    raise Conflict("The hold ended before the payment was approved; the charge is refunded", reason="hold_expired")
+
+
+def sweep_pending_payments(older_than_seconds: int = 60, limit: int = 200) -> int:
+    """Finish payment attempts whose process died between recording and finishing them: the
+    provider says what came of the charge (never seen: declined, nobody was charged)."""
+    from app.booking.payments import PaymentResult as Result
+
+    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    ids = list(db.session.scalars(select(Payment.id).where(Payment.status == PAYMENT_PENDING,
+                                                            Payment.updated_at <= cutoff).limit(limit)))
+    db.session.rollback()
+    provider = get_provider(current_app.config["PAYMENT_PROVIDER"])
+    for payment_id in ids:
+        result = provider.lookup(payment_id) or Result(False, decline_reason="never_charged")
+        try:
+            _finish_payment(payment_id, result)
+        except (Conflict, PaymentRequired):
+            pass  # a decline or a voided charge: recorded, nobody to answer
+        log.info("payment finished by the sweeper", extra={"payment_id": payment_id})
+    return len(ids)

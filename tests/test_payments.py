@@ -1,0 +1,102 @@
+"""Confirm in three steps: no row lock is held while the payment provider answers, and an
+attempt interrupted by a crash is finished by the sweeper (the fake provider keeps a ledger, as a
+real one does, so the sweeper can ask it what came of a charge)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from sqlalchemy import select, text
+
+from app.booking.models import Payment, Reservation
+from app.extensions import db
+from tests.test_after_sale import hold
+
+
+def payments_of(app, reservation_id: str) -> list[str]:
+    with app.app_context():
+        rows = db.session.scalars(select(Payment.status).where(Payment.reservation_id == reservation_id)
+                                  .order_by(Payment.created_at)).all()
+        db.session.rollback()
+        return list(rows)
+
+
+def test_a_slow_provider_holds_no_row_lock_a_concurrent_reader_goes_through(app, client, worker, make_event,
+                                                                             make_user):
+    event = make_event(sections=[{"name": "Floor", "capacity": 5}])
+    user = make_user()
+    rid = hold(client, app, event["id"], event["sections"][0]["id"], user)
+    answer: dict = {}
+
+    def pay() -> None:
+        answer["response"] = client.post(f"/api/tickets/{rid}/confirm", json={"payment_token": "tok_ok_slow"},
+                                         headers=user["headers"])
+        answer["at"] = time.monotonic()
+
+    payer = threading.Thread(target=pay)
+    payer.start()
+    time.sleep(0.5)  # the provider is answering now (1.5 s)
+    with app.app_context(), db.engine.connect() as conn:
+        conn.execute(text("SET SESSION innodb_lock_wait_timeout = 1"))
+        locked_at = time.monotonic()
+        # the row lock a second confirm, a cancel or the sweeper would take: not held by the payer
+        row = conn.execute(text("SELECT status FROM reservations WHERE id = :id FOR UPDATE"), {"id": rid}).one()
+        got_it = time.monotonic()
+        conn.rollback()
+    assert row.status == "held" and got_it - locked_at < 0.5
+    assert payments_of(app, rid) == ["pending"]
+    payer.join(10)
+    assert got_it < answer["at"]  # the reader went through while the provider was still answering
+    assert answer["response"].status_code == 200 and answer["response"].json["status"] == "confirmed"
+    assert payments_of(app, rid) == ["approved"]
+
+
+def test_a_hold_cancelled_while_the_provider_answers_is_not_sold_and_the_charge_is_refunded(
+        app, client, worker, make_event, make_user):
+    event = make_event(sections=[{"name": "Floor", "capacity": 5}])
+    user = make_user()
+    rid = hold(client, app, event["id"], event["sections"][0]["id"], user)
+    answer: dict = {}
+    payer = threading.Thread(target=lambda: answer.setdefault("r", client.post(
+        f"/api/tickets/{rid}/confirm", json={"payment_token": "tok_ok_slow"}, headers=user["headers"])))
+    payer.start()
+    time.sleep(0.5)
+    assert client.post(f"/api/tickets/{rid}/cancel", headers=user["headers"]).status_code == 200
+    payer.join(10)
+    assert answer["r"].status_code == 409 and answer["r"].json["reason"] == "hold_expired"
+    assert "refunded" in answer["r"].json["message"]
+    assert payments_of(app, rid) == ["voided"]
+    with app.app_context():
+        assert db.session.get(Reservation, rid).status == "cancelled"
+        db.session.rollback()
+
+
+def test_the_sweeper_finishes_a_payment_whose_process_died(app, client, worker, make_event, make_user):
+    from app.booking import services
+    from app.booking.payments import get_provider
+
+    event = make_event(sections=[{"name": "Floor", "capacity": 5}])
+    user, other = make_user(), make_user()
+    charged = hold(client, app, event["id"], event["sections"][0]["id"], user)
+    never = hold(client, app, event["id"], event["sections"][0]["id"], other)
+    with app.app_context():
+        # died after the provider charged, before the answer was recorded
+        attempt = services._start_payment(charged, user["id"])
+        get_provider("fake").charge(amount_cents=attempt.amount_cents, currency=attempt.currency, token="tok_ok_visa",
+                                    idempotency_key=attempt.id)
+        # died before the provider was called
+        services._start_payment(never, other["id"])
+        busy = client.post(f"/api/tickets/{never}/confirm", json={"payment_token": "tok_ok_visa"},
+                           headers=other["headers"])
+        assert busy.status_code == 409 and busy.json["reason"] == "payment_in_progress"
+        assert services.sweep_pending_payments(older_than_seconds=0) == 2
+        assert services.sweep_pending_payments(older_than_seconds=0) == 0
+        assert db.session.get(Reservation, charged).status == "confirmed"
+        assert db.session.get(Reservation, never).status == "held"
+        db.session.rollback()
+    assert payments_of(app, charged) == ["approved"]
+    assert payments_of(app, never) == ["declined"]
+    again = client.post(f"/api/tickets/{never}/confirm", json={"payment_token": "tok_ok_visa"},
+                        headers=other["headers"])
+    assert again.status_code == 200 and again.json["status"] == "confirmed"
