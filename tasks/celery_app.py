@@ -57,7 +57,7 @@ def _survive_kombu_reconnect_race() -> None:
     consumer closes its channel, which restores those messages through a connection that was
     already released; `_connparams` then reads `None.hostname`, and the AttributeError escapes
     `ignore_errors` (it only ignores connection errors): "Unrecoverable error", the worker exits
-    (seen in tests/test_faults.py; celery/celery#10205, kombu#970 are relatives). Raising the
+    (seen in tests/integration/test_faults.py; celery/celery#10205, kombu#970 are relatives). Raising the
     connection error it really is lets the consumer do what it does for any lost connection:
     reconnect. The unacknowledged messages are redelivered after the visibility timeout, as
     after any lost connection."""

@@ -1,5 +1,5 @@
 """The web app's server side: browser sessions in cookies with CSRF, the ticket QR code, the
-translations. (The pages themselves are driven in a browser: tests/test_browser.py.)"""
+translations. (The pages themselves are driven in a browser: tests/integration/test_browser.py.)"""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_a_browser_session_lives_in_httponly_cookies_and_needs_the_csrf_header(a
 
 
 def test_the_ticket_qr_code_is_a_signed_id_for_its_owner_only(app, client, worker, make_event, make_user):
-    from tests.test_after_sale import buy
+    from tests.integration.test_after_sale import buy
 
     event = make_event(sections=[{"name": "Floor", "capacity": 5}])
     owner, other = make_user(), make_user()

@@ -11,7 +11,7 @@ from sqlalchemy import select, text
 
 from app.booking.models import Payment, Reservation
 from app.extensions import db
-from tests.test_after_sale import hold
+from tests.integration.test_after_sale import hold
 
 
 def payments_of(app, reservation_id: str) -> list[str]:

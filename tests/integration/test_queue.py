@@ -172,7 +172,7 @@ def test_pause_and_resume(app, client, make_event, make_user, admin):
 
 def test_the_estimate_has_a_range_learns_from_the_advancer_and_stops_counting_while_paused(
         app, client, make_event, make_user, admin):
-    """The arithmetic is tests/test_eta.py's and the honesty `make bench-eta`'s; this is the wiring:
+    """The arithmetic is tests/unit/queue/test_eta.py's and the honesty `make bench-eta`'s; this is the wiring:
     advancer ticks reach the published speed, status shows an ETA with a range, none while paused."""
     from app.extensions import redis_store
     from app.queue.keys import QueueKeys

@@ -184,7 +184,7 @@ def test_redis_outage_is_a_json_503_not_a_500(app, make_user):
 
 def test_the_suite_uses_the_redis_dbs_that_test_redis_url_names():
     """TEST_REDIS_URL's db for the app, the next for Celery's broker, the one after for the spare
-    (README, "make test"); emptied before and after the run by tests/conftest.py."""
+    (README, "make test"); emptied before and after the run by tests/integration/conftest.py."""
     from tests.support import redis_db_number
 
     base = redis_db_number(os.environ.get("TEST_REDIS_URL") or "redis://x/0")

@@ -113,7 +113,7 @@ def test_killed_writer_loses_nothing_and_yields_one_hold(app, make_event, make_u
 
     from app.booking.writer import GROUP
     from app.queue.keys import REGISTRY_KEY, QueueKeys
-    from tests.test_booking import accepted_record
+    from tests.integration.test_booking import accepted_record
 
     event = make_event(sections=[{"name": "Floor", "capacity": 10}])
     section = event["sections"][0]

@@ -95,7 +95,7 @@ def exporter(app, worker_metrics_dir):
 
 def a_waitlist(app, make_event, make_user) -> None:
     """A sold-out section with one fan on its waitlist (the waitlist gauges have a series)."""
-    from tests.test_after_sale import hold, waitlisted
+    from tests.integration.test_after_sale import hold, waitlisted
 
     client = app.test_client()
     event = make_event(sections=[{"name": "Floor", "capacity": 1}])

@@ -1,0 +1,38 @@
+"""Configuration from the environment and the JSON guard, with no app running."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.config import ConfigError, check_production_safety, load_config
+from app.errors import json_depth
+
+STRONG = "s" * 40
+
+
+def test_defaults_are_for_development_and_the_environment_overrides_them():
+    cfg = load_config({})
+    assert cfg["APP_ENV"] == "development" and cfg["HOLD_WRITER_LINGER_MS"] == 25
+    assert cfg["NOTIFY_WEB_LINK_TEMPLATE"] == "http://127.0.0.1:8000/events/{event_id}/queue"
+    cfg = load_config({"HOLD_WRITER_LINGER_MS": "5", "PUBLIC_BASE_URL": "https://tickets.example.com/"})
+    assert cfg["HOLD_WRITER_LINGER_MS"] == 5
+    assert cfg["NOTIFY_WEB_LINK_TEMPLATE"] == "https://tickets.example.com/events/{event_id}/queue"
+    with pytest.raises(ConfigError):
+        load_config({"APP_ENV": "staging"})
+
+
+def test_production_refuses_the_repositorys_secrets_sqlite_and_switched_off_checks():
+    base = {"APP_ENV": "production", "JWT_SECRET_KEY": STRONG, "ADMISSION_SECRET_KEY": "a" * 40,
+            "DATABASE_URL": "mysql+pymysql://u:p@db/tickets"}
+    check_production_safety(load_config(base))  # a proper configuration passes
+    for change in ({"JWT_SECRET_KEY": ""}, {"DATABASE_URL": "sqlite:///x.db"}, {"REQUIRE_VERIFIED_EMAIL": "0"},
+                   {"ADMISSION_SECRET_KEY": "CHANGE_ME"}):
+        with pytest.raises(ConfigError):
+            check_production_safety(load_config({**base, **change}))
+    assert load_config(base)["JWT_COOKIE_SECURE"] is True and load_config({})["JWT_COOKIE_SECURE"] is False
+
+
+def test_json_depth_counts_nesting_outside_strings():
+    assert json_depth(b'{"a": [1, {"b": []}]}') == 4
+    assert json_depth(b'{"a": "[[[[["}') == 1
+    assert json_depth(b"[" * 50 + b"]" * 50) == 50
