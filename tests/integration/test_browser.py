@@ -176,7 +176,7 @@ def test_a_fan_registers_waits_sees_the_line_move_picks_two_seats_pays_and_gets_
         page = tab.go("/tickets")
         page.wait_for_selector("img.qr:not([hidden])")
         qr = page.query_selector("img.qr")
-        assert page.evaluate("(img) => img.complete && img.naturalWidth > 0", qr)
+        page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=qr)  # the SVG loaded
         assert "A1, A2" in page.text_content("#tickets")
         tab.shot("ticket")
         tab.check()
