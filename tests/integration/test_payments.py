@@ -12,6 +12,7 @@ from sqlalchemy import select, text
 from app.booking.models import Payment, Reservation
 from app.extensions import db
 from tests.integration.test_after_sale import hold
+from tests.support import wait_for
 
 
 def payments_of(app, reservation_id: str) -> list[str]:
@@ -36,7 +37,8 @@ def test_a_slow_provider_holds_no_row_lock_a_concurrent_reader_goes_through(app,
 
     payer = threading.Thread(target=pay)
     payer.start()
-    time.sleep(0.5)  # the provider is answering now (1.5 s)
+    # the attempt is recorded: the provider is answering now (1.5 s)
+    wait_for(lambda: payments_of(app, rid) == ["pending"], timeout=10, interval=0.05, message="the attempt")
     with app.app_context(), db.engine.connect() as conn:
         conn.execute(text("SET SESSION innodb_lock_wait_timeout = 1"))
         locked_at = time.monotonic()
@@ -61,7 +63,7 @@ def test_a_hold_cancelled_while_the_provider_answers_is_not_sold_and_the_charge_
     payer = threading.Thread(target=lambda: answer.setdefault("r", client.post(
         f"/api/tickets/{rid}/confirm", json={"payment_token": "tok_ok_slow"}, headers=user["headers"])))
     payer.start()
-    time.sleep(0.5)
+    wait_for(lambda: payments_of(app, rid) == ["pending"], timeout=10, interval=0.05, message="the attempt")
     assert client.post(f"/api/tickets/{rid}/cancel", headers=user["headers"]).status_code == 200
     payer.join(10)
     assert answer["r"].status_code == 409 and answer["r"].json["reason"] == "hold_expired"
