@@ -45,6 +45,32 @@ local function take(gate_key, holds_key, wl_key, pool_key, stats_key, want, now)
 end
 """
 
+# Shared by RESERVE and CLAIM_OFFER, which keep these positions: KEYS 2 idempotency, 3 user
+# units, 6 reserve stream, 7 pending records, 8 the access token's revocation key; ARGV 1 user,
+# 4 idempotency field, 5 request hash, 6 reservation id, 7 quantity, 8 max per user, 9 record.
+_INTAKE_FN = r"""
+local function refused_before()
+  if redis.call('EXISTS', KEYS[8]) == 1 then return {'token_revoked'} end
+  local seen = redis.call('HGET', KEYS[2], ARGV[4])
+  if not seen then return nil end
+  local rid, digest = string.match(seen, '^([^|]+)|(.+)$')
+  if digest ~= ARGV[5] then return {'idempotency_key_reused'} end
+  return {'replay', rid}
+end
+local function over_limit()
+  local units = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
+  if units + tonumber(ARGV[7]) > tonumber(ARGV[8]) then return {'limit_exceeded', tostring(units)} end
+  return nil
+end
+local function accept()
+  redis.call('HSET', KEYS[2], ARGV[4], ARGV[6] .. '|' .. ARGV[5])
+  redis.call('HINCRBY', KEYS[3], ARGV[1], tonumber(ARGV[7]))
+  redis.call('HSET', KEYS[7], ARGV[6], ARGV[9])
+  redis.call('XADD', KEYS[6], '*', 'r', ARGV[9])
+  return {'accepted', ARGV[6]}
+end
+"""
+
 # The whole accept path of POST /api/tickets/reserve in one call.
 # KEYS: 1 active (admissions)  2 idempotency  3 user units  4 gate  5 holds  6 reserve stream
 #       7 pending records  8 the access token's revocation key  9 waitlist  10 waitlist pool
@@ -52,30 +78,20 @@ end
 # ARGV: 1 user  2 pass exp  3 now  4 idempotency field  5 request hash  6 reservation id
 #       7 quantity  8 max per user  9 request record (JSON)
 # Reply: {outcome[, detail]}; 'accepted' means the request is on the stream (durable in Redis).
-RESERVE = _TAKE_FN + r"""
-if redis.call('EXISTS', KEYS[8]) == 1 then return {'token_revoked'} end
-local seen = redis.call('HGET', KEYS[2], ARGV[4])
-if seen then
-  local rid, digest = string.match(seen, '^([^|]+)|(.+)$')
-  if digest ~= ARGV[5] then return {'idempotency_key_reused'} end
-  return {'replay', rid}
-end
+RESERVE = _TAKE_FN + _INTAKE_FN + r"""
+local early = refused_before()
+if early then return early end
 local until_ = redis.call('ZSCORE', KEYS[1], ARGV[1])
 local now = tonumber(ARGV[3])
 if not until_ or tonumber(until_) <= now or math.floor(tonumber(until_)) ~= tonumber(ARGV[2]) then
   return {'admission_inactive'}
 end
-local qty, most = tonumber(ARGV[7]), tonumber(ARGV[8])
-local units = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
-if units + qty > most then return {'limit_exceeded', tostring(units)} end
-local left = take(KEYS[4], KEYS[5], KEYS[9], KEYS[10], KEYS[11], qty, ARGV[3])
+local limited = over_limit()
+if limited then return limited end
+local left = take(KEYS[4], KEYS[5], KEYS[9], KEYS[10], KEYS[11], tonumber(ARGV[7]), ARGV[3])
 if left == -2 then return {'no_gate'} end
 if left == -1 then return {'sold_out'} end
-redis.call('HSET', KEYS[2], ARGV[4], ARGV[6] .. '|' .. ARGV[5])
-redis.call('HINCRBY', KEYS[3], ARGV[1], qty)
-redis.call('HSET', KEYS[7], ARGV[6], ARGV[9])
-redis.call('XADD', KEYS[6], '*', 'r', ARGV[9])
-return {'accepted', ARGV[6]}
+return accept()
 """
 
 # KEYS: gate, user units. ARGV: quantity, user (or ''). Units back to the gate (if it exists) and
@@ -229,33 +245,24 @@ return q
 #       8 revocation key  9 OFFERED  10 gate  11 WL  12 POOL  13 STATS  14 FRESH
 # ARGV: 1 user  2 offer id  3 now  4 idempotency field  5 request hash  6 reservation id
 #       7 quantity  8 max per user  9 request record (JSON)
-CLAIM_OFFER = _PUT_BACK_FN + r"""
-if redis.call('EXISTS', KEYS[8]) == 1 then return {'token_revoked'} end
-local seen = redis.call('HGET', KEYS[2], ARGV[4])
-if seen then
-  local rid, digest = string.match(seen, '^([^|]+)|(.+)$')
-  if digest ~= ARGV[5] then return {'idempotency_key_reused'} end
-  return {'replay', rid}
-end
+CLAIM_OFFER = _PUT_BACK_FN + _INTAKE_FN + r"""
+local early = refused_before()
+if early then return early end
 local value = redis.call('HGET', KEYS[1], ARGV[2])
 if not value then return {'offer_gone'} end
 local user, offered, expires = string.match(value, '^(%d+):(%d+):(.+)$')
 if user ~= ARGV[1] then return {'offer_gone'} end
 if tonumber(expires) <= tonumber(ARGV[3]) then return {'offer_gone'} end
-local qty, most = tonumber(ARGV[7]), tonumber(ARGV[8])
+local qty = tonumber(ARGV[7])
 offered = tonumber(offered)
 if qty > offered then return {'more_than_offered', tostring(offered)} end
-local units = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
-if units + qty > most then return {'limit_exceeded', tostring(units)} end
+local limited = over_limit()
+if limited then return limited end
 redis.call('HDEL', KEYS[1], ARGV[2])
 redis.call('ZREM', KEYS[4], ARGV[2])
 redis.call('HDEL', KEYS[5], ARGV[1])
 redis.call('SREM', KEYS[14], ARGV[2])
 redis.call('DECRBY', KEYS[9], offered)
 if offered > qty then put_back(KEYS[10], KEYS[11], KEYS[12], KEYS[13], offered - qty) end
-redis.call('HSET', KEYS[2], ARGV[4], ARGV[6] .. '|' .. ARGV[5])
-redis.call('HINCRBY', KEYS[3], ARGV[1], qty)
-redis.call('HSET', KEYS[7], ARGV[6], ARGV[9])
-redis.call('XADD', KEYS[6], '*', 'r', ARGV[9])
-return {'accepted', ARGV[6]}
+return accept()
 """
