@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Response, current_app, request
@@ -76,34 +77,39 @@ class Register(MethodView):
         return services.register_user(data["email"], data["password"], data["name"], data["locale"])
 
 
+def _login_limits(view: Callable[..., Any]) -> Callable[..., Any]:
+    """The limits of every password login (/login and /session count against the same ones)."""
+    view = limiter.limit(_setting("LOGIN_LIMIT_PER_ACCOUNT"), key_func=_account_key, scope="login-account",
+                         # failed attempts only: the right password after too many wrong ones is refused too
+                         deduct_when=lambda response: response.status_code == 401)(view)
+    return limiter.limit(_setting("LOGIN_LIMIT_PER_ADDRESS"), scope="login-address")(view)
+
+
+def _log_in(data: dict, *, cookies: bool) -> dict[str, Any] | Response:
+    user = services.authenticate(data["email"], data["password"])
+    sid, refresh = sessions.start(user.id)
+    return _pair(user, sid, refresh, cookies=cookies)
+
+
 @blp.route("/login")
 class Login(MethodView):
-    @limiter.limit(_setting("LOGIN_LIMIT_PER_ADDRESS"), scope="login-address")
-    # failed attempts only: the right password after too many wrong ones is refused too
-    @limiter.limit(_setting("LOGIN_LIMIT_PER_ACCOUNT"), key_func=_account_key, scope="login-account",
-                   deduct_when=lambda response: response.status_code == 401)
+    @_login_limits
     @blp.arguments(LoginSchema)
     @blp.response(200, TokenPairSchema)
-    def post(self, data: dict) -> dict[str, Any]:
+    def post(self, data: dict) -> dict[str, Any] | Response:
         """Exchange e-mail and password for an access and a refresh token."""
-        user = services.authenticate(data["email"], data["password"])
-        sid, refresh = sessions.start(user.id)
-        return _pair(user, sid, refresh)
+        return _log_in(data, cookies=False)
 
 
 @blp.route("/session")
 class BrowserSession(MethodView):
-    @limiter.limit(_setting("LOGIN_LIMIT_PER_ADDRESS"), scope="login-address")
-    @limiter.limit(_setting("LOGIN_LIMIT_PER_ACCOUNT"), key_func=_account_key, scope="login-account",
-                   deduct_when=lambda response: response.status_code == 401)
+    @_login_limits
     @blp.arguments(LoginSchema)
     @blp.response(200)
-    def post(self, data: dict) -> Response:
+    def post(self, data: dict) -> dict[str, Any] | Response:
         """Log a browser in: the tokens are set as httpOnly cookies (with double-submit CSRF
         cookies), never handed to page scripts. The same limits as /login."""
-        user = services.authenticate(data["email"], data["password"])
-        sid, refresh = sessions.start(user.id)
-        return _pair(user, sid, refresh, cookies=True)
+        return _log_in(data, cookies=True)
 
     @jwt_required()
     @blp.response(204)

@@ -227,7 +227,7 @@ def _accept_offer(req: ReserveRequest, event: EventFacts) -> tuple[str, dict[str
     """A reserve that claims a waitlist offer (X-Offer-Token): one CLAIM_OFFER call, no admission."""
     from app.booking import waitlist
 
-    claims = waitlist.decode_pass(req.offer_token or "", req.user_id, req.event_id)
+    claims = passes.decode_offer(req.offer_token or "", req.user_id, req.event_id)
     if int(claims["sid"]) != req.section_id:
         raise Unprocessable("The offer is for another section", reason="offer_wrong_section",
                             errors={"section_id": [f"the offer is for section {claims['sid']}"]})

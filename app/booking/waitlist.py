@@ -32,11 +32,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import jwt
-from flask import current_app
 from sqlalchemy import select
 
-from app.auth import hs256
 from app.booking import gate
 from app.catalogue.models import SECTION_GENERAL, Event
 from app.catalogue.services import get_event, get_section
@@ -45,6 +42,7 @@ from app.extensions import db, redis_store
 from app.observability.metrics import WAITLIST_JOINS, WAITLIST_OFFERS
 from app.outbox.models import OutboxEvent
 from app.outbox.services import record_event
+from app.queue import passes
 from app.queue.keys import QueueKeys
 
 log = logging.getLogger(__name__)
@@ -62,27 +60,6 @@ def _keys(event_id: int, section_id: int) -> dict[str, str]:
 
 def url(event_id: int, section_id: int) -> str:
     return f"/api/events/{event_id}/sections/{section_id}/waitlist"
-
-
-# --- offer passes ---------------------------------------------------------------------------------
-
-def issue_pass(user_id: int, event_id: int, section_id: int, offer_id: str, quantity: int, expires: float) -> str:
-    claims = {"sub": str(user_id), "aud": f"event:{event_id}", "exp": int(expires), "jti": offer_id,
-              "typ": "offer", "sid": section_id, "qty": quantity}
-    return jwt.encode(claims, current_app.config["ADMISSION_SECRET_KEY"], algorithm="HS256")
-
-
-def decode_pass(token: str, user_id: int, event_id: int) -> dict[str, Any]:
-    try:
-        _header, claims = hs256.verify(token, current_app.config["ADMISSION_SECRET_KEY"],
-                                       audience=f"event:{event_id}", require=("exp", "sub", "aud", "jti"))
-    except hs256.InvalidToken as exc:
-        if exc.reason == "token_expired":
-            raise Conflict("The offer has expired and passed to the next fan", reason="offer_expired") from exc
-        raise Forbidden("The offer pass is invalid", reason="offer_invalid") from exc
-    if claims.get("typ") != "offer" or claims["sub"] != str(user_id):
-        raise Forbidden("The offer pass belongs to another user", reason="offer_wrong_user")
-    return claims
 
 
 # --- the fan's side ----------------------------------------------------------------------------
@@ -184,7 +161,7 @@ def view(event_id: int, section_id: int, user_id: int) -> dict[str, Any]:
         value = client.hget(keys["offers"], offer_id)
         if value:
             _user, qty, expires = value.split(":")
-            token = issue_pass(user_id, event_id, section_id, offer_id, int(qty), float(expires))
+            token = passes.issue_offer(user_id, event_id, section_id, offer_id, int(qty), float(expires))
             return {**base, "status": "offered", "position": None, "quantity": int(qty), "units_ahead": 0,
                     "eta_seconds": None, "eta_status": "now",
                     "offer": {"offer_token": token, "quantity": int(qty),
