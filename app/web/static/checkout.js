@@ -57,13 +57,13 @@ async function start() {
   const status = await api(`/api/queue/${eventId}/status`);
   if (status.status === 200 && status.body.status === "admitted") {
     pass = status.body.admission_token;
+    $("reserve").disabled = false;  // not before: a reserve needs the pass
   } else {
     say(T.login_needed);
     const link = document.createElement("a");
     link.href = `/events/${eventId}/queue`;
     link.textContent = document.querySelector("h1").textContent;
     $("message").append(" ", link);
-    $("reserve").disabled = true;
   }
   for (const input of document.querySelectorAll('input[name="section"]')) input.addEventListener("change", loadSeats);
   await loadSeats();
