@@ -12,27 +12,11 @@ import secrets
 
 from app.errors import AppError, TooManyRequests, Unprocessable
 from app.extensions import redis_store
+from app.redis.keys import verification_keys
+from app.redis.scripts import script
 
 CODE_TTL_SECONDS = 15 * 60
 MAX_ATTEMPTS = 5
-
-# KEYS[1] code hash, KEYS[2] attempts. ARGV: hash of the code given, max attempts
-_CHECK = """
-local expected = redis.call('GET', KEYS[1])
-if not expected then return 'expired' end
-local tries = redis.call('INCR', KEYS[2])
-redis.call('EXPIRE', KEYS[2], redis.call('TTL', KEYS[1]))
-if tries > tonumber(ARGV[2]) then
-  redis.call('DEL', KEYS[1], KEYS[2])
-  return 'too_many'
-end
-if expected == ARGV[1] then
-  redis.call('DEL', KEYS[1], KEYS[2])
-  return 'ok'
-end
-return 'wrong'
-"""
-
 
 def _digest(code: str) -> str:
     return hashlib.sha256(code.encode()).hexdigest()
@@ -42,8 +26,9 @@ def issue(purpose: str) -> str:
     """A new code for ``purpose`` (e.g. "device:<id>"), replacing any earlier one."""
     code = f"{secrets.randbelow(1_000_000):06d}"
     pipe = redis_store.client.pipeline(transaction=True)
-    pipe.set(f"verify:{purpose}", _digest(code), ex=CODE_TTL_SECONDS)
-    pipe.delete(f"verify:{purpose}:tries")
+    code_key, tries_key = verification_keys(purpose)
+    pipe.set(code_key, _digest(code), ex=CODE_TTL_SECONDS)
+    pipe.delete(tries_key)
     pipe.execute()
     return code
 
@@ -51,7 +36,7 @@ def issue(purpose: str) -> str:
 def check(purpose: str, code: str) -> None:
     """Returns when ``code`` is right; raises a 4xx AppError otherwise."""
     given = _digest(code.strip()) if isinstance(code, str) else ""
-    verdict = redis_store.client.eval(_CHECK, 2, f"verify:{purpose}", f"verify:{purpose}:tries", given, MAX_ATTEMPTS)
+    verdict = script("CHECK_CODE")(keys=list(verification_keys(purpose)), args=[given, MAX_ATTEMPTS])
     if verdict == "ok":
         return
     if verdict == "expired":

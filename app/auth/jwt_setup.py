@@ -106,9 +106,9 @@ def _verify_access_token() -> None:
 
 def revoked_key() -> str:
     """The blocklist key of the request's access token."""
-    from app.auth.services import REVOKED_PREFIX
+    from app.redis.keys import revoked_token_key
 
-    return REVOKED_PREFIX + get_jwt()["jti"]
+    return revoked_token_key(get_jwt()["jti"])
 
 
 def token_revoked_error() -> AppError:

@@ -15,9 +15,9 @@ from app.auth.passwords import weakness
 from app.db import utcnow
 from app.errors import Conflict, NotFound, Unauthorized
 from app.extensions import db, redis_store
+from app.redis.keys import revoked_token_key
 from app.tasking import send_task
 
-REVOKED_PREFIX = "jwt:revoked:"
 # A constant hash to compare against when the e-mail is unknown, so login timing does not reveal
 # which addresses have accounts.
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
@@ -144,8 +144,8 @@ def count_users() -> int:
 
 def revoke_token(jti: str, expires_at: int) -> None:
     ttl = max(1, int(expires_at - time.time()))
-    redis_store.client.set(REVOKED_PREFIX + jti, "1", ex=ttl)
+    redis_store.client.set(revoked_token_key(jti), "1", ex=ttl)
 
 
 def is_token_revoked(jti: str) -> bool:
-    return bool(redis_store.client.exists(REVOKED_PREFIX + jti))
+    return bool(redis_store.client.exists(revoked_token_key(jti)))

@@ -17,21 +17,8 @@ from flask_jwt_extended import create_refresh_token
 
 from app.errors import Unauthorized
 from app.extensions import redis_store
-
-SESSION_PREFIX = "auth:session:"
-
-# KEYS[1] session. ARGV: presented refresh jti, next refresh jti, ttl seconds
-_ROTATE = """
-local current = redis.call('HGET', KEYS[1], 'refresh')
-if not current then return 'revoked' end
-if current ~= ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  return 'reused'
-end
-redis.call('HSET', KEYS[1], 'refresh', ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return 'ok'
-"""
+from app.redis.keys import auth_session_key
+from app.redis.scripts import script
 
 
 def _ttl() -> int:
@@ -45,8 +32,8 @@ def _refresh_token(user_id: int, sid: str, jti: str) -> str:
 def start(user_id: int) -> tuple[str, str]:
     """A new session: (sid, its first refresh token)."""
     sid, jti = uuid.uuid4().hex, str(uuid.uuid4())
-    redis_store.client.hset(SESSION_PREFIX + sid, mapping={"user": user_id, "refresh": jti})
-    redis_store.client.expire(SESSION_PREFIX + sid, _ttl())
+    redis_store.client.hset(auth_session_key(sid), mapping={"user": user_id, "refresh": jti})
+    redis_store.client.expire(auth_session_key(sid), _ttl())
     return sid, _refresh_token(user_id, sid, jti)
 
 
@@ -56,7 +43,7 @@ def rotate(user_id: int, claims: dict) -> tuple[str, str]:
     if not sid:
         raise Unauthorized("This refresh token predates sessions; log in again", reason="session_unknown")
     jti = str(uuid.uuid4())
-    verdict = redis_store.client.eval(_ROTATE, 1, SESSION_PREFIX + sid, claims["jti"], jti, _ttl())
+    verdict = script("ROTATE_SESSION")(keys=[auth_session_key(sid)], args=[claims["jti"], jti, _ttl()])
     if verdict == "reused":
         raise Unauthorized("This refresh token was already used: the session is revoked; log in again",
                            reason="refresh_token_reused")
@@ -67,4 +54,4 @@ def rotate(user_id: int, claims: dict) -> tuple[str, str]:
 
 def end(sid: str | None) -> None:
     if sid:
-        redis_store.client.delete(SESSION_PREFIX + sid)
+        redis_store.client.delete(auth_session_key(sid))

@@ -21,6 +21,7 @@ from app.booking.schemas import (
 from app.errors import NotFound
 from app.extensions import redis_store
 from app.jsonio import json_response
+from app.redis.keys import refund_job_key
 
 blp = Blueprint("after_sale", __name__, url_prefix="/api", description="Waitlists and refunds")
 
@@ -70,10 +71,6 @@ class Refund(MethodView):
         return refunds.refund_view(refunds.request_refund(reservation_id, current_user_id(), admin=admin))
 
 
-def _job_key(event_id: int, task_id: str) -> str:
-    return f"refund-job:{{{event_id}}}:{task_id}"
-
-
 @blp.route("/events/<int:event_id>/refunds")
 class EventRefunds(MethodView):
     @admin_required
@@ -86,7 +83,7 @@ class EventRefunds(MethodView):
 
         get_event(event_id)  # 404 before anything is queued
         result = celery.send_task("booking.refund_event", args=[event_id, current_user_id()])
-        redis_store.client.set(_job_key(event_id, result.id), 1, ex=7 * 86_400)
+        redis_store.client.set(refund_job_key(event_id, result.id), 1, ex=7 * 86_400)
         return {"task_id": result.id, "state": "PENDING", "progress": {},
                 "status_url": f"/api/events/{event_id}/refunds/{result.id}"}
 
@@ -103,7 +100,7 @@ class EventRefundStatus(MethodView):
         info = result.info if isinstance(result.info, dict) else {}
         if result.state == "PENDING" and not info:
             # unknown ids look PENDING too: only ids of this event's jobs are known here
-            if not redis_store.client.exists(_job_key(event_id, task_id)):
+            if not redis_store.client.exists(refund_job_key(event_id, task_id)):
                 raise NotFound("No such refund job", reason="refund_job_not_found")
         return {"task_id": task_id, "state": result.state, "progress": info,
                 "status_url": f"/api/events/{event_id}/refunds/{task_id}"}

@@ -11,31 +11,18 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
 
 import redis
 from sqlalchemy import select
 
-from app.booking import scripts
 from app.catalogue.models import Section
 from app.catalogue.services import availability
 from app.extensions import db, redis_store
 from app.observability.metrics import GATE_DRIFT, GATE_DRIFT_FIXES
-from app.queue.keys import QueueKeys
+from app.redis.keys import QueueKeys
+from app.redis.scripts import script
 
 log = logging.getLogger(__name__)
-
-_scripts: dict[tuple[int, str], Any] = {}
-
-
-def script(name: str) -> Any:
-    """A registered booking script (EVALSHA, loaded once per client)."""
-    client = redis_store.client
-    key = (id(client), name)
-    if key not in _scripts:
-        _scripts[key] = client.register_script(getattr(scripts, name))
-    return _scripts[key]
-
 
 def gate_key(event_id: int, section_id: int) -> str:
     return QueueKeys(event_id).gate(section_id)

@@ -29,7 +29,8 @@ from app.extensions import db, redis_store
 from app.observability.context import request_id_var
 from app.observability.metrics import RESERVATIONS
 from app.queue import passes
-from app.queue.keys import QueueKeys, user_queues_key
+from app.redis.keys import QueueKeys, user_queues_key
+from app.redis.scripts import script
 
 CATALOGUE_TTL_SECONDS = 5.0
 
@@ -180,11 +181,11 @@ def accept(req: ReserveRequest) -> tuple[str, dict[str, Any] | None]:
                    req.revoked_key or keys.no_token(), *gate.release_keys(req.event_id, section.id)]
     args = [req.user_id, passes_claims["exp"], f"{now:.6f}", f"{req.user_id}:{req.idempotency_key}", digest,
             record["id"], quantity, event.max_per_user, json.dumps(record, separators=(",", ":"))]
-    reply = gate.script("RESERVE")(keys=script_keys, args=args)
+    reply = script("RESERVE")(keys=script_keys, args=args)
     if reply[0] == "no_gate":  # the section's first request (or Redis lost the gate): derive it once
         gate.ensure(get_section(req.event_id, section.id))
         db.session.rollback()
-        reply = gate.script("RESERVE")(keys=script_keys, args=args)
+        reply = script("RESERVE")(keys=script_keys, args=args)
     outcome = reply[0]
     if outcome == "accepted":
         RESERVATIONS.labels(outcome="requested").inc()
@@ -238,7 +239,7 @@ def _accept_offer(req: ReserveRequest, event: EventFacts) -> tuple[str, dict[str
     record = _record(req, section, quantity, digest, now)
     keys = QueueKeys(req.event_id)
     wl = {part: keys.waitlist(section.id, part) for part in waitlist.PARTS}
-    reply = gate.script("CLAIM_OFFER")(
+    reply = script("CLAIM_OFFER")(
         keys=[wl["offers"], keys.idempotency(), keys.user_units(), wl["offerexp"], wl["useroffer"],
               keys.reserve_stream(), keys.pending(), req.revoked_key or keys.no_token(), wl["offered"],
               gate.gate_key(req.event_id, section.id), wl["wl"], wl["pool"], wl["stats"], wl["fresh"]],

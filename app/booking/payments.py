@@ -10,6 +10,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
+from app.redis.keys import FAKEPAY_LEDGER_KEY
+
 
 @dataclass(frozen=True)
 class PaymentResult:
@@ -31,7 +33,6 @@ class PaymentProvider(Protocol):
         ...
 
 
-LEDGER_KEY = "fakepay:charges"  # the fake provider's own record of charges, as a real one keeps
 
 
 class FakeProvider:
@@ -50,13 +51,13 @@ class FakeProvider:
             result = PaymentResult(True, reference=f"{prefix}{digest}")
         else:
             result = PaymentResult(False, decline_reason="card_declined")
-        redis_store.client.hsetnx(LEDGER_KEY, idempotency_key, json.dumps(asdict(result)))
-        return PaymentResult(**json.loads(redis_store.client.hget(LEDGER_KEY, idempotency_key)))
+        redis_store.client.hsetnx(FAKEPAY_LEDGER_KEY, idempotency_key, json.dumps(asdict(result)))
+        return PaymentResult(**json.loads(redis_store.client.hget(FAKEPAY_LEDGER_KEY, idempotency_key)))
 
     def lookup(self, idempotency_key: str) -> PaymentResult | None:
         from app.extensions import redis_store
 
-        raw = redis_store.client.hget(LEDGER_KEY, idempotency_key)
+        raw = redis_store.client.hget(FAKEPAY_LEDGER_KEY, idempotency_key)
         return PaymentResult(**json.loads(raw)) if raw else None
 
     def refund(self, *, charge_id: str, amount_cents: int, idempotency_key: str) -> PaymentResult:

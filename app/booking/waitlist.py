@@ -43,11 +43,11 @@ from app.observability.metrics import WAITLIST_JOINS, WAITLIST_OFFERS
 from app.outbox.models import OutboxEvent
 from app.outbox.services import record_event
 from app.queue import passes
-from app.queue.keys import QueueKeys
+from app.redis.keys import WAITLIST_REGISTRY_KEY, QueueKeys
+from app.redis.scripts import script
 
 log = logging.getLogger(__name__)
 
-REGISTRY_KEY = "waitlists:registry"  # "event:section" of every section with a waitlist
 SCAN = 500  # fans looked at per section and tick for a fit
 _EVENT_NAMESPACE = uuid.UUID("2f0c1c9e-54a8-4d1e-9a0b-6f1d8f5e7c31")
 PARTS = ("wl", "wlq", "pool", "offers", "offerexp", "useroffer", "offered", "seq", "stats", "fresh")
@@ -86,7 +86,7 @@ def join(event_id: int, section_id: int, user_id: int, quantity: int) -> tuple[d
         raise Unprocessable(f"quantity must be 1..{most}", reason="limit_exceeded",
                             errors={"quantity": [f"must be 1..{most}"]})
     keys, q = _keys(event_id, section_id), QueueKeys(event_id)
-    reply = gate.script("JOIN_WAITLIST")(
+    reply = script("JOIN_WAITLIST")(
         keys=[q.active, gate.gate_key(event_id, section_id), keys["wl"], keys["wlq"], keys["seq"], q.user_units(),
               keys["useroffer"], keys["pool"]],
         args=[user_id, f"{time.time():.6f}", quantity, most])
@@ -99,7 +99,7 @@ def join(event_id: int, section_id: int, user_id: int, quantity: int) -> tuple[d
         raise Unprocessable(f"At most {most} tickets per user; you have {reply[1]}",
                             reason="limit_exceeded")
     if outcome == "joined":
-        redis_store.client.sadd(REGISTRY_KEY, f"{event_id}:{section_id}")
+        redis_store.client.sadd(WAITLIST_REGISTRY_KEY, f"{event_id}:{section_id}")
         session = db.session
         record_event(session, "WaitlistJoined", "queue", event_id, {
             "event_id": event_id, "section_id": section_id, "user_id": user_id, "quantity": quantity,
@@ -113,8 +113,8 @@ def leave(event_id: int, section_id: int, user_id: int) -> None:
     """Leave the waitlist, or decline an open offer (its tickets pass to the next fan at once)."""
     _section_for_waitlist(event_id, section_id)
     keys = _keys(event_id, section_id)
-    declined = gate.script("DECLINE_OFFER")(keys=_offer_keys(event_id, section_id), args=[user_id])
-    left = gate.script("LEAVE_WAITLIST")(keys=[keys["wl"], keys["wlq"]], args=[user_id])
+    declined = script("DECLINE_OFFER")(keys=_offer_keys(event_id, section_id), args=[user_id])
+    left = script("LEAVE_WAITLIST")(keys=[keys["wl"], keys["wlq"]], args=[user_id])
     if not declined and not left:
         raise NotFound("You are not on this waitlist", reason="not_waitlisted")
     if declined:
@@ -183,12 +183,12 @@ def view(event_id: int, section_id: int, user_id: int) -> dict[str, Any]:
 def tick() -> dict[str, int]:
     """Expire offers, make new ones, announce them: every section with a waitlist (beat, 1 s)."""
     totals = {"made": 0, "expired": 0}
-    for member in sorted(redis_store.client.smembers(REGISTRY_KEY)):
+    for member in sorted(redis_store.client.smembers(WAITLIST_REGISTRY_KEY)):
         event_id, section_id = (int(x) for x in member.split(":"))
         try:
             result = tick_section(event_id, section_id)
         except AppError:
-            redis_store.client.srem(REGISTRY_KEY, member)  # the event or section is gone
+            redis_store.client.srem(WAITLIST_REGISTRY_KEY, member)  # the event or section is gone
             continue
         for k in totals:
             totals[k] += result[k]
@@ -201,8 +201,8 @@ def tick_section(event_id: int, section_id: int) -> dict[str, int]:
     if event is None:
         raise NotFound("Event not found", reason="event_not_found")
     keys, now = _keys(event_id, section_id), time.time()
-    expired = gate.script("EXPIRE_OFFERS")(keys=_offer_keys(event_id, section_id), args=[f"{now:.6f}"])
-    gate.script("MAKE_OFFERS")(
+    expired = script("EXPIRE_OFFERS")(keys=_offer_keys(event_id, section_id), args=[f"{now:.6f}"])
+    script("MAKE_OFFERS")(
         keys=[keys["wl"], keys["wlq"], keys["pool"], keys["offers"], keys["offerexp"], keys["useroffer"],
               keys["offered"], keys["seq"], gate.gate_key(event_id, section_id), keys["fresh"]],
         args=[f"{now:.6f}", event.offer_window_seconds, SCAN])
@@ -270,7 +270,7 @@ def stats(event_id: int) -> list[dict[str, Any]]:
     """Per section with a waitlist: length, offers out, and made/claimed/expired/declined counts."""
     client = redis_store.client
     out = []
-    for member in sorted(client.smembers(REGISTRY_KEY)):
+    for member in sorted(client.smembers(WAITLIST_REGISTRY_KEY)):
         e, section_id = (int(x) for x in member.split(":"))
         if e != event_id:
             continue

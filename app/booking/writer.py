@@ -44,7 +44,7 @@ from app.observability.context import clear_context, set_context
 from app.observability.metrics import HOLD_LATENCY, RESERVATIONS
 from app.outbox.models import OutboxEvent
 from app.outbox.services import SCHEMA_VERSION, kick_relay_after_commit, topic_for
-from app.queue.keys import REGISTRY_KEY, QueueKeys
+from app.redis.keys import REGISTRY_KEY, QueueKeys
 
 log = logging.getLogger(__name__)
 

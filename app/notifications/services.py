@@ -26,7 +26,7 @@ from app.notifications.models import CHANNEL_EMAIL, CHANNEL_PUSH, CHANNEL_SMS, D
 from app.observability.metrics import NOTIFICATION_LATENCY, NOTIFICATIONS
 from app.outbox.services import record_event
 from app.pagination import paginate
-from app.queue.keys import QueueKeys, user_devices_key, user_queues_key
+from app.redis.keys import QueueKeys, user_devices_key, user_queues_key
 from app.tasking import send_task
 
 log = logging.getLogger(__name__)

@@ -28,8 +28,8 @@ class DomainCollector(Collector):
 
     def _queue_metrics(self) -> Iterator[GaugeMetricFamily]:
         from app.extensions import redis_store
-        from app.queue.keys import QueueKeys
         from app.queue.services import registered_event_ids
+        from app.redis.keys import QueueKeys
 
         waiting = GaugeMetricFamily("tickets_queue_waiting_users", "Users waiting in line (incl. pre-queue)",
                                     labels=["event_id"])

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -19,17 +18,18 @@ from flask import current_app
 from sqlalchemy import delete, func, select, update
 
 from app.db import utcnow
-from app.extensions import db, redis_store
+from app.extensions import db
 from app.observability.metrics import OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
 from app.outbox.models import OutboxEvent
 from app.outbox.services import envelope
+from app.redis.keys import OUTBOX_RELAY_LOCK_KEY
+from app.redis.locks import LockTimeout, redis_lock
 
 if TYPE_CHECKING:
     from kafka import KafkaProducer
 
 log = logging.getLogger(__name__)
 
-LOCK_KEY = "outbox:relay-lock"
 _producer_lock = threading.Lock()
 _producer: Any = None
 _producer_servers: str | None = None
@@ -83,20 +83,16 @@ def relay(batch: int = 500, max_batches: int = 20) -> int:
         if pending:
             log.info("KAFKA_BOOTSTRAP_SERVERS not set: %s outbox events kept unpublished", pending)
         return 0
-    client = redis_store.client
-    token = uuid.uuid4().hex
-    if not client.set(LOCK_KEY, token, nx=True, px=60_000):
-        return 0
     published = 0
     try:
-        for _ in range(max_batches):
-            count = _relay_batch(servers, batch)
-            published += count
-            if count < batch:
-                break
-    finally:
-        client.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end",
-                    1, LOCK_KEY, token)
+        with redis_lock(OUTBOX_RELAY_LOCK_KEY, ttl_ms=60_000):
+            for _ in range(max_batches):
+                count = _relay_batch(servers, batch)
+                published += count
+                if count < batch:
+                    break
+    except LockTimeout:  # another relay is publishing: this turn is skipped
+        return 0
     return published
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.outbox.models import OutboxEvent
+from app.redis.keys import OUTBOX_KICK_KEY
 from app.tasking import call_after_commit, send_task
 
 # aggregate type -> topic suffix (topic = "<KAFKA_TOPIC_PREFIX>.<suffix>")
@@ -57,7 +58,7 @@ def _kick_relay() -> None:
     from app.extensions import redis_store
 
     # the relay runs when the window closes, so it includes every commit made within the window
-    if redis_store.client.set("outbox:kick", "1", nx=True, px=KICK_DEBOUNCE_MS):
+    if redis_store.client.set(OUTBOX_KICK_KEY, "1", nx=True, px=KICK_DEBOUNCE_MS):
         send_task("outbox.relay", countdown=KICK_DEBOUNCE_MS / 1000)
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from app.extensions import db, redis_store
 from app.outbox.models import OutboxEvent
 from app.outbox.services import record_event
-from app.queue.keys import QueueKeys
+from app.redis.keys import QueueKeys
 
 _NAMESPACE = uuid.UUID("0f3a8a6e-3a51-4d4f-a1b1-3f0c9d7e5b21")
 

@@ -12,7 +12,6 @@ import logging
 import math
 import random
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,23 +25,16 @@ from app.catalogue.services import get_event
 from app.errors import AppError, Conflict, TooManyRequests
 from app.extensions import db, redis_store
 from app.observability.metrics import QUEUE_ADMISSIONS, QUEUE_EXPIRED, QUEUE_JOINS, QUEUE_WAIT
-from app.queue import eta, passes, scripts
-from app.queue.keys import REGISTRY_KEY, QueueKeys, user_devices_key, user_queues_key
+from app.queue import eta, passes
+from app.redis.keys import REGISTRY_KEY, QueueKeys, user_devices_key, user_queues_key
+from app.redis.locks import LockTimeout, redis_lock
+from app.redis.scripts import script
 from app.tasking import send_task
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 500
 NOTIFY_SLICE = 250  # admissions per notification task
-_script_cache: dict[tuple[int, str], Any] = {}
-
-
-def _script(name: str):
-    client = redis_store.client
-    key = (id(client), name)
-    if key not in _script_cache:
-        _script_cache[key] = client.register_script(getattr(scripts, name))
-    return _script_cache[key]
 
 
 def _ts(value: datetime | None) -> str:
@@ -153,11 +145,11 @@ def _raise_for(reply: list, event_id: int) -> None:
 
 
 def _run(name: str, event_id: int, keys: list[str], args: list[Any]) -> list:
-    script = _script(name)
-    reply = script(keys=keys, args=args)
+    registered = script(name)
+    reply = registered(keys=keys, args=args)
     if reply and reply[0] == "no_meta":
         _ensure_meta(event_id)
-        reply = script(keys=keys, args=args)
+        reply = registered(keys=keys, args=args)
     if reply and reply[0] == "token_revoked":
         from app.auth.jwt_setup import token_revoked_error
 
@@ -204,7 +196,7 @@ def leave(event_id: int, user_id: int, kind: str = "QueueLeft") -> bool:
     """Give up a place, or free an admitted user's active slot (after a purchase or cancel)."""
     get_event(event_id)
     keys = QueueKeys(event_id)
-    removed = _script("LEAVE")(keys=keys.all(), args=[user_id, f"{time.time():.6f}", kind])
+    removed = script("LEAVE")(keys=keys.all(), args=[user_id, f"{time.time():.6f}", kind])
     return int(removed) > 0
 
 
@@ -212,7 +204,7 @@ def release_active_slot(event_id: int, user_id: int) -> None:
     """Finishing or cancelling a purchase frees the admitted user's slot at once."""
     keys = QueueKeys(event_id)
     try:
-        _script("LEAVE")(keys=keys.all(), args=[user_id, f"{time.time():.6f}", "AdmissionReleased"])
+        script("LEAVE")(keys=keys.all(), args=[user_id, f"{time.time():.6f}", "AdmissionReleased"])
     except redis.RedisError:
         # the slot then frees itself when the admission window lapses
         log.warning("could not release active slot of user %s in event %s", user_id, event_id, exc_info=True)
@@ -231,18 +223,12 @@ class AdvanceResult:
     tick: eta.Tick | None = None  # what this step taught the wait estimator
 
 
-_RELEASE_LOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
 def shuffle_prequeue(event_id: int, now: float | None = None) -> int:
     """Draw the pre-queue's order once, at random, and place it ahead of later arrivals."""
     keys = QueueKeys(event_id)
     members = list(redis_store.client.smembers(keys.pre))
     random.SystemRandom().shuffle(members)
-    placed = _script("SHUFFLE")(keys=keys.all(), args=[f"{now or time.time():.6f}", *members])
+    placed = script("SHUFFLE")(keys=keys.all(), args=[f"{now or time.time():.6f}", *members])
     return int(placed)
 
 
@@ -254,27 +240,25 @@ def advance(event_id: int, max_batch: int = MAX_BATCH, force: int = 0) -> Advanc
     """
     client = redis_store.client
     keys = QueueKeys(event_id)
-    token = uuid.uuid4().hex
-    if not client.set(keys.advance_lock(), token, nx=True, px=10_000):
-        return AdvanceResult(event_id, "locked", [])
     try:
-        now = time.time()
-        reply = _script("ADVANCE")(keys=keys.all(), args=[f"{now:.6f}", max_batch, force])
-        shuffled = tick = None
-        if reply[0] == "no_meta":
-            event = db.session.get(Event, event_id)
-            if event is None:
-                client.srem(REGISTRY_KEY, event_id)
-                return AdvanceResult(event_id, "unknown_event", [])
-            sync_meta(event)
-            reply = _script("ADVANCE")(keys=keys.all(), args=[f"{now:.6f}", max_batch, force])
-        if reply[0] == "needs_shuffle":
-            shuffled = shuffle_prequeue(event_id, now)
-            reply = _script("ADVANCE")(keys=keys.all(), args=[f"{now:.6f}", max_batch, force])
-        if reply[0] in {"ok", "paused"}:
-            tick = _learn_speed(keys, now, reply)  # under the lock: one writer of the estimate at a time
-    finally:
-        client.eval(_RELEASE_LOCK, 1, keys.advance_lock(), token)
+        with redis_lock(keys.advance_lock(), ttl_ms=10_000):
+            now = time.time()
+            reply = script("ADVANCE")(keys=keys.all(), args=[f"{now:.6f}", max_batch, force])
+            shuffled = tick = None
+            if reply[0] == "no_meta":
+                event = db.session.get(Event, event_id)
+                if event is None:
+                    client.srem(REGISTRY_KEY, event_id)
+                    return AdvanceResult(event_id, "unknown_event", [])
+                sync_meta(event)
+                reply = script("ADVANCE")(keys=keys.all(), args=[f"{now:.6f}", max_batch, force])
+            if reply[0] == "needs_shuffle":
+                shuffled = shuffle_prequeue(event_id, now)
+                reply = script("ADVANCE")(keys=keys.all(), args=[f"{now:.6f}", max_batch, force])
+            if reply[0] in {"ok", "paused"}:
+                tick = _learn_speed(keys, now, reply)  # under the lock: one writer of the estimate at a time
+    except LockTimeout:
+        return AdvanceResult(event_id, "locked", [])
     status_, lapsed, abandoned = reply[0], int(reply[1]), int(reply[2])
     if status_ == "ended":
         client.srem(REGISTRY_KEY, event_id)  # a later join (if the sale allows one) registers it again
@@ -305,7 +289,7 @@ def advance(event_id: int, max_batch: int = MAX_BATCH, force: int = 0) -> Advanc
     return AdvanceResult(event_id, status_, admitted, lapsed, abandoned, shuffled, tick)
 
 
-ADVANCE_HEADER = 10  # fields before the admitted users in ADVANCE's reply (app/queue/scripts.py)
+ADVANCE_HEADER = 10  # fields before the admitted users in ADVANCE's reply (app/redis/scripts.py)
 
 
 def _learn_speed(keys: QueueKeys, now: float, reply: list) -> eta.Tick:

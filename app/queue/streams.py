@@ -19,24 +19,10 @@ from flask import current_app
 
 from app.errors import TooManyRequests
 from app.extensions import redis_store
-from app.queue.keys import QueueKeys
+from app.redis.keys import QueueKeys
+from app.redis.scripts import script
 
 STREAM_LEASE_SECONDS = 30
-
-# KEYS: user's streams, sale's streams. ARGV: stream id, now, lease expiry, user cap, sale cap
-_OPEN = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 'user' end
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then return 'event' end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-local ttl = math.ceil(tonumber(ARGV[3]) - tonumber(ARGV[2])) * 2
-redis.call('EXPIRE', KEYS[1], ttl)
-redis.call('EXPIRE', KEYS[2], ttl)
-return 'ok'
-"""
-
 
 def open_lease(event_id: int, user_id: int) -> str:
     """A lease for a new stream, or TooManyRequests when the user or the sale is at its cap."""
@@ -44,9 +30,10 @@ def open_lease(event_id: int, user_id: int) -> str:
     keys = QueueKeys(event_id)
     stream_id = uuid.uuid4().hex
     now = time.time()
-    verdict = redis_store.client.eval(
-        _OPEN, 2, keys.user_streams(user_id), keys.streams(), stream_id, f"{now:.3f}",
-        f"{now + STREAM_LEASE_SECONDS:.3f}", cfg["SSE_MAX_STREAMS_PER_USER"], cfg["SSE_MAX_STREAMS_PER_EVENT"])
+    verdict = script("OPEN_STREAM")(
+        keys=[keys.user_streams(user_id), keys.streams()],
+        args=[stream_id, f"{now:.3f}", f"{now + STREAM_LEASE_SECONDS:.3f}", cfg["SSE_MAX_STREAMS_PER_USER"],
+              cfg["SSE_MAX_STREAMS_PER_EVENT"]])
     if verdict == "user":
         raise TooManyRequests(f"At most {cfg['SSE_MAX_STREAMS_PER_USER']} open streams per user for a sale; "
                               "close one or poll the status instead", reason="too_many_streams",

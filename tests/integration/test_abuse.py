@@ -79,7 +79,7 @@ def test_open_streams_are_capped_per_user_and_per_sale_and_a_closed_one_frees_it
     import requests
 
     from app.extensions import redis_store
-    from app.queue.keys import QueueKeys
+    from app.redis.keys import QueueKeys
 
     event = make_event(admit_per_minute=1, max_active=1)
     blocker, user = make_user(), make_user()
@@ -331,7 +331,7 @@ def test_the_reference_solver_counts_bits_as_the_join_script_does():
 def test_joining_a_sale_that_does_not_exist_writes_nothing(app, client, make_user):
     """300 joins to missing sales grew the user's set of joined sales to 300 entries."""
     from app.extensions import redis_store
-    from app.queue.keys import user_queues_key
+    from app.redis.keys import user_queues_key
 
     user = make_user()
     for event_id in range(900_000, 900_030):

@@ -336,7 +336,7 @@ def test_an_expired_offer_passes_to_the_next_fan_who_is_notified_once(app, clien
     url = f"/api/events/{eid}/sections/{section}/waitlist"
     token_a = client.get(url, headers=a["headers"]).json["offer"]["offer_token"]
     with app.app_context():  # a's window lapses (moved back instead of waiting 30 s)
-        from app.queue.keys import QueueKeys
+        from app.redis.keys import QueueKeys
 
         keys = QueueKeys(eid)
         offer_id = redis_store.client.hget(keys.waitlist(section, "useroffer"), a["id"])
@@ -365,6 +365,7 @@ def test_a_worker_killed_between_making_and_announcing_an_offer_loses_nothing(ap
     """MAKE_OFFERS ran (the offer exists in Redis) and the process died before announcing it: the
     next tick announces it, once."""
     from app.booking import gate, waitlist
+    from app.redis.scripts import script
 
     event = make_event(sections=[{"name": "Floor", "capacity": 1}])
     eid, section = event["id"], event["sections"][0]["id"]
@@ -375,7 +376,7 @@ def test_a_worker_killed_between_making_and_announcing_an_offer_loses_nothing(ap
     client.post(f"/api/tickets/{rid}/cancel", headers=holder["headers"])
     with app.app_context():
         keys = waitlist._keys(eid, section)
-        made = gate.script("MAKE_OFFERS")(
+        made = script("MAKE_OFFERS")(
             keys=[keys["wl"], keys["wlq"], keys["pool"], keys["offers"], keys["offerexp"], keys["useroffer"],
                   keys["offered"], keys["seq"], gate.gate_key(eid, section), keys["fresh"]],
             args=[f"{time.time():.6f}", 600, 10])
@@ -448,7 +449,7 @@ def test_200_concurrent_claims_and_releases_never_oversell(app, live_api, worker
     offering what comes back. At the end MySQL never holds or sells more than the capacity, and
     every unit is in exactly one place."""
     from app.booking.gate import gate_key
-    from app.queue.keys import QueueKeys
+    from app.redis.keys import QueueKeys
 
     event = make_event(sections=[{"name": "Floor", "capacity": 200}], max_per_user=1)
     eid, section = event["id"], event["sections"][0]["id"]

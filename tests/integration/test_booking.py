@@ -389,7 +389,7 @@ def test_a_bad_entry_goes_to_the_dead_letter_stream_and_the_rest_are_written(app
 
     from app.booking import writer
     from app.extensions import redis_store
-    from app.queue.keys import QueueKeys
+    from app.redis.keys import QueueKeys
 
     event = make_event(sections=[{"name": "Floor", "capacity": 10}])
     section = event["sections"][0]

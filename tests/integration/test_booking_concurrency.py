@@ -121,7 +121,7 @@ def test_killed_writer_loses_nothing_and_yields_one_hold(app, make_event, make_u
     import redis as redis_lib
 
     from app.booking.writer import GROUP
-    from app.queue.keys import REGISTRY_KEY, QueueKeys
+    from app.redis.keys import REGISTRY_KEY, QueueKeys
     from tests.integration.test_booking import accepted_record
 
     event = make_event(sections=[{"name": "Floor", "capacity": 10}])

@@ -99,7 +99,7 @@ def test_max_active_caps_admissions_and_leaving_frees_a_slot(app, client, make_e
 
 def test_concurrent_advancers_never_double_admit_or_exceed_the_rate(app, client, make_event, make_user):
     from app.extensions import redis_store
-    from app.queue.keys import QueueKeys
+    from app.redis.keys import QueueKeys
 
     event = make_event(admit_per_minute=600)  # 10 per second
     users = [make_user() for _ in range(300)]
@@ -175,7 +175,7 @@ def test_the_estimate_has_a_range_learns_from_the_advancer_and_stops_counting_wh
     """The arithmetic is tests/unit/queue/test_eta.py's and the honesty `make bench-eta`'s; this is the wiring:
     advancer ticks reach the published speed, status shows an ETA with a range, none while paused."""
     from app.extensions import redis_store
-    from app.queue.keys import QueueKeys
+    from app.redis.keys import QueueKeys
 
     event = make_event(admit_per_minute=120, max_active=1000)
     users = [make_user() for _ in range(12)]
@@ -372,8 +372,8 @@ def test_queue_events_reach_the_outbox_once(app, client, make_event, make_user):
 
 def test_a_finished_sale_leaves_the_advancer(app, client, make_event, make_user):
     from app.extensions import db
-    from app.queue.keys import REGISTRY_KEY
     from app.queue.services import sync_meta
+    from app.redis.keys import REGISTRY_KEY
 
     event = make_event(admit_per_minute=6000)
     user = make_user()

@@ -1,10 +1,39 @@
-"""Redis key names of one sale's waiting room, all under the hash tag ``{event_id}``."""
+"""Every Redis key the application uses, in one place.
+
+A sale's keys share the hash tag ``{event_id}`` (``q:{42}:...``), so each Lua script of the
+waiting room, the gate and the waitlist touches one slot of a Redis Cluster. A user's keys share
+``{user_id}``. The few global keys (registries, the relay lock) are read outside the sale scripts.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 REGISTRY_KEY = "queues:registry"  # event ids with a waiting room (read by the advancer)
+WAITLIST_REGISTRY_KEY = "waitlists:registry"  # "event:section" of every section with a waitlist
+OUTBOX_KICK_KEY = "outbox:kick"  # debounce of the after-commit relay kick
+OUTBOX_RELAY_LOCK_KEY = "outbox:relay-lock"  # one relay publishes at a time
+FAKEPAY_LEDGER_KEY = "fakepay:charges"  # the fake provider's own record of charges, as a real one keeps
+
+
+def revoked_token_key(jti: str) -> str:
+    """Set while an access token is revoked (logout); read by the blocklist and the sale scripts."""
+    return f"jwt:revoked:{jti}"
+
+
+def auth_session_key(sid: str) -> str:
+    """A cookie/refresh session: its user and its current refresh jti."""
+    return f"auth:session:{sid}"
+
+
+def verification_keys(purpose: str) -> tuple[str, str]:
+    """A one-time code's hash and its attempt counter (purpose: "email:<user>", "device:<id>")."""
+    return f"verify:{{{purpose}}}", f"verify:{{{purpose}}}:tries"
+
+
+def refund_job_key(event_id: int, task_id: str) -> str:
+    """Marks a whole-event refund job as belonging to the event (its status URL checks it)."""
+    return f"refund-job:{{{event_id}}}:{task_id}"
 
 
 def user_queues_key(user_id: int | str) -> str:
