@@ -48,7 +48,7 @@ stream: install
 	BIND=0.0.0.0:8001 $(BIN)/gunicorn -c docker/gunicorn.conf.py wsgi:app
 
 worker: install
-	$(BIN)/celery -A tasks worker -l INFO -Q admission,booking,notifications,outbox,default,housekeeping
+	$(BIN)/celery -A tasks worker -l INFO  # every queue of celeryconfig.QUEUES
 
 beat: install
 	$(BIN)/celery -A tasks beat -l INFO

@@ -25,6 +25,7 @@ def create_app(config_overrides: dict[str, Any] | None = None, env: dict[str, st
     check_production_safety(app.config)
     configure_logging(app.config["LOG_LEVEL"], app.config["LOG_JSON"])
 
+    tasking.configure_celery(app.config)
     db.init(app.config["DATABASE_URL"])
     redis_store.init(app.config["REDIS_URL"], app.config["REDIS_MAX_CONNECTIONS"])
 

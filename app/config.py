@@ -85,6 +85,10 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> dict[str
         "CELERY_RESULT_BACKEND": env.get("CELERY_RESULT_BACKEND") or env.get("CELERY_BROKER_URL") or redis_url,
         # Tasks are published after commit; in tests with no worker this can be switched off.
         "CELERY_ENABLED": _bool(env, "CELERY_ENABLED", True),
+        "CELERY_TASK_EVENTS": _bool(env, "CELERY_TASK_EVENTS", True),  # Flower's feed (off: beat, housekeeping)
+        "HOUSEKEEPING_QUEUE": env.get("HOUSEKEEPING_QUEUE") or "housekeeping",
+        "REDBEAT_REDIS_URL": env.get("REDBEAT_REDIS_URL") or env.get("CELERY_BROKER_URL") or redis_url,
+        "REDBEAT_KEY_PREFIX": env.get("REDBEAT_KEY_PREFIX") or "redbeat:",
         "KAFKA_BOOTSTRAP_SERVERS": env.get("KAFKA_BOOTSTRAP_SERVERS", ""),
         "KAFKA_TOPIC_PREFIX": env.get("KAFKA_TOPIC_PREFIX", "tickets"),
         "OUTBOX_RETENTION_HOURS": _int(env, "OUTBOX_RETENTION_HOURS", 168),

@@ -13,9 +13,11 @@ import random
 import ssl
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import DateTime, MetaData, Table, create_engine, event, make_url
 from sqlalchemy.dialects import mysql, sqlite
@@ -25,6 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, scoped_session, sessionmake
 from sqlalchemy.types import TypeDecorator
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -249,3 +252,69 @@ class Database:
 
 
 db = Database()
+
+
+# --- units of work ------------------------------------------------------------------------------
+# One owner per unit of work: the view, task, CLI command or process loop (hold writer, outbox
+# relay) opens it with ``transaction()``; services only add, flush and lock. A flow that calls a
+# provider between two units (confirm, refund, notification delivery) opens one before the call and
+# one after, so no row lock is ever held across the network (docs/architecture.md).
+
+_DEPTH = "tickets.transaction_depth"
+_LOCKED = "tickets.row_locks"
+
+
+@contextmanager
+def transaction(session: Session | None = None) -> Iterator[Session]:
+    """Commit when the block ends, roll back when it raises (an AppError too: nothing half-written).
+    Nested blocks join the outer one, which alone commits."""
+    session = session or db.session
+    depth = session.info.get(_DEPTH, 0)
+    session.info[_DEPTH] = depth + 1
+    try:
+        yield session
+        if depth == 0:
+            session.commit()
+    except BaseException:
+        if depth == 0:
+            session.rollback()
+        raise
+    finally:
+        session.info[_DEPTH] = depth
+        if depth == 0:
+            session.info.pop(_LOCKED, None)
+
+
+def transactional(fn: Callable[P, T]) -> Callable[P, T]:
+    """``transaction()`` around a whole view or task."""
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        with transaction():
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+def in_transaction(session: Session | None = None) -> bool:
+    return (session or db.session).info.get(_DEPTH, 0) > 0
+
+
+def lock_rows(session: Session, statement: Any) -> Any:
+    """``statement`` (a SELECT ... FOR UPDATE) executed for a unit of work. Refuses outside one:
+    a lock taken there would be held until some later, unrelated commit (pretix's locking rule)."""
+    if not in_transaction(session):
+        raise RuntimeError("row locks are taken inside a transaction() block (app/db.py)")
+    session.info[_LOCKED] = True
+    return session.execute(statement)
+
+
+def holds_row_locks(session: Session | None = None) -> bool:
+    """True while this thread's unit of work holds row locks taken through ``lock_rows``."""
+    session = session or db.session
+    return bool(session.info.get(_LOCKED)) and session.in_transaction()
+
+
+def assert_no_row_locks(what: str) -> None:
+    """Called before every network call to a provider (payment, SNS, SMTP): a slow provider must
+    never stretch a row lock. Raises instead of letting it happen."""
+    if db._factory is not None and holds_row_locks():
+        raise RuntimeError(f"{what} called while holding row locks: finish the unit of work first")

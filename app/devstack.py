@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from app.config import dev_env_file
+from celeryconfig import HOUSEKEEPING_QUEUE, WORK_QUEUES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -251,12 +252,12 @@ def _start_apps(stack: Stack, ports: dict[str, int]) -> None:
     celery = [py, "-m", "celery", "-A", "tasks"]
     commands: dict[str, tuple[list[str], dict[str, str]]] = {
         "worker": ([*celery, "worker", "-l", "INFO", "-c", "2", "-n", "main@%h",
-                    "-Q", "admission,booking,outbox,default"], worker_metrics),
+                    "-Q", ",".join(q for q in WORK_QUEUES if q != "notifications")], worker_metrics),
         # notifications are I/O-bound: their own worker, a threads pool
         "notify": ([*celery, "worker", "-l", "INFO", "-P", "threads", "-c", "4", "-n", "notify@%h",
                     "-Q", "notifications"], worker_metrics),
         "housekeeping": ([*celery, "worker", "-l", "WARNING", "-P", "threads", "-c", "4", "-n", "housekeeping@%h",
-                          "-Q", "housekeeping"], {**worker_metrics, **quiet}),
+                          "-Q", HOUSEKEEPING_QUEUE], {**worker_metrics, **quiet}),
         "beat": ([*celery, "beat", "-l", "WARNING", "--pidfile="], quiet),
         "api": ([str(Path(py).parent / "gunicorn"), "-c", "docker/gunicorn.conf.py", "-b",
                  f"127.0.0.1:{ports['PORT']}", "wsgi:app"], api_metrics),

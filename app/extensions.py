@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from celery import Celery
 from flask import request
 from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
@@ -11,6 +12,10 @@ from app.db import db
 from app.redis import redis_store
 
 jwt = JWTManager()
+# The one Celery instance. create_app configures it from the app's configuration
+# (app/tasking.configure_celery); its tasks live in tasks/, the worker's entry point, and the app
+# sends them by name, so app/ never imports tasks/.
+celery = Celery("tickets", task_cls="app.tasking:AppContextTask")
 # Rate limits of the account endpoints (app/auth/api.py), kept in Redis (RATELIMIT_STORAGE_URI).
 # The client address is the proxy-corrected one (TRUSTED_PROXIES, werkzeug's ProxyFix).
 limiter = Limiter(key_func=get_remote_address, key_prefix="rl")
@@ -26,4 +31,4 @@ def _hot_path() -> bool:
     return request.endpoint in UNLIMITED_ENDPOINTS
 
 
-__all__ = ["db", "jwt", "redis_store"]
+__all__ = ["celery", "db", "jwt", "redis_store"]

@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import celeryconfig
 from bench.common import configure, create_event, drop_database, fresh_database, make_users, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -341,7 +342,7 @@ def main() -> None:
             result["status"], result["join"] = waiting_room(app, api.url, args.seconds, args.connections)
         if args.housekeeping == "own":  # as deployed: beat's ticks on a worker of their own, events off
             procs.append(start_worker(concurrency=args.worker_concurrency, name="bench",
-                                      queues="admission,booking,notifications,outbox,default"))
+                                      queues=",".join(celeryconfig.WORK_QUEUES)))
             procs.append(start_worker(concurrency=4, name="bench-housekeeping", queues="housekeeping", pool="threads",
                                       env={"CELERY_TASK_EVENTS": "0"}))
         else:  # the ticks share the main worker, as before the housekeeping queue existed

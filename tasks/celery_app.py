@@ -1,55 +1,19 @@
-"""The Celery application. Every task runs inside a Flask application context."""
+"""The worker's entry point: the app's Celery instance (app/extensions.py), configured from the
+app's configuration, with every task of tasks/ registered, the hold writer as a worker step and the
+worker-side signals (request id, task metrics). Every task runs inside a Flask application context
+(app/tasking.AppContextTask)."""
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
-from celery import Celery, Task, bootsteps, signals
-from flask import Flask
+from celery import Task, bootsteps, signals
 
-from app.observability.context import clear_context, request_id_var, set_context
-
-_flask_app = None
-
-
-def flask_app() -> Flask:
-    """The worker's Flask app, built once per process from the environment."""
-    global _flask_app
-    if _flask_app is None:
-        from flask import current_app, has_app_context
-
-        if has_app_context():  # tests and in-process callers share their app
-            return current_app._get_current_object()
-        from app import create_app
-
-        _flask_app = create_app()
-    return _flask_app
-
-
-def set_flask_app(app: Flask) -> None:
-    global _flask_app
-    _flask_app = app
-
-
-class AppContextTask(Task):
-    """Runs the task body in a Flask app context and removes the DB session afterwards."""
-
-    abstract = True
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from flask import has_app_context
-
-        from app.extensions import db
-
-        if has_app_context():
-            return super().__call__(*args, **kwargs)
-        with flask_app().app_context():
-            try:
-                return super().__call__(*args, **kwargs)
-            finally:
-                db.remove()
+from app.config import load_config
+from app.extensions import celery
+from app.observability.context import clear_context, set_context
+from app.tasking import AppContextTask, configure_celery, flask_app, set_flask_app
 
 
 def _survive_kombu_reconnect_race() -> None:
@@ -78,8 +42,7 @@ def _survive_kombu_reconnect_race() -> None:
 
 
 _survive_kombu_reconnect_race()
-celery = Celery("tickets", task_cls=AppContextTask)
-celery.config_from_object("celeryconfig")
+configure_celery(load_config())  # create_app applies the same settings again, from the same loader
 celery.autodiscover_tasks(["tasks"], related_name=None, force=True)
 
 
@@ -114,15 +77,8 @@ class HoldWriterStep(bootsteps.StartStopStep):
 
 celery.steps["worker"].add(HoldWriterStep)
 
-# --- request id travels from the API into the tasks it enqueues -------------------------------
+# --- the request id (sent by app/tasking.py) binds the task's log context; task metrics -------
 _started: dict[str, float] = {}
-
-
-@signals.before_task_publish.connect
-def _propagate_request_id(headers: dict | None = None, **_kwargs: Any) -> None:
-    rid = request_id_var.get()
-    if headers is not None and rid:
-        headers["request_id"] = rid
 
 
 @signals.task_prerun.connect
@@ -163,4 +119,7 @@ def _fresh_connections_after_fork(**_kwargs: Any) -> None:
     if db.engine is not None:
         db.engine.dispose(close=False)
     initialise_label_sets("worker", [name for name in celery.tasks if not name.startswith("celery.")],
-                          topic_prefix=os.environ.get("KAFKA_TOPIC_PREFIX", "tickets"))
+                          topic_prefix=flask_app().config["KAFKA_TOPIC_PREFIX"])
+
+
+__all__ = ["AppContextTask", "celery", "flask_app", "set_flask_app"]

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse, urlunparse
 
+import celeryconfig
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -199,7 +201,7 @@ class CeleryProcess:
         self._log.close()
 
 
-ALL_QUEUES = "admission,booking,notifications,outbox,default,housekeeping"
+ALL_QUEUES = ",".join(celeryconfig.QUEUES)
 
 
 def start_worker(concurrency: int = 4, env: dict[str, str] | None = None, name: str = "worker",

@@ -19,7 +19,7 @@ from app.booking.schemas import (
     WaitlistSectionStatsSchema,
 )
 from app.errors import NotFound
-from app.extensions import redis_store
+from app.extensions import celery, redis_store
 from app.jsonio import json_response
 from app.redis.keys import refund_job_key
 
@@ -79,8 +79,6 @@ class EventRefunds(MethodView):
         """Refund every confirmed ticket of the event (admin): a Celery task, followed at its status_url
         and in Flower."""
         from app.catalogue.services import get_event
-        from tasks.celery_app import celery
-
         get_event(event_id)  # 404 before anything is queued
         result = celery.send_task("booking.refund_event", args=[event_id, current_user_id()])
         redis_store.client.set(refund_job_key(event_id, result.id), 1, ex=7 * 86_400)
@@ -94,8 +92,6 @@ class EventRefundStatus(MethodView):
     @blp.response(200, EventRefundJobSchema)
     def get(self, event_id: int, task_id: str) -> dict[str, Any]:
         """Progress of an event's refund job (admin)."""
-        from tasks.celery_app import celery
-
         result = celery.AsyncResult(task_id)
         info = result.info if isinstance(result.info, dict) else {}
         if result.state == "PENDING" and not info:

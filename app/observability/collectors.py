@@ -10,9 +10,11 @@ from flask import Flask
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from celeryconfig import WORK_QUEUES
+
 log = logging.getLogger(__name__)
 
-CELERY_QUEUES = ("admission", "booking", "notifications", "outbox", "default")
+CELERY_QUEUES = WORK_QUEUES
 
 
 class DomainCollector(Collector):
@@ -61,8 +63,9 @@ class DomainCollector(Collector):
         yield from (waiting, active, paused, rate)
 
     def _waitlist_metrics(self) -> Iterator[GaugeMetricFamily]:
-        from app.booking.waitlist import REGISTRY_KEY, _keys
+        from app.booking.waitlist import _keys
         from app.extensions import redis_store
+        from app.redis.keys import WAITLIST_REGISTRY_KEY as REGISTRY_KEY
 
         waiting = GaugeMetricFamily("tickets_waitlist_waiting_users", "Fans on a section's waitlist",
                                     labels=["event_id", "section_id"])

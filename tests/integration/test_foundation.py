@@ -108,14 +108,20 @@ def test_wsgi_refuses_to_start_in_production_with_default_secret():
 
 def test_celeryconfig_guarantees():
     import celeryconfig
+    from app.config import load_config
 
-    assert celeryconfig.task_acks_late and celeryconfig.task_reject_on_worker_lost
-    assert celeryconfig.accept_content == ["json"] and celeryconfig.task_serializer == "json"
-    assert celeryconfig.broker_transport_options["visibility_timeout"] > celeryconfig.task_time_limit
-    assert {q.name for q in celeryconfig.task_queues} == {"admission", "booking", "notifications", "outbox",
-                                                           "default", "housekeeping"}
+    # one configuration: Celery's settings come from the app's loader (the interval is parsed once)
+    settings = celeryconfig.celery_settings(load_config({"QUEUE_ADVANCE_INTERVAL_SECONDS": "0.5",
+                                                         "CELERY_BROKER_URL": "redis://broker:6379/3"}))
+    assert settings["broker_url"] == settings["result_backend"] == "redis://broker:6379/3"
+    assert settings["beat_schedule"]["advance-waiting-rooms"]["schedule"] == 0.5
+    assert settings["task_acks_late"] and settings["task_reject_on_worker_lost"]
+    assert settings["accept_content"] == ["json"] and settings["task_serializer"] == "json"
+    assert settings["broker_transport_options"]["visibility_timeout"] > settings["task_time_limit"]
+    assert {q.name for q in settings["task_queues"]} == {"admission", "booking", "notifications", "outbox",
+                                                          "default", "housekeeping"}
     # beat's ticks go to the housekeeping worker (events off), never onto a sale's queues
-    assert {e["options"]["queue"] for e in celeryconfig.beat_schedule.values()} == {"housekeeping"}
+    assert {e["options"]["queue"] for e in settings["beat_schedule"].values()} == {"housekeeping"}
     from tasks.celery_app import celery
 
     routes = {name: celery.amqp.router.route({}, name)["queue"].name

@@ -1,0 +1,56 @@
+"""The layering rules of docs/architecture.md, checked on the source (no services needed)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "app"
+
+
+def _modules(under: Path) -> list[Path]:
+    return sorted(p for p in under.rglob("*.py") if "translations" not in p.parts)
+
+
+def _imported(path: Path) -> set[str]:
+    """Every module a file imports, at the top or inside a function."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def _calls(path: Path, attribute: str) -> list[int]:
+    return [node.lineno for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == attribute]
+
+
+def test_app_never_imports_tasks():
+    offenders = {str(p.relative_to(ROOT)): sorted(m for m in _imported(p) if m == "tasks" or m.startswith("tasks."))
+                 for p in _modules(APP)}
+    assert {p: m for p, m in offenders.items() if m} == {}
+
+
+def test_lua_runs_only_through_the_script_registry():
+    # app/redis/scripts.py registers every script once (EVALSHA); nobody sends Lua source per call
+    offenders = {str(p.relative_to(ROOT)): _calls(p, "eval") + _calls(p, "register_script")
+                 for p in _modules(APP) if p.parent.name != "redis"}
+    assert {p: lines for p, lines in offenders.items() if lines} == {}
+
+
+def test_every_registered_script_name_resolves():
+    from app.redis import scripts
+
+    names = [n for n in dir(scripts) if n.isupper() and isinstance(getattr(scripts, n), str)]
+    assert {"JOIN", "STATUS", "ADVANCE", "RESERVE", "CLAIM_OFFER", "RELEASE_LOCK", "CHECK_CODE"} <= set(names)
+    called: set[str] = set()
+    for path in _modules(APP):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "script"
+                    and node.args and isinstance(node.args[0], ast.Constant)):
+                called.add(node.args[0].value)
+    assert called and called <= set(names), called - set(names)
