@@ -63,9 +63,11 @@ def db_current() -> None:
 def create_admin(email: str, password: str | None, name: str | None) -> None:
     """Create an admin user, or promote an existing user to admin."""
     from app.auth.services import create_or_promote_admin
+    from app.db import transaction
 
     try:
-        user, created = create_or_promote_admin(email, password, name)
+        with transaction():
+            user, created = create_or_promote_admin(email, password, name)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     click.echo(f"{'created' if created else 'promoted'} admin {user.email} (id {user.id})")
@@ -78,7 +80,7 @@ def seed_demo() -> None:
 
     from app.catalogue.models import Event
     from app.catalogue.services import create_event, create_section
-    from app.db import utcnow
+    from app.db import transaction, utcnow
     from app.extensions import db
 
     existing = db.session.scalar(select(Event).where(Event.name == "Demo Concert"))
@@ -86,15 +88,16 @@ def seed_demo() -> None:
         click.echo(f"demo event already exists (id {existing.id})")
         return
     now = utcnow()
-    event = create_event({
-        "name": "Demo Concert", "venue": "Main Hall", "starts_at": now + timedelta(days=30),
-        "sale_opens_at": now, "sale_closes_at": None, "admit_per_minute": 120, "max_active": 50,
-        "admission_window_seconds": 600, "prequeue_minutes": 15, "heartbeat_timeout_seconds": 60,
-        "max_per_user": 4, "hold_seconds": 300,
-    })
-    create_section(event.id, {"name": "Floor", "price_cents": 8900, "currency": "EUR", "capacity": 500})
-    create_section(event.id, {"name": "Balcony", "price_cents": 12900, "currency": "EUR", "rows": 10,
-                              "seats_per_row": 20})
+    with transaction():  # the event and both sections, or nothing
+        event = create_event({
+            "name": "Demo Concert", "venue": "Main Hall", "starts_at": now + timedelta(days=30),
+            "sale_opens_at": now, "sale_closes_at": None, "admit_per_minute": 120, "max_active": 50,
+            "admission_window_seconds": 600, "prequeue_minutes": 15, "heartbeat_timeout_seconds": 60,
+            "max_per_user": 4, "hold_seconds": 300,
+        })
+        create_section(event.id, {"name": "Floor", "price_cents": 8900, "currency": "EUR", "capacity": 500})
+        create_section(event.id, {"name": "Balcony", "price_cents": 12900, "currency": "EUR", "rows": 10,
+                                  "seats_per_row": 20})
     click.echo(f"demo event created (id {event.id})")
 
 

@@ -262,6 +262,10 @@ db = Database()
 
 _DEPTH = "tickets.transaction_depth"
 _LOCKED = "tickets.row_locks"
+# After-commit work (app/tasking.call_after_commit) of a transaction() block runs once commit()
+# has returned, so it may use the session again (inside SQLAlchemy's after_commit event it may not).
+DEFER_AFTER_COMMIT = "tickets.defer_after_commit"
+READY_AFTER_COMMIT = "tickets.ready_after_commit"
 
 
 @contextmanager
@@ -274,6 +278,7 @@ def transaction(session: Session | None = None) -> Iterator[Session]:
     try:
         yield session
         if depth == 0:
+            session.info[DEFER_AFTER_COMMIT] = True
             session.commit()
     except BaseException:
         if depth == 0:
@@ -283,6 +288,13 @@ def transaction(session: Session | None = None) -> Iterator[Session]:
         session.info[_DEPTH] = depth
         if depth == 0:
             session.info.pop(_LOCKED, None)
+            session.info.pop(DEFER_AFTER_COMMIT, None)
+    if depth == 0:
+        for fn in session.info.pop(READY_AFTER_COMMIT, []):
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - the commit stands; reconcilers repair derived state
+                log.exception("after-commit callback failed")
 
 
 def transactional(fn: Callable[P, T]) -> Callable[P, T]:

@@ -103,11 +103,15 @@ def send_task(name: str, args: tuple | list = (), kwargs: dict | None = None, **
         log.exception("could not enqueue task %s; a sweeper will retry", name)
 
 
-def send_task_after_commit(session: Session, name: str, args: tuple | list = (), kwargs: dict | None = None,
-                           **options: Any) -> None:
-    """Send a task once ``session``'s transaction commits (never for a rolled-back one); a crash in
-    between is covered by the task's beat sweeper."""
-    call_after_commit(session, lambda: send_task(name, args, kwargs, **options))
+def send_task_after_commit(name: str, args: tuple | list = (), kwargs: dict | None = None, **options: Any) -> None:
+    """Inside a unit of work (app/db.transaction): send the task once it commits, never for a
+    rolled-back one (a crash in between is covered by the task's beat sweeper). Outside one: now."""
+    from app.db import db, in_transaction
+
+    if db._factory is not None and in_transaction():
+        call_after_commit(db.session(), lambda: send_task(name, args, kwargs, **options))
+    else:
+        send_task(name, args, kwargs, **options)
 
 
 def call_after_commit(session: Session, fn: Callable[[], None]) -> None:
@@ -117,6 +121,11 @@ def call_after_commit(session: Session, fn: Callable[[], None]) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _run_callbacks(session: Session) -> None:
+    from app.db import DEFER_AFTER_COMMIT, READY_AFTER_COMMIT
+
+    if session.info.get(DEFER_AFTER_COMMIT):  # transaction() runs them once commit() returned
+        session.info.setdefault(READY_AFTER_COMMIT, []).extend(session.info.pop(_CALLBACKS_KEY, []))
+        return
     for fn in session.info.pop(_CALLBACKS_KEY, []):
         try:
             fn()

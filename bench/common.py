@@ -75,14 +75,14 @@ def create_event(app, sections: list[dict[str, Any]] = (), **overrides: Any) -> 
 
     from app.catalogue.services import create_event as create
     from app.catalogue.services import create_section
-    from app.db import utcnow
+    from app.db import transaction, utcnow
 
     now = utcnow()
     data = {"name": "Bench", "venue": "Bench", "starts_at": now + timedelta(days=1),
             "sale_opens_at": now - timedelta(minutes=1), "sale_closes_at": None, "admit_per_minute": 600,
             "max_active": 100_000, "admission_window_seconds": 3600, "prequeue_minutes": 0,
             "heartbeat_timeout_seconds": 3600, "max_per_user": 4, "hold_seconds": 600, **overrides}
-    with app.app_context():
+    with app.app_context(), transaction():
         event = create(data)
         ids = [create_section(event.id, {"price_cents": 5000, "currency": "EUR", **spec}).id for spec in sections]
         return event.id, ids

@@ -11,7 +11,7 @@ from tasks.celery_app import celery
 
 @celery.task(name="booking.sweep_holds", ignore_result=True)
 def sweep_holds() -> dict:
-    from app.booking.services import sweep_expired_holds
+    from app.booking.flows import sweep_expired_holds
 
     return {"expired": sweep_expired_holds()}
 
@@ -27,7 +27,7 @@ def reconcile_gates() -> dict:
 @celery.task(name="booking.waitlist_tick", ignore_result=True)
 def waitlist_tick() -> dict:
     """Expire waitlist offers, make new ones from released tickets, announce them (every second)."""
-    from app.booking.waitlist import tick
+    from app.booking.flows import tick
 
     return tick()
 
@@ -35,7 +35,7 @@ def waitlist_tick() -> dict:
 @celery.task(name="booking.sweep_payments", ignore_result=True)
 def sweep_payments() -> dict:
     """Finish payment attempts whose process died between recording and finishing them."""
-    from app.booking.services import sweep_pending_payments
+    from app.booking.flows import sweep_pending_payments
 
     return {"finished": sweep_pending_payments()}
 
@@ -43,7 +43,7 @@ def sweep_payments() -> dict:
 @celery.task(name="booking.sweep_refunds", ignore_result=True)
 def sweep_refunds() -> dict:
     """Finish refunds whose process died between recording the intent and finishing it."""
-    from app.booking.refunds import sweep_pending_refunds
+    from app.booking.flows import sweep_pending_refunds
 
     return {"finished": sweep_pending_refunds()}
 
@@ -53,7 +53,7 @@ def refund_event(self: Task, event_id: int, actor_id: int) -> dict:
     """Refund every confirmed ticket of an event (an admin's call). Progress is the task's state
     (PROGRESS, {done, total, refunded, declined, skipped}): GET /api/events/{id}/refunds/{task id}
     and Flower show it."""
-    from app.booking.refunds import refund_event as run
+    from app.booking.flows import refund_event as run
 
     def progress(done: int, total: int, counts: dict) -> None:
         self.update_state(state="PROGRESS", meta={"done": done, **counts, "total": total})

@@ -105,7 +105,7 @@ def holds() -> None:
 @holds.command("sweep")
 def holds_sweep() -> None:
     """Release every hold past its deadline now."""
-    from app.booking.services import sweep_expired_holds
+    from app.booking.flows import sweep_expired_holds
 
     _echo(_in_app(lambda: {"expired": sweep_expired_holds()}))
 

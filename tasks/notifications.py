@@ -13,7 +13,7 @@ from tasks.celery_app import celery
 
 @celery.task(name="notifications.notify_admitted")
 def notify_admitted(user_id: int, event_id: int, admitted_at: float, admitted_until: float) -> int:
-    from app.notifications.services import notify_admitted as run
+    from app.notifications.flows import notify_admitted as run
 
     return len(run(user_id, event_id, admitted_at, admitted_until))
 
@@ -21,7 +21,7 @@ def notify_admitted(user_id: int, event_id: int, admitted_at: float, admitted_un
 @celery.task(name="notifications.notify_admissions")
 def notify_admissions(event_id: int, admitted_at: float, admissions: list[list]) -> int:
     """One task per advancer batch: [[user_id, admitted_until], ...]."""
-    from app.notifications.services import notify_admissions as run
+    from app.notifications.flows import notify_admissions as run
 
     return len(run(event_id, admitted_at, [(int(u), float(t)) for u, t in admissions]))
 
@@ -32,14 +32,14 @@ def notify_users(event_id: int, kind: str, notices: list[list]) -> int:
     per device per notice, as for admissions."""
     import time
 
-    from app.notifications.services import notify_admissions as run
+    from app.notifications.flows import notify_admissions as run
 
     return len(run(event_id, time.time(), [(int(u), float(t)) for u, t in notices], kind=kind))
 
 
 @celery.task(name="notifications.sweep", ignore_result=True)
 def sweep() -> int:
-    from app.notifications.services import requeue_stale_sends
+    from app.notifications.flows import requeue_stale_sends
 
     return requeue_stale_sends()
 
@@ -47,7 +47,7 @@ def sweep() -> int:
 @celery.task(name="notifications.send", bind=True, max_retries=8, ignore_result=True)
 def send(self: Task, notification_id: str) -> str | None:
     from app.notifications.channels import TransientError
-    from app.notifications.services import send as run
+    from app.notifications.flows import send as run
 
     try:
         n = run(notification_id)

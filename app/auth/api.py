@@ -20,6 +20,7 @@ from app.auth import services, sessions
 from app.auth.jwt_setup import current_user_id
 from app.auth.models import User
 from app.auth.schemas import LoginSchema, RegisterSchema, TokenPairSchema, UserSchema
+from app.db import transaction
 from app.extensions import limiter
 from app.jsonio import json_response
 from app.notifications.schemas import VerifyCodeSchema
@@ -74,7 +75,8 @@ class Register(MethodView):
     @blp.response(201, UserSchema)
     def post(self, data: dict) -> User:
         """Create an account (409 when the e-mail is taken)."""
-        return services.register_user(data["email"], data["password"], data["name"], data["locale"])
+        with transaction():
+            return services.register_user(data["email"], data["password"], data["name"], data["locale"])
 
 
 def _login_limits(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -159,7 +161,8 @@ class VerifyEmail(MethodView):
     def post(self, data: dict) -> dict[str, Any]:
         """Prove the account's e-mail with the code sent to it at sign-up. Answers a fresh token pair
         whose access token lets you buy (buying needs a verified e-mail)."""
-        user = services.verify_email(current_user_id(), data["code"])
+        with transaction():
+            user = services.verify_email(current_user_id(), data["code"])
         claims = get_jwt()
         sessions.end(claims.get("sid"))  # the old session's tokens say "unverified": replace them
         sid, refresh = sessions.start(user.id)

@@ -16,7 +16,7 @@ from app.db import utcnow
 from app.errors import Conflict, NotFound, Unauthorized
 from app.extensions import db, redis_store
 from app.redis.keys import revoked_token_key
-from app.tasking import send_task
+from app.tasking import send_task_after_commit
 
 # A constant hash to compare against when the e-mail is unknown, so login timing does not reveal
 # which addresses have accounts.
@@ -46,9 +46,8 @@ def register_user(email: str, password: str, name: str, locale: str = "en") -> U
                 locale=locale)
     session.add(user)
     try:
-        session.commit()
+        session.flush()
     except IntegrityError as exc:
-        session.rollback()
         raise Conflict("This e-mail address is already registered", reason="email_taken",
                        errors={"email": ["already registered"]}) from exc
     if current_app.config["REQUIRE_VERIFIED_EMAIL"]:
@@ -68,7 +67,7 @@ EMAIL_CODE_TEXTS = {
 def send_email_code(user: User) -> None:
     """A code to the account's address, sent by a task (no network call in the request)."""
     code = verification.issue(f"email:{user.id}")
-    send_task("auth.send_email_code", [user.id, code])
+    send_task_after_commit("auth.send_email_code", [user.id, code])
 
 
 def deliver_email_code(user_id: int, code: str) -> str | None:
@@ -89,7 +88,7 @@ def verify_email(user_id: int, code: str) -> User:
     if user.email_verified_at is None:
         verification.check(f"email:{user.id}", code)
         user.email_verified_at = utcnow()
-        db.session.commit()
+        db.session.flush()
     return user
 
 
@@ -134,7 +133,7 @@ def create_or_promote_admin(email: str, password: str | None, name: str | None =
     elif password:
         user.password_hash = generate_password_hash(password)
     user.is_admin = True
-    session.commit()
+    session.flush()
     return user, created
 
 

@@ -10,7 +10,7 @@ from flask_jwt_extended import get_jwt, jwt_required
 from flask_smorest import Blueprint
 
 from app.auth.jwt_setup import admin_required, current_user_id
-from app.booking import refunds, waitlist
+from app.booking import flows, refunds, waitlist
 from app.booking.schemas import (
     EventRefundJobSchema,
     RefundSchema,
@@ -18,6 +18,7 @@ from app.booking.schemas import (
     WaitlistPlaceSchema,
     WaitlistSectionStatsSchema,
 )
+from app.db import transaction
 from app.errors import NotFound
 from app.extensions import celery, redis_store
 from app.jsonio import json_response
@@ -34,7 +35,8 @@ class Waitlist(MethodView):
     @blp.alt_response(200, schema=WaitlistPlaceSchema, description="already on the waitlist: the same place")
     def post(self, body: dict, event_id: int, section_id: int) -> Response:
         """Join a sold-out section's waitlist (an admitted fan; 409 `not_sold_out` while tickets remain)."""
-        view, created = waitlist.join(event_id, section_id, current_user_id(), body["quantity"])
+        with transaction():
+            view, created = waitlist.join(event_id, section_id, current_user_id(), body["quantity"])
         return json_response(view, 201 if created else 200)
 
     @jwt_required()
@@ -47,7 +49,7 @@ class Waitlist(MethodView):
     @blp.response(204)
     def delete(self, event_id: int, section_id: int) -> None:
         """Leave the waitlist, or decline your open offer (it passes to the next fan at once)."""
-        waitlist.leave(event_id, section_id, current_user_id())
+        flows.leave_waitlist(event_id, section_id, current_user_id())
 
 
 @blp.route("/events/<int:event_id>/waitlists")
@@ -68,7 +70,7 @@ class Refund(MethodView):
         admin (any ticket, in full). Twice = the same refund; a provider decline is a 402 and the
         ticket stays confirmed."""
         admin = "admin" in get_jwt().get("roles", [])
-        return refunds.refund_view(refunds.request_refund(reservation_id, current_user_id(), admin=admin))
+        return refunds.refund_view(flows.request_refund(reservation_id, current_user_id(), admin=admin))
 
 
 @blp.route("/events/<int:event_id>/refunds")

@@ -8,7 +8,7 @@ from flask_jwt_extended import get_jwt, jwt_required
 from flask_smorest import Blueprint
 
 from app.auth.jwt_setup import current_user_id, jwt_required_blocklist_deferred, revoked_key
-from app.booking import intake, services
+from app.booking import flows, intake, services
 from app.booking.schemas import (
     ConfirmSchema,
     ReservationPageSchema,
@@ -16,6 +16,7 @@ from app.booking.schemas import (
     ReserveSchema,
     parse_reserve,
 )
+from app.db import transaction
 from app.errors import Forbidden
 from app.jsonio import json_response
 from app.pagination import PageArgsSchema, page_body
@@ -53,12 +54,17 @@ class Reserve(MethodView):
             raise Forbidden("Confirm your e-mail before buying (POST /api/auth/verify-email)",
                             reason="email_unverified")
         body, key = parse_reserve(request)
-        view, _created = services.request_reservation(intake.ReserveRequest(
+        req = intake.ReserveRequest(
             user_id=current_user_id(), event_id=body["event_id"], section_id=body["section_id"],
             quantity=body.get("quantity"), seat_ids=body.get("seat_ids"), idempotency_key=key,
             admission_token=request.headers.get("X-Admission-Token"), revoked_key=revoked_key(),
             offer_token=request.headers.get("X-Offer-Token"),
-        ))
+        )
+        if req.offer_token:  # claiming an offer records OfferClaimed in the outbox: a unit of work
+            with transaction():
+                view, _created = services.request_reservation(req)
+        else:  # the hot path: one Redis call, nothing written to MySQL here
+            view, _created = services.request_reservation(req)
         return json_response(view, 202)
 
 
@@ -89,7 +95,7 @@ class Confirm(MethodView):
     @blp.response(200, ReservationSchema)
     def post(self, body: dict, reservation_id: str) -> dict[str, Any]:
         """Pay for a hold. Declined payment 402; expired or cancelled hold 409; twice = same result."""
-        return services.view(services.confirm(reservation_id, current_user_id(), body["payment_token"]))
+        return services.view(flows.confirm(reservation_id, current_user_id(), body["payment_token"]))
 
 
 @blp.route("/<reservation_id>/cancel")
@@ -98,4 +104,4 @@ class Cancel(MethodView):
     @blp.response(200, ReservationSchema)
     def post(self, reservation_id: str) -> dict[str, Any]:
         """Cancel a pending or held reservation; its seats return at once."""
-        return services.view(services.cancel(reservation_id, current_user_id()))
+        return services.view(flows.cancel(reservation_id, current_user_id()))

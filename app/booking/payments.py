@@ -8,8 +8,9 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
+from app.db import assert_no_row_locks
 from app.redis.keys import FAKEPAY_LEDGER_KEY
 
 
@@ -70,8 +71,26 @@ class FakeProvider:
 PROVIDERS: dict[str, type] = {"fake": FakeProvider}
 
 
+class _NoLockGuard:
+    """Every provider call first checks that this thread's unit of work holds no row lock
+    (app/db.assert_no_row_locks): a slow provider must never stretch one."""
+
+    def __init__(self, provider: PaymentProvider) -> None:
+        self._provider = provider
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._provider, name)
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            assert_no_row_locks(f"the payment provider's {name}")
+            return method(*args, **kwargs)
+
+        return guarded
+
+
 def get_provider(name: str) -> PaymentProvider:
     try:
-        return PROVIDERS[name]()
+        provider = PROVIDERS[name]()
     except KeyError as exc:
         raise RuntimeError(f"unknown PAYMENT_PROVIDER {name!r}; known: {sorted(PROVIDERS)}") from exc
+    return _NoLockGuard(provider)  # type: ignore[return-value]

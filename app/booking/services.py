@@ -1,5 +1,8 @@
 """Booking rules after the intake: view, confirm, cancel and expire reservations.
 
+These functions never commit: they lock, change and flush inside the caller's unit of work
+(app/db.transaction), opened by the view, the task or app/booking/flows.py.
+
 MySQL is the truth. Requests are accepted by one Redis call (app/booking/intake.py) and written as
 holds or rejections in batches by the hold writer (app/booking/writer.py). Every inventory change
 is a conditional UPDATE (general admission) or a row-locked claim of seats in id order (seated),
@@ -11,7 +14,7 @@ in a cycle.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from flask import current_app
@@ -31,7 +34,7 @@ from app.booking.models import (
 )
 from app.booking.payments import PaymentResult, get_provider
 from app.catalogue.models import SEAT_HELD, SEAT_SOLD, Seat, Section
-from app.db import utcnow
+from app.db import lock_rows, utcnow
 from app.errors import Conflict, NotFound, PaymentRequired
 from app.extensions import db
 from app.observability.metrics import RESERVATIONS
@@ -140,8 +143,8 @@ def _lock_reservation(session: Session, reservation_id: str) -> Reservation | No
     """
     session.execute(update(Reservation).where(Reservation.id == reservation_id)
                     .values(updated_at=Reservation.updated_at).execution_options(synchronize_session=False))
-    return session.scalar(select(Reservation).where(Reservation.id == reservation_id).with_for_update()
-                          .execution_options(populate_existing=True))
+    return lock_rows(session, select(Reservation).where(Reservation.id == reservation_id).with_for_update()
+                     .execution_options(populate_existing=True)).scalar()
 
 
 # --- release (expiry, cancel) --------------------------------------------------------------------
@@ -190,25 +193,16 @@ def release_expired_in_section(session: Session, section: Section, now: datetime
     return len(expired)
 
 
-def sweep_expired_holds(batch: int = 500) -> int:
-    """Release holds past their deadline in batches; SKIP LOCKED lets several sweepers share work."""
-    total = 0
-    session = db.session
-    while True:
-        now = utcnow()
-        expired = session.scalars(
-            select(Reservation).where(Reservation.status == HELD, Reservation.hold_expires_at <= now)
-            .order_by(Reservation.hold_expires_at, Reservation.id).limit(batch).with_for_update(skip_locked=True)
-        ).all()
-        if not expired:
-            session.rollback()
-            return total
-        for res in expired:
-            _expire(session, res)
-        session.commit()
-        total += len(expired)
-        if len(expired) < batch:
-            return total
+def expire_due_holds(session: Session, batch: int = 500) -> int:
+    """Release up to ``batch`` holds past their deadline; SKIP LOCKED lets several sweepers share
+    the work (app/booking/flows.sweep_expired_holds commits each batch)."""
+    expired = lock_rows(session,
+        select(Reservation).where(Reservation.status == HELD, Reservation.hold_expires_at <= utcnow())
+        .order_by(Reservation.hold_expires_at, Reservation.id).limit(batch).with_for_update(skip_locked=True)
+    ).scalars().all()
+    for res in expired:
+        _expire(session, res)
+    return len(expired)
 
 
 def cancel(reservation_id: str, user_id: int) -> Reservation:
@@ -216,21 +210,18 @@ def cancel(reservation_id: str, user_id: int) -> Reservation:
     get_reservation(reservation_id, user_id)
     res = _lock_reservation(session, reservation_id)
     if res.status == CANCELLED:
-        session.rollback()
         return res
     if res.status == CONFIRMED:
-        session.rollback()
         raise Conflict("A confirmed reservation cannot be cancelled here", reason="already_confirmed")
     if res.status in {REJECTED, EXPIRED}:
-        session.rollback()
         raise Conflict(f"The reservation is already {res.status}", reason=f"already_{res.status}")
     _release_inventory(session, res)  # held (pending requests are not in MySQL: get_reservation said 409)
     res.status = CANCELLED
     res.reason = "cancelled_by_user"
     record_event(session, "ReservationCancelled", "reservation", res.id, _event_data(res))
-    session.commit()
-    RESERVATIONS.labels(outcome="cancelled").inc()
-    release_active_slot(res.event_id, user_id)
+    event_id = res.event_id
+    call_after_commit(session, lambda: RESERVATIONS.labels(outcome="cancelled").inc())
+    call_after_commit(session, lambda: release_active_slot(event_id, user_id))
     return res
 
 
@@ -246,64 +237,48 @@ def cancel(reservation_id: str, user_id: int) -> Reservation:
 PAYMENT_PENDING, PAYMENT_APPROVED, PAYMENT_DECLINED, PAYMENT_VOIDED = "pending", "approved", "declined", "voided"
 
 
-def confirm(reservation_id: str, user_id: int, payment_token: str) -> Reservation:
-    started = _start_payment(reservation_id, user_id)
-    if isinstance(started, Reservation):  # confirmed before: the same answer
-        return started
-    result = get_provider(current_app.config["PAYMENT_PROVIDER"]).charge(
-        amount_cents=started.amount_cents, currency=started.currency, token=payment_token,
-        idempotency_key=started.id)
-    return _finish_payment(started.id, result)
-
-
-def _start_payment(reservation_id: str, user_id: int) -> Payment | Reservation:
+def start_payment(reservation_id: str, user_id: int) -> Payment | Reservation | None:
+    """Step 1: a `pending` attempt for the hold (the provider is called after this commits), the
+    reservation when it is confirmed already, or None when the hold has just expired (recorded)."""
     session = db.session
     get_reservation(reservation_id, user_id)
     res = _lock_reservation(session, reservation_id)
     now = utcnow()
     if res.status == CONFIRMED:
-        session.rollback()
         return res
     if res.status == PENDING:
-        session.rollback()
         raise Conflict("The seats are not held yet; try again shortly", reason="not_held_yet")
     if res.status == HELD and res.hold_expires_at <= now:
         _expire(session, res)
-        session.commit()
-        raise Conflict("The hold has expired", reason="hold_expired")
+        return None
     if res.status != HELD:
-        session.rollback()
         raise Conflict(f"The reservation is {res.status}", reason=f"reservation_{res.status}")
     if session.scalar(select(Payment.id).where(Payment.reservation_id == res.id, Payment.status == PAYMENT_PENDING)):
-        session.rollback()
         raise Conflict("A payment for this hold is in progress", reason="payment_in_progress",
                        headers={"Retry-After": "1"})
     payment = Payment(reservation_id=res.id, status=PAYMENT_PENDING, amount_cents=res.amount_cents,
                       currency=res.currency)
     session.add(payment)
-    session.commit()  # the row lock goes with it: the provider is called holding nothing
+    session.flush()
     return payment
 
 
-def _finish_payment(payment_id: str, result: PaymentResult) -> Reservation:
-    """Step 3 (also the sweeper's): apply the provider's answer to the attempt, once."""
+def finish_payment(payment_id: str, result: PaymentResult) -> tuple[Payment, Reservation]:
+    """Step 3 (also the sweeper's): apply the provider's answer to the attempt, once. A payment
+    that ends `voided` (the hold ended while the provider answered) is refunded after commit."""
     session = db.session
     payment = session.get(Payment, payment_id)
     res = _lock_reservation(session, payment.reservation_id)
     session.refresh(payment, with_for_update=True)
     if payment.status != PAYMENT_PENDING:  # finished already (a twin, the sweeper)
-        session.rollback()
-        return _payment_answer(payment, res)
+        return payment, res
     if not result.approved:
         payment.status, payment.decline_reason = PAYMENT_DECLINED, result.decline_reason or "payment_declined"
-        session.commit()
-        return _payment_answer(payment, res)
+        return payment, res
     if res.status != HELD or not _sell_hold(session, res):
         # the hold ended while the provider answered (expired, cancelled): give the money back
         payment.status, payment.provider_ref, payment.decline_reason = PAYMENT_VOIDED, result.reference, "hold_gone"
-        session.commit()
-        _refund_voided(payment)
-        return _payment_answer(payment, res)
+        return payment, res
     now = utcnow()
     res.status, res.confirmed_at, res.payment_ref, res.reason = CONFIRMED, now, result.reference, None
     payment.status, payment.provider_ref = PAYMENT_APPROVED, result.reference
@@ -311,10 +286,9 @@ def _finish_payment(payment_id: str, result: PaymentResult) -> Reservation:
                  _event_data(res, payment_ref=result.reference))
     event_id, section_id, quantity, rid, owner = res.event_id, res.section_id, res.quantity, res.id, res.user_id
     call_after_commit(session, lambda: gate.release_hold(event_id, section_id, rid, quantity, give_back=False))
-    session.commit()
-    RESERVATIONS.labels(outcome="confirmed").inc()
-    release_active_slot(event_id, owner)
-    return res
+    call_after_commit(session, lambda: RESERVATIONS.labels(outcome="confirmed").inc())
+    call_after_commit(session, lambda: release_active_slot(event_id, owner))
+    return payment, res
 
 
 def _sell_hold(session: Session, res: Reservation) -> bool:
@@ -336,7 +310,7 @@ def _sell_hold(session: Session, res: Reservation) -> bool:
     ).rowcount == 1
 
 
-def _refund_voided(payment: Payment) -> None:
+def refund_voided(payment: Payment) -> None:
     """A charge for a hold that was gone: refunded, outside any transaction (idempotent by key)."""
     answer = get_provider(current_app.config["PAYMENT_PROVIDER"]).refund(
         charge_id=payment.provider_ref or "", amount_cents=payment.amount_cents, idempotency_key=f"void-{payment.id}")
@@ -344,29 +318,10 @@ def _refund_voided(payment: Payment) -> None:
                 "approved" if answer.approved else answer.decline_reason)
 
 
-def _payment_answer(payment: Payment, res: Reservation) -> Reservation:
+def payment_answer(payment: Payment, res: Reservation) -> Reservation:
+    """The buyer's answer for a finished attempt: the reservation, or the 402/409 to raise."""
     if payment.status == PAYMENT_APPROVED:
         return res
     if payment.status == PAYMENT_DECLINED:
         raise PaymentRequired("Payment declined", reason=payment.decline_reason or "payment_declined")
     raise Conflict("The hold ended before the payment was approved; the charge is refunded", reason="hold_expired")
-
-
-def sweep_pending_payments(older_than_seconds: int = 60, limit: int = 200) -> int:
-    """Finish payment attempts whose process died between recording and finishing them: the
-    provider says what came of the charge (never seen: declined, nobody was charged)."""
-    from app.booking.payments import PaymentResult as Result
-
-    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
-    ids = list(db.session.scalars(select(Payment.id).where(Payment.status == PAYMENT_PENDING,
-                                                            Payment.updated_at <= cutoff).limit(limit)))
-    db.session.rollback()
-    provider = get_provider(current_app.config["PAYMENT_PROVIDER"])
-    for payment_id in ids:
-        result = provider.lookup(payment_id) or Result(False, decline_reason="never_charged")
-        try:
-            _finish_payment(payment_id, result)
-        except (Conflict, PaymentRequired):
-            pass  # a decline or a voided charge: recorded, nobody to answer
-        log.info("payment finished by the sweeper", extra={"payment_id": payment_id})
-    return len(ids)

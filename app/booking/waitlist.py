@@ -35,9 +35,9 @@ from typing import Any
 from sqlalchemy import select
 
 from app.booking import gate
-from app.catalogue.models import SECTION_GENERAL, Event
+from app.catalogue.models import SECTION_GENERAL
 from app.catalogue.services import get_event, get_section
-from app.errors import AppError, Conflict, Forbidden, NotFound, Unprocessable
+from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.extensions import db, redis_store
 from app.observability.metrics import WAITLIST_JOINS, WAITLIST_OFFERS
 from app.outbox.models import OutboxEvent
@@ -45,6 +45,7 @@ from app.outbox.services import record_event
 from app.queue import passes
 from app.redis.keys import WAITLIST_REGISTRY_KEY, QueueKeys
 from app.redis.scripts import script
+from app.tasking import call_after_commit
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,6 @@ def _section_for_waitlist(event_id: int, section_id: int) -> int:
     most, kind = event.max_per_user, section.kind
     if kind == SECTION_GENERAL and not redis_store.client.exists(gate.gate_key(event_id, section_id)):
         gate.ensure(section)
-    db.session.rollback()
     if kind != SECTION_GENERAL:
         raise Unprocessable("Waitlists are for general admission sections; seats come back on the seat map",
                             reason="waitlist_not_available")
@@ -104,13 +104,13 @@ def join(event_id: int, section_id: int, user_id: int, quantity: int) -> tuple[d
         record_event(session, "WaitlistJoined", "queue", event_id, {
             "event_id": event_id, "section_id": section_id, "user_id": user_id, "quantity": quantity,
             "position": int(reply[1])})
-        session.commit()
-        WAITLIST_JOINS.inc()
+        call_after_commit(session, WAITLIST_JOINS.inc)
     return view(event_id, section_id, user_id), outcome == "joined"
 
 
-def leave(event_id: int, section_id: int, user_id: int) -> None:
-    """Leave the waitlist, or decline an open offer (its tickets pass to the next fan at once)."""
+def leave(event_id: int, section_id: int, user_id: int) -> bool:
+    """Leave the waitlist, or decline an open offer: True when an offer was declined (its tickets
+    pass to the next fan: app/booking/flows.leave_waitlist ticks the section after commit)."""
     _section_for_waitlist(event_id, section_id)
     keys = _keys(event_id, section_id)
     declined = script("DECLINE_OFFER")(keys=_offer_keys(event_id, section_id), args=[user_id])
@@ -123,8 +123,7 @@ def leave(event_id: int, section_id: int, user_id: int) -> None:
         record_event(db.session, "OfferExpired", "queue", event_id, {
             "event_id": event_id, "section_id": section_id, "user_id": user_id, "quantity": int(declined),
             "reason": "declined"})
-        db.session.commit()
-        tick_section(event_id, section_id)  # the next fan need not wait for beat
+    return bool(declined)
 
 
 def _offer_keys(event_id: int, section_id: int) -> list[str]:
@@ -180,80 +179,63 @@ def view(event_id: int, section_id: int, user_id: int) -> dict[str, Any]:
 
 # --- the tick -------------------------------------------------------------------------------------
 
-def tick() -> dict[str, int]:
-    """Expire offers, make new ones, announce them: every section with a waitlist (beat, 1 s)."""
-    totals = {"made": 0, "expired": 0}
-    for member in sorted(redis_store.client.smembers(WAITLIST_REGISTRY_KEY)):
-        event_id, section_id = (int(x) for x in member.split(":"))
-        try:
-            result = tick_section(event_id, section_id)
-        except AppError:
-            redis_store.client.srem(WAITLIST_REGISTRY_KEY, member)  # the event or section is gone
-            continue
-        for k in totals:
-            totals[k] += result[k]
-    return totals
-
-
-def tick_section(event_id: int, section_id: int) -> dict[str, int]:
-    event = db.session.get(Event, event_id)
-    db.session.rollback()
-    if event is None:
-        raise NotFound("Event not found", reason="event_not_found")
+def expire_and_offer(event_id: int, section_id: int) -> list[tuple[int, str, int]]:
+    """Expire lapsed offers and make new ones in waitlist order (two Lua calls): the expired
+    offers as (user, offer id, quantity). Their announcements follow (app/booking/flows.py)."""
+    event = get_event(event_id)
     keys, now = _keys(event_id, section_id), time.time()
     expired = script("EXPIRE_OFFERS")(keys=_offer_keys(event_id, section_id), args=[f"{now:.6f}"])
     script("MAKE_OFFERS")(
         keys=[keys["wl"], keys["wlq"], keys["pool"], keys["offers"], keys["offerexp"], keys["useroffer"],
               keys["offered"], keys["seq"], gate.gate_key(event_id, section_id), keys["fresh"]],
         args=[f"{now:.6f}", event.offer_window_seconds, SCAN])
-    for i in range(0, len(expired), 3):
-        user_id, offer_id, quantity = int(expired[i]), expired[i + 1], int(expired[i + 2])
-        _announce_once(event_id, "OfferExpired", offer_id, {
-            "event_id": event_id, "section_id": section_id, "user_id": user_id, "offer_id": offer_id,
-            "quantity": quantity, "reason": "expired"})
-        WAITLIST_OFFERS.labels(outcome="expired").inc()
-        _count(event_id, section_id, "expired")
-    made = announce_fresh(event_id, section_id)
-    return {"made": made, "expired": len(expired) // 3}
+    return [(int(expired[i]), expired[i + 1], int(expired[i + 2])) for i in range(0, len(expired), 3)]
 
 
-def announce_fresh(event_id: int, section_id: int) -> int:
-    """Announce every offer not yet announced: the OfferMade event and the fan's notifications,
-    each at most once per offer; unmarked only after both are committed or queued."""
+def announce_expired(event_id: int, section_id: int, user_id: int, offer_id: str, quantity: int) -> None:
+    announce_once(event_id, "OfferExpired", offer_id, {
+        "event_id": event_id, "section_id": section_id, "user_id": user_id, "offer_id": offer_id,
+        "quantity": quantity, "reason": "expired"})
+    WAITLIST_OFFERS.labels(outcome="expired").inc()
+    _count(event_id, section_id, "expired")
+
+
+def fresh_offers(event_id: int, section_id: int) -> list[tuple[str, int, int, float]]:
+    """Offers not yet announced: (offer id, user, quantity, expiry); dropped ones are unmarked."""
     keys = _keys(event_id, section_id)
     client = redis_store.client
-    fresh = sorted(client.smembers(keys["fresh"]))
-    notices = []
-    for offer_id in fresh:
+    out = []
+    for offer_id in sorted(client.smembers(keys["fresh"])):
         value = client.hget(keys["offers"], offer_id)
         if not value:
             client.srem(keys["fresh"], offer_id)
             continue
         user, qty, expires = value.split(":")
-        if _announce_once(event_id, "OfferMade", offer_id, {
-                "event_id": event_id, "section_id": section_id, "user_id": int(user), "offer_id": offer_id,
-                "quantity": int(qty), "expires_at": datetime.fromtimestamp(float(expires), UTC).isoformat()}):
-            WAITLIST_OFFERS.labels(outcome="made").inc()
-            _count(event_id, section_id, "made")
-        notices.append([int(user), float(expires)])
-    if notices:
-        from app.tasking import send_task
-
-        # one message per device per offer: the notification's dedupe key holds the offer's end
-        send_task("notifications.notify_users", [event_id, "offer", notices], queue="notifications")
-        client.srem(keys["fresh"], *fresh)
-    return len(notices)
+        out.append((offer_id, int(user), int(qty), float(expires)))
+    return out
 
 
-def _announce_once(event_id: int, type_: str, offer_id: str, data: dict[str, Any]) -> bool:
+def announce_made(event_id: int, section_id: int, offer_id: str, user_id: int, quantity: int,
+                  expires: float) -> None:
+    if announce_once(event_id, "OfferMade", offer_id, {
+            "event_id": event_id, "section_id": section_id, "user_id": user_id, "offer_id": offer_id,
+            "quantity": quantity, "expires_at": datetime.fromtimestamp(expires, UTC).isoformat()}):
+        WAITLIST_OFFERS.labels(outcome="made").inc()
+        _count(event_id, section_id, "made")
+
+
+def mark_announced(event_id: int, section_id: int, offer_ids: list[str]) -> None:
+    if offer_ids:
+        redis_store.client.srem(_keys(event_id, section_id)["fresh"], *offer_ids)
+
+
+def announce_once(event_id: int, type_: str, offer_id: str, data: dict[str, Any]) -> bool:
     """Record the event unless a previous (killed) run did; True when recorded now."""
     session = db.session
     event_uuid = str(uuid.uuid5(_EVENT_NAMESPACE, f"{event_id}:{data['section_id']}:{offer_id}:{type_}"))
     if session.scalar(select(OutboxEvent.id).where(OutboxEvent.event_id == event_uuid)) is not None:
-        session.rollback()
         return False
     record_event(session, type_, "queue", event_id, data, event_id=event_uuid)
-    session.commit()
     return True
 
 
@@ -261,7 +243,7 @@ def claimed(event_id: int, section_id: int, user_id: int, offer_id: str, reserva
     """After CLAIM_OFFER accepted a reserve: the event and the counters."""
     WAITLIST_OFFERS.labels(outcome="claimed").inc()
     _count(event_id, section_id, "claimed")
-    _announce_once(event_id, "OfferClaimed", offer_id, {
+    announce_once(event_id, "OfferClaimed", offer_id, {
         "event_id": event_id, "section_id": section_id, "user_id": user_id, "offer_id": offer_id,
         "reservation_id": reservation_id, "quantity": quantity})
 

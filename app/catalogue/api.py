@@ -18,6 +18,7 @@ from app.catalogue.schemas import (
     SectionCreateSchema,
     SectionSchema,
 )
+from app.db import transaction
 from app.pagination import PageArgsSchema, page_body
 
 blp = Blueprint("events", __name__, url_prefix="/api/events", description="Events, sections and seat maps")
@@ -41,7 +42,8 @@ class Events(MethodView):
     @blp.response(201, EventSchema)
     def post(self, data: dict) -> Event:
         """Create an event (admin)."""
-        return services.create_event(data)
+        with transaction():
+            return services.create_event(data)
 
 
 @blp.route("/<int:event_id>")
@@ -63,7 +65,8 @@ class Sections(MethodView):
     @blp.response(201, SectionSchema)
     def post(self, data: dict, event_id: int) -> dict[str, Any]:
         """Add a general admission section {capacity} or a seated one {rows, seats_per_row} (admin)."""
-        section = services.create_section(event_id, data)
+        with transaction():
+            section = services.create_section(event_id, data)
         return _section_view(section, section.capacity)
 
 
@@ -74,7 +77,8 @@ class SectionCapacity(MethodView):
     @blp.response(200, SectionSchema)
     def patch(self, data: dict, event_id: int, section_id: int) -> dict[str, Any]:
         """Change a general admission section's capacity (admin); added tickets go to its waitlist first."""
-        section = services.set_capacity(event_id, section_id, data["capacity"])
+        with transaction():
+            section = services.set_capacity(event_id, section_id, data["capacity"])
         return _section_view(section, services.availability([section])[section.id])
 
 

@@ -25,6 +25,7 @@ from app.db import utcnow
 from app.errors import Conflict, NotFound, Unprocessable
 from app.extensions import db
 from app.pagination import paginate
+from app.tasking import call_after_commit
 
 
 def row_label(index: int) -> str:
@@ -50,7 +51,7 @@ def create_event(data: dict[str, Any]) -> Event:
                 "hold_seconds": current_app.config["HOLD_SECONDS"]}
     event = Event(**{**data, **{k: v for k, v in defaults.items() if data.get(k) is None}})
     db.session.add(event)
-    db.session.commit()
+    db.session.flush()
     return event
 
 
@@ -96,8 +97,7 @@ def create_section(event_id: int, data: dict[str, Any]) -> Section:
     db.session.add(section)
     try:
         db.session.flush()
-    except Exception as exc:  # unique (event_id, name)
-        db.session.rollback()
+    except Exception as exc:  # unique (event_id, name); the unit of work rolls back
         raise Conflict(f"Section {data['name']!r} already exists in this event", reason="section_exists") from exc
     if seated:
         db.session.execute(
@@ -108,7 +108,7 @@ def create_section(event_id: int, data: dict[str, Any]) -> Section:
                 for n in range(1, per_row + 1)
             ],
         )
-    db.session.commit()
+    db.session.flush()
     return section
 
 
@@ -178,7 +178,6 @@ def set_capacity(event_id: int, section_id: int, capacity: int) -> Section:
 
     section = get_section(event_id, section_id)
     if section.kind != SECTION_GENERAL:
-        db.session.rollback()
         raise Unprocessable("A seated section's capacity is its seat map", reason="seated_section",
                             errors={"capacity": ["only for general admission sections"]})
     before = section.capacity
@@ -186,12 +185,10 @@ def set_capacity(event_id: int, section_id: int, capacity: int) -> Section:
         update(Section).where(Section.id == section_id, Section.sold + Section.held <= capacity)
         .values(capacity=capacity).execution_options(synchronize_session=False)).rowcount
     if changed != 1:
-        db.session.rollback()
         raise Conflict("The capacity cannot go below the tickets sold and held", reason="capacity_below_sold")
-    db.session.commit()
     db.session.refresh(section)
     if capacity > before:
-        gate.give_back(event_id, section_id, capacity - before)
-    elif capacity < before:
-        gate.reconcile([event_id])  # fewer units: the gate is derived again from MySQL
+        call_after_commit(db.session(), lambda: gate.give_back(event_id, section_id, capacity - before))
+    elif capacity < before:  # fewer units: the gate is derived again from MySQL, once committed
+        call_after_commit(db.session(), lambda: gate.reconcile([event_id]))
     return section

@@ -9,7 +9,7 @@ from flask_smorest import Blueprint
 
 from app.auth.jwt_setup import current_user_id
 from app.extensions import limiter
-from app.notifications import services
+from app.notifications import flows, services
 from app.notifications.models import Device
 from app.notifications.schemas import DeviceSchema, NotificationPageSchema, RegisterDeviceSchema, VerifyCodeSchema
 from app.pagination import PageArgsSchema, page_body
@@ -33,7 +33,7 @@ class Register(MethodView):
 
         An e-mail address or phone number is used only once verified: a code is sent to it, to be
         posted to `/devices/{id}/verify`. At most NOTIFY_MAX_CHANNELS (5) channels per account."""
-        device, created = services.register_device(current_user_id(), data)
+        device, created = flows.register_device(current_user_id(), data)
         return device, 201 if created else 200
 
 
@@ -53,7 +53,7 @@ class VerifyDevice(MethodView):
     @blp.response(200, DeviceSchema)
     def post(self, data: dict, device_id: str) -> Device:
         """Prove an e-mail address or phone number with the code sent to it (5 tries per code)."""
-        return services.verify_device(current_user_id(), device_id, data["code"])
+        return flows.verify_device(current_user_id(), device_id, data["code"])
 
 
 @blp.route("/devices/<device_id>/code")
@@ -73,7 +73,7 @@ class DeviceItem(MethodView):
     @blp.response(204)
     def delete(self, device_id: str) -> None:
         """Remove a channel (and its SNS endpoint)."""
-        services.delete_device(current_user_id(), device_id)
+        flows.delete_device(current_user_id(), device_id)
 
 
 @blp.route("")

@@ -17,6 +17,8 @@ from typing import Any
 
 from flask import current_app
 
+from app.db import assert_no_row_locks
+
 log = logging.getLogger(__name__)
 
 _TRANSIENT_AWS_CODES = {"Throttling", "ThrottlingException", "ThrottledException", "InternalError",
@@ -108,6 +110,7 @@ def push_payload(message: Message) -> str:
 
 
 def send_push(endpoint_arn: str, message: Message) -> str:
+    assert_no_row_locks("SNS publish")
     try:
         reply = sns_client().publish(TargetArn=endpoint_arn, MessageStructure="json",
                                      Message=push_payload(message))
@@ -117,6 +120,7 @@ def send_push(endpoint_arn: str, message: Message) -> str:
 
 
 def send_sms(phone: str, message: Message) -> str:
+    assert_no_row_locks("SNS SMS publish")
     try:
         reply = sns_client().publish(
             PhoneNumber=phone, Message=f"{message.body} {message.web_link}",
@@ -127,6 +131,7 @@ def send_sms(phone: str, message: Message) -> str:
 
 
 def send_email(address: str, message: Message) -> str:
+    assert_no_row_locks("SMTP send")
     cfg = current_app.config
     email = EmailMessage()
     message_id = f"<{uuid.uuid4().hex}@tickets>"
@@ -177,6 +182,7 @@ def ensure_platform_endpoint(application_arn: str, token: str, endpoint_arn: str
     """Create or repair the SNS endpoint of a push token; returns its ARN (enabled, current token).
 
     Raises TransientError (SNS throttling/unreachable) or PermanentError (token refused)."""
+    assert_no_row_locks("SNS endpoint registration")
     try:
         return _ensure_platform_endpoint(application_arn, token, endpoint_arn, user_data)
     except (TransientError, PermanentError):

@@ -8,17 +8,16 @@ import logging
 import random
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from app import verification
 from app.auth.models import User
 from app.catalogue.models import Event
-from app.db import insert_ignore, new_uuid, retry_when_busy, upsert, utcnow
+from app.db import insert_ignore, new_uuid, utcnow
 from app.errors import AppError, Conflict, NotFound, Unprocessable
 from app.extensions import db, redis_store
 from app.notifications import channels
@@ -27,7 +26,7 @@ from app.observability.metrics import NOTIFICATION_LATENCY, NOTIFICATIONS
 from app.outbox.services import record_event
 from app.pagination import paginate
 from app.redis.keys import QueueKeys, user_devices_key, user_queues_key
-from app.tasking import send_task
+from app.tasking import call_after_commit, send_task, send_task_after_commit
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +37,7 @@ def devices_cache_key(user_id: int) -> str:
     return user_devices_key(user_id)
 
 
-def _target_hash(target: str) -> str:
+def target_hash(target: str) -> str:
     return hashlib.sha256(target.encode()).hexdigest()
 
 
@@ -50,65 +49,7 @@ def _platform_application_arn(platform: str) -> str:
 REGISTER_ATTEMPTS = 4
 
 
-def register_device(user_id: int, data: dict[str, Any]) -> tuple[Device, bool]:
-    """Create or refresh a device; the same token/address again returns the same device.
-
-    The SNS call runs first, outside any transaction; then one upsert through a unique key writes
-    exactly one row (a push token that another account had moves to this one). A deadlock or lock
-    timeout is retried here, never shown to the user."""
-    channel = data["channel"]
-    target = {CHANNEL_PUSH: data.get("token"), CHANNEL_EMAIL: data.get("address"),
-              CHANNEL_SMS: data.get("phone")}[channel]
-    if channel == CHANNEL_EMAIL:
-        target = target.strip().lower()
-    digest = _target_hash(target)
-    exclusive_key = f"push:{digest}" if channel == CHANNEL_PUSH else None
-    session = db.session
-    if exclusive_key:
-        key_filter = Device.exclusive_key == exclusive_key
-        conflict = ["exclusive_key"]
-    else:
-        key_filter = (Device.user_id == user_id) & (Device.channel == channel) & (Device.target_hash == digest)
-        conflict = ["user_id", "channel", "target_hash"]
-    before = session.execute(select(Device.user_id, Device.endpoint_arn, Device.verified_at)
-                             .where(key_filter)).first()
-    if before is None or before.user_id != user_id:
-        # a cap on channels per user: one account may not fan an admission out to 30 phones
-        count = session.scalar(select(func.count(Device.id)).where(Device.user_id == user_id)) or 0
-        cap = current_app.config["NOTIFY_MAX_CHANNELS"]
-        if count >= cap:
-            session.rollback()
-            raise Conflict(f"At most {cap} channels per account; remove one first", reason="too_many_channels")
-    session.rollback()  # no transaction (and no lock) stays open across the SNS call below
-    endpoint_arn = before.endpoint_arn if before else None
-    if channel == CHANNEL_PUSH:
-        endpoint_arn = _ensure_endpoint(data["platform"], target, endpoint_arn, user_id)
-    now = utcnow()
-    # a push token proves itself; an address or number must be proved with a code, unless this
-    # user proved it already (re-registering keeps that) or verification is off (development)
-    proved = channel == CHANNEL_PUSH or not current_app.config["VERIFY_CHANNELS"]
-    verified_at = now if proved else (before.verified_at if before and before.user_id == user_id else None)
-    row = {"id": new_uuid(), "user_id": user_id, "channel": channel, "platform": data.get("platform"),
-           "target": target, "target_hash": digest, "exclusive_key": exclusive_key,
-           "endpoint_arn": endpoint_arn, "enabled": True, "verified_at": verified_at, "created_at": now,
-           "updated_at": now}
-
-    def write() -> None:
-        upsert(session, Device.__table__, [row], conflict, ["user_id", "platform", "endpoint_arn", "enabled",
-                                                            "verified_at", "updated_at"])
-        session.commit()
-
-    retry_when_busy(session, write, attempts=REGISTER_ATTEMPTS, first_delay=0.03)
-    device = session.scalar(select(Device).where(key_filter))
-    if device.verified_at is None:
-        send_code(device)
-    refresh_cache(user_id)
-    if before is not None and before.user_id != user_id:
-        refresh_cache(before.user_id)  # the token left that account
-    return device, before is None or before.user_id != user_id
-
-
-def _ensure_endpoint(platform: str, token: str, endpoint_arn: str | None, user_id: int) -> str | None:
+def ensure_endpoint(platform: str, token: str, endpoint_arn: str | None, user_id: int) -> str | None:
     application_arn = _platform_application_arn(platform)
     if not application_arn:
         return endpoint_arn
@@ -144,7 +85,7 @@ def deliver_code(device_id: str, code: str) -> str | None:
     title, body = CODE_TEXTS.get(user.locale if user else "en", CODE_TEXTS["en"])
     message = channels.Message.text(title, body.format(code=code))
     db.session.rollback()  # nothing stays open across the network call
-    provider_id, _used = _deliver(device, None, message)
+    provider_id, _used = send_one(device, None, message)
     return provider_id
 
 
@@ -155,8 +96,7 @@ def verify_device(user_id: int, device_id: str, code: str) -> Device:
     if device.verified_at is None:
         verification.check(f"device:{device.id}", code)
         device.verified_at = utcnow()
-        db.session.commit()
-        refresh_cache(user_id)
+        call_after_commit(db.session(), lambda: refresh_cache(user_id))
     return device
 
 
@@ -207,13 +147,16 @@ def delete_device(user_id: int, device_id: str) -> None:
         raise NotFound("Device not found", reason="device_not_found")
     endpoint_arn = device.endpoint_arn
     db.session.delete(device)
-    db.session.commit()
-    if endpoint_arn:
-        try:
-            channels.sns_client().delete_endpoint(EndpointArn=endpoint_arn)
-        except Exception:  # noqa: BLE001 - the row is gone; a stale endpoint only costs AWS a record
-            log.warning("could not delete SNS endpoint %s", endpoint_arn, exc_info=True)
-    refresh_cache(user_id)
+
+    def after_commit() -> None:  # the network call, once the row is gone and no lock is held
+        if endpoint_arn:
+            try:
+                channels.sns_client().delete_endpoint(EndpointArn=endpoint_arn)
+            except Exception:  # noqa: BLE001 - the row is gone; a stale endpoint only costs AWS a record
+                log.warning("could not delete SNS endpoint %s", endpoint_arn, exc_info=True)
+        refresh_cache(user_id)
+
+    call_after_commit(db.session(), after_commit)
 
 
 def list_notifications(user_id: int, page: int, page_size: int) -> tuple[list[Notification], int]:
@@ -257,18 +200,11 @@ def build_message(user: User, event: Event, admitted_until: datetime, kind: str 
                             kind=PUSH_TYPES.get(kind, kind))
 
 
-def notify_admitted(user_id: int, event_id: int, admitted_at: float, admitted_until: float) -> list[str]:
-    """The admission notice of one user (see ``notify_admissions``)."""
-    return notify_admissions(event_id, admitted_at, [(user_id, admitted_until)])
-
-
-def notify_admissions(event_id: int, admitted_at: float, admissions: list[tuple[int, float]],
-                      kind: str = "admitted") -> list[str]:
-    """One notification row per enabled device per notice (a re-run adds none), then send every
-    row that is still pending. Returns the ids this call sent or tried to send. ``kind``:
-    `admitted` (the waiting room), `offer` (a waitlist offer, until its end), `refunded`.
-
-    One multi-row INSERT for the whole batch of the advancer, committed before any network call."""
+def record_notices(event_id: int, admitted_at: float, admissions: list[tuple[int, float]],
+                   kind: str = "admitted") -> list[str]:
+    """One notification row per enabled device per notice (a re-run adds none), in one multi-row
+    INSERT; returns the ids still pending. ``kind``: `admitted` (the waiting room), `offer` (a
+    waitlist offer, until its end), `refunded`. app/notifications/flows.py commits, then sends."""
     session = db.session
     until_by_user = {int(user): float(until) for user, until in admissions}
     devices = session.scalars(select(Device).where(Device.user_id.in_(until_by_user), Device.enabled.is_(True),
@@ -284,19 +220,11 @@ def notify_admissions(event_id: int, admitted_at: float, admissions: list[tuple[
                      "attempts": 0, "admitted_at": at, "admitted_until": datetime.fromtimestamp(until, UTC),
                      "created_at": utcnow()})
     insert_ignore(session, Notification.__table__, rows)
-    ids = list(session.scalars(select(Notification.id).where(Notification.dedupe_key.in_(keys),
-                                                             Notification.status == "pending"))) if keys else []
-    session.commit()
-    return deliver(ids)
+    return list(session.scalars(select(Notification.id).where(Notification.dedupe_key.in_(keys),
+                                                              Notification.status == "pending"))) if keys else []
 
 
-def send(notification_id: str) -> Notification | None:
-    """Deliver one notification (the retry path). Raises TransientError for the task to retry."""
-    deliver([notification_id], raise_transient=True)
-    return db.session.get(Notification, notification_id)
-
-
-def _deliver(device: Device | None, notification: Notification, message: channels.Message) -> tuple[str, str]:
+def send_one(device: Device | None, notification: Notification, message: channels.Message) -> tuple[str, str]:
     """(provider message id, channel used). Falls back to `log` where no provider is configured."""
     cfg = current_app.config
     if device is None:
@@ -310,67 +238,34 @@ def _deliver(device: Device | None, notification: Notification, message: channel
     return channels.send_log(device.target, message), "log"
 
 
-def _claim(ids: list[str]) -> list[Notification]:
-    """Move pending rows to 'sending' under a fresh token and commit: exactly one sender gets each."""
+def claim(ids: list[str]) -> list[Notification]:
+    """Move pending rows to 'sending' under a fresh token: once committed, exactly one sender has each."""
     session = db.session
     token = uuid.uuid4().hex
     session.execute(update(Notification).where(Notification.id.in_(ids), Notification.status == "pending")
                     .values(status="sending", claim_token=token, claimed_at=utcnow(),
                             attempts=Notification.attempts + 1)
                     .execution_options(synchronize_session=False))
-    session.commit()
     return list(session.scalars(select(Notification).where(Notification.claim_token == token)
                                 .execution_options(populate_existing=True)))
 
 
-def deliver(ids: list[str], *, raise_transient: bool = False) -> list[str]:
-    """Claim, commit, send (no row lock is held during the network calls), then record each result.
-
-    Sends run on a thread pool: they are I/O-bound, so one task turns a burst of admissions into
-    NOTIFY_SEND_CONCURRENCY parallel SNS/SMTP calls."""
-    if not ids:
-        return []
+def jobs_of(claimed: list[Notification]) -> list[tuple[Notification, Device | None, channels.Message]]:
+    """Each claimed row with its device and message, loaded now and detached, so the sends run with
+    no transaction open and ``record`` merges them back without a SELECT."""
     session = db.session
-    claimed = _claim(ids)
-    if not claimed:
-        return []
     devices = {d.id: d for d in session.scalars(select(Device).where(
         Device.id.in_({n.device_id for n in claimed if n.device_id})))}
     users = {u.id: u for u in session.scalars(select(User).where(User.id.in_({n.user_id for n in claimed})))}
     events = {e.id: e for e in session.scalars(select(Event).where(Event.id.in_({n.event_id for n in claimed})))}
     jobs = [(n, devices.get(n.device_id), build_message(users[n.user_id], events[n.event_id], n.admitted_until,
                                                         n.kind)) for n in claimed]
-    session.expunge_all()  # keep the loaded state: _record merges it back without a SELECT
-    session.rollback()  # reads done: nothing stays open during the sends
-    app = current_app._get_current_object()
-
-    def attempt(job: tuple[Notification, Device | None, channels.Message]) -> tuple[str, Any]:
-        n, device, message = job
-        with app.app_context():
-            try:
-                return "sent", (*_deliver(device, n, message), utcnow())  # handed to the provider now
-            except channels.TransientError as exc:
-                return "transient", exc
-            except channels.PermanentError as exc:
-                return "permanent", exc
-
-    workers = min(len(jobs), current_app.config["NOTIFY_SEND_CONCURRENCY"])
-    if workers <= 1:
-        results = [attempt(job) for job in jobs]
-    else:
-        with ThreadPoolExecutor(workers, thread_name_prefix="notify") as pool:
-            results = list(pool.map(attempt, jobs))
-    retry = _record(jobs, results)
-    if retry and raise_transient:
-        raise channels.TransientError(str(results[0][1]))
-    for notification_id in retry:
-        # backoff with jitter: throttling clears faster when callers spread out
-        send_task("notifications.send", [notification_id], countdown=random.uniform(0.5, 2.0))
-    return [n.id for n in claimed]
+    session.expunge_all()
+    return jobs
 
 
-def _record(jobs: list, results: list[tuple[str, Any]]) -> list[str]:
-    """Write every outcome in one transaction; returns the ids to retry."""
+def record(jobs: list, results: list[tuple[str, Any]]) -> list[str]:
+    """Write every outcome (in the caller's one unit of work); returns the ids to retry."""
     session = db.session
     retry: list[str] = []
     disabled_users: set[int] = set()
@@ -401,9 +296,8 @@ def _record(jobs: list, results: list[tuple[str, Any]]) -> list[str]:
             record_event(session, "NotificationFailed", "notification", n.id, _event_data(n, error=str(detail)))
             NOTIFICATIONS.labels(channel=n.channel, outcome="disabled" if disable else "failed").inc()
         n.claim_token = None
-    session.commit()
     for user_id in disabled_users:
-        refresh_cache(user_id)
+        call_after_commit(session, lambda user_id=user_id: refresh_cache(user_id))
     return retry
 
 
@@ -417,9 +311,8 @@ def requeue_stale_sends(older_than_seconds: int = 120, limit: int = 500) -> int:
     if ids:
         session.execute(update(Notification).where(Notification.id.in_(ids), Notification.status == "sending")
                         .values(status="pending", claim_token=None).execution_options(synchronize_session=False))
-    session.commit()
     for notification_id in ids:
-        send_task("notifications.send", [notification_id])
+        send_task_after_commit("notifications.send", [notification_id])
     return len(ids)
 
 

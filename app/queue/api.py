@@ -15,6 +15,7 @@ from app.auth.jwt_setup import (
     jwt_required_blocklist_deferred,
     revoked_key,
 )
+from app.db import transaction
 from app.errors import AppError, Unprocessable
 from app.jsonio import json_response
 from app.queue import services, streams
@@ -118,7 +119,8 @@ class Place(MethodView):
         (admin)."""
         if not data:
             raise Unprocessable("Nothing to change", errors={"_schema": ["give at least one setting"]})
-        services.update_settings(event_id, data)
+        with transaction():
+            services.update_settings(event_id, data)
         return services.stats(event_id)
 
 

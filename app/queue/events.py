@@ -16,11 +16,14 @@ from app.extensions import db, redis_store
 from app.outbox.models import OutboxEvent
 from app.outbox.services import record_event
 from app.redis.keys import QueueKeys
+from app.tasking import call_after_commit
 
 _NAMESPACE = uuid.UUID("0f3a8a6e-3a51-4d4f-a1b1-3f0c9d7e5b21")
 
 
 def drain_events(event_id: int, batch: int = 500) -> int:
+    """Copy up to ``batch`` entries of the sale's Redis event stream into the outbox, in the caller's
+    unit of work; they leave the stream once it commits (a re-run skips what was copied)."""
     keys = QueueKeys(event_id)
     client = redis_store.client
     entries = client.xrange(keys.events, "-", "+", count=batch)
@@ -40,8 +43,8 @@ def drain_events(event_id: int, batch: int = 500) -> int:
                 data[key] = _number(value)
         record_event(session, fields["type"], "queue", event_id, data, event_id=ids[entry_id],
                      occurred_at=datetime.fromtimestamp(float(fields["at"]), UTC))
-    session.commit()
-    client.xdel(keys.events, *ids.keys())
+    drained = list(ids)
+    call_after_commit(session, lambda: client.xdel(keys.events, *drained))
     return len(entries)
 
 

@@ -29,7 +29,7 @@ from app.queue import eta, passes
 from app.redis.keys import REGISTRY_KEY, QueueKeys, user_devices_key, user_queues_key
 from app.redis.locks import LockTimeout, redis_lock
 from app.redis.scripts import script
-from app.tasking import send_task
+from app.tasking import call_after_commit, send_task
 
 log = logging.getLogger(__name__)
 
@@ -329,8 +329,8 @@ def update_settings(event_id: int, changes: dict[str, int]) -> Event:
     event = get_event(event_id)
     for field, value in changes.items():
         setattr(event, field, value)
-    db.session.commit()
-    sync_meta(event)
+    db.session.flush()
+    call_after_commit(db.session(), lambda: sync_meta(event))  # Redis follows MySQL once committed
     return event
 
 

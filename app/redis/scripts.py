@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.redis import redis_store
+
 # Shared Lua helpers. ``view`` answers "where is this user" without changing anything.
 _PRELUDE = r"""
 local K_META, K_LINE, K_PRE, K_JOINED, K_HB, K_ACTIVE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
@@ -624,8 +626,6 @@ _registered: dict[tuple[int, str], Any] = {}
 
 def script(name: str) -> Any:
     """The named script, registered once per Redis client (EVALSHA; reloaded after a flush)."""
-    from app.redis import redis_store
-
     client = redis_store.client
     key = (id(client), name)
     if key not in _registered:

@@ -257,7 +257,7 @@ def admin(make_user) -> dict[str, Any]:
 def make_event(app):
     """An event whose sale is open now, with optional sections: [{"name", "capacity"} | {"rows", ...}]."""
     from app.catalogue.services import create_event, create_section
-    from app.db import utcnow
+    from app.db import transaction, utcnow
 
     def factory(sections: list[dict[str, Any]] | None = None, **overrides: Any) -> dict[str, Any]:
         now = utcnow()
@@ -266,7 +266,7 @@ def make_event(app):
                 "max_active": 1000, "admission_window_seconds": 600, "prequeue_minutes": 15,
                 "heartbeat_timeout_seconds": 60, "max_per_user": 4, "hold_seconds": 300}
         data.update(overrides)
-        with app.app_context():
+        with app.app_context(), transaction():
             event = create_event(data)
             created = []
             for spec in sections or []:

@@ -70,7 +70,7 @@ def events_of(app, type_: str) -> list[dict[str, Any]]:
 
 
 def tick(app):
-    from app.booking.waitlist import tick as run
+    from app.booking.flows import tick as run
 
     with app.app_context():
         return run()
@@ -90,11 +90,11 @@ def waitlisted(client, app, event_id, section_id, user, quantity=1) -> dict:
 
 def add_email(app, user) -> None:
     from app.db import utcnow
-    from app.notifications.services import _target_hash
+    from app.notifications.services import target_hash
 
     with app.app_context():
         target = user["email"]
-        db.session.add(Device(user_id=user["id"], channel="email", target=target, target_hash=_target_hash(target),
+        db.session.add(Device(user_id=user["id"], channel="email", target=target, target_hash=target_hash(target),
                               enabled=True, verified_at=utcnow()))
         db.session.commit()
 
@@ -179,17 +179,19 @@ def test_concurrent_refunds_of_one_ticket_give_one_refund(app, live_api, worker,
 
 def test_a_refund_interrupted_after_its_intent_is_finished_by_the_sweeper(app, client, worker, make_event,
                                                                          make_user):
-    from app.booking import refunds
+    from app.booking import flows, refunds
+    from app.db import transaction
 
     event = make_event(sections=[{"name": "Floor", "capacity": 5}])
     owner = make_user()
     rid = buy(client, app, event["id"], event["sections"][0]["id"], owner)
     with app.app_context():
         # the process dies after recording the intent, before (or while) the provider answers
-        refund = refunds._record_intent(rid, owner["id"], admin=False, reason=None)
+        with transaction():
+            refund = refunds.record_intent(rid, owner["id"], admin=False, reason=None)
         assert refund.status == "pending"
-        assert refunds.sweep_pending_refunds(older_than_seconds=0) == 1
-        assert refunds.sweep_pending_refunds(older_than_seconds=0) == 0
+        assert flows.sweep_pending_refunds(older_than_seconds=0) == 1
+        assert flows.sweep_pending_refunds(older_than_seconds=0) == 0
         assert db.session.get(Refund, refund.id).status == "succeeded"
         assert db.session.get(Reservation, rid).status == "refunded"
         db.session.rollback()
@@ -398,7 +400,7 @@ def test_a_worker_killed_between_making_and_announcing_an_offer_loses_nothing(ap
 
 def test_50_waitlisted_20_released_by_expiry_cancel_and_refund_go_in_order_and_never_twice(
         app, client, worker, make_event, make_user):
-    from app.booking.services import sweep_expired_holds
+    from app.booking.flows import sweep_expired_holds
     from app.db import utcnow
 
     event = make_event(sections=[{"name": "Floor", "capacity": 20}], max_per_user=1)

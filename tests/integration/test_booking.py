@@ -185,7 +185,7 @@ def test_sold_out_gate_answers_409_at_once(app, client, worker, make_event, make
 
 
 def test_expired_hold_is_not_counted_and_cannot_be_confirmed(app, client, worker, make_event, make_user):
-    from app.booking.services import sweep_expired_holds
+    from app.booking.flows import sweep_expired_holds
 
     event = make_event(sections=[{"name": "Floor", "capacity": 1}], hold_seconds=1)
     section = event["sections"][0]
@@ -214,8 +214,8 @@ def test_expired_hold_is_not_counted_and_cannot_be_confirmed(app, client, worker
 
 
 def test_sweeper_releases_expired_holds_in_batches(app, client, worker, make_event, make_user):
+    from app.booking.flows import sweep_expired_holds
     from app.booking.gate import expected_units, gate_key
-    from app.booking.services import sweep_expired_holds
     from app.extensions import redis_store
 
     event = make_event(sections=[{"name": "Seats", "rows": 1, "seats_per_row": 6}], hold_seconds=1)

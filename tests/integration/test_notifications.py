@@ -171,7 +171,7 @@ def test_disabled_endpoint_disables_the_device_without_retrying(app, client, wor
 def test_log_channel_when_no_provider_is_configured(app, make_user, make_event, caplog):
     import logging
 
-    from app.notifications import services
+    from app.notifications import flows
 
     caplog.set_level(logging.INFO, logger="app.notifications.channels")
 
@@ -183,16 +183,16 @@ def test_log_channel_when_no_provider_is_configured(app, make_user, make_event, 
     app.config["CELERY_ENABLED"] = False
     try:
         with app.app_context():
-            device, _ = services.register_device(user["id"], {"channel": "push", "platform": "fcm",
+            device, _ = flows.register_device(user["id"], {"channel": "push", "platform": "fcm",
                                                               "token": "fcm-no-sns-01"})
             assert device.endpoint_arn is None
-            services.register_device(user["id"], {"channel": "email", "address": "x@example.com"})
+            flows.register_device(user["id"], {"channel": "email", "address": "x@example.com"})
             now = time.time()
-            ids = services.notify_admitted(user["id"], event["id"], now, now + 600)
+            ids = flows.notify_admitted(user["id"], event["id"], now, now + 600)
             assert len(ids) == 2
             # a second run (a redelivered task) finds nothing left to send
-            assert services.notify_admitted(user["id"], event["id"], now, now + 600) == []
-            sent = [services.send(i) for i in ids]
+            assert flows.notify_admitted(user["id"], event["id"], now, now + 600) == []
+            sent = [flows.send(i) for i in ids]
             # nothing was delivered, so the history must not say `sent`
             assert {n.status for n in sent} == {"logged"} and {n.attempts for n in sent} == {1}
             assert all(n.provider_message_id.startswith("log-") for n in sent)

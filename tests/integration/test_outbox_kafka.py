@@ -12,7 +12,7 @@ from datetime import timedelta
 from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import func, select
 
-from app.db import utcnow
+from app.db import transaction, utcnow
 from app.extensions import db
 from app.outbox.models import OutboxEvent
 from tests.helpers import admitted_pass, wait_reservation
@@ -69,7 +69,7 @@ def full_flow(app, client, make_event, make_user) -> tuple[dict, dict, str]:
     wait_reservation(client, user, rid)
     c = client.post(f"/api/tickets/{rid}/confirm", json={"payment_token": "tok_ok"}, headers=user["headers"])
     assert c.status_code == 200
-    with app.app_context():
+    with app.app_context(), transaction():
         drain_events(event["id"])
     return event, user, rid
 

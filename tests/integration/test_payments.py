@@ -75,8 +75,9 @@ def test_a_hold_cancelled_while_the_provider_answers_is_not_sold_and_the_charge_
 
 
 def test_the_sweeper_finishes_a_payment_whose_process_died(app, client, worker, make_event, make_user):
-    from app.booking import services
+    from app.booking import flows, services
     from app.booking.payments import get_provider
+    from app.db import transaction
 
     event = make_event(sections=[{"name": "Floor", "capacity": 5}])
     user, other = make_user(), make_user()
@@ -84,16 +85,18 @@ def test_the_sweeper_finishes_a_payment_whose_process_died(app, client, worker, 
     never = hold(client, app, event["id"], event["sections"][0]["id"], other)
     with app.app_context():
         # died after the provider charged, before the answer was recorded
-        attempt = services._start_payment(charged, user["id"])
+        with transaction():
+            attempt = services.start_payment(charged, user["id"])
         get_provider("fake").charge(amount_cents=attempt.amount_cents, currency=attempt.currency, token="tok_ok_visa",
                                     idempotency_key=attempt.id)
         # died before the provider was called
-        services._start_payment(never, other["id"])
+        with transaction():
+            services.start_payment(never, other["id"])
         busy = client.post(f"/api/tickets/{never}/confirm", json={"payment_token": "tok_ok_visa"},
                            headers=other["headers"])
         assert busy.status_code == 409 and busy.json["reason"] == "payment_in_progress"
-        assert services.sweep_pending_payments(older_than_seconds=0) == 2
-        assert services.sweep_pending_payments(older_than_seconds=0) == 0
+        assert flows.sweep_pending_payments(older_than_seconds=0) == 2
+        assert flows.sweep_pending_payments(older_than_seconds=0) == 0
         assert db.session.get(Reservation, charged).status == "confirmed"
         assert db.session.get(Reservation, never).status == "held"
         db.session.rollback()

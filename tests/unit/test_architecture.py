@@ -54,3 +54,28 @@ def test_every_registered_script_name_resolves():
                     and node.args and isinstance(node.args[0], ast.Constant)):
                 called.add(node.args[0].value)
     assert called and called <= set(names), called - set(names)
+
+
+# The owners of units of work: transaction() itself and the two long-running loops that batch
+# their own commits (the hold writer, the outbox relay). Everything else opens `with transaction()`
+# in a view, task, CLI command or flows.py, and services only flush.
+COMMIT_OWNERS = {"app/db.py", "app/booking/writer.py", "app/outbox/relay.py"}
+
+
+def test_only_the_unit_of_work_owners_commit():
+    offenders = {str(p.relative_to(ROOT)): _calls(p, "commit") for p in _modules(APP)
+                 if str(p.relative_to(ROOT)) not in COMMIT_OWNERS}
+    assert {p: lines for p, lines in offenders.items() if lines} == {}
+
+
+def test_service_modules_never_open_a_unit_of_work():
+    services = [p for p in _modules(APP) if p.name == "services.py" or p.name in {"refunds.py", "waitlist.py"}]
+    assert len(services) >= 7
+    offenders = {}
+    for path in services:
+        opened = [node.lineno for node in ast.walk(ast.parse(path.read_text()))
+                  if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) in
+                  {"transaction", "transactional"}]
+        if opened:
+            offenders[str(path.relative_to(ROOT))] = opened
+    assert offenders == {}

@@ -1,0 +1,161 @@
+"""The notification units of work that a single transaction cannot hold: each function opens its
+own ``transaction()`` blocks (app/db.py) around the rules of services.py, so no row lock and no
+open transaction spans an SNS or SMTP call:
+
+- delivery: claim the rows and commit; send (in parallel, holding nothing); record every result
+  in one commit. A sender killed between claim and record is covered by ``requeue_stale_sends``;
+- device registration: read and check; call SNS; one upsert through a unique key.
+"""
+
+from __future__ import annotations
+
+import random
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from app.db import new_uuid, retry_when_busy, transaction, upsert, utcnow
+from app.errors import Conflict
+from app.extensions import db
+from app.notifications import channels, services
+from app.notifications.models import CHANNEL_EMAIL, CHANNEL_PUSH, CHANNEL_SMS, Device, Notification
+from app.tasking import send_task
+
+# --- delivery --------------------------------------------------------------------------------------
+
+def notify_admitted(user_id: int, event_id: int, admitted_at: float, admitted_until: float) -> list[str]:
+    """The admission notice of one user (see ``notify_admissions``)."""
+    return notify_admissions(event_id, admitted_at, [(user_id, admitted_until)])
+
+
+def notify_admissions(event_id: int, admitted_at: float, admissions: list[tuple[int, float]],
+                      kind: str = "admitted") -> list[str]:
+    """Record one notification per enabled device per notice and commit, then send every row still
+    pending. Returns the ids this call sent or tried to send."""
+    with transaction():
+        ids = services.record_notices(event_id, admitted_at, admissions, kind)
+    return deliver(ids)
+
+
+def send(notification_id: str) -> Notification | None:
+    """Deliver one notification (the retry path). Raises TransientError for the task to retry."""
+    deliver([notification_id], raise_transient=True)
+    with transaction() as session:
+        return session.get(Notification, notification_id)
+
+
+def deliver(ids: list[str], *, raise_transient: bool = False) -> list[str]:
+    """Claim, commit, send (no row lock is held during the network calls), then record each result.
+
+    Sends run on a thread pool: they are I/O-bound, so one task turns a burst of admissions into
+    NOTIFY_SEND_CONCURRENCY parallel SNS/SMTP calls."""
+    if not ids:
+        return []
+    with transaction():
+        claimed = services.claim(ids)
+        jobs = services.jobs_of(claimed)
+    if not claimed:
+        return []
+    app = current_app._get_current_object()
+
+    def attempt(job: tuple[Notification, Device | None, channels.Message]) -> tuple[str, Any]:
+        n, device, message = job
+        with app.app_context():
+            try:
+                return "sent", (*services.send_one(device, n, message), utcnow())  # handed to the provider now
+            except channels.TransientError as exc:
+                return "transient", exc
+            except channels.PermanentError as exc:
+                return "permanent", exc
+
+    workers = min(len(jobs), current_app.config["NOTIFY_SEND_CONCURRENCY"])
+    if workers <= 1:
+        results = [attempt(job) for job in jobs]
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="notify") as pool:
+            results = list(pool.map(attempt, jobs))
+    with transaction():
+        retry = services.record(jobs, results)
+    if retry and raise_transient:
+        raise channels.TransientError(str(results[0][1]))
+    for notification_id in retry:
+        # backoff with jitter: throttling clears faster when callers spread out
+        send_task("notifications.send", [notification_id], countdown=random.uniform(0.5, 2.0))
+    return [job[0].id for job in jobs]
+
+
+def requeue_stale_sends(older_than_seconds: int = 120, limit: int = 500) -> int:
+    with transaction():
+        return services.requeue_stale_sends(older_than_seconds, limit)
+
+
+# --- devices ---------------------------------------------------------------------------------------
+
+def verify_device(user_id: int, device_id: str, code: str) -> Device:
+    with transaction():
+        return services.verify_device(user_id, device_id, code)
+
+
+def delete_device(user_id: int, device_id: str) -> None:
+    with transaction():
+        services.delete_device(user_id, device_id)
+
+
+def register_device(user_id: int, data: dict[str, Any]) -> tuple[Device, bool]:
+    """Create or refresh a device; the same token/address again returns the same device.
+
+    The SNS call runs first, outside any transaction; then one upsert through a unique key writes
+    exactly one row (a push token that another account had moves to this one). A deadlock or lock
+    timeout is retried here, never shown to the user."""
+    channel = data["channel"]
+    target = {CHANNEL_PUSH: data.get("token"), CHANNEL_EMAIL: data.get("address"),
+              CHANNEL_SMS: data.get("phone")}[channel]
+    if channel == CHANNEL_EMAIL:
+        target = target.strip().lower()
+    digest = services.target_hash(target)
+    exclusive_key = f"push:{digest}" if channel == CHANNEL_PUSH else None
+    if exclusive_key:
+        key_filter = Device.exclusive_key == exclusive_key
+        conflict = ["exclusive_key"]
+    else:
+        key_filter = (Device.user_id == user_id) & (Device.channel == channel) & (Device.target_hash == digest)
+        conflict = ["user_id", "channel", "target_hash"]
+    with transaction() as session:  # reads only: it ends before the SNS call below
+        before = session.execute(select(Device.user_id, Device.endpoint_arn, Device.verified_at)
+                                 .where(key_filter)).first()
+        if before is None or before.user_id != user_id:
+            # a cap on channels per user: one account may not fan an admission out to 30 phones
+            count = session.scalar(select(func.count(Device.id)).where(Device.user_id == user_id)) or 0
+            cap = current_app.config["NOTIFY_MAX_CHANNELS"]
+            if count >= cap:
+                raise Conflict(f"At most {cap} channels per account; remove one first", reason="too_many_channels")
+    endpoint_arn = before.endpoint_arn if before else None
+    if channel == CHANNEL_PUSH:
+        endpoint_arn = services.ensure_endpoint(data["platform"], target, endpoint_arn, user_id)
+    now = utcnow()
+    # a push token proves itself; an address or number must be proved with a code, unless this
+    # user proved it already (re-registering keeps that) or verification is off (development)
+    proved = channel == CHANNEL_PUSH or not current_app.config["VERIFY_CHANNELS"]
+    verified_at = now if proved else (before.verified_at if before and before.user_id == user_id else None)
+    row = {"id": new_uuid(), "user_id": user_id, "channel": channel, "platform": data.get("platform"),
+           "target": target, "target_hash": digest, "exclusive_key": exclusive_key,
+           "endpoint_arn": endpoint_arn, "enabled": True, "verified_at": verified_at, "created_at": now,
+           "updated_at": now}
+
+    def write() -> None:
+        with transaction() as session:
+            upsert(session, Device.__table__, [row], conflict, ["user_id", "platform", "endpoint_arn", "enabled",
+                                                                "verified_at", "updated_at"])
+
+    retry_when_busy(db.session(), write, attempts=services.REGISTER_ATTEMPTS, first_delay=0.03)
+    device = db.session.scalar(select(Device).where(key_filter))
+    if device.verified_at is None:
+        services.send_code(device)
+    services.refresh_cache(user_id)
+    if before is not None and before.user_id != user_id:
+        services.refresh_cache(before.user_id)  # the token left that account
+    return device, before is None or before.user_id != user_id
+
+
