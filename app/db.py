@@ -272,7 +272,7 @@ READY_AFTER_COMMIT = "tickets.ready_after_commit"
 def transaction(session: Session | None = None) -> Iterator[Session]:
     """Commit when the block ends, roll back when it raises (an AppError too: nothing half-written).
     Nested blocks join the outer one, which alone commits."""
-    session = session or db.session
+    session = session or db.session()
     depth = session.info.get(_DEPTH, 0)
     session.info[_DEPTH] = depth + 1
     try:
@@ -307,7 +307,7 @@ def transactional(fn: Callable[P, T]) -> Callable[P, T]:
 
 
 def in_transaction(session: Session | None = None) -> bool:
-    return (session or db.session).info.get(_DEPTH, 0) > 0
+    return (session or db.session()).info.get(_DEPTH, 0) > 0
 
 
 def lock_rows(session: Session, statement: Any) -> Any:
@@ -321,7 +321,7 @@ def lock_rows(session: Session, statement: Any) -> Any:
 
 def holds_row_locks(session: Session | None = None) -> bool:
     """True while this thread's unit of work holds row locks taken through ``lock_rows``."""
-    session = session or db.session
+    session = session or db.session()
     return bool(session.info.get(_LOCKED)) and session.in_transaction()
 
 

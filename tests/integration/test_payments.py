@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 from sqlalchemy import select, text
 
 from app.booking.models import Payment, Reservation
@@ -105,3 +106,24 @@ def test_the_sweeper_finishes_a_payment_whose_process_died(app, client, worker, 
     again = client.post(f"/api/tickets/{never}/confirm", json={"payment_token": "tok_ok_visa"},
                         headers=other["headers"])
     assert again.status_code == 200 and again.json["status"] == "confirmed"
+
+
+def test_row_locks_need_a_unit_of_work_and_no_provider_call_runs_under_one(app, make_event):
+    from app.booking.payments import get_provider
+    from app.catalogue.models import Section
+    from app.db import lock_rows, transaction
+
+    event = make_event(sections=[{"name": "Floor", "capacity": 5}])
+    section_id = event["sections"][0]["id"]
+    locking = select(Section).where(Section.id == section_id).with_for_update()
+    with app.app_context():
+        with pytest.raises(RuntimeError, match="inside a transaction"):
+            lock_rows(db.session, locking)
+        db.session.rollback()
+        with pytest.raises(RuntimeError, match="holding row locks"), transaction() as session:
+            lock_rows(session, locking)
+            get_provider("fake").charge(amount_cents=100, currency="EUR", token="tok_ok_visa",
+                                        idempotency_key="under-a-lock")
+        # after the unit ends, the same call goes through
+        assert get_provider("fake").charge(amount_cents=100, currency="EUR", token="tok_ok_visa",
+                                           idempotency_key="after-the-unit").approved
