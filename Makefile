@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install run test test-unit lint translations api stream worker beat flower exporter migrate bench bench-eta bench-queue locust clean
+.PHONY: install run test test-unit test-cluster lint translations api stream worker beat flower exporter migrate bench bench-eta bench-queue locust clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ test: install
 	bash .ci/system-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/cluster $(PYTEST_ARGS)
+
+# the waiting room and booking on a local 3-master Redis Cluster (a separate run: the whole app is
+# configured for the cluster through the environment); needs TEST_DATABASE_URL and TEST_REDIS_URL
+test-cluster: install
+	$(BIN)/python -m pytest tests/cluster $(PYTEST_ARGS)
 
 # the unit layer alone: pure logic, no services, a few seconds (make test runs it with the rest)
 test-unit: install

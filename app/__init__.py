@@ -27,7 +27,7 @@ def create_app(config_overrides: dict[str, Any] | None = None, env: dict[str, st
 
     tasking.configure_celery(app.config)
     db.init(app.config["DATABASE_URL"])
-    redis_store.init(app.config["REDIS_URL"], app.config["REDIS_MAX_CONNECTIONS"])
+    redis_store.init(app.config["REDIS_URL"], app.config["REDIS_MAX_CONNECTIONS"], app.config["REDIS_CLUSTER"])
 
     @app.teardown_appcontext
     def _remove_session(_exc: BaseException | None) -> None:

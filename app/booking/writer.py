@@ -46,6 +46,8 @@ from app.outbox.models import OutboxEvent
 from app.outbox.services import SCHEMA_VERSION, kick_relay_after_commit, topic_for
 from app.redis.keys import REGISTRY_KEY, QueueKeys
 
+CLUSTER_POLL_MS = 20  # cluster mode, several sales: the pause between rounds of per-stream reads
+
 log = logging.getLogger(__name__)
 
 GROUP = "hold-writers"
@@ -381,20 +383,32 @@ class HoldWriter:
                 done += process(event_id, [(i, f) for i, f in claimed if f])
             self._claimed = time.monotonic()
         streams = {QueueKeys(e).reserve_stream(): ">" for e in events}
-        replies = client.xreadgroup(GROUP, self.name, streams, count=self.batch,
-                                    block=self.block_ms if block_ms is None else block_ms)
+        replies = self._read(client, streams, self.batch, self.block_ms if block_ms is None else block_ms)
         by_stream = {stream: list(entries) for stream, entries in replies or []}
         read = sum(len(entries) for entries in by_stream.values())
         if 1 < read < self.batch and self.linger_ms:
             # a burst is arriving: wait a moment and take what came meanwhile, so one transaction
             # writes a few hundred holds, not a few dozen (each batch costs ~10 statements)
             self.stopping.wait(self.linger_ms / 1000)
-            for stream, entries in client.xreadgroup(GROUP, self.name, streams, count=self.batch - read) or []:
+            for stream, entries in self._read(client, streams, self.batch - read, None):
                 by_stream.setdefault(stream, []).extend(entries)
         for stream, entries in by_stream.items():
             event_id = int(stream.split("{", 1)[1].split("}", 1)[0])
             done += process(event_id, entries)
         return done
+
+    def _read(self, client: Any, streams: dict[str, str], count: int, block: int | None) -> list:
+        """XREADGROUP over the sales' streams. In a Redis Cluster the streams of several sales sit
+        in several slots, which one command cannot read: one non-blocking read per stream, and a
+        short pause when all were empty (CLUSTER_POLL_MS bounds the added latency)."""
+        if not redis_store.cluster or len(streams) == 1:
+            return client.xreadgroup(GROUP, self.name, streams, count=count, block=block) or []
+        replies: list = []
+        for stream, cursor in streams.items():
+            replies.extend(client.xreadgroup(GROUP, self.name, {stream: cursor}, count=count) or [])
+        if not replies and block:
+            self.stopping.wait(min(block, CLUSTER_POLL_MS) / 1000)
+        return replies
 
     def drain(self, timeout: float = 10.0) -> int:
         """Process until nothing is waiting (tests and CLI)."""

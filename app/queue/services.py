@@ -26,7 +26,8 @@ from app.errors import AppError, Conflict, TooManyRequests
 from app.extensions import db, redis_store
 from app.observability.metrics import QUEUE_ADMISSIONS, QUEUE_EXPIRED, QUEUE_JOINS, QUEUE_WAIT
 from app.queue import eta, passes
-from app.redis.keys import REGISTRY_KEY, QueueKeys, user_devices_key, user_queues_key
+from app.redis import cluster
+from app.redis.keys import REGISTRY_KEY, QueueKeys
 from app.redis.locks import LockTimeout, redis_lock
 from app.redis.scripts import script
 from app.tasking import call_after_commit, send_task
@@ -158,8 +159,9 @@ def _run(name: str, event_id: int, keys: list[str], args: list[Any]) -> list:
 
 
 def _caller_keys(keys: QueueKeys, user_id: int, revoked_key: str | None) -> list[str]:
-    # the revocation key of the caller's token (checked inside the script: one round trip)
-    return [*keys.with_rate_limit(user_id), revoked_key or keys.no_token()]
+    # the revocation key of the caller's token (checked inside the script: one round trip; a
+    # separate check in cluster mode, app/redis/cluster.py)
+    return [*keys.with_rate_limit(user_id), cluster.revocation_key(keys, revoked_key)]
 
 
 def join(event_id: int, user_id: int, revoked_key: str | None = None, proof_of_work: str = "") -> QueueView:
@@ -168,11 +170,10 @@ def join(event_id: int, user_id: int, revoked_key: str | None = None, proof_of_w
     proof of work when it asks for one (docs/security.md)."""
     keys = QueueKeys(event_id)
     now = time.time()
-    reply = _run("JOIN", event_id,
-                 [*_caller_keys(keys, user_id, revoked_key), user_devices_key(user_id),
-                  user_queues_key(user_id)],
+    user_keys, user_args = cluster.join_user_keys(event_id, user_id)
+    reply = _run("JOIN", event_id, [*_caller_keys(keys, user_id, revoked_key), *user_keys],
                  [user_id, f"{now:.6f}", current_app.config["QUEUE_RATE_LIMIT_PER_SECOND"], event_id,
-                  proof_of_work[:64]])
+                  proof_of_work[:64], *user_args])
     _raise_for(reply, event_id)
     view = _build_view(event_id, user_id, reply, now)
     if view.created:

@@ -14,8 +14,9 @@ Key order shared by all scripts (see ``keys.QueueKeys.all``):
   11 events  12 rate-limit counter of the calling user (join/status only)
   13 the caller's access-token revocation key (join/status; a key in the sale's slot when none)
   14 the user's device cache, 15 the user's set of joined sales (join only)
-Keys 13-15 are the user's, not the sale's: join and status answer in one round trip on one Redis;
-a Redis Cluster deployment has to move them into the sale's slot or read them separately.
+Keys 13-15 are the user's, not the sale's: join and status answer in one round trip on one Redis.
+In Redis Cluster mode (REDIS_CLUSTER=true) they are read separately before the call
+(app/redis/cluster.py) and every script touches the sale's slot only.
 """
 
 from __future__ import annotations
@@ -101,9 +102,15 @@ if difficulty > 0 then
 end
 if now < tonumber(meta[1]) then return {'not_open', meta[1]} end
 if meta[3] and meta[3] ~= '' and now >= tonumber(meta[3]) then return {'closed', meta[3]} end
--- registering a channel later marks every sale in this set notifiable
-redis.call('SADD', KEYS[15], ARGV[4])
-if redis.call('EXISTS', KEYS[14]) == 1 then redis.call('SADD', K_NOTIF, user) end
+-- registering a channel later marks every sale in this set notifiable. In cluster mode the
+-- user's keys live in other slots: the caller did the SADD and read the device cache before
+-- this call, and passes what it read as ARGV[6] ('1' or '0'); KEYS[14], KEYS[15] are absent.
+if (ARGV[6] or '') == '' then
+  redis.call('SADD', KEYS[15], ARGV[4])
+  if redis.call('EXISTS', KEYS[14]) == 1 then redis.call('SADD', K_NOTIF, user) end
+elseif ARGV[6] == '1' then
+  redis.call('SADD', K_NOTIF, user)
+end
 local v = view(user, now)
 local state = v[1]
 if state == 'admitted' or state == 'waiting' or state == 'pre_queue' then
