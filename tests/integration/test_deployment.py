@@ -249,3 +249,39 @@ def test_dockerfile_is_multistage_non_root_and_its_commands_exist():
     assert "HEALTHCHECK" in text and "/healthz" in text
     for line in re.findall(r"^ENV .*(?:\n\s+.*)*", text, re.M):
         assert "SECRET" not in line and "PASSWORD" not in line
+
+
+def test_prod_puts_the_app_on_a_redis_cluster_and_celery_on_the_standalone_broker():
+    import shutil
+    import subprocess
+    from urllib.parse import urlparse
+
+    out = subprocess.run([shutil.which("kubectl") or "kubectl", "kustomize", str(K8S / "overlays" / "prod")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d]
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "tickets-config")["data"]
+    assert config["REDIS_CLUSTER"] == "true"
+    app_host, broker_host = urlparse(config["REDIS_URL"]).hostname, urlparse(config["CELERY_BROKER_URL"]).hostname
+    assert app_host != broker_host
+    # KEDA reads the queue lengths where Celery keeps them: the broker, never the cluster
+    addresses = {t["metadata"]["address"].split(":")[0] for d in docs if d["kind"] == "ScaledObject"
+                 for t in d["spec"]["triggers"] if t["type"] == "redis"}
+    assert addresses == {broker_host}
+    settings = celeryconfig.celery_settings(load_config(config))
+    assert urlparse(settings["broker_url"]).hostname == urlparse(settings["redbeat_redis_url"]).hostname == broker_host
+    with pytest.raises(ConfigError, match="CELERY_BROKER_URL"):  # a cluster with no broker is refused
+        load_config({k: v for k, v in config.items() if k != "CELERY_BROKER_URL"})
+
+
+def test_compose_cluster_override_moves_every_app_process_to_the_cluster():
+    base = yaml.safe_load((ROOT / "docker" / "docker-compose.yml").read_text())["services"]
+    override = yaml.safe_load((ROOT / "docker" / "docker-compose.cluster.yml").read_text())["services"]
+    app_services = {name for name, s in base.items() if s.get("image") == "tickets:dev"}
+    assert app_services <= set(override), app_services - set(override)
+    for name in app_services:
+        env = override[name]["environment"]
+        assert env["REDIS_CLUSTER"] == "true" and env["REDIS_URL"].startswith("redis://redis-node-"), name
+    assert {"redis-node-1", "redis-node-2", "redis-node-3", "redis-cluster-init"} <= set(override)
+    assert "redis" in base  # the standalone broker stays
+    assert "--cluster-enabled" in override["redis-node-1"]["command"]
