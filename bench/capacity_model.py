@@ -104,7 +104,7 @@ def main() -> None:
     for key in ("fans", "status_per_s", "joins_per_s_at_peak", "api_cores", "api_pods", "one_sale_slot_load",
                 "one_sale_fits_one_slot",
                 "redis_memory_mb", "redis_shards", "admissions_per_s", "worker_pods"):
-        print(f"{key:<28}" + "".join(f"{s[key]:>32}" for s in scenarios.values()))
+        print(f"{key:<28}" + "".join(f"{str(s[key]):>32}" for s in scenarios.values()))
     print(f"\none slot's ceiling: {ceiling:,.0f} status/s at {args.utilisation:.0%} of a Redis thread "
           f"= {fans_at_ceiling:,.0f} fans polling every {min(30.0, args.heartbeat / 2):.0f} s")
 
