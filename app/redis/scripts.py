@@ -72,15 +72,22 @@ local function rate_limited(limit)
   if n > limit then return redis.call('PTTL', KEYS[12]) end
   return nil
 end
+
+-- JOIN and STATUS: a revoked token, a sale not yet in Redis, or a caller over its rate limit
+local function refuse_caller(limit)
+  if redis.call('EXISTS', KEYS[13]) == 1 then return {'token_revoked'} end
+  if redis.call('EXISTS', K_META) == 0 then return {'no_meta'} end
+  local wait_ms = rate_limited(limit)
+  if wait_ms then return {'rate_limited', wait_ms} end
+  return nil
+end
 """
 
 # ARGV: user, now, rate limit per second, event id, proof-of-work nonce ('' when none was sent)
 JOIN = _PRELUDE + r"""
 local user, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-if redis.call('EXISTS', KEYS[13]) == 1 then return {'token_revoked'} end
-if redis.call('EXISTS', K_META) == 0 then return {'no_meta'} end
-local wait_ms = rate_limited(limit)
-if wait_ms then return {'rate_limited', wait_ms} end
+local refused = refuse_caller(limit)
+if refused then return refused end
 local meta = redis.call('HMGET', K_META, 'prequeue_opens_at', 'opens_at', 'closes_at', 'shuffled', 'pow_difficulty')
 -- proof of work (hashcash): SHA-1 of "<event>:<user>:<nonce>" must start with `difficulty` zero
 -- bits, so every account a bot adds costs it CPU time; the same nonce stays valid for re-joins
@@ -138,10 +145,8 @@ return reply(user, now, 1)
 # ARGV: user, now, rate limit per second (0: unmetered). Polling is the heartbeat that keeps a place alive.
 STATUS = _PRELUDE + r"""
 local user, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-if redis.call('EXISTS', KEYS[13]) == 1 then return {'token_revoked'} end
-if redis.call('EXISTS', K_META) == 0 then return {'no_meta'} end
-local wait_ms = rate_limited(limit)
-if wait_ms then return {'rate_limited', wait_ms} end
+local refused = refuse_caller(limit)
+if refused then return refused end
 if redis.call('HEXISTS', K_JOINED, user) == 1 then redis.call('HSET', K_HB, user, now) end
 return reply(user, now, 0)
 """
