@@ -319,7 +319,7 @@ def _dead_letter(event_id: int, entry: tuple[str, dict[str, str]]) -> None:
                   entry[0], event_id)
     keys = QueueKeys(event_id)
     pipe = redis_store.client.pipeline(transaction=True)
-    pipe.xadd(f"{keys.reserve_stream()}-dead", dict(entry[1]) or {"r": ""})
+    pipe.xadd(keys.dead_letters(), dict(entry[1]) or {"r": ""})
     pipe.xack(keys.reserve_stream(), GROUP, entry[0])
     pipe.xdel(keys.reserve_stream(), entry[0])
     pipe.execute()

@@ -84,6 +84,10 @@ class QueueKeys:
         """Accepted reserve requests, in order, until the hold writer has written them to MySQL."""
         return f"{self.prefix}reserve"
 
+    def dead_letters(self) -> str:
+        """Reserve requests the hold writer could not write (each logged with its error)."""
+        return f"{self.prefix}reserve-dead"
+
     def pending(self) -> str:
         """reservation id -> request record, from the 202 until the hold writer commits it."""
         return f"{self.prefix}pending"

@@ -401,7 +401,7 @@ def test_a_bad_entry_goes_to_the_dead_letter_stream_and_the_rest_are_written(app
         assert writer.process(event["id"], entries) == 3
         written = set(db.session.scalars(select(Reservation.id)))
         db.session.rollback()
-        dead = redis_store.client.xrange(QueueKeys(event["id"]).reserve_stream() + "-dead")
+        dead = redis_store.client.xrange(QueueKeys(event["id"]).dead_letters())
     assert written == {good[0]["id"], good[1]["id"]}
     assert [json.loads(fields["r"])["id"] for _id, fields in dead] == [bad["id"]]
     assert section_row(app, section["id"]).held == 2
