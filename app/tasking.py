@@ -108,7 +108,7 @@ def send_task_after_commit(name: str, args: tuple | list = (), kwargs: dict | No
     rolled-back one (a crash in between is covered by the task's beat sweeper). Outside one: now."""
     from app.db import db, in_transaction
 
-    if db._factory is not None and in_transaction():
+    if db.engine is not None and in_transaction():
         call_after_commit(db.session(), lambda: send_task(name, args, kwargs, **options))
     else:
         send_task(name, args, kwargs, **options)
