@@ -18,7 +18,8 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 install: $(STAMP)
 
 run: install
-	$(BIN)/python -m app.devstack
+	bash .ci/system-deps --run
+	$(BIN)/python -m devtools.devstack
 
 test: install
 	bash .ci/system-deps

@@ -1,7 +1,8 @@
 """Configuration from environment variables (12-factor).
 
 Every setting has a documented default (see README.md, "Configuration"); the defaults are the
-embedded development setup: an SQLite file, a local Redis, and log-only integrations.
+embedded development setup (`make run` starts a private MariaDB, Redis and Kafka), a local Redis and
+log-only integrations.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_JWT_SECRET = "dev-insecure-jwt-secret-change-me"
-DEFAULT_SQLITE_URL = "sqlite:///instance/tickets.db"
+# MySQL/MariaDB on this machine (`make run` sets DATABASE_URL to the private MariaDB it starts)
+DEFAULT_DATABASE_URL = "mysql+pymysql://root@127.0.0.1:3306/tickets"
 # `make run` writes the addresses of what it started here, so that every CLI in a second terminal
 # (flask, celery, the exporter) reaches the running system with no variable set by hand.
 DEV_ENV_FILE = Path(__file__).resolve().parent.parent / "instance" / "dev.env"
@@ -88,7 +90,8 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> dict[str
                           "standalone Redis (kombu has no cluster transport)")
     config: dict[str, Any] = {
         "APP_ENV": app_env,
-        "DATABASE_URL": env.get("DATABASE_URL") or DEFAULT_SQLITE_URL,
+        # production names its database; elsewhere the local default
+        "DATABASE_URL": env.get("DATABASE_URL") or ("" if app_env == "production" else DEFAULT_DATABASE_URL),
         "REDIS_URL": redis_url,
         "REDIS_MAX_CONNECTIONS": _int(env, "REDIS_MAX_CONNECTIONS", 100),
         # REDIS_URL names any node of a Redis Cluster; Celery's broker and RedBeat stay on a
@@ -203,6 +206,10 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> dict[str
         "PROPAGATE_EXCEPTIONS": False,
     }
     config.update(overrides)
+    if not config["DATABASE_URL"].startswith(("mysql", "mariadb")):
+        # the record is MySQL/MariaDB everywhere (row locks, READ COMMITTED): no stand-in
+        raise ConfigError("DATABASE_URL must name a MySQL/MariaDB database (mysql+pymysql://user:pw@host/db); "
+                          "`make run` and `make test` start a private MariaDB when it is not set")
     return config
 
 
@@ -219,5 +226,5 @@ def check_production_safety(config: dict[str, Any]) -> None:
     for name in ("VERIFY_CHANNELS", "REQUIRE_VERIFIED_EMAIL", "RATELIMIT_ENABLED"):
         if not config.get(name, True):
             raise ConfigError(f"{name} may be switched off in development only")
-    if config["DATABASE_URL"].startswith("sqlite"):
+    if not config["DATABASE_URL"].startswith(("mysql", "mariadb")):
         raise ConfigError("APP_ENV=production requires DATABASE_URL pointing at MySQL/MariaDB")

@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import DateTime, MetaData, Table, create_engine, event, make_url
-from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy import DateTime, MetaData, Table, create_engine, make_url
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session, sessionmaker
@@ -52,10 +52,8 @@ class UTCDateTime(TypeDecorator):
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Any) -> Any:
-        if dialect.name in {"mysql", "mariadb"}:
-            # microseconds: event order, latencies and hold deadlines need sub-second precision
-            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
-        return dialect.type_descriptor(DateTime(timezone=False))
+        # microseconds: event order, latencies and hold deadlines need sub-second precision
+        return dialect.type_descriptor(mysql.DATETIME(fsp=6))
 
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
@@ -76,15 +74,6 @@ def new_uuid() -> str:
     return str(uuid.uuid4())
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL + busy timeout let the API, worker and beat processes of `make run` share one file.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
 _TLS_CONTEXT: ssl.SSLContext | None = None
 
 
@@ -102,23 +91,21 @@ def _mysql_tls(url: str) -> dict[str, Any]:
     return {"ssl": _TLS_CONTEXT}
 
 
+class UnsupportedDatabase(ValueError):
+    """The record is MySQL/MariaDB: row locks, READ COMMITTED and ON DUPLICATE KEY are the core."""
+
+
 def make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    connect_args: dict[str, Any] = {}
-    if url.startswith("mysql"):
-        connect_args = {"charset": "utf8mb4", "init_command": "SET SESSION innodb_lock_wait_timeout=5",
-                        **_mysql_tls(url)}
+    if not url.startswith(("mysql", "mariadb")):
+        raise UnsupportedDatabase(f"DATABASE_URL must name a MySQL/MariaDB database (mysql+pymysql://...), "
+                                  f"got {make_url(url).drivername}://...")
+    connect_args = {"charset": "utf8mb4", "init_command": "SET SESSION innodb_lock_wait_timeout=5",
+                    **_mysql_tls(url)}
     return create_engine(
         url,
         # READ COMMITTED: conditional UPDATEs see the latest committed counts and InnoDB takes no
         # gap locks, so concurrent holds on different rows do not block each other
-        isolation_level="READ COMMITTED" if url.startswith("mysql") else None,
+        isolation_level="READ COMMITTED",
         pool_pre_ping=True,
         pool_recycle=1800,
         # a fixed pool: under gevent, overflow connections were opened and closed per request
@@ -136,7 +123,7 @@ BUSY_ERRORS = {1205, 1213}
 
 def is_busy(exc: OperationalError) -> bool:
     code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
-    return code in BUSY_ERRORS or "database is locked" in str(exc)
+    return code in BUSY_ERRORS
 
 
 def retry_when_busy(session: Session, fn: Callable[[], T], *, attempts: int, first_delay: float,
@@ -156,16 +143,12 @@ def retry_when_busy(session: Session, fn: Callable[[], T], *, attempts: int, fir
 
 def upsert(session: Session, table: Table, rows: list[dict[str, Any]], conflict: list[str],
            update: list[str]) -> None:
-    """INSERT ... ON DUPLICATE KEY UPDATE (MySQL) / ON CONFLICT DO UPDATE (SQLite): one statement
-    that touches exactly the row named by the unique key ``conflict``."""
+    """INSERT ... ON DUPLICATE KEY UPDATE: one statement that touches exactly the row named by the
+    unique key ``conflict`` (MySQL infers it from the table's unique keys; named for the reader)."""
     if not rows:
         return
-    if session.get_bind().dialect.name in {"mysql", "mariadb"}:
-        stmt = mysql.insert(table)
-        stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in update})
-    else:
-        stmt = sqlite.insert(table)
-        stmt = stmt.on_conflict_do_update(index_elements=conflict, set_={c: stmt.excluded[c] for c in update})
+    stmt = mysql.insert(table)
+    stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in update})
     session.execute(stmt, rows)
 
 
@@ -173,11 +156,7 @@ def insert_ignore(session: Session, table: Table, rows: list[dict[str, Any]]) ->
     """Multi-row INSERT that skips rows whose unique key exists already (re-runs add nothing)."""
     if not rows:
         return
-    if session.get_bind().dialect.name in {"mysql", "mariadb"}:
-        stmt = mysql.insert(table).prefix_with("IGNORE")
-    else:
-        stmt = sqlite.insert(table).on_conflict_do_nothing()
-    session.execute(stmt, rows)
+    session.execute(mysql.insert(table).prefix_with("IGNORE"), rows)
 
 
 def _driver_value(value: Any) -> Any:
@@ -198,7 +177,7 @@ def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
         return
     columns = list(rows[0])
     connection = session.connection()
-    mark = "%s" if connection.dialect.paramstyle in {"format", "pyformat"} else "?"
+    mark = "%s"  # PyMySQL's paramstyle
     quote = connection.dialect.identifier_preparer.quote
     sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
            f"VALUES ({', '.join([mark] * len(columns))})")

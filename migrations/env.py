@@ -6,7 +6,7 @@ import os
 
 from alembic import context
 
-from app.config import DEFAULT_SQLITE_URL
+from app.config import DEFAULT_DATABASE_URL
 from app.db import Base, make_engine
 from app.models import import_all_models
 
@@ -16,7 +16,7 @@ target_metadata = Base.metadata
 
 
 def _url() -> str:
-    return config.get_main_option("sqlalchemy.url") or os.environ.get("DATABASE_URL") or DEFAULT_SQLITE_URL
+    return config.get_main_option("sqlalchemy.url") or os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
 
 
 def run_migrations_offline() -> None:
@@ -29,7 +29,6 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     engine = make_engine(_url())
     with engine.connect() as connection:
-        # batch mode lets ALTERs run on SQLite (the embedded default) as well as MySQL
         context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
                           compare_type=True)
         with context.begin_transaction():

@@ -98,6 +98,25 @@ def start_private_redis() -> tuple[str, subprocess.Popen]:
     return f"redis://127.0.0.1:{port}/0", proc
 
 
+def start_private_mariadb() -> tuple[str, subprocess.Popen, Path]:
+    """A throwaway MariaDB (Debian's mariadbd) on a free port, its data under var/: the suite's
+    database when TEST_DATABASE_URL is not set (the product's record is MySQL/MariaDB, never a
+    stand-in)."""
+    from devtools.privatedb import start_mariadb
+
+    port = free_port()
+    directory = ROOT / "var" / f"test-mariadb-{port}"
+    url, proc = start_mariadb(directory, port, fresh=True)
+    return url, proc, directory
+
+
+def stop_private_mariadb(proc: subprocess.Popen, directory: Path) -> None:
+    from devtools.privatedb import stop_mariadb
+
+    stop_mariadb(proc)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 def _port_is_free(port: int) -> bool:
     with socket.socket() as s:
         try:

@@ -46,7 +46,8 @@ def kept_for_waitlist(event_id: int, section_id: int) -> int:
     return int(pool or 0) + int(offered or 0)
 
 
-def _member(reservation_id: str, quantity: int) -> str:
+def hold_member(reservation_id: str, quantity: int) -> str:
+    """A live hold in the section's holds zset (score: its deadline); the writer adds it."""
     return f"{reservation_id}:{quantity}"
 
 
@@ -67,8 +68,8 @@ def ensure(section: Section) -> None:
 
 
 def give_back(event_id: int, section_id: int, quantity: int, user_id: int | None = None) -> None:
-    """Units that never became a hold (rejected, or cancelled while pending) go back to the gate
-    and off the user's live count."""
+    """Units that never became a hold (cancelled while pending, an offer declined) go back to the
+    gate and off the user's live count (``user_id`` None: the gate only)."""
     if quantity <= 0:
         return
     try:
@@ -79,21 +80,13 @@ def give_back(event_id: int, section_id: int, quantity: int, user_id: int | None
         log.warning("gate give-back failed for section %s; the reconciler will fix it", section_id, exc_info=True)
 
 
-def track_hold(event_id: int, section_id: int, reservation_id: str, quantity: int, expires_at: float) -> None:
-    """Remember a hold's deadline so the gate can reclaim its units the moment it lapses."""
-    try:
-        redis_store.client.zadd(_keys(event_id, section_id)[1], {_member(reservation_id, quantity): expires_at})
-    except redis.RedisError:
-        log.warning("could not track hold %s in the gate", reservation_id, exc_info=True)
-
-
 def release_hold(event_id: int, section_id: int, reservation_id: str, quantity: int, *, give_back: bool,
                  user_id: int | None = None) -> None:
     """A hold ended: expired/cancelled (units back, unless already reclaimed) or confirmed (sold)."""
     try:
         script("RELEASE_HOLD")(keys=[*_keys(event_id, section_id), QueueKeys(event_id).user_units(),
                                      *release_keys(event_id, section_id)],
-                               args=[_member(reservation_id, quantity), "1" if give_back else "0",
+                               args=[hold_member(reservation_id, quantity), "1" if give_back else "0",
                                      "" if user_id is None else user_id])
     except redis.RedisError:
         log.warning("gate release failed for hold %s; the reconciler will fix it", reservation_id, exc_info=True)

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime, new_uuid, utcnow
@@ -28,7 +29,7 @@ class Reservation(Base):
     seat_ids: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=PENDING)
     reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    amount_cents: Mapped[int] = mapped_column(Integer, nullable=False)
+    amount_cents: Mapped[int] = mapped_column(BigInteger, nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     idempotency_key: Mapped[str] = mapped_column(String(128), nullable=False)
     request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
@@ -61,8 +62,8 @@ class Refund(Base):
     user_id: Mapped[int] = mapped_column(Integer, nullable=False)
     event_id: Mapped[int] = mapped_column(Integer, nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
-    amount_cents: Mapped[int] = mapped_column(Integer, nullable=False)
-    fee_cents: Mapped[int] = mapped_column(Integer, nullable=False)
+    amount_cents: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    fee_cents: Mapped[int] = mapped_column(BigInteger, nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     requested_by: Mapped[int] = mapped_column(Integer, nullable=False)
     reason: Mapped[str] = mapped_column(String(64), nullable=False)
@@ -88,7 +89,7 @@ class Payment(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
     reservation_id: Mapped[str] = mapped_column(ForeignKey("reservations.id"), nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
-    amount_cents: Mapped[int] = mapped_column(Integer, nullable=False)
+    amount_cents: Mapped[int] = mapped_column(BigInteger, nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     provider_ref: Mapped[str | None] = mapped_column(String(128), nullable=True)
     decline_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -99,3 +100,16 @@ class Payment(Base):
         Index("ix_payments_reservation_id", "reservation_id"),
         Index("ix_payments_status_updated", "status", "updated_at"),
     )
+
+
+def reservation_event_data(r: Reservation | dict[str, Any], status: str | None = None,
+                           **extra: Any) -> dict[str, Any]:
+    """The payload of a reservation's domain events (SeatsHeld, ReservationConfirmed, ...), from a
+    row or from the request record the hold writer writes it from."""
+    get = r.get if isinstance(r, dict) else lambda name: getattr(r, name)
+    data = {"reservation_id": get("id"), "user_id": get("user_id"), "event_id": get("event_id"),
+            "section_id": get("section_id"), "quantity": get("quantity"), "seat_ids": get("seat_ids"),
+            "amount_cents": get("amount_cents"), "currency": get("currency"), "status": status or get("status")}
+    data.update(extra)
+    return data
+

@@ -31,6 +31,7 @@ from app.booking.models import (
     REJECTED,
     Payment,
     Reservation,
+    reservation_event_data,
 )
 from app.booking.payments import PaymentResult, get_provider
 from app.catalogue.models import SEAT_HELD, SEAT_SOLD, Seat, Section
@@ -126,23 +127,15 @@ def request_reservation(req: intake.ReserveRequest) -> tuple[dict[str, Any], boo
     return reservation_view(reservation_id, req.user_id), False
 
 
-def _event_data(res: Reservation, **extra: Any) -> dict[str, Any]:
-    data = {"reservation_id": res.id, "user_id": res.user_id, "event_id": res.event_id,
-            "section_id": res.section_id, "quantity": res.quantity, "seat_ids": res.seat_ids,
-            "amount_cents": res.amount_cents, "currency": res.currency, "status": res.status}
-    data.update(extra)
-    return data
+
 
 
 def _lock_reservation(session: Session, reservation_id: str) -> Reservation | None:
     """Lock the reservation row for this transaction and read its current state.
 
-    A write comes first: on MySQL it takes the row lock like FOR UPDATE; on SQLite (which has no
-    row locks and starts a transaction only at the first write) it takes the write lock, so a
-    second worker can never act on a state the first has already changed.
+    SELECT ... FOR UPDATE under READ COMMITTED reads the latest committed row, so a second worker
+    can never act on a state the first has already changed.
     """
-    session.execute(update(Reservation).where(Reservation.id == reservation_id)
-                    .values(updated_at=Reservation.updated_at).execution_options(synchronize_session=False))
     return lock_rows(session, select(Reservation).where(Reservation.id == reservation_id).with_for_update()
                      .execution_options(populate_existing=True)).scalar()
 
@@ -177,7 +170,7 @@ def _expire(session: Session, res: Reservation) -> None:
     _release_inventory(session, res)
     res.status = EXPIRED
     res.reason = "hold_expired"
-    record_event(session, "ReservationExpired", "reservation", res.id, _event_data(res))
+    record_event(session, "ReservationExpired", "reservation", res.id, reservation_event_data(res))
     RESERVATIONS.labels(outcome="expired").inc()
 
 
@@ -218,7 +211,7 @@ def cancel(reservation_id: str, user_id: int) -> Reservation:
     _release_inventory(session, res)  # held (pending requests are not in MySQL: get_reservation said 409)
     res.status = CANCELLED
     res.reason = "cancelled_by_user"
-    record_event(session, "ReservationCancelled", "reservation", res.id, _event_data(res))
+    record_event(session, "ReservationCancelled", "reservation", res.id, reservation_event_data(res))
     event_id = res.event_id
     call_after_commit(session, lambda: RESERVATIONS.labels(outcome="cancelled").inc())
     call_after_commit(session, lambda: release_active_slot(event_id, user_id))
@@ -283,7 +276,7 @@ def finish_payment(payment_id: str, result: PaymentResult) -> tuple[Payment, Res
     res.status, res.confirmed_at, res.payment_ref, res.reason = CONFIRMED, now, result.reference, None
     payment.status, payment.provider_ref = PAYMENT_APPROVED, result.reference
     record_event(session, "ReservationConfirmed", "reservation", res.id,
-                 _event_data(res, payment_ref=result.reference))
+                 reservation_event_data(res, payment_ref=result.reference))
     event_id, section_id, quantity, rid, owner = res.event_id, res.section_id, res.quantity, res.id, res.user_id
     call_after_commit(session, lambda: gate.release_hold(event_id, section_id, rid, quantity, give_back=False))
     call_after_commit(session, lambda: RESERVATIONS.labels(outcome="confirmed").inc())

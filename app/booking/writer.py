@@ -1,17 +1,31 @@
 """The hold writer: turns accepted reserve requests (the sales' Redis streams) into holds or
-rejections in MySQL, in batches.
+rejections in MySQL, in batches. The decisions are app/booking/holds.py's pure ``decide``; this is
+the shell that reads and locks, writes, and brings Redis up to date.
 
 One transaction per batch per sale:
 - the buyers' user rows are locked in id order (the per-user limit is checked in MySQL, the truth);
 - general admission: the section row is locked and one conditional UPDATE takes the summed
-  quantity of the requests that fit, in arrival order; the rest are rejected `sold_out`;
-- seats: the requested seats are locked in id order and claimed by one UPDATE; a request whose
-  seats are taken (by anyone, or earlier in the same batch) is rejected `seats_unavailable`;
+  quantity of the requests that fit, in arrival order;
+- seats: the requested seats are locked in id order and claimed by one UPDATE;
 - reservations and their outbox events (one each: SeatsHeld or ReservationRejected): one
   multi-row INSERT each.
-Only after COMMIT are the stream entries acknowledged, so a writer killed at any point leaves its
-entries pending in the consumer group, and another writer claims them (XAUTOCLAIM) after
-HOLD_WRITER_CLAIM_IDLE_MS. A re-run finds the reservations already written and only acknowledges.
+Only after COMMIT are the stream entries acknowledged, in the same Redis transaction (MULTI) as
+the rest of the follow-up (holds tracked, rejected units given back, pending records retired). So a
+writer killed at any point leaves its entries pending in the consumer group, and another writer
+claims them (XAUTOCLAIM) after HOLD_WRITER_CLAIM_IDLE_MS.
+
+The repair path: a re-run finds the reservations already written and rebuilds the Redis follow-up
+from their rows (a live hold is tracked, a rejection's units go back, a hold that ended meanwhile
+gives its units to the gate), then acknowledges.
+
+Errors (docs/booking.md, "The hold writer's errors"):
+- malformed entry (holds.parse_record refuses it): dead-lettered at once, alerting;
+- refused by MySQL for its own values (DataError; IntegrityError other than a duplicate key): the
+  batch is bisected until the one entry is found, which is dead-lettered, alerting;
+- transient (the connection, the server, lock waits, Redis): the batch is retried with backoff and
+  then left pending for a later claim; nothing is acknowledged, nothing dead-lettered;
+- anything else is a bug: left pending and counted (tickets_hold_writer_errors_total{kind=
+  "unexpected"}), never dead-lettered.
 
 Lock order: users -> section or seats (-> expired reservations, SKIP LOCKED). Confirm and cancel
 lock reservation -> section; no path waits in the other direction.
@@ -21,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import socket
 import threading
 import time
@@ -29,38 +44,67 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pymysql
 import redis
 from flask import Flask
 from sqlalchemy import and_, case, func, or_, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    PendingRollbackError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app.auth.models import User
 from app.booking import gate
-from app.booking.models import CONFIRMED, HELD, REJECTED, Reservation
+from app.booking.holds import DROPPED, MalformedEntry, Outcome, SectionStock, Stock, decide, parse_record
+from app.booking.models import CANCELLED, CONFIRMED, EXPIRED, HELD, REJECTED, Reservation, reservation_event_data
 from app.catalogue.models import SEAT_AVAILABLE, SEAT_HELD, SECTION_GENERAL, Event, Seat, Section
-from app.db import bulk_insert, is_busy, retry_when_busy, utcnow
+from app.db import bulk_insert, utcnow
 from app.extensions import db, redis_store
 from app.observability.context import clear_context, set_context
-from app.observability.metrics import HOLD_LATENCY, RESERVATIONS
+from app.observability.metrics import HOLD_LATENCY, HOLD_WRITER_DEAD_LETTERS, HOLD_WRITER_ERRORS, RESERVATIONS
 from app.outbox.models import OutboxEvent
 from app.outbox.services import SCHEMA_VERSION, kick_relay_after_commit, topic_for
 from app.redis.keys import REGISTRY_KEY, QueueKeys
+from app.redis.scripts import script
 
 CLUSTER_POLL_MS = 20  # cluster mode, several sales: the pause between rounds of per-stream reads
 
 log = logging.getLogger(__name__)
 
 GROUP = "hold-writers"
-DROPPED = "dropped"  # an outcome with no row (see _drop_reused_keys)
-BUSY_ATTEMPTS = 6
+TRANSIENT_ATTEMPTS = 6  # tries of one batch on transient errors (backoff 0.05 s doubling, jittered)
+DUPLICATE_KEY = 1062  # another writer committed the same request meanwhile: a re-run will find it
+# a re-run's outcome for a reservation that has moved on since (confirmed, expired, cancelled)
+SETTLED = "settled"
 
 
-def event_data(r: dict[str, Any], status: str, **extra: Any) -> dict[str, Any]:
-    data = {"reservation_id": r["id"], "user_id": r["user_id"], "event_id": r["event_id"],
-            "section_id": r["section_id"], "quantity": r["quantity"], "seat_ids": r.get("seat_ids"),
-            "amount_cents": r["amount_cents"], "currency": r["currency"], "status": status}
-    data.update(extra)
-    return data
+class WriterUnavailable(RuntimeError):
+    """The database or Redis stayed unreachable through the retries: the entries stay pending."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors about the connection or the server, not the entries: retrying can succeed."""
+    if isinstance(exc, IntegrityError):
+        orig = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+        return orig == DUPLICATE_KEY
+    if isinstance(exc, (DataError,)):
+        return False
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (OperationalError, InterfaceError, DisconnectionError, PendingRollbackError,
+                            PoolTimeout, pymysql.err.OperationalError, pymysql.err.InterfaceError,
+                            redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError))
+
+
+def is_refused_entry(exc: BaseException) -> bool:
+    """MySQL refused the values of a request (out of range, too long, a foreign key): the entry."""
+    return isinstance(exc, (DataError, IntegrityError)) and not is_transient(exc)
 
 
 def _outbox_row(type_: str, r: dict[str, Any], data: dict[str, Any], at: datetime) -> dict[str, Any]:
@@ -69,266 +113,283 @@ def _outbox_row(type_: str, r: dict[str, Any], data: dict[str, Any], at: datetim
             "occurred_at": at, "data": data, "attempts": 0}
 
 
-Outcome = dict[str, tuple[str, str | None, datetime | None]]
+Outcomes = dict[str, Outcome]
 
 
-class Batch:
-    """The decisions of one batch: reservation id -> (status, reason, hold_until)."""
-
-    def __init__(self, records: list[dict[str, Any]]) -> None:
-        self.records = records
-        self.outcome: dict[str, tuple[str, str | None, datetime | None]] = {}
-        self.limit = 0
-        self.live: dict[int, int] = {}  # user -> units confirmed or held (in MySQL and in this batch)
-
-    def over_limit(self, r: dict[str, Any]) -> bool:
-        if self.live.get(r["user_id"], 0) + r["quantity"] > self.limit:
-            self.reject(r, "limit_exceeded")
-            return True
-        return False
-
-    def reject(self, r: dict[str, Any], reason: str) -> None:
-        self.outcome[r["id"]] = (REJECTED, reason, None)
-
-    def hold(self, r: dict[str, Any], until: datetime) -> None:
-        self.outcome[r["id"]] = (HELD, None, until)
-        self.live[r["user_id"]] = self.live.get(r["user_id"], 0) + r["quantity"]
-
-
-def write(event_id: int, records: list[dict[str, Any]]) -> Outcome:
-    """Write one batch of accepted requests of one sale (retrying lock timeouts and deadlocks);
-    returns the outcome of each request that this call wrote (already-written ones are absent)."""
-    return retry_when_busy(db.session, lambda: _write_once(event_id, records), attempts=BUSY_ATTEMPTS,
-                           first_delay=0.05)
-
-
-def _write_once(event_id: int, records: list[dict[str, Any]]) -> Outcome:
+def write(event_id: int, records: list[dict[str, Any]]) -> Outcomes:
+    """Write one batch of accepted requests of one sale in one transaction; returns the outcome of
+    every request, those written by an earlier run included (rebuilt from their rows)."""
     session = db.session
-    # one lookup serves both checks: requests written already (a re-run) and keys taken by
-    # another reservation id
+    ids = {r["id"] for r in records}
     users = {r["user_id"] for r in records}
-    existing = session.execute(select(Reservation.id, Reservation.user_id, Reservation.idempotency_key).where(
-        Reservation.event_id == event_id, Reservation.user_id.in_(users))).all()
-    done = {row.id for row in existing}
-    todo = [r for r in records if r["id"] not in done]
+    # one lookup serves both: requests written already (a re-run) and keys taken by other requests
+    existing = session.execute(
+        select(Reservation.id, Reservation.user_id, Reservation.idempotency_key, Reservation.status,
+               Reservation.hold_expires_at)
+        .where(Reservation.event_id == event_id, Reservation.user_id.in_(users))).all()
+    outcomes: Outcomes = {row.id: _rerun_outcome(row) for row in existing if row.id in ids}
+    todo = [r for r in records if r["id"] not in outcomes]
     if not todo:
         session.rollback()
-        return {}
-    batch = Batch(todo)
-    todo = _drop_reused_keys({(row.user_id, row.idempotency_key) for row in existing}, batch)
+        return outcomes
     now = utcnow()
     event = session.get(Event, event_id)
-    users = sorted({r["user_id"] for r in todo})
+    buyers = sorted({r["user_id"] for r in todo})
     # the per-user limit is decided here, in MySQL: lock the buyers in id order, then count
-    session.execute(select(User.id).where(User.id.in_(users)).order_by(User.id).with_for_update())
+    session.execute(select(User.id).where(User.id.in_(buyers)).order_by(User.id).with_for_update())
     live = dict(session.execute(
         select(Reservation.user_id, func.coalesce(func.sum(Reservation.quantity), 0))
-        .where(Reservation.event_id == event_id, Reservation.user_id.in_(users),
+        .where(Reservation.event_id == event_id, Reservation.user_id.in_(buyers),
                or_(Reservation.status == CONFIRMED,
                    and_(Reservation.status == HELD, Reservation.hold_expires_at > now)))
         .group_by(Reservation.user_id)).all())
-    if event is None:
-        for r in todo:
-            batch.reject(r, "event_not_found")
-        _insert(session, batch, now)
-        session.commit()
-        return batch.outcome
-    batch.limit = event.max_per_user
-    batch.live = {int(user): int(units) for user, units in live.items()}
-    by_section: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    stock = Stock(max_per_user=event.max_per_user if event else None,
+                  live_units={int(user): int(units) for user, units in live.items()}, sections={},
+                  taken_keys={(row.user_id, row.idempotency_key) for row in existing if row.id not in ids})
+    wanted: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for r in todo:
-        by_section[r["section_id"]].append(r)
-    hold_until = now + timedelta(seconds=event.hold_seconds)
-    for section_id in sorted(by_section):
-        section = session.scalar(select(Section).where(Section.id == section_id).with_for_update())
-        wanted = by_section[section_id]
-        if section is None or section.event_id != event_id:
-            for r in wanted:
-                batch.reject(r, "section_not_found")
-        elif section.kind == SECTION_GENERAL:
-            _hold_general(session, section, wanted, batch, hold_until, now)
-        else:
-            _hold_seats(session, section, wanted, batch, hold_until, now)
-    _insert(session, batch, now)
-    session.commit()
-    return batch.outcome
-
-
-def _drop_reused_keys(taken: set[tuple[int, str]], batch: Batch) -> list[dict[str, Any]]:
-    """A key already in MySQL under another reservation id (possible only if Redis lost its
-    idempotency record) cannot get a row: the request is dropped, its units go back."""
-    keep = []
-    for r in batch.records:
-        key = (r["user_id"], r["idempotency_key"])
-        if key in taken:
-            batch.outcome[r["id"]] = (DROPPED, "idempotency_key_reused", None)
-        else:
-            taken.add(key)
-            keep.append(r)
-    return keep
-
-
-def _hold_general(session: Any, section: Section, wanted: list[dict[str, Any]], batch: Batch,
-                  hold_until: datetime, now: datetime) -> None:
-    from app.booking.services import release_expired_in_section
-
-    free = section.capacity - section.sold - section.held
-    if free < sum(r["quantity"] for r in wanted) and release_expired_in_section(session, section, now, limit=500):
-        session.refresh(section)
-        free = section.capacity - section.sold - section.held
-    taken = 0
-    for r in wanted:  # arrival order: the earlier request gets the last units
-        if batch.over_limit(r):
-            continue
-        if taken + r["quantity"] <= free:
-            taken += r["quantity"]
-            batch.hold(r, hold_until)
-        else:
-            batch.reject(r, "sold_out")
-    if taken:
+        wanted[r["section_id"]].append(r)
+    if event is not None:
+        for section_id in sorted(wanted):
+            section = session.scalar(select(Section).where(Section.id == section_id).with_for_update())
+            if section is not None:
+                stock.sections[section_id] = _stock_of(session, section, wanted[section_id], now)
+    decision = decide(todo, stock, now + timedelta(seconds=event.hold_seconds if event else 0))
+    for section_id, units in decision.units_taken.items():
         moved = session.execute(
-            update(Section).where(Section.id == section.id, Section.sold + Section.held + taken <= Section.capacity)
-            .values(held=Section.held + taken).execution_options(synchronize_session=False)).rowcount
+            update(Section).where(Section.id == section_id, Section.sold + Section.held + units <= Section.capacity)
+            .values(held=Section.held + units).execution_options(synchronize_session=False)).rowcount
         if moved != 1:  # cannot happen under the row lock; refuse rather than oversell
-            raise RuntimeError(f"section {section.id} changed under its row lock")
+            raise RuntimeError(f"section {section_id} changed under its row lock")
+    for section_id, owners in decision.seat_owners.items():
+        until = decision.outcomes[next(iter(owners.values()))].hold_until
+        claimed = session.execute(
+            update(Seat).where(Seat.id.in_(owners))
+            .values(state=SEAT_HELD, held_until=until, reservation_id=case(owners, value=Seat.id))
+            .execution_options(synchronize_session=False)).rowcount
+        if claimed != len(owners):
+            raise RuntimeError(f"seats of section {section_id} changed under their row locks")
+    _insert(session, todo, decision.outcomes, now)
+    session.commit()
+    outcomes.update(decision.outcomes)
+    return outcomes
 
 
-def _hold_seats(session: Any, section: Section, wanted: list[dict[str, Any]], batch: Batch,
-                hold_until: datetime, now: datetime) -> None:
-    seat_ids = sorted({s for r in wanted for s in r["seat_ids"] or []})
+def _rerun_outcome(row: Any) -> Outcome:
+    """A request written by an earlier run whose Redis follow-up never happened (the writer died
+    between COMMIT and its MULTI, or Redis failed): what the follow-up must do now."""
+    if row.status == HELD:
+        return Outcome(HELD, None, row.hold_expires_at)  # tracked even if lapsed: TAKE reclaims it
+    if row.status == REJECTED:
+        return Outcome(REJECTED, "rerun")
+    if row.status in (EXPIRED, CANCELLED):
+        # its release found no tracked hold and gave nothing back to the gate: do it now
+        return Outcome(SETTLED, row.status)
+    return Outcome(SETTLED, None)  # confirmed (or later): its units stay sold and counted
+
+
+def _stock_of(session: Any, section: Section, wanted: list[dict[str, Any]], now: datetime) -> SectionStock:
+    """The section's free inventory under its row lock (seats: the requested ones, locked too)."""
+    if section.kind == SECTION_GENERAL:
+        from app.booking.services import release_expired_in_section
+
+        free = section.capacity - section.sold - section.held
+        if free < sum(r["quantity"] for r in wanted) and release_expired_in_section(session, section, now,
+                                                                                    limit=500):
+            session.refresh(section)
+            free = section.capacity - section.sold - section.held
+        return SectionStock(section.event_id, section.kind, free_units=free)
+    seat_ids = sorted({s for r in wanted for s in r.get("seat_ids") or []})
     # lock in id order: overlapping batches queue up instead of deadlocking
     rows = session.execute(select(Seat.id, Seat.state, Seat.held_until).where(
         Seat.id.in_(seat_ids), Seat.section_id == section.id).order_by(Seat.id).with_for_update()).all()
     free = {row.id for row in rows if row.state == SEAT_AVAILABLE
             or (row.state == SEAT_HELD and row.held_until is not None and row.held_until <= now)}
-    owner: dict[int, str] = {}
-    for r in wanted:
-        mine = r["seat_ids"] or []
-        if batch.over_limit(r):
-            continue
-        if mine and all(s in free for s in mine):
-            free.difference_update(mine)
-            owner.update({s: r["id"] for s in mine})
-            batch.hold(r, hold_until)
-        else:
-            batch.reject(r, "seats_unavailable")
-    if owner:
-        claimed = session.execute(
-            update(Seat).where(Seat.id.in_(owner))
-            .values(state=SEAT_HELD, held_until=hold_until,
-                    reservation_id=case(owner, value=Seat.id))
-            .execution_options(synchronize_session=False)).rowcount
-        if claimed != len(owner):
-            raise RuntimeError(f"seats of section {section.id} changed under their row locks")
+    return SectionStock(section.event_id, section.kind, free_seats=free)
 
 
-def _insert(session: Any, batch: Batch, now: datetime) -> None:
+def _insert(session: Any, records: list[dict[str, Any]], outcomes: Outcomes, now: datetime) -> None:
     reservations, events = [], []
-    for r in batch.records:
-        status, reason, until = batch.outcome[r["id"]]
-        if status == DROPPED:
+    for r in records:
+        outcome = outcomes[r["id"]]
+        if outcome.status == DROPPED:
             log.warning("request dropped: its Idempotency-Key is taken", extra={"reservation_id": r["id"]})
             continue
         created = datetime.fromtimestamp(r["created_at"], UTC)
         reservations.append({
             "id": r["id"], "user_id": r["user_id"], "event_id": r["event_id"], "section_id": r["section_id"],
-            "quantity": r["quantity"], "seat_ids": r.get("seat_ids"), "status": status, "reason": reason,
-            "amount_cents": r["amount_cents"], "currency": r["currency"], "idempotency_key": r["idempotency_key"],
-            "request_hash": r["request_hash"], "hold_expires_at": until, "payment_ref": None,
-            "created_at": created, "updated_at": now, "confirmed_at": None})
+            "quantity": r["quantity"], "seat_ids": r.get("seat_ids"), "status": outcome.status,
+            "reason": outcome.reason, "amount_cents": r["amount_cents"], "currency": r["currency"],
+            "idempotency_key": r["idempotency_key"], "request_hash": r["request_hash"],
+            "hold_expires_at": outcome.hold_until, "payment_ref": None, "created_at": created, "updated_at": now,
+            "confirmed_at": None})
         # one event per request: its first durable state (the request itself lived only in Redis)
         requested = {"requested_at": created.isoformat(), "request_id": r.get("request_id")}
-        if status == HELD:
-            events.append(_outbox_row("SeatsHeld", r, event_data(r, HELD, hold_expires_at=until.isoformat(),
-                                                                  **requested), now))
+        if outcome.status == HELD:
+            data = reservation_event_data(r, HELD, hold_expires_at=outcome.hold_until.isoformat(), **requested)
+            events.append(_outbox_row("SeatsHeld", r, data, now))
         else:
-            events.append(_outbox_row("ReservationRejected", r, event_data(r, REJECTED, reason=reason,
-                                                                            **requested), now))
+            data = reservation_event_data(r, REJECTED, reason=outcome.reason, **requested)
+            events.append(_outbox_row("ReservationRejected", r, data, now))
     if reservations:
         bulk_insert(session, Reservation.__table__, reservations)
         bulk_insert(session, OutboxEvent.__table__, events)
         kick_relay_after_commit(session)
 
 
-def _after_commit(event_id: int, records: list[dict[str, Any]], outcome: dict, entry_ids: list[str]) -> None:
-    """Redis follows MySQL: holds tracked, rejected units back, records and entries retired."""
-    keys = QueueKeys(event_id)
-    client = redis_store.client
-    pipe = client.pipeline(transaction=True)  # the reconciler must see the records and the counter move together
+class Settlement:
+    """The Redis follow-up of one batch, run as one SETTLE script call (atomic, one round trip):
+    holds tracked, units that did not become a hold given back, pending records retired, entries
+    acknowledged, and any dead letters parked."""
+
+    def __init__(self, event_id: int) -> None:
+        self.keys = QueueKeys(event_id)
+        self.event_id = event_id
+        self.sections: list[int] = []
+        self.plan: dict[str, list] = {"ack": [], "done": [], "holds": [], "give": [], "dead": []}
+
+    def _section(self, section_id: int) -> int:
+        if section_id not in self.sections:
+            self.sections.append(section_id)
+        return self.sections.index(section_id) + 1
+
+    def hold(self, r: dict[str, Any], until: datetime) -> None:
+        self.plan["holds"].append([self._section(r["section_id"]), gate.hold_member(r["id"], r["quantity"]),
+                                   f"{until.timestamp():.6f}"])
+
+    def give_back(self, section_id: int, units: int, user_id: int | None) -> None:
+        self.plan["give"].append([self._section(section_id), units, "" if user_id is None else str(user_id)])
+
+    def done(self, reservation_id: str) -> None:
+        self.plan["done"].append(reservation_id)
+
+    def ack(self, entry_id: str) -> None:
+        self.plan["ack"].append(entry_id)
+
+    def dead_letter(self, fields: dict[str, str]) -> None:
+        self.plan["dead"].append([x for pair in fields.items() for x in pair])
+
+    def run(self) -> None:
+        keys = [self.keys.pending(), self.keys.writes(), self.keys.reserve_stream(), self.keys.user_units(),
+                self.keys.dead_letters()]
+        for section_id in self.sections:
+            keys += [gate.gate_key(self.event_id, section_id), self.keys.holds(section_id),
+                     *gate.release_keys(self.event_id, section_id)]
+        script("SETTLE")(keys=keys, args=[GROUP, json.dumps(self.plan, separators=(",", ":"))])
+
+
+def _follow_up(event_id: int, records: list[dict[str, Any]], outcomes: Outcomes, entry_ids: list[str]) -> None:
+    """Redis follows MySQL, all of it or none of it (Settlement): a crash before the script leaves
+    the entries pending, and the re-run rebuilds the same follow-up from the rows."""
+    settle = Settlement(event_id)
     for r in records:
-        if r["id"] not in outcome:
-            continue
-        status, _reason, until = outcome[r["id"]]
-        if status == HELD:
-            pipe.zadd(keys.holds(r["section_id"]), {f"{r['id']}:{r['quantity']}": until.timestamp()})
-    if records:
-        pipe.hdel(keys.pending(), *[r["id"] for r in records])
-    pipe.incr(keys.writes())
-    pipe.xack(keys.reserve_stream(), GROUP, *entry_ids)
-    pipe.xdel(keys.reserve_stream(), *entry_ids)
-    pipe.execute()
+        outcome = outcomes[r["id"]]
+        if outcome.status == HELD:
+            settle.hold(r, outcome.hold_until)
+        elif outcome.status in (REJECTED, DROPPED):  # the units never became a hold
+            settle.give_back(r["section_id"], r["quantity"], r["user_id"])
+        elif outcome.status == SETTLED and outcome.reason in (EXPIRED, CANCELLED):
+            # the hold ended before it was tracked: the user's count dropped then, the gate's units now
+            settle.give_back(r["section_id"], r["quantity"], None)
+        settle.done(r["id"])
+    for entry_id in entry_ids:
+        settle.ack(entry_id)
+    settle.run()
     now = time.time()
     for r in records:
-        if r["id"] not in outcome:
+        outcome = outcomes[r["id"]]
+        if outcome.status in (DROPPED, SETTLED):
             continue
-        status, reason, _until = outcome[r["id"]]
-        if status != HELD:  # rejected or dropped: the units never became a hold
-            gate.give_back(event_id, r["section_id"], r["quantity"], user_id=r["user_id"])
-        if status == DROPPED:
-            continue
-        RESERVATIONS.labels(outcome="held" if status == HELD else "rejected").inc()
+        RESERVATIONS.labels(outcome=outcome.status).inc()
         # the API's request id travels with the request record into this log line
         set_context(request_id=r.get("request_id"), user_id=r["user_id"], event_id=event_id)
-        if status == HELD:
+        if outcome.status == HELD:
             HOLD_LATENCY.observe(max(0.0, now - r["created_at"]))
             log.info("seats held", extra={"reservation_id": r["id"], "quantity": r["quantity"]})
         else:
-            log.info("reservation rejected", extra={"reservation_id": r["id"], "reason": reason})
+            log.info("reservation rejected", extra={"reservation_id": r["id"], "reason": outcome.reason})
     clear_context()
 
 
-def process(event_id: int, entries: list[tuple[str, dict[str, str]]]) -> int:
-    """Write and acknowledge stream entries of one sale; returns how many were processed.
-
-    A batch that fails for a reason other than a busy database is split, so one bad entry cannot
-    hold up the others: an entry that fails on its own goes to the sale's dead-letter stream."""
-    if not entries:
-        return 0
+def _discard_session() -> None:
+    """After a failure the session may sit on a dead connection: roll back if it can, else drop it
+    (db.remove invalidates a connection that fails to close); the next try gets a fresh one."""
     try:
-        records = [json.loads(fields["r"]) for _entry_id, fields in entries]
-        outcome = write(event_id, records)
-    except OperationalError as exc:
-        if is_busy(exc):
-            raise  # still busy after the retries: leave the entries for a later claim
-        if len(entries) == 1:
-            raise
-        return sum(process(event_id, [entry]) for entry in entries)
-    except Exception:  # noqa: BLE001 - any other failure: find the entry that causes it
         db.session.rollback()
-        if len(entries) == 1:
-            _dead_letter(event_id, entries[0])
-            return 1
-        return sum(process(event_id, [entry]) for entry in entries)
-    _after_commit(event_id, records, outcome, [entry_id for entry_id, _fields in entries])
-    return len(entries)
+    except Exception:  # noqa: BLE001 - the connection itself is gone
+        pass
+    db.remove()
 
 
-def _dead_letter(event_id: int, entry: tuple[str, dict[str, str]]) -> None:
-    """Park an entry that cannot be written (logged with its error) and give its units back."""
-    log.exception("hold writer: entry %s of event %s cannot be written; moved to the dead-letter stream",
-                  entry[0], event_id)
-    keys = QueueKeys(event_id)
-    pipe = redis_store.client.pipeline(transaction=True)
-    pipe.xadd(keys.dead_letters(), dict(entry[1]) or {"r": ""})
-    pipe.xack(keys.reserve_stream(), GROUP, entry[0])
-    pipe.xdel(keys.reserve_stream(), entry[0])
-    pipe.execute()
+def process(event_id: int, entries: list[tuple[str, dict[str, str]]]) -> int:
+    """Write and acknowledge stream entries of one sale; returns how many were settled (written,
+    or dead-lettered for cause). Transient errors are retried with backoff, then raised as
+    WriterUnavailable with every entry still pending."""
+    good: list[tuple[str, dict[str, Any]]] = []
+    for entry_id, fields in entries:
+        try:
+            good.append((entry_id, parse_record(fields.get("r"), event_id)))
+        except MalformedEntry as exc:
+            _dead_letter(event_id, (entry_id, fields), "malformed", str(exc), record=_salvage(fields))
+    return len(entries) - len(good) + (_write_batch(event_id, good) if good else 0)
+
+
+def _write_batch(event_id: int, items: list[tuple[str, dict[str, Any]]]) -> int:
+    records = [r for _entry_id, r in items]
+    for attempt in range(TRANSIENT_ATTEMPTS):
+        try:
+            outcomes = write(event_id, records)
+            _follow_up(event_id, records, outcomes, [entry_id for entry_id, _r in items])
+            return len(items)
+        except Exception as exc:  # noqa: BLE001 - sorted below: refused entry, transient, or a bug
+            _discard_session()
+            if is_refused_entry(exc):
+                if len(items) == 1:
+                    _dead_letter(event_id, (items[0][0], {}), "refused", repr(exc.orig if isinstance(
+                        exc, DBAPIError) else exc)[:500], record=items[0][1])
+                    return 1
+                half = len(items) // 2  # bisect in arrival order: the first half is written first
+                return _write_batch(event_id, items[:half]) + _write_batch(event_id, items[half:])
+            if not is_transient(exc):
+                HOLD_WRITER_ERRORS.labels(kind="unexpected").inc()
+                raise
+            HOLD_WRITER_ERRORS.labels(kind="transient").inc()
+            if attempt == TRANSIENT_ATTEMPTS - 1:
+                raise WriterUnavailable(f"{len(items)} requests of event {event_id} stay pending: {exc!r}") from exc
+            log.warning("hold writer: transient error, retrying the batch", extra={"event_id": event_id,
+                        "attempt": attempt + 1, "error": repr(exc)[:300]})
+            time.sleep(min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.5))
+    raise AssertionError("unreachable")
+
+
+def _salvage(fields: dict[str, str]) -> dict[str, Any] | None:
+    """What a malformed entry still tells of the units taken for it (id, section, quantity, user),
+    so they go back; None when not even that can be read."""
     try:
-        r = json.loads(entry[1]["r"])
-        redis_store.client.hdel(keys.pending(), r["id"])
-        gate.give_back(event_id, r["section_id"], r["quantity"], user_id=r["user_id"])
+        r = json.loads(fields.get("r") or "")
+        salvaged = {"id": str(r["id"]), "section_id": int(r["section_id"]), "quantity": int(r["quantity"]),
+                    "user_id": int(r["user_id"])}
     except (KeyError, TypeError, ValueError):
-        pass  # not even a record: nothing was taken for it
+        return None
+    return salvaged if salvaged["quantity"] > 0 else None
+
+
+def _dead_letter(event_id: int, entry: tuple[str, dict[str, str]], reason: str, error: str,
+                 record: dict[str, Any] | None) -> None:
+    """Park an entry that cannot be written, whatever is retried (logged with the entry, counted,
+    alerting: TicketsHoldWriterDeadLetters), retire its request and give its units back: one
+    SETTLE call."""
+    fields = dict(entry[1]) if entry[1] else {"r": json.dumps(record, separators=(",", ":"))}
+    log.error("hold writer: entry %s of event %s cannot be written (%s: %s); moved to the dead-letter stream",
+              entry[0], event_id, reason, error, extra={"entry": fields.get("r", "")[:2000]})
+    HOLD_WRITER_DEAD_LETTERS.labels(reason=reason).inc()
+    settle = Settlement(event_id)
+    settle.dead_letter({**fields, "reason": reason, "error": error[:500], "entry_id": entry[0]})
+    if record is not None:  # a request was taken for it: retire it and give its units back
+        settle.done(record["id"])
+        settle.give_back(record["section_id"], record["quantity"], record["user_id"])
+    settle.ack(entry[0])
+    settle.run()
 
 
 class HoldWriter:
@@ -431,14 +492,14 @@ class HoldWriter:
                         log.warning("hold writer: backing off after an error", exc_info=True)
                         self.stopping.wait(1.0)
                     self.forget_groups()  # a stream was deleted (or Redis restarted empty)
-                except (redis.RedisError, OperationalError):
+                except (redis.RedisError, OperationalError, WriterUnavailable):
                     # Redis or MySQL away: nothing was acknowledged, so nothing is lost; try again
                     log.warning("hold writer: backing off after an error", exc_info=True)
-                    db.session.rollback()
+                    _discard_session()
                     self.stopping.wait(1.0)
-                except Exception:  # noqa: BLE001 - a bad batch must not kill the writer thread
-                    log.exception("hold writer: batch failed; its entries will be claimed again")
-                    db.session.rollback()
+                except Exception:  # noqa: BLE001 - a bug must not kill the writer thread
+                    log.exception("hold writer: batch failed; its entries stay pending and will be claimed again")
+                    _discard_session()
                     self.stopping.wait(1.0)
                 finally:
                     db.remove()

@@ -44,6 +44,12 @@ HOLD_LATENCY = Histogram("tickets_reservation_hold_latency_seconds", "Time from 
 GATE_DRIFT = Counter("tickets_gate_drift_units_total",
                      "Units by which the reconciler corrected the Redis sold-out gate from MySQL")
 GATE_DRIFT_FIXES = Counter("tickets_gate_drift_fixes_total", "Sections whose Redis gate the reconciler corrected")
+HOLD_WRITER_DEAD_LETTERS = Counter("tickets_hold_writer_dead_letters_total",
+                                   "Accepted requests the hold writer parked: malformed, or refused by MySQL "
+                                   "for their own values (reason: malformed|refused)", ["reason"])
+HOLD_WRITER_ERRORS = Counter("tickets_hold_writer_errors_total",
+                             "Hold-writer batches left pending after an error (kind: transient: the database "
+                             "or Redis connection, retried; unexpected: a bug, alerting)", ["kind"])
 
 # --- after the sell-out: refunds and the waitlist -----------------------------------------------
 REFUNDS = Counter("tickets_refunds_total", "Refunds finished (outcome: succeeded|declined; via: api|worker)",
@@ -142,6 +148,10 @@ def initialise_label_sets(process: str, task_names: list[str] | None = None, top
             NOTIFICATIONS.labels(channel=channel, outcome=outcome)
     for suffix in TOPIC_SUFFIXES:
         OUTBOX_PUBLISHED.labels(topic=f"{topic_prefix}.{suffix}")
+    for reason in ("malformed", "refused"):
+        HOLD_WRITER_DEAD_LETTERS.labels(reason=reason)
+    for kind in ("transient", "unexpected"):
+        HOLD_WRITER_ERRORS.labels(kind=kind)
     for name in task_names or []:
         TASK_RUNTIME.labels(task=name)
         TASK_RETRIES.labels(task=name)

@@ -13,7 +13,7 @@ class OutboxEvent(Base):
 
     __tablename__ = "outbox"
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+    id: Mapped[int] = mapped_column(BigInteger(), primary_key=True,
                                     autoincrement=True)
     event_id: Mapped[str] = mapped_column(String(36), nullable=False, unique=True)
     type: Mapped[str] = mapped_column(String(64), nullable=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from flask import current_app
@@ -147,10 +147,8 @@ def lag() -> dict[str, float]:
     db.session.rollback()
     age = 0.0
     if oldest is not None:
-        if oldest.tzinfo is None:  # SQLite aggregate bypasses the column type
-            from datetime import UTC, datetime
-
-            oldest = datetime.fromisoformat(str(oldest)).replace(tzinfo=UTC)
+        if oldest.tzinfo is None:  # an aggregate (MIN) bypasses the column type: naive UTC
+            oldest = oldest.replace(tzinfo=UTC)
         age = max(0.0, (utcnow() - oldest).total_seconds())
     return {"unpublished": int(count or 0), "oldest_age_seconds": age}
 

@@ -1,7 +1,7 @@
 """Every Lua script of the application, and one registry that loads each once per client.
 
 Waiting room (JOIN, STATUS, LEAVE, SHUFFLE, ADVANCE), booking intake and sold-out gate (RESERVE,
-GIVE, RELEASE_HOLD, RESET), waitlist (JOIN_WAITLIST ... CLAIM_OFFER), and the small ones:
+GIVE, RELEASE_HOLD, RESET, SETTLE), waitlist (JOIN_WAITLIST ... CLAIM_OFFER), and the small ones:
 OPEN_STREAM (app/queue/streams.py), RELEASE_LOCK (app/redis/locks.py), CHECK_CODE
 (app/verification.py), ROTATE_SESSION (app/auth/sessions.py). Each hot-path state change is one
 script call: atomic, one round trip, and every key passed explicitly and sharing the sale's hash
@@ -413,6 +413,36 @@ if ARGV[2] ~= '' and redis.call('HINCRBY', KEYS[2], ARGV[2], -tonumber(ARGV[1]))
   redis.call('HSET', KEYS[2], ARGV[2], 0)
 end
 return put_back(KEYS[1], KEYS[3], KEYS[4], KEYS[5], tonumber(ARGV[1]))
+"""
+
+# The hold writer's follow-up of one batch, after MySQL committed it: all of it or none of it, so a
+# crash leaves the entries pending and the re-run rebuilds the same follow-up (app/booking/writer.py).
+# KEYS: 1 pending records  2 writes counter  3 reserve stream  4 user units  5 dead letters, then
+#       5 keys per section the batch touches: gate, holds, waitlist, pool, stats
+# ARGV: 1 consumer group  2 JSON {"ack": [entry ids], "done": [reservation ids],
+#       "holds": [[section index (1-based), member, deadline]], "give": [[section index, units, user or ""]],
+#       "dead": [[field, value, ...]] (entries for the dead-letter stream)}
+SETTLE = _PUT_BACK_FN + r"""
+local plan = cjson.decode(ARGV[2])
+local function section_key(i, n) return KEYS[5 + (i - 1) * 5 + n] end
+for _, h in ipairs(plan['holds'] or {}) do
+  redis.call('ZADD', section_key(h[1], 2), h[3], h[2])
+end
+for _, g in ipairs(plan['give'] or {}) do
+  local units = tonumber(g[2])
+  if g[3] ~= '' and redis.call('HINCRBY', KEYS[4], g[3], -units) < 0 then redis.call('HSET', KEYS[4], g[3], 0) end
+  put_back(section_key(g[1], 1), section_key(g[1], 3), section_key(g[1], 4), section_key(g[1], 5), units)
+end
+for _, d in ipairs(plan['dead'] or {}) do
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', 100000, '*', unpack(d))
+end
+if #(plan['done'] or {}) > 0 then redis.call('HDEL', KEYS[1], unpack(plan['done'])) end
+redis.call('INCR', KEYS[2])
+if #(plan['ack'] or {}) > 0 then
+  redis.call('XACK', KEYS[3], ARGV[1], unpack(plan['ack']))
+  redis.call('XDEL', KEYS[3], unpack(plan['ack']))
+end
+return #(plan['ack'] or {})
 """
 
 # KEYS: gate, holds, user units. ARGV: member, give back (0|1), user. A hold's units return to the

@@ -42,7 +42,7 @@ def upgrade() -> None:
     **TABLE_OPTS,
     )
     op.create_table('outbox',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
     sa.Column('event_id', sa.String(length=36), nullable=False),
     sa.Column('type', sa.String(length=64), nullable=False),
     sa.Column('topic', sa.String(length=64), nullable=False),

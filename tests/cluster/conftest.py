@@ -26,10 +26,13 @@ _state: dict[str, Any] = {}
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # like the integration suite: the configured servers, else private ones on free ports
     db_url = os.environ.get("TEST_DATABASE_URL")
+    if not db_url:
+        db_url, _state["mariadb_proc"], _state["mariadb_dir"] = support.start_private_mariadb()
     standalone = os.environ.get("TEST_REDIS_URL")
-    if not db_url or not standalone:
-        raise pytest.UsageError("the cluster tests need TEST_DATABASE_URL (MySQL) and TEST_REDIS_URL")
+    if not standalone:
+        standalone, _state["redis_proc"] = support.start_private_redis()
     cluster = support.LocalRedisCluster(masters=3).start()
     broker = support.redis_db_url(standalone, support.redis_db_number(standalone) + 1)
     support.flush_redis_dbs([broker])
@@ -56,6 +59,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         _state["cluster"].stop()
     if "broker" in _state:
         support.flush_redis_dbs([_state["broker"]])
+    if "mariadb_proc" in _state:
+        support.stop_private_mariadb(_state["mariadb_proc"], _state["mariadb_dir"])
+    if "redis_proc" in _state:
+        _state["redis_proc"].terminate()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Test session: real Redis, a real database (MariaDB via TEST_DATABASE_URL, else SQLite), Tansu,
+"""Test session: real Redis, MariaDB (TEST_DATABASE_URL, else a private mariadbd on a free port), Tansu,
 moto's SNS server and aiosmtpd, all started before the app is built so that the API under test and
 the Celery worker subprocesses share one configuration through the environment."""
 
@@ -21,7 +21,7 @@ _state: dict[str, Any] = {}
 def _configure_environment() -> None:
     db_url = os.environ.get("TEST_DATABASE_URL")
     if not db_url:
-        db_url = f"sqlite:///{tempfile.mkdtemp(prefix='tickets-test-')}/test.db"
+        db_url, _state["mariadb_proc"], _state["mariadb_dir"] = support.start_private_mariadb()
     redis_url = os.environ.get("TEST_REDIS_URL")
     if not redis_url:
         redis_url, _state["redis_proc"] = support.start_private_redis()
@@ -85,6 +85,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         _state["smtp"].stop()
     if "moto" in _state:
         _state["moto"].stop()
+    if "mariadb_proc" in _state:
+        support.stop_private_mariadb(_state["mariadb_proc"], _state["mariadb_dir"])
     if "redis_proc" in _state:
         _state["redis_proc"].terminate()
     else:
@@ -100,13 +102,10 @@ def _reset_database(url: str) -> None:
     meta = MetaData()
     meta.reflect(engine)
     with engine.begin() as conn:
-        if engine.dialect.name in {"mysql", "mariadb"}:
-            conn.execute(text("SET FOREIGN_KEY_CHECKS=0"))
-            for table in meta.sorted_tables:
-                conn.execute(text(f"DROP TABLE IF EXISTS `{table.name}`"))
-            conn.execute(text("SET FOREIGN_KEY_CHECKS=1"))
-        else:
-            meta.drop_all(conn)
+        conn.execute(text("SET FOREIGN_KEY_CHECKS=0"))
+        for table in meta.sorted_tables:
+            conn.execute(text(f"DROP TABLE IF EXISTS `{table.name}`"))
+        conn.execute(text("SET FOREIGN_KEY_CHECKS=1"))
     engine.dispose()
 
 
@@ -144,18 +143,16 @@ def clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
 
     with flask_app.app_context():
         with db.engine.begin() as conn:
-            if db.is_mysql:
-                # a task of the previous test may still hold row locks (the relay holds outbox rows
-                # while Kafka acknowledges): wait for it rather than fail the clean-up
-                conn.execute(text("SET SESSION innodb_lock_wait_timeout = 60"))
+            # a task of the previous test may still hold row locks: wait for it rather than fail
+            conn.execute(text("SET SESSION innodb_lock_wait_timeout = 60"))
             for table in TABLES_IN_DELETE_ORDER:
                 conn.execute(text(f"DELETE FROM {table}"))
-            if db.is_mysql:  # the connection returns to the pool: restore the app's setting
-                conn.execute(text("SET SESSION innodb_lock_wait_timeout = 5"))
+            # the connection returns to the pool: restore the app's setting
+            conn.execute(text("SET SESSION innodb_lock_wait_timeout = 5"))
         redis_store.client.flushdb()
     from app.booking.intake import catalogue
 
-    catalogue.clear()  # SQLite reuses ids after DELETE: no catalogue facts may outlive a test
+    catalogue.clear()  # the API process's catalogue cache: no facts may outlive a test
     yield
 
 

@@ -3,7 +3,6 @@ under a request. Each answer must be JSON with the right status, and nothing hal
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import pytest
@@ -47,8 +46,6 @@ def test_integers_are_strict_in_every_json_body(client, make_user, make_event, a
     assert r.status_code == 422
 
 
-@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL", "").startswith("mysql"),
-                    reason="KILL of a connection needs MariaDB (the SQLite default run has none)")
 def test_a_killed_database_connection_is_a_json_503_and_the_next_request_works(app, client, make_event):
     """MariaDB KILLs the connection a request is using (a failover, an operator, a timeout). The
     answer is a JSON 503 with Retry-After, not gunicorn's HTML 500 from the session's teardown; the

@@ -1,12 +1,10 @@
-"""Booking through the real API, a real Celery worker, MySQL/SQLite and Redis."""
+"""Booking through the real API, a real Celery worker, MariaDB and Redis."""
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 
-import pytest
 from sqlalchemy import select
 
 from app.booking.models import Reservation
@@ -353,8 +351,6 @@ def test_one_batch_holds_in_arrival_order_and_rejects_only_the_losers(app, make_
                       seats[2]: records[6]["id"], seats[3]: records[6]["id"]}
 
 
-@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL", "").startswith("mysql"),
-                    reason="holding the writer back takes a row lock (MySQL/MariaDB; CI runs this)")
 def test_status_is_pending_from_the_202_until_the_writer_runs(app, client, worker, make_event, make_user):
     """The section row is locked, so the writer cannot commit: the user sees `pending` meanwhile."""
     from sqlalchemy import text

@@ -10,7 +10,6 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 import requests
 from sqlalchemy import func, select, text
 
@@ -109,8 +108,6 @@ def test_no_oversell_under_200_concurrent_buyers(app, live_api, worker, make_eve
         db.session.rollback()
 
 
-@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL", "").startswith("mysql"),
-                    reason="row locks held across connections need MySQL/MariaDB (CI runs this)")
 def test_killed_writer_loses_nothing_and_yields_one_hold(app, make_event, make_user):
     """SIGKILL the worker whose hold writer is mid-batch (blocked inside its transaction): nothing
     is written, the entry stays pending in the consumer group, and another worker claims it and

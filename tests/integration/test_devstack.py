@@ -1,4 +1,4 @@
-"""`make run` (app/devstack.py) as a new user meets it: the whole system on embedded defaults, the
+"""`make run` (devtools/devstack.py) as a new user meets it: the whole system on embedded defaults, the
 README's fan flow against it, the operator's CLIs from a "second terminal" that sets no variable,
 the dev inbox, one scrape target per series, Flower without the housekeeping ticks, and a clean
 Ctrl-C. Everything runs on private ports and a private Redis; nothing here touches the suite's
@@ -22,7 +22,7 @@ import requests
 from tests.support import ROOT, free_port, wait_for
 
 PORTS = ("PORT", "FLOWER_PORT", "EXPORTER_PORT", "DEV_INBOX_PORT", "DEV_REDIS_PORT", "DEV_KAFKA_PORT",
-         "DEV_SMTP_PORT", "DEV_SNS_PORT")
+         "DEV_SMTP_PORT", "DEV_SNS_PORT", "DEV_MARIADB_PORT")
 
 
 def second_terminal(dev_env: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -43,10 +43,10 @@ def devstack(tmp_path):
     ports = {name: str(free_port()) for name in PORTS}
     dev_env = tmp_path / "dev.env"
     env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", str(tmp_path)),
-           "DATABASE_URL": f"sqlite:///{tmp_path}/dev.db", "DEV_VAR_DIR": str(tmp_path / "var"),
+           "DEV_VAR_DIR": str(tmp_path / "var"),  # no DATABASE_URL: make run starts its own MariaDB
            "TICKETS_DEV_ENV": str(dev_env), **ports}
     log = open(tmp_path / "make-run.log", "w+")  # noqa: SIM115 - read back while the stack runs
-    proc = subprocess.Popen([sys.executable, "-m", "app.devstack"], cwd=ROOT, env=env, stdout=log,
+    proc = subprocess.Popen([sys.executable, "-m", "devtools.devstack"], cwd=ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT)
 
     def output() -> str:
@@ -76,7 +76,8 @@ def test_make_run_serves_the_readme_flow_to_the_operators_tools_and_stops_cleanl
     ports, api, dev_env = devstack["ports"], devstack["api"], devstack["dev_env"]
     for url in (f"http://127.0.0.1:{ports['PORT']}/api/docs", f"http://127.0.0.1:{ports['FLOWER_PORT']}",
                 f"http://127.0.0.1:{ports['EXPORTER_PORT']}/metrics", f"http://127.0.0.1:{ports['DEV_INBOX_PORT']}/",
-                f"127.0.0.1:{ports['DEV_KAFKA_PORT']}", f"redis://127.0.0.1:{ports['DEV_REDIS_PORT']}/0"):
+                f"127.0.0.1:{ports['DEV_KAFKA_PORT']}", f"redis://127.0.0.1:{ports['DEV_REDIS_PORT']}/0",
+                f"mysql+pymysql://root@127.0.0.1:{ports['DEV_MARIADB_PORT']}/tickets"):
         assert url in banner, (url, banner[-3000:])
     demo = re.search(r"Demo +event_id=(\d+) Floor: section_id=(\d+) Balcony: section_id=(\d+)", banner)
     assert demo, banner[-3000:]
@@ -161,7 +162,7 @@ def test_make_run_serves_the_readme_flow_to_the_operators_tools_and_stops_cleanl
 
 
 def test_make_run_refuses_a_taken_public_port_and_moves_off_a_taken_internal_one():
-    from app.devstack import PortTaken, internal_port, public_ports
+    from devtools.devstack import PortTaken, internal_port, public_ports
 
     with socket.socket() as foreign:
         foreign.bind(("127.0.0.1", 0))

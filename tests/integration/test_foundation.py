@@ -21,12 +21,11 @@ def test_migrations_created_every_table_at_head(app):
         assert {"users", "events", "sections", "seats", "reservations", "outbox", "devices",
                 "notifications", "refunds", "payments", "alembic_version"} <= tables
         version = db.session.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "0006"
-        if db.is_mysql:
-            rows = db.session.execute(text(
-                "SELECT table_name, engine, table_collation FROM information_schema.tables "
-                "WHERE table_schema = DATABASE() AND table_name <> 'alembic_version'")).all()
-            assert rows and all(r[1] == "InnoDB" and r[2].startswith("utf8mb4") for r in rows), rows
+        assert version == "0007"
+        rows = db.session.execute(text(
+            "SELECT table_name, engine, table_collation FROM information_schema.tables "
+            "WHERE table_schema = DATABASE() AND table_name <> 'alembic_version'")).all()
+        assert rows and all(r[1] == "InnoDB" and r[2].startswith("utf8mb4") for r in rows), rows
 
 
 def test_health_and_readiness(client):

@@ -84,7 +84,7 @@ def test_full_flow_arrives_in_order_with_the_envelope(app, client, worker, tansu
     assert set(first) >= {"id", "type", "occurred_at", "aggregate_type", "aggregate_id", "schema_version", "data"}
     assert first["aggregate_type"] == "reservation" and first["schema_version"] == 1
     assert first["data"]["user_id"] == user["id"]
-    with app.app_context():  # ids can repeat across tests (SQLite reuses them); envelope ids cannot
+    with app.app_context():  # envelope ids are unique across tests
         ours = set(db.session.scalars(select(OutboxEvent.event_id).where(OutboxEvent.aggregate_type == "queue")))
         db.session.rollback()
     queue = [m for m in consume(tansu.bootstrap, "tickets.queue") if m["id"] in ours]

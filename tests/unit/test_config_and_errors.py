@@ -21,15 +21,22 @@ def test_defaults_are_for_development_and_the_environment_overrides_them():
         load_config({"APP_ENV": "staging"})
 
 
-def test_production_refuses_the_repositorys_secrets_sqlite_and_switched_off_checks():
+def test_production_refuses_the_repositorys_secrets_and_switched_off_checks():
     base = {"APP_ENV": "production", "JWT_SECRET_KEY": STRONG, "ADMISSION_SECRET_KEY": "a" * 40,
             "DATABASE_URL": "mysql+pymysql://u:p@db/tickets"}
     check_production_safety(load_config(base))  # a proper configuration passes
-    for change in ({"JWT_SECRET_KEY": ""}, {"DATABASE_URL": "sqlite:///x.db"}, {"REQUIRE_VERIFIED_EMAIL": "0"},
-                   {"ADMISSION_SECRET_KEY": "CHANGE_ME"}):
+    for change in ({"JWT_SECRET_KEY": ""}, {"REQUIRE_VERIFIED_EMAIL": "0"}, {"ADMISSION_SECRET_KEY": "CHANGE_ME"}):
         with pytest.raises(ConfigError):
             check_production_safety(load_config({**base, **change}))
     assert load_config(base)["JWT_COOKIE_SECURE"] is True and load_config({})["JWT_COOKIE_SECURE"] is False
+
+
+def test_every_environment_refuses_a_database_that_is_not_mysql():
+    """The record is MySQL/MariaDB (row locks, READ COMMITTED): no stand-in, in any environment."""
+    for app_env in ("development", "testing", "production"):
+        with pytest.raises(ConfigError, match="MySQL/MariaDB"):
+            load_config({"APP_ENV": app_env, "DATABASE_URL": "sqlite:///x.db"})
+    assert load_config({})["DATABASE_URL"].startswith("mysql+pymysql://")
 
 
 def test_json_depth_counts_nesting_outside_strings():

