@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import select
 
 from app.booking import gate
+from app.booking.holds import MAX_AMOUNT_CENTS
 from app.catalogue.models import SECTION_GENERAL, Seat
 from app.catalogue.services import get_event, get_section
 from app.errors import AppError, Conflict, Forbidden, Unprocessable
@@ -217,6 +218,9 @@ def accept(req: ReserveRequest) -> tuple[str, dict[str, Any] | None]:
 
 
 def _record(req: ReserveRequest, section: SectionFacts, quantity: int, digest: str, now: float) -> dict[str, Any]:
+    if section.price_cents * quantity > MAX_AMOUNT_CENTS:  # what reservations.amount_cents holds
+        raise Unprocessable("The order's amount is larger than the platform can record", reason="amount_too_large",
+                            errors={"quantity": ["the amount exceeds the largest recordable amount"]})
     return {"id": str(uuid.uuid4()), "user_id": req.user_id, "event_id": req.event_id,
             "section_id": req.section_id, "quantity": quantity,
             "seat_ids": sorted(req.seat_ids) if req.seat_ids else None,

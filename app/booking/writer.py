@@ -330,7 +330,7 @@ def process(event_id: int, entries: list[tuple[str, dict[str, str]]]) -> int:
         try:
             good.append((entry_id, parse_record(fields.get("r"), event_id)))
         except MalformedEntry as exc:
-            _dead_letter(event_id, (entry_id, fields), "malformed", str(exc), record=_salvage(fields))
+            _dead_letter(event_id, (entry_id, fields), "malformed", str(exc), record=_salvage(event_id, fields))
     return len(entries) - len(good) + (_write_batch(event_id, good) if good else 0)
 
 
@@ -362,16 +362,22 @@ def _write_batch(event_id: int, items: list[tuple[str, dict[str, Any]]]) -> int:
     raise AssertionError("unreachable")
 
 
-def _salvage(fields: dict[str, str]) -> dict[str, Any] | None:
+def _salvage(event_id: int, fields: dict[str, str]) -> dict[str, Any] | None:
     """What a malformed entry still tells of the units taken for it (id, section, quantity, user),
-    so they go back; None when not even that can be read."""
-    try:
-        r = json.loads(fields.get("r") or "")
-        salvaged = {"id": str(r["id"]), "section_id": int(r["section_id"]), "quantity": int(r["quantity"]),
-                    "user_id": int(r["user_id"])}
-    except (KeyError, TypeError, ValueError):
-        return None
-    return salvaged if salvaged["quantity"] > 0 else None
+    so they go back: from the pending record RESERVE kept under its id, else from the entry
+    itself; None when neither can be read."""
+    for source in ("pending", "entry"):
+        try:
+            r = json.loads(fields.get("r") or "")
+            if source == "pending":
+                r = json.loads(redis_store.client.hget(QueueKeys(event_id).pending(), str(r["id"])) or "")
+            salvaged = {"id": str(r["id"]), "section_id": int(r["section_id"]), "quantity": int(r["quantity"]),
+                        "user_id": int(r["user_id"])}
+        except (KeyError, TypeError, ValueError):
+            continue
+        if salvaged["quantity"] > 0:
+            return salvaged
+    return None
 
 
 def _dead_letter(event_id: int, entry: tuple[str, dict[str, str]], reason: str, error: str,
