@@ -168,7 +168,6 @@ def test_a_crash_between_commit_and_the_redis_follow_up_is_repaired_from_the_row
     count stuck, refusing `limit_exceeded` for the rest of the sale. Now the re-run rebuilds the
     follow-up from the rows."""
     from app.booking import writer
-
     from app.catalogue.models import Seat
 
     event = make_event(sections=[{"name": "Row A", "rows": 1, "seats_per_row": 4}], max_per_user=4)
