@@ -23,12 +23,6 @@ def advance(event_id: int) -> dict:
 
 @celery.task(name="queue.drain_events", ignore_result=True)
 def drain_events() -> int:
-    from app.db import transaction
-    from app.queue.events import drain_events as drain
-    from app.queue.services import registered_event_ids
+    from app.queue.events import drain_all
 
-    drained = 0
-    for event_id in registered_event_ids():
-        with transaction():  # one unit per sale
-            drained += drain(event_id)
-    return drained
+    return drain_all()  # every sale until its stream is empty, ended sales included

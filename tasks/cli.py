@@ -122,3 +122,19 @@ def holds_write() -> None:
         return {"written": HoldWriter(current_app._get_current_object(), name="cli").drain(timeout=60)}
 
     _echo(_in_app(run))
+
+
+@holds.command("dead-letters")
+@click.argument("event_id", type=int)
+@click.option("--limit", default=100, show_default=True, help="How many, oldest first.")
+def holds_dead_letters(event_id: int, limit: int) -> None:
+    """The accepted requests of a sale the hold writer parked (malformed, or refused by MySQL for
+    their own values), with the reason and the error (alert HoldWriterDeadLetters)."""
+    from app.extensions import redis_store
+    from app.redis.keys import QueueKeys
+
+    def run() -> dict:
+        entries = redis_store.client.xrange(QueueKeys(event_id).dead_letters(), count=limit)
+        return {"event_id": event_id, "dead_letters": [{"id": entry_id, **fields} for entry_id, fields in entries]}
+
+    _echo(_in_app(run))

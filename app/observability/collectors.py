@@ -61,6 +61,23 @@ class DomainCollector(Collector):
         except Exception:  # noqa: BLE001 - a scrape must not fail because Redis hiccupped
             log.warning("queue metrics unavailable", exc_info=True)
         yield from (waiting, active, paused, rate)
+        yield from self._queue_event_lag()
+
+    def _queue_event_lag(self) -> Iterator[GaugeMetricFamily]:
+        from app.queue.events import lag
+
+        undrained = GaugeMetricFamily("tickets_queue_events_undrained",
+                                      "Queue events not yet copied to the outbox (the stream is never trimmed)",
+                                      labels=["event_id"])
+        age = GaugeMetricFamily("tickets_queue_events_oldest_undrained_age_seconds",
+                                "Age of a sale's oldest queue event not yet in the outbox", labels=["event_id"])
+        try:
+            for event_id, (length, oldest) in lag().items():
+                undrained.add_metric([str(event_id)], length)
+                age.add_metric([str(event_id)], oldest)
+        except Exception:  # noqa: BLE001 - a scrape must not fail because Redis hiccupped
+            log.warning("queue event lag unavailable", exc_info=True)
+        yield from (undrained, age)
 
     def _waitlist_metrics(self) -> Iterator[GaugeMetricFamily]:
         from app.booking.waitlist import _keys

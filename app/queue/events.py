@@ -2,11 +2,15 @@
 moves them into the MySQL outbox with the same envelope and guarantees as every other event.
 
 Idempotent: the outbox id is derived from the stream entry id, so a crash between commit and
-XDEL re-inserts nothing.
+XDEL re-inserts nothing. The stream is never trimmed: ``drain_all`` visits every sale that may
+have events left (UNDRAINED_KEY, which keeps a sale after it ended until its stream is empty) and
+drains each until it is empty, one unit of work per batch.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -15,13 +19,18 @@ from sqlalchemy import select
 from app.extensions import db, redis_store
 from app.outbox.models import OutboxEvent
 from app.outbox.services import record_event
-from app.redis.keys import QueueKeys
+from app.redis.keys import REGISTRY_KEY, UNDRAINED_KEY, QueueKeys
+from app.redis.locks import LockTimeout, redis_lock
 from app.tasking import call_after_commit
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
 
 _NAMESPACE = uuid.UUID("0f3a8a6e-3a51-4d4f-a1b1-3f0c9d7e5b21")
 
 
-def drain_events(event_id: int, batch: int = 500) -> int:
+def drain_events(event_id: int, batch: int = BATCH) -> int:
     """Copy up to ``batch`` entries of the sale's Redis event stream into the outbox, in the caller's
     unit of work; they leave the stream once it commits (a re-run skips what was copied)."""
     keys = QueueKeys(event_id)
@@ -54,3 +63,52 @@ def _number(value: str) -> float | int | str:
     except ValueError:
         return value
     return int(number) if number.is_integer() else number
+
+
+def undrained_event_ids() -> list[int]:
+    """Sales whose event stream may hold events: the registered ones and those that ended lately."""
+    client = redis_store.client
+    return sorted({int(e) for e in client.smembers(UNDRAINED_KEY)} | {int(e) for e in client.smembers(REGISTRY_KEY)})
+
+
+def drain_all(budget_seconds: float = 5.0, batch: int = BATCH) -> int:
+    """Drain every sale's event stream until it is empty (or the time budget is spent: the next
+    run goes on), one unit of work per batch; forget a sale that ended once its stream is empty."""
+    from app.db import transaction
+
+    client = redis_store.client
+    deadline = time.monotonic() + budget_seconds
+    drained = 0
+    for event_id in undrained_event_ids():
+        keys = QueueKeys(event_id)
+        try:
+            with redis_lock(keys.drain_lock(), ttl_ms=int(budget_seconds * 1000) + 30_000):
+                while True:
+                    with transaction():
+                        n = drain_events(event_id, batch)
+                    drained += n
+                    if n < batch or time.monotonic() > deadline:
+                        break
+                if client.xlen(keys.events) == 0 and not client.sismember(REGISTRY_KEY, event_id):
+                    client.srem(UNDRAINED_KEY, event_id)
+        except LockTimeout:
+            continue  # another drain has this sale
+        if time.monotonic() > deadline:
+            break
+    return drained
+
+
+def lag(event_ids: list[int] | None = None) -> dict[int, tuple[int, float]]:
+    """Per sale: events not yet in the outbox, and the age in seconds of the oldest of them."""
+    client = redis_store.client
+    now = time.time()
+    found: dict[int, tuple[int, float]] = {}
+    for event_id in event_ids if event_ids is not None else undrained_event_ids():
+        keys = QueueKeys(event_id)
+        pipe = client.pipeline(transaction=False)
+        pipe.xlen(keys.events)
+        pipe.xrange(keys.events, "-", "+", count=1)
+        length, oldest = pipe.execute()
+        age = max(0.0, now - int(oldest[0][0].split("-")[0]) / 1000) if oldest else 0.0
+        found[event_id] = (int(length), age)
+    return found

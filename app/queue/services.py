@@ -27,7 +27,7 @@ from app.extensions import db, redis_store
 from app.observability.metrics import QUEUE_ADMISSIONS, QUEUE_EXPIRED, QUEUE_JOINS, QUEUE_WAIT
 from app.queue import eta, passes
 from app.redis import cluster
-from app.redis.keys import REGISTRY_KEY, QueueKeys
+from app.redis.keys import REGISTRY_KEY, UNDRAINED_KEY, QueueKeys
 from app.redis.locks import LockTimeout, redis_lock
 from app.redis.scripts import script
 from app.tasking import call_after_commit, send_task
@@ -65,6 +65,7 @@ def sync_meta(event: Event) -> None:
     pipe.hsetnx(keys.meta, "paused", "0")
     pipe.hsetnx(keys.meta, "shuffled", "0")
     pipe.sadd(REGISTRY_KEY, event.id)
+    pipe.sadd(UNDRAINED_KEY, event.id)  # its events are drained until the stream is empty, after the end too
     pipe.execute()
 
 
@@ -262,7 +263,10 @@ def advance(event_id: int, max_batch: int = MAX_BATCH, force: int = 0) -> Advanc
         return AdvanceResult(event_id, "locked", [])
     status_, lapsed, abandoned = reply[0], int(reply[1]), int(reply[2])
     if status_ == "ended":
-        client.srem(REGISTRY_KEY, event_id)  # a later join (if the sale allows one) registers it again
+        # a later join (if the sale allows one) registers it again; the last tick's events are
+        # still drained (UNDRAINED_KEY keeps the sale until its stream is empty)
+        client.sadd(UNDRAINED_KEY, event_id)
+        client.srem(REGISTRY_KEY, event_id)
     label = str(event_id)
     # series of every advanced sale exist from its first step (0, not "no data", in alerts)
     QUEUE_ADMISSIONS.labels(event_id=label)

@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 REGISTRY_KEY = "queues:registry"  # event ids with a waiting room (read by the advancer)
+# event ids whose queue-event stream may hold events not yet in the outbox: added at registration,
+# removed by the drain only once the sale has left REGISTRY_KEY and its stream is empty
+UNDRAINED_KEY = "queues:undrained"
 WAITLIST_REGISTRY_KEY = "waitlists:registry"  # "event:section" of every section with a waitlist
 OUTBOX_KICK_KEY = "outbox:kick"  # debounce of the after-commit relay kick
 OUTBOX_RELAY_LOCK_KEY = "outbox:relay-lock"  # one relay publishes at a time
@@ -118,6 +121,10 @@ class QueueKeys:
 
     def advance_lock(self) -> str:
         return f"{self.prefix}advance-lock"
+
+    def drain_lock(self) -> str:
+        """One drain of the sale's event stream at a time (ids are derived, order is kept)."""
+        return f"{self.prefix}drain-lock"
 
 
 _NAMES = ("meta", "line", "pre", "joined", "hb", "active", "notifiable", "expired", "seq", "stats", "events")

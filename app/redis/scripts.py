@@ -29,14 +29,15 @@ from app.redis import redis_store
 _PRELUDE = r"""
 local K_META, K_LINE, K_PRE, K_JOINED, K_HB, K_ACTIVE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local K_NOTIF, K_EXPIRED, K_SEQ, K_STATS, K_EVENTS = KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
-local STREAM_MAX = 1000000
+-- the events stream is never trimmed: an event leaves it only once the drain has copied it to
+-- the outbox (app/queue/events.py); its lag is a metric with an alert (QueueEventsUndrained)
 
 local function emit(kind, user, extra_k, extra_v, now)
   if extra_k then
-    redis.call('XADD', K_EVENTS, 'MAXLEN', '~', STREAM_MAX, '*', 'type', kind, 'user_id', user, 'at', now,
+    redis.call('XADD', K_EVENTS, '*', 'type', kind, 'user_id', user, 'at', now,
                extra_k, extra_v)
   else
-    redis.call('XADD', K_EVENTS, 'MAXLEN', '~', STREAM_MAX, '*', 'type', kind, 'user_id', user, 'at', now)
+    redis.call('XADD', K_EVENTS, '*', 'type', kind, 'user_id', user, 'at', now)
   end
 end
 
@@ -184,7 +185,7 @@ end
 redis.call('DEL', K_PRE)
 redis.call('HSET', K_META, 'shuffled', '1')
 if placed > 0 then
-  redis.call('XADD', K_EVENTS, 'MAXLEN', '~', STREAM_MAX, '*', 'type', 'PreQueueShuffled', 'user_id', '',
+  redis.call('XADD', K_EVENTS, '*', 'type', 'PreQueueShuffled', 'user_id', '',
              'at', now, 'count', placed)
 end
 return placed

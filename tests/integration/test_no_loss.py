@@ -283,3 +283,51 @@ def test_two_writers_on_one_entry_write_it_once(app, make_event, make_user):
     with app.app_context():
         assert db.session.get(Section, section).held == 2
         db.session.rollback()
+
+
+def test_a_sale_that_ends_has_its_last_events_drained_however_many(app, client, make_event, make_user):
+    """Item 3: the drain visited only registered sales, 500 events a second each, and the stream's
+    MAXLEN trimmed what it had not reached. A sale that ends leaves the registry, so its last
+    tick's events never reached the outbox. Now one drain run empties every stream (1,200 events
+    here, more than two batches), an ended sale's included, and the lag is a metric."""
+    from datetime import timedelta
+
+    from sqlalchemy import func
+
+    from app.catalogue.models import Event
+    from app.db import utcnow
+    from app.outbox.models import OutboxEvent
+    from app.queue.events import drain_all, lag
+    from app.redis.keys import REGISTRY_KEY, UNDRAINED_KEY
+    from tests.helpers import advance
+
+    event = make_event(admit_per_minute=60_000, max_active=1000)
+    users = [make_user() for _ in range(3)]
+    for user in users:
+        assert client.post(f"/api/queue/{event['id']}/join", headers=user["headers"]).status_code == 202
+    advance(app, event["id"])  # 3 joined, 3 admitted: 6 events
+    keys = QueueKeys(event["id"])
+    client_ = redis_store.client
+    pipe = client_.pipeline(transaction=False)
+    for i in range(1200):  # a busy sale's backlog, as the scripts write it
+        pipe.xadd(keys.events, {"type": "Heartbeat", "user_id": users[i % 3]["id"], "at": f"{time.time():.6f}"})
+    pipe.execute()
+    # the sale is over: the event has started, nobody waits or is admitted any more
+    with app.app_context():
+        row = db.session.get(Event, event["id"])
+        row.starts_at = utcnow() - timedelta(minutes=1)
+        db.session.commit()
+        from app.queue.services import sync_meta
+
+        sync_meta(row)
+    client_.delete(keys.active)
+    assert advance(app, event["id"]).status == "ended"
+    assert not client_.sismember(REGISTRY_KEY, event["id"])  # the advancer forgot it ...
+    with app.app_context():
+        assert lag([event["id"]])[event["id"]][0] == 1206  # ... its events are a visible lag
+        assert drain_all() == 1206
+        assert db.session.scalar(select(func.count(OutboxEvent.id)).where(
+            OutboxEvent.aggregate_type == "queue", OutboxEvent.aggregate_id == str(event["id"]))) == 1206
+        db.session.rollback()
+        assert lag([event["id"]])[event["id"]] == (0, 0.0)
+    assert client_.xlen(keys.events) == 0 and not client_.sismember(UNDRAINED_KEY, event["id"])
