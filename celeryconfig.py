@@ -74,7 +74,7 @@ def beat_schedule(advance_every: float, housekeeping_queue: str) -> dict[str, di
         "waitlist-offers": {"task": "booking.waitlist_tick", "schedule": 1.0, "options": {"expires": 5}},
         "sweep-refunds": {"task": "booking.sweep_refunds", "schedule": 60.0, "options": {"expires": 60}},
         "sweep-payments": {"task": "booking.sweep_payments", "schedule": 60.0, "options": {"expires": 60}},
-        "sweep-notifications": {"task": "notifications.sweep", "schedule": 60.0, "options": {"expires": 60}},
+        "sweep-notifications": {"task": "notifications.sweep", "schedule": 15.0, "options": {"expires": 15}},
         "prune-outbox": {"task": "outbox.prune", "schedule": 3600.0},
     }
     for entry in schedule.values():

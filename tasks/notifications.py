@@ -39,9 +39,10 @@ def notify_users(event_id: int, kind: str, notices: list[list]) -> int:
 
 @celery.task(name="notifications.sweep", ignore_result=True)
 def sweep() -> int:
-    from app.notifications.flows import requeue_stale_sends
+    """Notices owed but never recorded (a lost task), then rows left pending or mid-send."""
+    from app.notifications.flows import recover_owed_notices, requeue_stale_sends
 
-    return requeue_stale_sends()
+    return recover_owed_notices() + requeue_stale_sends()
 
 
 @celery.task(name="notifications.send", bind=True, max_retries=8, ignore_result=True)

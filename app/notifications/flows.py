@@ -9,7 +9,9 @@ open transaction spans an SNS or SMTP call:
 
 from __future__ import annotations
 
+import logging
 import random
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,10 +20,14 @@ from sqlalchemy import func, select
 
 from app.db import new_uuid, retry_when_busy, transaction, upsert, utcnow
 from app.errors import Conflict
-from app.extensions import db
+from app.extensions import db, redis_store
 from app.notifications import channels, services
 from app.notifications.models import CHANNEL_EMAIL, CHANNEL_PUSH, CHANNEL_SMS, Device, Notification
+from app.redis.keys import QueueKeys
+from app.redis.scripts import script
 from app.tasking import send_task
+
+log = logging.getLogger(__name__)
 
 # --- delivery --------------------------------------------------------------------------------------
 
@@ -33,10 +39,47 @@ def notify_admitted(user_id: int, event_id: int, admitted_at: float, admitted_un
 def notify_admissions(event_id: int, admitted_at: float, admissions: list[tuple[int, float]],
                       kind: str = "admitted") -> list[str]:
     """Record one notification per enabled device per notice and commit, then send every row still
-    pending. Returns the ids this call sent or tried to send."""
+    pending. Returns the ids this call sent or tried to send. An admission's notice is owed in Redis
+    (ADVANCE wrote it in the admission's own call) until its rows are committed here."""
     with transaction():
         ids = services.record_notices(event_id, admitted_at, admissions, kind)
+    if kind == "admitted":
+        forget_owed_notices(event_id, admitted_at, admissions)
     return deliver(ids)
+
+
+def forget_owed_notices(event_id: int, admitted_at: float, admissions: list[tuple[int, float]]) -> None:
+    values = [x for user, until in admissions for x in (str(user), _lua_number(until))]
+    if values:
+        script("FORGET_NOTICES")(keys=[QueueKeys(event_id).notices_due()], args=values)
+
+
+def _lua_number(value: float) -> str:
+    """A number as Lua's tostring wrote it in ADVANCE (%.14g)."""
+    return f"{value:.14g}"
+
+
+def recover_owed_notices(older_than_seconds: float = 30.0) -> int:
+    """Record and send the admission notices still owed after ``older_than_seconds`` (the task that
+    should have done it was lost: a broker blip, a worker killed before its first commit).
+    Idempotent: a notice recorded meanwhile adds no row."""
+    from app.queue.events import undrained_event_ids
+
+    client = redis_store.client
+    recovered = 0
+    cutoff = time.time() - older_than_seconds
+    for event_id in undrained_event_ids():
+        by_moment: dict[float, list[tuple[int, float]]] = {}
+        for user, value in client.hgetall(QueueKeys(event_id).notices_due()).items():
+            until, at = (float(x) for x in value.split("|"))
+            if at <= cutoff:
+                by_moment.setdefault(at, []).append((int(user), until))
+        for at, admissions in sorted(by_moment.items()):
+            log.warning("recovering %s admission notices of event %s owed since %.0f s", len(admissions), event_id,
+                        time.time() - at)
+            notify_admissions(event_id, at, admissions)
+            recovered += len(admissions)
+    return recovered
 
 
 def send(notification_id: str) -> Notification | None:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 
 from app import verification
 from app.auth.models import User
@@ -302,12 +302,14 @@ def record(jobs: list, results: list[tuple[str, Any]]) -> list[str]:
 
 
 def requeue_stale_sends(older_than_seconds: int = 120, limit: int = 500) -> int:
-    """A sender that died between claim and record leaves rows in 'sending': send them again
-    (at-least-once in that crash window only; consumers dedupe on the notification id)."""
+    """A sender that died between claim and record leaves rows in 'sending', and one that died (or
+    whose task was lost) between record and claim leaves them 'pending': send them again
+    (at-least-once in the first crash window only; consumers dedupe on the notification id)."""
     session = db.session
     cutoff = utcnow() - timedelta(seconds=older_than_seconds)
-    ids = list(session.scalars(select(Notification.id).where(Notification.status == "sending",
-                                                             Notification.claimed_at <= cutoff).limit(limit)))
+    ids = list(session.scalars(select(Notification.id).where(or_(
+        and_(Notification.status == "sending", Notification.claimed_at <= cutoff),
+        and_(Notification.status == "pending", Notification.created_at <= cutoff))).limit(limit)))
     if ids:
         session.execute(update(Notification).where(Notification.id.in_(ids), Notification.status == "sending")
                         .values(status="pending", claim_token=None).execution_options(synchronize_session=False))

@@ -245,7 +245,7 @@ def advance(event_id: int, max_batch: int = MAX_BATCH, force: int = 0) -> Advanc
     try:
         with redis_lock(keys.advance_lock(), ttl_ms=10_000):
             now = time.time()
-            reply = script("ADVANCE")(keys=keys.all(), args=[f"{now:.6f}", max_batch, force])
+            reply = script("ADVANCE")(keys=keys.advance_keys(), args=[f"{now:.6f}", max_batch, force])
             shuffled = tick = None
             if reply[0] == "no_meta":
                 event = db.session.get(Event, event_id)
@@ -253,10 +253,10 @@ def advance(event_id: int, max_batch: int = MAX_BATCH, force: int = 0) -> Advanc
                     client.srem(REGISTRY_KEY, event_id)
                     return AdvanceResult(event_id, "unknown_event", [])
                 sync_meta(event)
-                reply = script("ADVANCE")(keys=keys.all(), args=[f"{now:.6f}", max_batch, force])
+                reply = script("ADVANCE")(keys=keys.advance_keys(), args=[f"{now:.6f}", max_batch, force])
             if reply[0] == "needs_shuffle":
                 shuffled = shuffle_prequeue(event_id, now)
-                reply = script("ADVANCE")(keys=keys.all(), args=[f"{now:.6f}", max_batch, force])
+                reply = script("ADVANCE")(keys=keys.advance_keys(), args=[f"{now:.6f}", max_batch, force])
             if reply[0] in {"ok", "paused"}:
                 tick = _learn_speed(keys, now, reply)  # under the lock: one writer of the estimate at a time
     except LockTimeout:

@@ -122,6 +122,16 @@ class QueueKeys:
     def advance_lock(self) -> str:
         return f"{self.prefix}advance-lock"
 
+    def notices_due(self) -> str:
+        """user -> "admitted_until|admitted_at": "your turn" notices owed, written by ADVANCE in the
+        same call as the admission and forgotten once their notification rows are recorded in
+        MySQL; the sweeper records any still owed (a broker blip lost the task)."""
+        return f"{self.prefix}notices-due"
+
+    def advance_keys(self) -> list[str]:
+        """ADVANCE's keys: the sale's keys, then the notices owed (KEYS[12])."""
+        return [*self.all(), self.notices_due()]
+
     def drain_lock(self) -> str:
         """One drain of the sale's event stream at a time (ids are derived, order is kept)."""
         return f"{self.prefix}drain-lock"

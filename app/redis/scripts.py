@@ -197,6 +197,7 @@ return placed
 # reply: {status, lapsed, abandoned, admitted_count, observed seconds, served, capacity_bound,
 #         admit_per_minute, max_active, window, user1, joined1, notifiable1, until1, user2, ...}
 # (observed seconds and served feed the wait estimate: app/queue/eta.py)
+# KEYS[12]: the notices owed (QueueKeys.notices_due): a notifiable user admitted here is owed one.
 ADVANCE = _PRELUDE + r"""
 local now, max_batch, force = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3] or '0')
 if redis.call('EXISTS', K_META) == 0 then return {'no_meta', 0, 0, 0, 0, 0, 0, 0, 0, 0} end
@@ -266,6 +267,8 @@ while admitted < budget and scanned < budget * 4 + 100 do
     local until_ = now + window
     redis.call('ZADD', K_ACTIVE, until_, user)
     emit('UserAdmitted', user, 'admitted_until', until_, now)
+    -- owed durably in this same call: the notice survives a lost task (app/notifications/flows.py)
+    if notifiable == 1 then redis.call('HSET', KEYS[12], user, tostring(until_) .. '|' .. tostring(now)) end
     admitted = admitted + 1
     table.insert(out, user)
     table.insert(out, joined)
@@ -624,6 +627,18 @@ local ttl = math.ceil(tonumber(ARGV[3]) - tonumber(ARGV[2])) * 2
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('EXPIRE', KEYS[2], ttl)
 return 'ok'
+"""
+
+# Notices recorded in MySQL are no longer owed (app/notifications/flows.py). KEYS[1] notices due.
+# ARGV: user, admitted_until, user, admitted_until, ...: each field is deleted only if it is still
+# that admission's (a later admission of the same user owes a notice of its own).
+FORGET_NOTICES = """
+local n = 0
+for i = 1, #ARGV, 2 do
+  local owed = redis.call('HGET', KEYS[1], ARGV[i])
+  if owed and string.match(owed, '^([^|]+)') == ARGV[i + 1] then n = n + redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+return n
 """
 
 # A lock's compare-and-delete (app/redis/locks.py). KEYS[1] lock. ARGV[1] the holder's token.

@@ -331,3 +331,71 @@ def test_a_sale_that_ends_has_its_last_events_drained_however_many(app, client, 
         db.session.rollback()
         assert lag([event["id"]])[event["id"]] == (0, 0.0)
     assert client_.xlen(keys.events) == 0 and not client_.sismember(UNDRAINED_KEY, event["id"])
+
+
+def test_a_your_turn_notice_lost_with_the_broker_is_recovered_by_the_sweeper(app, client, make_event, make_user,
+                                                                             monkeypatch):
+    """Item 4: the advancer admits a fan who registered a channel and left, and the broker refuses
+    the task that would notify them (raised from the send hook, as kombu raises it). Before,
+    nothing was recorded anywhere the sweeper could find. Now ADVANCE owes the notice in Redis in
+    the admission's own call, and the sweeper records and sends it exactly once."""
+    from kombu.exceptions import OperationalError as BrokerDown
+
+    from app.extensions import celery
+    from app.notifications.flows import recover_owed_notices
+    from app.notifications.models import Notification
+    from tests.helpers import advance
+
+    event = make_event(admit_per_minute=6000)
+    user = make_user()
+    r = client.post("/api/notifications/register", headers=user["headers"],
+                    json={"channel": "push", "platform": "fcm", "token": f"fcm-{uuid.uuid4().hex}"})
+    assert r.status_code == 201, r.json
+    assert client.post(f"/api/queue/{event['id']}/join", headers=user["headers"]).status_code == 202
+    refused: list[str] = []
+
+    def broker_down(name: str, *args: Any, **kwargs: Any) -> None:
+        refused.append(name)
+        raise BrokerDown("Error 111 connecting to the broker. Connection refused.")
+
+    monkeypatch.setattr(celery, "send_task", broker_down)
+    assert user["id"] in advance(app, event["id"]).admitted
+    monkeypatch.undo()
+    assert refused == ["notifications.notify_admissions"]
+    keys = QueueKeys(event["id"])
+    assert list(redis_store.client.hgetall(keys.notices_due())) == [str(user["id"])]  # owed, durably
+
+    def sent() -> list[tuple[str, str]]:
+        with app.app_context():
+            found = [(n.kind, n.status) for n in db.session.scalars(
+                select(Notification).where(Notification.user_id == user["id"]))]
+            db.session.rollback()
+        return found
+
+    assert sent() == []
+    with app.app_context():
+        assert recover_owed_notices(older_than_seconds=0) == 1
+        assert recover_owed_notices(older_than_seconds=0) == 0  # once
+    assert sent() == [("admitted", "sent")]
+    assert redis_store.client.hlen(keys.notices_due()) == 0
+
+
+def test_a_notice_delivered_normally_is_no_longer_owed(app, client, worker, make_event, make_user):
+    """The normal path forgets the owed notice once its rows are recorded: the sweeper adds none."""
+    from app.notifications.flows import recover_owed_notices
+    from app.notifications.models import Notification
+    from tests.helpers import advance
+    from tests.support import wait_for
+
+    event = make_event(admit_per_minute=6000)
+    user = make_user()
+    assert client.post("/api/notifications/register", headers=user["headers"],
+                       json={"channel": "push", "platform": "fcm", "token": f"fcm-{uuid.uuid4().hex}"}).status_code == 201
+    assert client.post(f"/api/queue/{event['id']}/join", headers=user["headers"]).status_code == 202
+    advance(app, event["id"])
+    keys = QueueKeys(event["id"])
+    wait_for(lambda: redis_store.client.hlen(keys.notices_due()) == 0, timeout=30, message="the notice recorded")
+    with app.app_context():
+        assert recover_owed_notices(older_than_seconds=0) == 0
+        assert db.session.query(Notification).filter_by(user_id=user["id"]).count() == 1
+        db.session.rollback()
