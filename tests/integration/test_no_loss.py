@@ -389,8 +389,9 @@ def test_a_notice_delivered_normally_is_no_longer_owed(app, client, worker, make
 
     event = make_event(admit_per_minute=6000)
     user = make_user()
-    assert client.post("/api/notifications/register", headers=user["headers"],
-                       json={"channel": "push", "platform": "fcm", "token": f"fcm-{uuid.uuid4().hex}"}).status_code == 201
+    r = client.post("/api/notifications/register", headers=user["headers"],
+                    json={"channel": "push", "platform": "fcm", "token": f"fcm-{uuid.uuid4().hex}"})
+    assert r.status_code == 201
     assert client.post(f"/api/queue/{event['id']}/join", headers=user["headers"]).status_code == 202
     advance(app, event["id"])
     keys = QueueKeys(event["id"])
