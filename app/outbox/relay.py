@@ -1,9 +1,11 @@
 """The relay: publish unpublished outbox rows to Kafka in id order, then mark them published.
 
-One relay runs at a time (Redis lock) and claims rows with FOR UPDATE SKIP LOCKED, so a second
-relay never publishes the same rows and never overtakes the first within an aggregate. Rows are
-marked only after Kafka acknowledged them (acks=all, idempotent producer), so a crash in between
-re-publishes (at-least-once; consumers dedupe on the envelope id).
+One relay runs at a time: redis-py's Lock, renewed before every batch and checked again before the
+rows are marked (a relay paused past the TTL finds the lock gone and stops), so a second relay
+never publishes alongside the first and never overtakes it within an aggregate. The rows are read
+without a row lock and no transaction is open while Kafka acknowledges (no lock across the
+network); they are marked only after Kafka acknowledged them (acks=all, idempotent producer), so a
+crash in between re-publishes (at-least-once; consumers dedupe on the envelope id).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from app.observability.metrics import OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
 from app.outbox.models import OutboxEvent
 from app.outbox.services import envelope
 from app.redis.keys import OUTBOX_RELAY_LOCK_KEY
-from app.redis.locks import LockTimeout, redis_lock
+from app.redis.locks import LockLost, LockTimeout, keep, redis_lock
 
 if TYPE_CHECKING:
     from kafka import KafkaProducer
@@ -85,25 +87,32 @@ def relay(batch: int = 500, max_batches: int = 20) -> int:
         return 0
     published = 0
     try:
-        with redis_lock(OUTBOX_RELAY_LOCK_KEY, ttl_ms=60_000):
+        with redis_lock(OUTBOX_RELAY_LOCK_KEY, ttl_ms=RELAY_LOCK_TTL_MS) as lock:
             for _ in range(max_batches):
-                count = _relay_batch(servers, batch)
+                keep(lock, RELAY_LOCK_TTL_MS)  # a whole TTL for this batch, whatever came before
+                count = _relay_batch(servers, batch, lock)
                 published += count
                 if count < batch:
                     break
     except LockTimeout:  # another relay is publishing: this turn is skipped
         return 0
+    except LockLost:
+        log.warning("outbox relay: the lock expired under this relay; stopping (the next run goes on)")
     return published
 
 
-def _relay_batch(servers: str, batch: int) -> int:
+# a batch's Kafka wait is bounded (flush 15 s, each future 15 s, delivery timeout 20 s): the lock
+# outlives it with room to spare, and is renewed before every batch
+RELAY_LOCK_TTL_MS = 60_000
+
+
+def _relay_batch(servers: str, batch: int, lock: Any = None) -> int:
     session = db.session
     rows = session.scalars(
-        select(OutboxEvent).where(OutboxEvent.published_at.is_(None))
-        .order_by(OutboxEvent.id).limit(batch).with_for_update(skip_locked=True)
+        select(OutboxEvent).where(OutboxEvent.published_at.is_(None)).order_by(OutboxEvent.id).limit(batch)
     ).all()
+    session.rollback()  # no transaction (and no lock) stays open while Kafka acknowledges
     if not rows:
-        session.rollback()
         return 0
     try:
         producer = get_producer(servers)
@@ -112,13 +121,15 @@ def _relay_batch(servers: str, batch: int) -> int:
         for future in futures:
             future.get(timeout=15)
     except Exception as exc:  # noqa: BLE001 - kafka-python raises many kinds; all mean "not acked"
-        session.rollback()
         reset_producer()
         OUTBOX_PUBLISH_FAILURES.inc()
         _record_failure([r.id for r in rows], exc)
         raise RelayError(f"publishing {len(rows)} outbox events failed: {exc!r}") from exc
+    if lock is not None:
+        keep(lock, RELAY_LOCK_TTL_MS)  # still ours: no other relay published past these rows meanwhile
     now = utcnow()
-    session.execute(update(OutboxEvent).where(OutboxEvent.id.in_([r.id for r in rows]))
+    session.execute(update(OutboxEvent).where(OutboxEvent.id.in_([r.id for r in rows]),
+                                              OutboxEvent.published_at.is_(None))
                     .values(published_at=now).execution_options(synchronize_session=False))
     session.commit()
     for row in rows:

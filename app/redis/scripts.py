@@ -2,7 +2,7 @@
 
 Waiting room (JOIN, STATUS, LEAVE, SHUFFLE, ADVANCE), booking intake and sold-out gate (RESERVE,
 GIVE, RELEASE_HOLD, RESET, SETTLE), waitlist (JOIN_WAITLIST ... CLAIM_OFFER), and the small ones:
-OPEN_STREAM (app/queue/streams.py), RELEASE_LOCK (app/redis/locks.py), CHECK_CODE
+OPEN_STREAM (app/queue/streams.py), FORGET_NOTICES (app/notifications/flows.py), CHECK_CODE
 (app/verification.py), ROTATE_SESSION (app/auth/sessions.py). Each hot-path state change is one
 script call: atomic, one round trip, and every key passed explicitly and sharing the sale's hash
 tag (Redis Cluster safe).
@@ -639,12 +639,6 @@ for i = 1, #ARGV, 2 do
   if owed and string.match(owed, '^([^|]+)') == ARGV[i + 1] then n = n + redis.call('HDEL', KEYS[1], ARGV[i]) end
 end
 return n
-"""
-
-# A lock's compare-and-delete (app/redis/locks.py). KEYS[1] lock. ARGV[1] the holder's token.
-RELEASE_LOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
 """
 
 # A one-time code's check (app/verification.py). KEYS[1] code hash, KEYS[2] attempts.

@@ -400,3 +400,93 @@ def test_a_notice_delivered_normally_is_no_longer_owed(app, client, worker, make
         assert recover_owed_notices(older_than_seconds=0) == 0
         assert db.session.query(Notification).filter_by(user_id=user["id"]).count() == 1
         db.session.rollback()
+
+
+class SlowKafka:
+    """The real producer (Tansu), each flush made slow (the fault) and observed (``on_flush``)."""
+
+    def __init__(self, producer: Any, delay: float, on_flush: Any) -> None:
+        self.producer, self.delay, self.on_flush, self.flushes = producer, delay, on_flush, 0
+
+    def send(self, *args: Any, **kwargs: Any) -> Any:
+        return self.producer.send(*args, **kwargs)
+
+    def flush(self, timeout: float | None = None) -> None:
+        self.flushes += 1
+        self.on_flush(self.flushes)
+        time.sleep(self.delay)  # Kafka is slow to acknowledge: the fault under test, not a wait
+        self.producer.flush(timeout=timeout)
+
+
+def outbox_rows(app, n: int) -> list[int]:
+    from app.db import transaction
+    from app.outbox.models import OutboxEvent
+    from app.outbox.services import record_event
+
+    with app.app_context(), transaction() as session:
+        for i in range(n):
+            record_event(session, "TestHappened", "reservation", f"agg-{uuid.uuid4().hex[:8]}", {"i": i})
+        session.flush()
+        ids = list(session.scalars(select(OutboxEvent.id).where(OutboxEvent.published_at.is_(None))))
+    return ids
+
+
+def test_the_relay_holds_no_row_lock_while_kafka_acknowledges(app, monkeypatch):
+    """Item 6: the relay waited on Kafka holding FOR UPDATE on the rows it published. Now, while
+    Kafka is acknowledging, another connection can lock those very rows at once (NOWAIT)."""
+    from sqlalchemy import text
+
+    from app.outbox import relay as relay_module
+
+    ids = outbox_rows(app, 3)
+    seen: list[str] = []
+
+    def probe(_n: int) -> None:
+        with db.engine.connect() as other:
+            trans = other.begin()
+            try:
+                got = other.execute(text(f"SELECT id FROM outbox WHERE id IN ({','.join(map(str, ids))}) "
+                                         "FOR UPDATE NOWAIT")).all()
+                seen.append(f"locked {len(got)}")
+            except Exception as exc:  # noqa: BLE001 - the relay holds them
+                seen.append(f"refused: {exc.__class__.__name__}")
+            finally:
+                trans.rollback()
+
+    real = relay_module.get_producer
+    monkeypatch.setattr(relay_module, "get_producer", lambda servers: SlowKafka(real(servers), 0.0, probe))
+    with app.app_context():
+        assert relay_module.relay() == 3
+    assert seen == ["locked 3"]
+
+
+def test_a_long_relay_run_keeps_its_lock_and_a_second_relay_waits_its_turn(app, monkeypatch):
+    """Item 6: the lock's TTL was set once and never renewed, while one run may publish 20 slow
+    batches: a second relay started past the TTL published alongside the first. Now the lock is
+    renewed before every batch: a relay started in the fourth slow batch, well past the TTL since
+    the first acquired it, finds the lock held and skips its turn."""
+    from app.outbox import relay as relay_module
+    from app.redis.keys import OUTBOX_RELAY_LOCK_KEY
+
+    outbox_rows(app, 10)
+    monkeypatch.setattr(relay_module, "RELAY_LOCK_TTL_MS", 600)
+    second: list[int] = []
+
+    def maybe_start_second(flush: int) -> None:
+        if flush == 4:  # ~1.2 s after the first took the lock, twice its TTL
+            assert redis_store.client.exists(OUTBOX_RELAY_LOCK_KEY)
+            with app.app_context():
+                second.append(relay_module.relay(batch=2))
+
+    real = relay_module.get_producer
+    slow = {}
+
+    def producer(servers: str) -> SlowKafka:
+        slow.setdefault("p", SlowKafka(real(servers), 0.4, maybe_start_second))
+        return slow["p"]
+
+    monkeypatch.setattr(relay_module, "get_producer", producer)
+    with app.app_context():
+        assert relay_module.relay(batch=2) == 10
+    assert second == [0]  # the second relay skipped its turn: one relay at a time
+    assert not redis_store.client.exists(OUTBOX_RELAY_LOCK_KEY)

@@ -46,7 +46,7 @@ def test_every_registered_script_name_resolves():
     from app.redis import scripts
 
     names = [n for n in dir(scripts) if n.isupper() and isinstance(getattr(scripts, n), str)]
-    assert {"JOIN", "STATUS", "ADVANCE", "RESERVE", "CLAIM_OFFER", "RELEASE_LOCK", "CHECK_CODE"} <= set(names)
+    assert {"JOIN", "STATUS", "ADVANCE", "RESERVE", "CLAIM_OFFER", "SETTLE", "CHECK_CODE"} <= set(names)
     called: set[str] = set()
     for path in _modules(APP):
         for node in ast.walk(ast.parse(path.read_text())):
