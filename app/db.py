@@ -126,6 +126,15 @@ def is_busy(exc: OperationalError) -> bool:
     return code in BUSY_ERRORS
 
 
+DUPLICATE_KEY = 1062  # ER_DUP_ENTRY
+
+
+def is_duplicate_key(exc: Exception) -> bool:
+    """An IntegrityError from a unique key (not a foreign key, not a NOT NULL)."""
+    orig = getattr(exc, "orig", None)
+    return bool(orig is not None and orig.args and orig.args[0] == DUPLICATE_KEY)
+
+
 def retry_when_busy(session: Session, fn: Callable[[], T], *, attempts: int, first_delay: float,
                     max_delay: float = 2.0) -> T:
     """Run ``fn`` (a transaction that commits), rolling back and retrying with exponential backoff

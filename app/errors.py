@@ -124,6 +124,18 @@ def json_depth(data: bytes) -> int:
     return deepest
 
 
+# Redis answers that mean "not now" (memory full, loading, a failover, a replica), not "your command is wrong"
+_REDIS_UNAVAILABLE = ("OOM", "LOADING", "BUSY", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "READONLY")
+
+
+def is_redis_unavailable(exc: redis.RedisError) -> bool:
+    if not isinstance(exc, redis.ResponseError):
+        return True  # connection errors, timeouts
+    return str(exc).split(" ", 1)[0].upper() in _REDIS_UNAVAILABLE or isinstance(
+        exc, (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError, redis.exceptions.ClusterDownError,
+              redis.exceptions.TryAgainError))
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.before_request
     def _refuse_deeply_nested_json():
@@ -158,6 +170,18 @@ def register_error_handlers(app: Flask) -> None:
         if code == 429:
             headers["Retry-After"] = _rate_limit_retry_after()
         return json_error(code, message, errors, None, headers)
+
+    @app.errorhandler(redis.ResponseError)
+    def _redis_refused(exc: redis.ResponseError):
+        # Redis answered: a full or failing-over server is a retryable 503; anything else (a Lua
+        # script error, WRONGTYPE, NOSCRIPT) is our bug, and retrying it only storms Redis
+        if is_redis_unavailable(exc):
+            return _dependency_down(exc)
+        from app.observability.metrics import REDIS_COMMAND_ERRORS
+
+        REDIS_COMMAND_ERRORS.inc()
+        log.error("Redis refused a command: %s", str(exc)[:500], exc_info=True)
+        return json_error(500, "Internal server error")
 
     @app.errorhandler(redis.RedisError)
     @app.errorhandler(sa_exc.OperationalError)

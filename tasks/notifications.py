@@ -78,6 +78,6 @@ def send_or_retry(task: Task, send: Callable[..., str | None], *args: Any) -> st
 @celery.task(name="notifications.send_code", bind=True, max_retries=5, ignore_result=True)
 def send_code(self: Task, device_id: str, code: str) -> str | None:
     """A verification code to the e-mail address or phone number being proved."""
-    from app.notifications.services import deliver_code
+    from app.notifications.flows import deliver_code
 
     return send_or_retry(self, deliver_code, device_id, code)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import func, select
@@ -70,17 +71,16 @@ def send_email_code(user: User) -> None:
     send_task_after_commit("auth.send_email_code", [user.id, code])
 
 
-def deliver_email_code(user_id: int, code: str) -> str | None:
+def email_code_message(user_id: int, code: str) -> tuple[str, Any] | None:
+    """Where and what to send for an e-mail code (app/auth/flows.py sends it, holding nothing);
+    None when the user is gone or verified meanwhile."""
     from app.notifications import channels
 
     user = db.session.get(User, user_id)
     if user is None or user.email_verified_at is not None:
         return None
     title, body = EMAIL_CODE_TEXTS.get(user.locale, EMAIL_CODE_TEXTS["en"])
-    message = channels.Message.text(title, body.format(code=code))
-    address = user.email
-    db.session.rollback()  # nothing stays open across the network call
-    return channels.send_email_or_log(address, message)[0]
+    return user.email, channels.Message.text(title, body.format(code=code))
 
 
 def verify_email(user_id: int, code: str) -> User:

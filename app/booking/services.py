@@ -85,7 +85,7 @@ def get_reservation(reservation_id: str, user_id: int) -> Reservation:
         if intake.pending_records_of(user_id, reservation_id):
             raise Conflict("The request is accepted and not held yet; try again shortly", reason="not_held_yet",
                            headers={"Retry-After": "1"})
-        db.session.rollback()  # as in reservation_view: the writer may have committed meanwhile
+        # the writer may have committed meanwhile: READ COMMITTED, so this read sees it
         res = db.session.get(Reservation, reservation_id)
     if res is None or res.user_id != user_id:  # someone else's reservation does not exist for you
         raise NotFound("Reservation not found", reason="reservation_not_found")
@@ -99,8 +99,8 @@ def reservation_view(reservation_id: str, user_id: int) -> dict[str, Any]:
         pending = intake.pending_records_of(user_id, reservation_id)
         if pending:
             return intake.pending_view(pending[0])
-        # the writer may have committed between the two reads (it retires the record after COMMIT)
-        db.session.rollback()
+        # the writer may have committed between the two reads (it retires the record after
+        # COMMIT): READ COMMITTED, so this read sees it
         res = db.session.get(Reservation, reservation_id)
     if res is not None and res.user_id == user_id:
         return view(res)
@@ -271,6 +271,8 @@ def finish_payment(payment_id: str, result: PaymentResult) -> tuple[Payment, Res
     if res.status != HELD or not _sell_hold(session, res):
         # the hold ended while the provider answered (expired, cancelled): give the money back
         payment.status, payment.provider_ref, payment.decline_reason = PAYMENT_VOIDED, result.reference, "hold_gone"
+        if res.status == HELD:  # lapsed, and another buyer took some of its seats: what is left goes back now
+            _expire(session, res)
         return payment, res
     now = utcnow()
     res.status, res.confirmed_at, res.payment_ref, res.reason = CONFIRMED, now, result.reference, None
@@ -288,13 +290,15 @@ def _sell_hold(session: Session, res: Reservation) -> bool:
     """Move the hold's units from held to sold (under the reservation's lock); False if they are
     no longer ours (the hold lapsed and someone else took the seats)."""
     if res.seat_ids:
-        sold = session.execute(
-            update(Seat).where(Seat.reservation_id == res.id, Seat.state == SEAT_HELD)
-            .values(state=SEAT_SOLD, held_until=None).execution_options(synchronize_session=False)
-        ).rowcount
-        if sold != len(res.seat_ids):
+        # all or nothing: the seats still ours are counted under their row locks before any is sold
+        # (selling the rest of a broken hold would leave them SOLD to nobody)
+        ours = lock_rows(session, select(Seat.id).where(Seat.reservation_id == res.id, Seat.state == SEAT_HELD)
+                         .order_by(Seat.id).with_for_update()).scalars().all()
+        if len(ours) != len(res.seat_ids):
             log.warning("confirm found the seats of reservation %s taken", res.id)
             return False
+        session.execute(update(Seat).where(Seat.id.in_(ours)).values(state=SEAT_SOLD, held_until=None)
+                        .execution_options(synchronize_session=False))
         return True
     return session.execute(
         update(Section).where(Section.id == res.section_id, Section.held >= res.quantity)

@@ -64,7 +64,7 @@ from app.booking import gate
 from app.booking.holds import DROPPED, MalformedEntry, Outcome, SectionStock, Stock, decide, parse_record
 from app.booking.models import CANCELLED, CONFIRMED, EXPIRED, HELD, REJECTED, Reservation, reservation_event_data
 from app.catalogue.models import SEAT_AVAILABLE, SEAT_HELD, SECTION_GENERAL, Event, Seat, Section
-from app.db import bulk_insert, utcnow
+from app.db import bulk_insert, is_duplicate_key, utcnow
 from app.extensions import db, redis_store
 from app.observability.context import clear_context, set_context
 from app.observability.metrics import HOLD_LATENCY, HOLD_WRITER_DEAD_LETTERS, HOLD_WRITER_ERRORS, RESERVATIONS
@@ -79,7 +79,6 @@ log = logging.getLogger(__name__)
 
 GROUP = "hold-writers"
 TRANSIENT_ATTEMPTS = 6  # tries of one batch on transient errors (backoff 0.05 s doubling, jittered)
-DUPLICATE_KEY = 1062  # another writer committed the same request meanwhile: a re-run will find it
 # a re-run's outcome for a reservation that has moved on since (confirmed, expired, cancelled)
 SETTLED = "settled"
 
@@ -91,8 +90,7 @@ class WriterUnavailable(RuntimeError):
 def is_transient(exc: BaseException) -> bool:
     """Errors about the connection or the server, not the entries: retrying can succeed."""
     if isinstance(exc, IntegrityError):
-        orig = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
-        return orig == DUPLICATE_KEY
+        return is_duplicate_key(exc)
     if isinstance(exc, (DataError,)):
         return False
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:

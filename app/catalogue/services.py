@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from app.catalogue.models import (
     SEAT_AVAILABLE,
@@ -21,7 +22,7 @@ from app.catalogue.models import (
     Seat,
     Section,
 )
-from app.db import utcnow
+from app.db import is_duplicate_key, utcnow
 from app.errors import Conflict, NotFound, Unprocessable
 from app.extensions import db
 from app.pagination import paginate
@@ -97,7 +98,9 @@ def create_section(event_id: int, data: dict[str, Any]) -> Section:
     db.session.add(section)
     try:
         db.session.flush()
-    except Exception as exc:  # unique (event_id, name); the unit of work rolls back
+    except IntegrityError as exc:  # the unit of work rolls back
+        if not is_duplicate_key(exc):  # only unique (event_id, name) is this section's name taken
+            raise
         raise Conflict(f"Section {data['name']!r} already exists in this event", reason="section_exists") from exc
     if seated:
         db.session.execute(

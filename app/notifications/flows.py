@@ -136,6 +136,18 @@ def requeue_stale_sends(older_than_seconds: int = 120, limit: int = 500) -> int:
 
 # --- devices ---------------------------------------------------------------------------------------
 
+def deliver_code(device_id: str, code: str) -> str | None:
+    """The task's body: the code through the device's own channel, sent after the read's unit has
+    ended. Raises TransientError to retry."""
+    with transaction():
+        found = services.code_message(device_id, code)
+    if found is None:
+        return None  # removed, or proved meanwhile: nothing to send
+    device, message = found
+    provider_id, _used = services.send_one(device, None, message)
+    return provider_id
+
+
 def verify_device(user_id: int, device_id: str, code: str) -> Device:
     with transaction():
         return services.verify_device(user_id, device_id, code)

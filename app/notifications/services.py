@@ -76,17 +76,15 @@ def send_code(device: Device) -> None:
     send_task("notifications.send_code", [device.id, code])
 
 
-def deliver_code(device_id: str, code: str) -> str | None:
-    """The task's body: the code through the device's own channel. Raises TransientError to retry."""
+def code_message(device_id: str, code: str) -> tuple[Device, channels.Message] | None:
+    """The device and the text of its verification code (flows.deliver_code sends it, holding
+    nothing); None when it was removed or proved meanwhile."""
     device = db.session.get(Device, device_id)
     if device is None or device.verified_at is not None:
-        return None  # removed, or proved meanwhile: nothing to send
+        return None
     user = db.session.get(User, device.user_id)
     title, body = CODE_TEXTS.get(user.locale if user else "en", CODE_TEXTS["en"])
-    message = channels.Message.text(title, body.format(code=code))
-    db.session.rollback()  # nothing stays open across the network call
-    provider_id, _used = send_one(device, None, message)
-    return provider_id
+    return device, channels.Message.text(title, body.format(code=code))
 
 
 def verify_device(user_id: int, device_id: str, code: str) -> Device:

@@ -51,6 +51,10 @@ HOLD_WRITER_ERRORS = Counter("tickets_hold_writer_errors_total",
                              "Hold-writer batches left pending after an error (kind: transient: the database "
                              "or Redis connection, retried; unexpected: a bug, alerting)", ["kind"])
 
+REDIS_COMMAND_ERRORS = Counter("tickets_redis_command_errors_total",
+                               "API requests that ended in a 500 because Redis refused a command as wrong "
+                               "(a Lua script error, WRONGTYPE): a bug, never retried")
+
 # --- after the sell-out: refunds and the waitlist -----------------------------------------------
 REFUNDS = Counter("tickets_refunds_total", "Refunds finished (outcome: succeeded|declined; via: api|worker)",
                   ["outcome", "via"])
@@ -85,7 +89,8 @@ NOTIFICATION_OUTCOMES = ("sent", "logged", "failed", "disabled", "retry")
 TOPIC_SUFFIXES = ("queue", "reservations", "notifications")
 
 _http_metrics = None
-API_FAMILIES = {"tickets_queue_joins", "tickets_waitlist_joins"}  # besides flask_* and the labelled ones below
+# besides flask_* and the labelled ones below
+API_FAMILIES = {"tickets_queue_joins", "tickets_waitlist_joins", "tickets_redis_command_errors"}
 API_OFFER_OUTCOMES = ("claimed", "declined")
 WORKER_OFFER_OUTCOMES = ("made", "expired")
 REFUND_OUTCOMES = ("succeeded", "declined")

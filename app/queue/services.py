@@ -395,7 +395,6 @@ def _sale_figures(event_id: int, now: float) -> dict[str, Any]:
                             for s in sections],
                "holds_expiring_60s": int(expiring or 0),
                "outbox_lag_seconds": round(lag()["oldest_age_seconds"], 1)}
-    db.session.rollback()
     return figures
 
 

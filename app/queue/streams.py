@@ -50,6 +50,10 @@ def renew_lease(event_id: int, user_id: int, stream_id: str) -> None:
     pipe = redis_store.client.pipeline(transaction=False)
     pipe.zadd(keys.user_streams(user_id), {stream_id: until}, xx=True)
     pipe.zadd(keys.streams(), {stream_id: until}, xx=True)
+    # the sets outlive their newest lease (as OPEN_STREAM sets them): a stream held past the
+    # first TTL must not take the caps with it
+    pipe.expire(keys.user_streams(user_id), STREAM_LEASE_SECONDS * 2)
+    pipe.expire(keys.streams(), STREAM_LEASE_SECONDS * 2)
     pipe.execute()
 
 

@@ -490,3 +490,122 @@ def test_a_long_relay_run_keeps_its_lock_and_a_second_relay_waits_its_turn(app, 
         assert relay_module.relay(batch=2) == 10
     assert second == [0]  # the second relay skipped its turn: one relay at a time
     assert not redis_store.client.exists(OUTBOX_RELAY_LOCK_KEY)
+
+
+def test_a_late_payment_for_a_broken_seat_hold_sells_no_seat_and_frees_the_rest(app, make_event, make_user):
+    """Item 7: fan A pays for seats 1-2; the provider answers after A's hold lapsed and fan B took
+    seat 2. Before, confirm marked seat 1 SOLD, found seat 2 taken, voided the payment and
+    committed: seat 1 stayed SOLD to nobody, for ever. Now nothing is sold, the payment is voided
+    (refunded) and seat 1 is free again at once."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from app.booking import flows, services
+    from app.booking.payments import PaymentResult
+    from app.catalogue.models import Seat
+    from app.db import transaction, utcnow
+    from app.errors import AppError
+
+    event = make_event(sections=[{"name": "Row A", "rows": 1, "seats_per_row": 4}])
+    section = event["sections"][0]["id"]
+    with app.app_context():
+        seats = list(db.session.scalars(select(Seat.id).where(Seat.section_id == section).order_by(Seat.id)))
+        db.session.rollback()
+    a, b = make_user()["id"], make_user()["id"]
+    from app.booking import writer
+
+    first = accept(app, event["id"], section, a, seat_ids=seats[0:2])
+    with app.app_context():
+        writer.process(event["id"], read_entries(event["id"]))
+        with transaction():
+            payment = services.start_payment(first, a)  # the provider is answering now ...
+        past = utcnow() - timedelta(seconds=1)
+        with transaction() as session:  # ... long enough for the hold to lapse
+            session.execute(update(Reservation).where(Reservation.id == first).values(hold_expires_at=past))
+            session.execute(update(Seat).where(Seat.reservation_id == first).values(held_until=past))
+    second = accept(app, event["id"], section, b, seat_ids=seats[1:3])
+    with app.app_context():
+        writer.process(event["id"], read_entries(event["id"]))  # B takes seat 2 (A's lapsed) and seat 3
+        with pytest.raises(AppError) as refused:
+            flows._apply_payment(payment.id, PaymentResult(True, reference="ch_late"))
+        assert refused.value.reason == "hold_expired"
+        states = {s.id: (s.state, s.reservation_id) for s in db.session.scalars(
+            select(Seat).where(Seat.section_id == section))}
+        statuses = {r.id: r.status for r in db.session.scalars(select(Reservation))}
+        db.session.rollback()
+    assert states == {seats[0]: ("available", None), seats[1]: ("held", second), seats[2]: ("held", second),
+                      seats[3]: ("available", None)}
+    assert statuses == {first: "expired", second: "held"}
+
+
+def test_the_per_user_stream_cap_holds_for_streams_kept_open_past_the_first_ttl(app, make_event, make_user):
+    """Item 8: opening a stream set a 60 s EXPIRE on the lease sets, and renewing (ZADD XX) never
+    refreshed it: a client holding its 3 streams open past a minute lost the sets, and with them
+    the cap. Now every renewal refreshes it."""
+    from app.errors import TooManyRequests
+    from app.queue import streams
+
+    event = make_event()
+    user = make_user()["id"]
+    keys = QueueKeys(event["id"])
+    with app.test_request_context():
+        held = [streams.open_lease(event["id"], user) for _ in range(app.config["SSE_MAX_STREAMS_PER_USER"])]
+        for key in (keys.user_streams(user), keys.streams()):
+            redis_store.client.expire(key, 1)  # 59 s of the first minute have passed
+        for stream_id in held:  # the streams are still open: each renews as it ticks
+            streams.renew_lease(event["id"], user, stream_id)
+        for key in (keys.user_streams(user), keys.streams()):
+            assert redis_store.client.ttl(key) > streams.STREAM_LEASE_SECONDS
+        with pytest.raises(TooManyRequests):
+            streams.open_lease(event["id"], user)
+
+
+def test_a_redis_script_bug_is_a_logged_counted_500_not_a_retry_storm(app, client, make_event, make_user):
+    """Item 13: every RedisError was a retryable 503, Lua script errors included: a script bug told
+    every client to retry. Here RESERVE meets a key of the wrong type (the script errors out): the
+    answer is a JSON 500, logged and counted, with no Retry-After. Redis away stays a 503."""
+    from app.observability.metrics import REDIS_COMMAND_ERRORS
+    from tests.helpers import admitted_pass
+
+    event = make_event(sections=[{"name": "Floor", "capacity": 10}])
+    user = make_user()
+    token = admitted_pass(client, app, event["id"], user)
+    redis_store.client.set(QueueKeys(event["id"]).pending(), "not a hash")  # the script's HSET fails
+    before = REDIS_COMMAND_ERRORS._value.get()
+    r = client.post("/api/tickets/reserve", json={"event_id": event["id"], "section_id": event["sections"][0]["id"],
+                                                  "quantity": 1},
+                    headers={**user["headers"], "X-Admission-Token": token, "Idempotency-Key": "k-bug"})
+    assert r.status_code == 500 and r.is_json and "Retry-After" not in r.headers, (r.status_code, r.json)
+    assert REDIS_COMMAND_ERRORS._value.get() - before == 1
+
+
+def test_only_a_taken_section_name_is_section_exists(app, make_event):
+    """Item 14: any flush error creating a section read as 409 `section_exists`. Here the event is
+    deleted by another connection between the check and the insert (a foreign-key failure): that
+    is not a name clash, and it is not answered as one."""
+    from sqlalchemy import event as sa_event
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+    from sqlalchemy.orm import Session
+
+    from app.catalogue.services import create_section
+    from app.db import transaction
+    from app.errors import Conflict
+
+    event = make_event()
+
+    def delete_event_first(session, flush_context, instances) -> None:
+        with db.engine.begin() as other:
+            other.execute(text("DELETE FROM events WHERE id = :id"), {"id": event["id"]})
+
+    sa_event.listen(Session, "before_flush", delete_event_first)
+    try:
+        with app.app_context(), pytest.raises(IntegrityError), transaction():
+            create_section(event["id"], {"name": "Floor", "price_cents": 100, "currency": "EUR", "capacity": 5})
+    finally:
+        sa_event.remove(Session, "before_flush", delete_event_first)
+    other = make_event(sections=[{"name": "Floor", "capacity": 5}])
+    with app.app_context(), pytest.raises(Conflict) as clash, transaction():
+        create_section(other["id"], {"name": "Floor", "price_cents": 100, "currency": "EUR", "capacity": 5})
+    assert clash.value.reason == "section_exists"

@@ -68,6 +68,13 @@ def test_only_the_unit_of_work_owners_commit():
     assert {p: lines for p, lines in offenders.items() if lines} == {}
 
 
+def test_service_modules_never_roll_back():
+    """Services only flush: ending a unit (commit or rollback) is its owner's (docs/architecture.md)."""
+    services = [p for p in _modules(APP) if p.name == "services.py"]
+    offenders = {str(p.relative_to(ROOT)): _calls(p, "rollback") for p in services}
+    assert {p: lines for p, lines in offenders.items() if lines} == {}
+
+
 def test_service_modules_never_open_a_unit_of_work():
     services = [p for p in _modules(APP) if p.name == "services.py" or p.name in {"refunds.py", "waitlist.py"}]
     assert len(services) >= 7

@@ -1,0 +1,18 @@
+"""The account units of work that span a network call: read in one unit, send holding nothing."""
+
+from __future__ import annotations
+
+from app.auth import services
+from app.db import transaction
+
+
+def deliver_email_code(user_id: int, code: str) -> str | None:
+    """The task's body: the e-mail verification code, sent after the read's unit has ended."""
+    from app.notifications import channels
+
+    with transaction():
+        found = services.email_code_message(user_id, code)
+    if found is None:
+        return None
+    address, message = found
+    return channels.send_email_or_log(address, message)[0]
