@@ -8,7 +8,6 @@ and reports the drift it fixed.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -53,8 +52,7 @@ def hold_member(reservation_id: str, quantity: int) -> str:
 
 def pending_units(event_id: int, section_id: int) -> int:
     """Units of requests accepted by the API and not yet written to MySQL by the hold writer."""
-    records = redis_store.client.hvals(QueueKeys(event_id).pending())
-    return sum(r["quantity"] for r in map(json.loads, records) if r["section_id"] == section_id)
+    return max(0, int(redis_store.client.hget(QueueKeys(event_id).pending_units(), str(section_id)) or 0))
 
 
 def expected_units(section: Section) -> int:

@@ -180,9 +180,10 @@ def accept(req: ReserveRequest) -> tuple[str, dict[str, Any] | None]:
     keys = QueueKeys(req.event_id)
     script_keys = [keys.active, keys.idempotency(), keys.user_units(), gate.gate_key(req.event_id, section.id),
                    keys.holds(section.id), keys.reserve_stream(), keys.pending(),
-                   cluster.revocation_key(keys, req.revoked_key), *gate.release_keys(req.event_id, section.id)]
+                   cluster.revocation_key(keys, req.revoked_key), *gate.release_keys(req.event_id, section.id),
+                   keys.pending_of(), keys.pending_units()]
     args = [req.user_id, passes_claims["exp"], f"{now:.6f}", f"{req.user_id}:{req.idempotency_key}", digest,
-            record["id"], quantity, event.max_per_user, json.dumps(record, separators=(",", ":"))]
+            record["id"], quantity, event.max_per_user, json.dumps(record, separators=(",", ":")), section.id]
     reply = script("RESERVE")(keys=script_keys, args=args)
     if reply[0] == "no_gate":  # the section's first request (or Redis lost the gate): derive it once
         gate.ensure(get_section(req.event_id, section.id))
@@ -247,9 +248,10 @@ def _accept_offer(req: ReserveRequest, event: EventFacts) -> tuple[str, dict[str
     reply = script("CLAIM_OFFER")(
         keys=[wl["offers"], keys.idempotency(), keys.user_units(), wl["offerexp"], wl["useroffer"],
               keys.reserve_stream(), keys.pending(), cluster.revocation_key(keys, req.revoked_key), wl["offered"],
-              gate.gate_key(req.event_id, section.id), wl["wl"], wl["pool"], wl["stats"], wl["fresh"]],
+              gate.gate_key(req.event_id, section.id), wl["wl"], wl["pool"], wl["stats"], wl["fresh"],
+              keys.pending_of(), keys.pending_units()],
         args=[req.user_id, claims["jti"], f"{now:.6f}", f"{req.user_id}:{req.idempotency_key}", digest,
-              record["id"], quantity, event.max_per_user, json.dumps(record, separators=(",", ":"))])
+              record["id"], quantity, event.max_per_user, json.dumps(record, separators=(",", ":")), section.id])
     outcome = reply[0]
     if outcome == "accepted":
         RESERVATIONS.labels(outcome="requested").inc()
@@ -286,12 +288,18 @@ def pending_records_of(user_id: int, reservation_id: str | None = None) -> list[
     event_ids = sorted(int(e) for e in client.smembers(user_queues_key(user_id)))
     if not event_ids:
         return []
+    if reservation_id:
+        wanted = {event_id: [reservation_id] for event_id in event_ids}
+    else:  # the user's own pending ids per sale: work grows with the user's requests, not the sale's
+        pipe = client.pipeline(transaction=False)
+        for event_id in event_ids:
+            pipe.hget(QueueKeys(event_id).pending_of(), str(user_id))
+        wanted = {event_id: ids.split() for event_id, ids in zip(event_ids, pipe.execute(), strict=True) if ids}
+    if not wanted:
+        return []
     pipe = client.pipeline(transaction=False)
-    for event_id in event_ids:
-        if reservation_id:
-            pipe.hmget(QueueKeys(event_id).pending(), [reservation_id])
-        else:
-            pipe.hvals(QueueKeys(event_id).pending())
+    for event_id, ids in wanted.items():
+        pipe.hmget(QueueKeys(event_id).pending(), ids)
     found = []
     for values in pipe.execute():
         for raw in values:

@@ -56,11 +56,18 @@ def effective_status(res: Reservation, now: datetime | None = None) -> str:
     return res.status
 
 
-def view(res: Reservation) -> dict[str, Any]:
-    seats: list[dict[str, Any]] = []
-    if res.seat_ids:
-        rows = db.session.scalars(select(Seat).where(Seat.id.in_(res.seat_ids)).order_by(Seat.id)).all()
-        seats = [{"id": s.id, "label": s.label} for s in rows]
+def seat_labels(reservations: list[Reservation]) -> dict[int, str]:
+    """The labels of every seat of these reservations: one query for a whole page."""
+    seat_ids = sorted({s for res in reservations for s in res.seat_ids or []})
+    if not seat_ids:
+        return {}
+    return {s.id: s.label for s in db.session.scalars(select(Seat).where(Seat.id.in_(seat_ids)))}
+
+
+def view(res: Reservation, labels: dict[int, str] | None = None) -> dict[str, Any]:
+    if labels is None:
+        labels = seat_labels([res])
+    seats = [{"id": s, "label": labels.get(s, "")} for s in sorted(res.seat_ids or [])]
     status = effective_status(res)
     return {
         "reservation_id": res.id,
@@ -112,7 +119,8 @@ def list_reservations(user_id: int, page: int, page_size: int) -> tuple[list[dic
     pending = [intake.pending_view(r) for r in intake.pending_records_of(user_id)]
     rows, total = paginate(select(Reservation).where(Reservation.user_id == user_id)
                            .order_by(Reservation.created_at.desc(), Reservation.id), page, page_size)
-    items = [view(r) for r in rows]
+    labels = seat_labels(rows)
+    items = [view(r, labels) for r in rows]
     if page == 1:
         items = (pending + items)[:page_size]
     return items, total + len(pending)

@@ -258,8 +258,9 @@ class Settlement:
     def give_back(self, section_id: int, units: int, user_id: int | None) -> None:
         self.plan["give"].append([self._section(section_id), units, "" if user_id is None else str(user_id)])
 
-    def done(self, reservation_id: str) -> None:
-        self.plan["done"].append(reservation_id)
+    def done(self, r: dict[str, Any]) -> None:
+        """The request left `pending` (its record, its place in the user's list, its units)."""
+        self.plan["done"].append([r["id"], r["user_id"], r["section_id"], r["quantity"]])
 
     def ack(self, entry_id: str) -> None:
         self.plan["ack"].append(entry_id)
@@ -269,7 +270,7 @@ class Settlement:
 
     def run(self) -> None:
         keys = [self.keys.pending(), self.keys.writes(), self.keys.reserve_stream(), self.keys.user_units(),
-                self.keys.dead_letters()]
+                self.keys.dead_letters(), self.keys.pending_of(), self.keys.pending_units()]
         for section_id in self.sections:
             keys += [gate.gate_key(self.event_id, section_id), self.keys.holds(section_id),
                      *gate.release_keys(self.event_id, section_id)]
@@ -289,7 +290,7 @@ def _follow_up(event_id: int, records: list[dict[str, Any]], outcomes: Outcomes,
         elif outcome.status == SETTLED and outcome.reason in (EXPIRED, CANCELLED):
             # the hold ended before it was tracked: the user's count dropped then, the gate's units now
             settle.give_back(r["section_id"], r["quantity"], None)
-        settle.done(r["id"])
+        settle.done(r)
     for entry_id in entry_ids:
         settle.ack(entry_id)
     settle.run()
@@ -390,7 +391,7 @@ def _dead_letter(event_id: int, entry: tuple[str, dict[str, str]], reason: str, 
     settle = Settlement(event_id)
     settle.dead_letter({**fields, "reason": reason, "error": error[:500], "entry_id": entry[0]})
     if record is not None:  # a request was taken for it: retire it and give its units back
-        settle.done(record["id"])
+        settle.done(record)
         settle.give_back(record["section_id"], record["quantity"], record["user_id"])
     settle.ack(entry[0])
     settle.run()

@@ -95,6 +95,14 @@ class QueueKeys:
         """reservation id -> request record, from the 202 until the hold writer commits it."""
         return f"{self.prefix}pending"
 
+    def pending_of(self) -> str:
+        """user -> space-separated ids of the user's pending requests: the status reads only these."""
+        return f"{self.prefix}pending-of"
+
+    def pending_units(self) -> str:
+        """section -> units of pending requests: the gate's derivation reads one field."""
+        return f"{self.prefix}pending-units"
+
     def idempotency(self) -> str:
         """"user:Idempotency-Key" -> "reservation id|request hash"."""
         return f"{self.prefix}idem"

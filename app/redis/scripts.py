@@ -362,7 +362,8 @@ end
 
 # Shared by RESERVE and CLAIM_OFFER, which keep these positions: KEYS 2 idempotency, 3 user
 # units, 6 reserve stream, 7 pending records, 8 the access token's revocation key; ARGV 1 user,
-# 4 idempotency field, 5 request hash, 6 reservation id, 7 quantity, 8 max per user, 9 record.
+# 4 idempotency field, 5 request hash, 6 reservation id, 7 quantity, 8 max per user, 9 record,
+# 10 section. accept() also gets the keys of the user's pending ids and the per-section pending units.
 _INTAKE_FN = r"""
 local function refused_before()
   if redis.call('EXISTS', KEYS[8]) == 1 then return {'token_revoked'} end
@@ -377,10 +378,13 @@ local function over_limit()
   if units + tonumber(ARGV[7]) > tonumber(ARGV[8]) then return {'limit_exceeded', tostring(units)} end
   return nil
 end
-local function accept()
+local function accept(k_pending_of, k_pending_units)
   redis.call('HSET', KEYS[2], ARGV[4], ARGV[6] .. '|' .. ARGV[5])
   redis.call('HINCRBY', KEYS[3], ARGV[1], tonumber(ARGV[7]))
   redis.call('HSET', KEYS[7], ARGV[6], ARGV[9])
+  local mine = redis.call('HGET', k_pending_of, ARGV[1])
+  redis.call('HSET', k_pending_of, ARGV[1], mine and (mine .. ' ' .. ARGV[6]) or ARGV[6])
+  redis.call('HINCRBY', k_pending_units, ARGV[10], tonumber(ARGV[7]))
   redis.call('XADD', KEYS[6], '*', 'r', ARGV[9])
   return {'accepted', ARGV[6]}
 end
@@ -389,9 +393,9 @@ end
 # The whole accept path of POST /api/tickets/reserve in one call.
 # KEYS: 1 active (admissions)  2 idempotency  3 user units  4 gate  5 holds  6 reserve stream
 #       7 pending records  8 the access token's revocation key  9 waitlist  10 waitlist pool
-#       11 waitlist stats
+#       11 waitlist stats  12 pending ids per user  13 pending units per section
 # ARGV: 1 user  2 pass exp  3 now  4 idempotency field  5 request hash  6 reservation id
-#       7 quantity  8 max per user  9 request record (JSON)
+#       7 quantity  8 max per user  9 request record (JSON)  10 section
 # Reply: {outcome[, detail]}; 'accepted' means the request is on the stream (durable in Redis).
 RESERVE = _TAKE_FN + _INTAKE_FN + r"""
 local early = refused_before()
@@ -406,7 +410,7 @@ if limited then return limited end
 local left = take(KEYS[4], KEYS[5], KEYS[9], KEYS[10], KEYS[11], tonumber(ARGV[7]), ARGV[3])
 if left == -2 then return {'no_gate'} end
 if left == -1 then return {'sold_out'} end
-return accept()
+return accept(KEYS[12], KEYS[13])
 """
 
 # KEYS: gate, user units. ARGV: quantity, user (or ''). Units back to the gate (if it exists) and
@@ -421,14 +425,15 @@ return put_back(KEYS[1], KEYS[3], KEYS[4], KEYS[5], tonumber(ARGV[1]))
 
 # The hold writer's follow-up of one batch, after MySQL committed it: all of it or none of it, so a
 # crash leaves the entries pending and the re-run rebuilds the same follow-up (app/booking/writer.py).
-# KEYS: 1 pending records  2 writes counter  3 reserve stream  4 user units  5 dead letters, then
-#       5 keys per section the batch touches: gate, holds, waitlist, pool, stats
-# ARGV: 1 consumer group  2 JSON {"ack": [entry ids], "done": [reservation ids],
+# KEYS: 1 pending records  2 writes counter  3 reserve stream  4 user units  5 dead letters
+#       6 pending ids per user  7 pending units per section, then 5 keys per section the batch
+#       touches: gate, holds, waitlist, pool, stats
+# ARGV: 1 consumer group  2 JSON {"ack": [entry ids], "done": [[reservation id, user, section, units]],
 #       "holds": [[section index (1-based), member, deadline]], "give": [[section index, units, user or ""]],
 #       "dead": [[field, value, ...]] (entries for the dead-letter stream)}
 SETTLE = _PUT_BACK_FN + r"""
 local plan = cjson.decode(ARGV[2])
-local function section_key(i, n) return KEYS[5 + (i - 1) * 5 + n] end
+local function section_key(i, n) return KEYS[7 + (i - 1) * 5 + n] end
 for _, h in ipairs(plan['holds'] or {}) do
   redis.call('ZADD', section_key(h[1], 2), h[3], h[2])
 end
@@ -440,7 +445,22 @@ end
 for _, d in ipairs(plan['dead'] or {}) do
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', 100000, '*', unpack(d))
 end
-if #(plan['done'] or {}) > 0 then redis.call('HDEL', KEYS[1], unpack(plan['done'])) end
+for _, d in ipairs(plan['done'] or {}) do
+  local rid, user = d[1], tostring(d[2])
+  if redis.call('HDEL', KEYS[1], rid) == 1 then
+    local section = tostring(d[3])
+    if redis.call('HINCRBY', KEYS[7], section, -tonumber(d[4])) <= 0 then redis.call('HDEL', KEYS[7], section) end
+  end
+  local left = {}
+  for id in string.gmatch(redis.call('HGET', KEYS[6], user) or '', '%S+') do
+    if id ~= rid then table.insert(left, id) end
+  end
+  if #left > 0 then
+    redis.call('HSET', KEYS[6], user, table.concat(left, ' '))
+  else
+    redis.call('HDEL', KEYS[6], user)
+  end
+end
 redis.call('INCR', KEYS[2])
 if #(plan['ack'] or {}) > 0 then
   redis.call('XACK', KEYS[3], ARGV[1], unpack(plan['ack']))
@@ -588,8 +608,9 @@ return q
 # from the offer (not the gate) and no admission is needed; what the fan leaves of the offer passes on.
 # KEYS: 1 OFFERS  2 idempotency  3 user units  4 OFFEREXP  5 USEROFFER  6 reserve stream  7 pending
 #       8 revocation key  9 OFFERED  10 gate  11 WL  12 POOL  13 STATS  14 FRESH
+#       15 pending ids per user  16 pending units per section
 # ARGV: 1 user  2 offer id  3 now  4 idempotency field  5 request hash  6 reservation id
-#       7 quantity  8 max per user  9 request record (JSON)
+#       7 quantity  8 max per user  9 request record (JSON)  10 section
 CLAIM_OFFER = _PUT_BACK_FN + _INTAKE_FN + r"""
 local early = refused_before()
 if early then return early end
@@ -609,7 +630,7 @@ redis.call('HDEL', KEYS[5], ARGV[1])
 redis.call('SREM', KEYS[14], ARGV[2])
 redis.call('DECRBY', KEYS[9], offered)
 if offered > qty then put_back(KEYS[10], KEYS[11], KEYS[12], KEYS[13], offered - qty) end
-return accept()
+return accept(KEYS[15], KEYS[16])
 """
 
 

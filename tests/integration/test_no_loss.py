@@ -609,3 +609,97 @@ def test_only_a_taken_section_name_is_section_exists(app, make_event):
     with app.app_context(), pytest.raises(Conflict) as clash, transaction():
         create_section(other["id"], {"name": "Floor", "price_cents": 100, "currency": "EUR", "capacity": 5})
     assert clash.value.reason == "section_exists"
+
+
+def redis_commands_during(action: Any) -> list[str]:
+    """Every command Redis executed while ``action`` ran (MONITOR), as text."""
+    import redis as redis_lib
+
+    marker = f"end-of-action-{uuid.uuid4().hex}"
+    seen: list[str] = []
+    monitor_client = redis_lib.Redis.from_url(redis_store.client.connection_pool.connection_kwargs.get("url", "")
+                                              or _redis_url(), decode_responses=True)
+    ready = threading.Event()
+
+    def watch() -> None:
+        with monitor_client.monitor() as monitor:
+            ready.set()
+            for command in monitor.listen():
+                seen.append(command["command"])
+                if marker in command["command"]:
+                    return
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    ready.wait(5)
+    redis_store.client.echo("start")  # MONITOR is live once it reports a command
+    action()
+    redis_store.client.echo(marker)
+    thread.join(10)
+    return seen
+
+
+def _redis_url() -> str:
+    import os
+
+    return os.environ["REDIS_URL"]
+
+
+def test_status_reads_only_the_users_own_requests_and_one_seat_query_per_page(app, client, make_event, make_user):
+    """Item 12: the status read the whole pending hash of every sale the user joined (and the gate
+    derivation did too), and the list ran one seat query per reservation. Now the status asks Redis
+    for the user's own ids only, and a page costs one seat query."""
+    from sqlalchemy import event as sa_event
+
+    from app.booking import writer
+    from app.catalogue.models import Seat
+    from app.redis.keys import user_queues_key
+
+    event = make_event(sections=[{"name": "Floor", "capacity": 1000},
+                                 {"name": "Row A", "rows": 1, "seats_per_row": 12}], max_per_user=10)
+    ga, seated = event["sections"][0]["id"], event["sections"][1]["id"]
+    with app.app_context():
+        seats = list(db.session.scalars(select(Seat.id).where(Seat.section_id == seated).order_by(Seat.id)))
+        db.session.rollback()
+    user = make_user()
+    for i in range(3):  # three seated holds for the list
+        accept(app, event["id"], seated, user["id"], seat_ids=seats[2 * i:2 * i + 2])
+    with app.app_context():
+        writer.process(event["id"], read_entries(event["id"]))
+    mine = [accept(app, event["id"], ga, user["id"], quantity=1) for _ in range(2)]
+    others = [make_user()["id"] for _ in range(5)]
+    for other in others:  # a busy sale: requests of others are pending too ...
+        accept(app, event["id"], ga, other, quantity=1)
+    pending = QueueKeys(event["id"]).pending()  # ... 2,000 more of them
+    filler = {f"other-{i}": json.dumps({"id": f"other-{i}", "user_id": others[0], "event_id": event["id"],
+                                        "section_id": ga, "quantity": 1}) for i in range(2000)}
+    redis_store.client.hset(pending, mapping=filler)
+    redis_store.client.sadd(user_queues_key(user["id"]), event["id"])
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append(statement)
+
+    listing: dict[str, Any] = {}
+
+    def read_status() -> None:
+        listing["r"] = client.get("/api/tickets/status?page_size=20", headers=user["headers"])
+
+    sa_event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        commands = redis_commands_during(read_status)
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", count)
+    r = listing["r"]
+    assert r.status_code == 200
+    assert [i["reservation_id"] for i in r.json["items"] if i["status"] == "pending"] == [mine[1], mine[0]]
+    assert sum(1 for i in r.json["items"] if i["status"] == "held") == 3
+    assert all(len(i["seats"]) == 2 and all(s["label"] for s in i["seats"])
+               for i in r.json["items"] if i["status"] == "held")
+    whole_reads = [c for c in commands if pending in c and ("HVALS" in c.upper() or "HGETALL" in c.upper())]
+    assert whole_reads == []
+    assert sum(1 for s in statements if "FROM seats" in s) == 1
+    with app.app_context():
+        from app.booking.gate import pending_units
+
+        assert pending_units(event["id"], ga) == 2 + 5  # the counter, not a scan of 2,007 records
