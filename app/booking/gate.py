@@ -15,7 +15,7 @@ import redis
 from sqlalchemy import select
 
 from app.catalogue.models import Section
-from app.catalogue.services import availability
+from app.catalogue.services import availability, sold_and_held
 from app.extensions import db, redis_store
 from app.observability.metrics import GATE_DRIFT, GATE_DRIFT_FIXES
 from app.redis.keys import QueueKeys
@@ -50,14 +50,39 @@ def hold_member(reservation_id: str, quantity: int) -> str:
     return f"{reservation_id}:{quantity}"
 
 
+def figures(sections: list[Section]) -> dict[int, dict[str, int]]:
+    """The one source of every figure shown of a section (the public event page, the console, the
+    CLI) and of the gate itself: capacity, sold, held, kept for the waitlist (its pool and open
+    offers), and available = what a new reserve could get now (free in MySQL, less what is kept
+    for the waitlist and what accepted requests are about to take)."""
+    if not sections:
+        return {}
+    free = availability(sections)
+    taken = sold_and_held(sections)
+    pipe = redis_store.client.pipeline(transaction=False)
+    for s in sections:
+        keys = QueueKeys(s.event_id)
+        pipe.get(keys.waitlist(s.id, "pool"))
+        pipe.get(keys.waitlist(s.id, "offered"))
+        pipe.hget(keys.pending_units(), str(s.id))
+    replies = pipe.execute()
+    out = {}
+    for i, s in enumerate(sections):
+        pool, offered, pending = (int(x or 0) for x in replies[3 * i:3 * i + 3])
+        kept = pool + offered
+        out[s.id] = {"capacity": s.capacity, "sold": taken[s.id][0], "held": taken[s.id][1],
+                     "kept_for_waitlist": kept, "available": max(0, free[s.id] - kept - max(0, pending))}
+    return out
+
+
 def pending_units(event_id: int, section_id: int) -> int:
     """Units of requests accepted by the API and not yet written to MySQL by the hold writer."""
     return max(0, int(redis_store.client.hget(QueueKeys(event_id).pending_units(), str(section_id)) or 0))
 
 
 def expected_units(section: Section) -> int:
-    return max(0, availability([section])[section.id] - pending_units(section.event_id, section.id)
-               - kept_for_waitlist(section.event_id, section.id))
+    """What the gate should hold for the section (``figures``' available)."""
+    return figures([section])[section.id]["available"]
 
 
 def ensure(section: Section) -> None:

@@ -6,6 +6,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.auth.jwt_setup import admin_required
+from app.booking import gate
 from app.catalogue import services
 from app.catalogue.models import Event, Section
 from app.catalogue.schemas import (
@@ -52,9 +53,11 @@ class EventDetail(MethodView):
     def get(self, event_id: int) -> dict[str, Any]:
         """An event with its sections and live availability."""
         event = services.get_event(event_id)
-        available = services.availability(list(event.sections))
+        # the figures every page shows (gate.figures): a unit kept for the waitlist or about to be
+        # taken by an accepted request is not offered as free
+        shown = gate.figures(list(event.sections))
         view = {column.name: getattr(event, column.name) for column in event.__table__.columns}
-        view["sections"] = [_section_view(s, available[s.id]) for s in event.sections]
+        view["sections"] = [_section_view(s, shown[s.id]["available"]) for s in event.sections]
         return view
 
 
@@ -79,7 +82,7 @@ class SectionCapacity(MethodView):
         """Change a general admission section's capacity (admin); added tickets go to its waitlist first."""
         with transaction():
             section = services.set_capacity(event_id, section_id, data["capacity"])
-        return _section_view(section, services.availability([section])[section.id])
+        return _section_view(section, gate.figures([section])[section.id]["available"])
 
 
 @blp.route("/<int:event_id>/sections/<int:section_id>/seats")

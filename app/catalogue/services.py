@@ -10,12 +10,13 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from app.catalogue.models import (
     SEAT_AVAILABLE,
     SEAT_HELD,
+    SEAT_SOLD,
     SECTION_GENERAL,
     SECTION_SEATED,
     Event,
@@ -152,6 +153,29 @@ def availability(sections: list[Section], now: datetime | None = None) -> dict[i
         )
         for s in seated:
             result[s.id] = int(counts.get(s.id, 0))
+    return result
+
+
+def sold_and_held(sections: list[Section], now: datetime | None = None) -> dict[int, tuple[int, int]]:
+    """(units sold, units in live holds) per section id, from MySQL: the counters of a general
+    admission section (less its lapsed holds), the seats' own states for a seated one (whose
+    counters are not kept: each seat is its own record)."""
+    now = now or utcnow()
+    result: dict[int, tuple[int, int]] = {}
+    general = [s for s in sections if s.kind == SECTION_GENERAL]
+    seated = [s for s in sections if s.kind == SECTION_SEATED]
+    if general:
+        expired = _expired_held_quantity([s.id for s in general], now)
+        for s in general:
+            result[s.id] = (s.sold, max(0, s.held - expired.get(s.id, 0)))
+    if seated:
+        rows = db.session.execute(
+            select(Seat.section_id, func.sum(case((Seat.state == SEAT_SOLD, 1), else_=0)),
+                   func.sum(case((and_(Seat.state == SEAT_HELD, Seat.held_until > now), 1), else_=0)))
+            .where(Seat.section_id.in_([s.id for s in seated])).group_by(Seat.section_id)).all()
+        counts = {section_id: (int(sold or 0), int(held or 0)) for section_id, sold, held in rows}
+        for s in seated:
+            result[s.id] = counts.get(s.id, (0, 0))
     return result
 
 

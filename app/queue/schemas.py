@@ -29,7 +29,9 @@ class QueueStatsSchema(Schema):
     event_id = fields.Integer()
     last_eta_seconds = fields.Integer(allow_none=True,
                                       metadata={"description": "the last fan's wait at the measured rate"})
-    sections = fields.List(fields.Dict(), metadata={"description": "[{id, name, sold, held, capacity}]"})
+    sections = fields.List(fields.Dict(), metadata={
+        "description": "[{id, name, capacity, sold, held, kept_for_waitlist, available}]: the figures every page "
+                       "shows (app/booking/gate.figures)"})
     holds_expiring_60s = fields.Integer(metadata={"description": "holds ending within a minute"})
     outbox_lag_seconds = fields.Float(metadata={"description": "age of the oldest unpublished event"})
     waitlists = fields.List(fields.Dict(), metadata={

@@ -391,8 +391,10 @@ def _sale_figures(event_id: int, now: float) -> dict[str, Any]:
     soon = datetime.fromtimestamp(now + 60, UTC)
     expiring = db.session.scalar(select(func.count()).select_from(Reservation).where(
         Reservation.event_id == event_id, Reservation.status == HELD, Reservation.hold_expires_at <= soon))
-    figures = {"sections": [{"id": s.id, "name": s.name, "sold": s.sold, "held": s.held, "capacity": s.capacity}
-                            for s in sections],
+    from app.booking.gate import figures as section_figures
+
+    shown = section_figures(list(sections))
+    figures = {"sections": [{"id": s.id, "name": s.name, **shown[s.id]} for s in sections],
                "holds_expiring_60s": int(expiring or 0),
                "outbox_lag_seconds": round(lag()["oldest_age_seconds"], 1)}
     return figures

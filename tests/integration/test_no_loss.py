@@ -703,3 +703,57 @@ def test_status_reads_only_the_users_own_requests_and_one_seat_query_per_page(ap
         from app.booking.gate import pending_units
 
         assert pending_units(event["id"], ga) == 2 + 5  # the counter, not a scan of 2,007 records
+
+
+def test_every_place_shows_the_same_figures_through_sale_offer_and_refund(app, client, worker, admin, make_event,
+                                                                          make_user):
+    """Item 11: the console and `celery ... queue stats` said `sold 0` for a seated section with two
+    seats sold, and the public page counted a unit offered to a waitlisted fan as free ("2 / 2"
+    while reserving 2 answered sold_out). Now one function (gate.figures) feeds the event page,
+    the console's stats API and the CLI, and each agrees with what a reserve gets."""
+    from tests.integration.test_after_sale import buy, hold, reserve, tick, waitlisted
+    from tests.integration.test_cli import celery_cli
+
+    event = make_event(sections=[{"name": "Floor", "capacity": 3}, {"name": "Row A", "rows": 1, "seats_per_row": 4}],
+                       admit_per_minute=6000)
+    ga, seated = event["sections"][0]["id"], event["sections"][1]["id"]
+
+    def shown() -> dict[str, dict[int, tuple[int, int, int]]]:
+        page = client.get(f"/api/events/{event['id']}").json
+        console = client.get(f"/api/queue/{event['id']}/stats", headers=admin["headers"]).json
+        cli = celery_cli("queue", "stats", str(event["id"]))
+        figures = {"page": {s["id"]: s["available"] for s in page["sections"]}}
+        for name, stats in (("console", console), ("cli", cli)):
+            figures[name] = {s["id"]: (s["sold"], s["held"], s["available"]) for s in stats["sections"]}
+        return figures
+
+    def agree(sold_held_available: dict[int, tuple[int, int, int]]) -> None:
+        got = shown()
+        assert got["console"] == got["cli"] == sold_held_available, got
+        assert got["page"] == {sid: f[2] for sid, f in sold_held_available.items()}, got
+
+    a, b, c = make_user(), make_user(), make_user()
+    sold = buy(client, app, event["id"], ga, a, quantity=2)
+    held = hold(client, app, event["id"], ga, b, quantity=1)
+    from tests.helpers import admitted_pass, wait_reservation
+
+    token = admitted_pass(client, app, event["id"], c)
+    seats = [s["id"] for s in client.get(f"/api/events/{event['id']}/sections/{seated}/seats").json["seats"]]
+    r = client.post("/api/tickets/reserve", json={"event_id": event["id"], "section_id": seated,
+                                                  "seat_ids": seats[:2]},
+                    headers={**c["headers"], "X-Admission-Token": token, "Idempotency-Key": "seats-1"})
+    assert r.status_code == 202, r.json
+    rid = wait_reservation(client, c, r.json["reservation_id"])["reservation_id"]
+    assert client.post(f"/api/tickets/{rid}/confirm", json={"payment_token": "tok_ok_visa"},
+                       headers=c["headers"]).status_code == 200
+    agree({ga: (2, 1, 0), seated: (2, 0, 2)})  # seated: two seats sold, two free
+    d = make_user()
+    waitlisted(client, app, event["id"], ga, d, quantity=1)  # sold out: d waits
+    assert client.post(f"/api/tickets/{held}/cancel", headers=b["headers"]).status_code == 200
+    tick(app)  # the released unit is offered to d: kept for d, not free for anyone else
+    agree({ga: (2, 0, 0), seated: (2, 0, 2)})
+    e = make_user()
+    refused = reserve(client, e, event["id"], ga, 1, admission=admitted_pass(client, app, event["id"], e))
+    assert refused.status_code == 409 and refused.json["reason"] == "sold_out"  # as shown: 0 available
+    assert client.post(f"/api/tickets/{sold}/refund", headers=a["headers"]).status_code == 200
+    agree({ga: (0, 0, 2), seated: (2, 0, 2)})  # the refunded pair is free (d's offer still holds one)
