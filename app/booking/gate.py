@@ -134,12 +134,17 @@ def reconcile(event_ids: list[int]) -> dict[int, int]:
                                 args=[expected, f"{time.time():.6f}", writes])
         if reply[0] != "reset":
             continue
-        previous = reply[1]
-        drift = 0 if previous is None else int(previous) - expected
+        previous, value = reply[1], int(reply[2])
+        # (before, the drift was measured against MySQL's count before the waitlist's share: a
+        # unit kept for an offer read as a drift on every round, for as long as the offer stood)
+        drift = 0 if previous is None else int(previous) - value
         if drift:
             fixed[section.id] = drift
             GATE_DRIFT.inc(abs(drift))
             GATE_DRIFT_FIXES.inc()
-            log.warning("gate drift fixed", extra={"section_id": section.id, "drift": drift})
+            log.warning("gate drift fixed: sale %s section %s had %+d units (gate %s, now %s)", section.event_id,
+                        section.id, drift, previous, value,
+                        extra={"event_id": section.event_id, "section_id": section.id, "drift": drift,
+                               "gate_before": int(previous), "gate_after": value})
     db.session.rollback()  # read-only
     return fixed

@@ -493,9 +493,11 @@ if redis.call('HLEN', KEYS[3]) > 0 or (redis.call('GET', KEYS[4]) or '0') ~= ARG
 end
 local previous = redis.call('GET', KEYS[1])
 local kept = tonumber(redis.call('GET', KEYS[5]) or '0') + tonumber(redis.call('GET', KEYS[6]) or '0')
-redis.call('SET', KEYS[1], math.max(0, tonumber(ARGV[1]) - kept))
+local value = math.max(0, tonumber(ARGV[1]) - kept)
+redis.call('SET', KEYS[1], value)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])
-return {'reset', previous or false}
+-- the drift is the gate's change: the value set, not MySQL's count before the waitlist's share
+return {'reset', previous or false, value}
 """
 
 
