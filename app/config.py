@@ -150,6 +150,9 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> dict[str
         "HOLD_WRITER_CLAIM_IDLE_MS": _int(env, "HOLD_WRITER_CLAIM_IDLE_MS", 10_000),
         "QUEUE_ADVANCE_INTERVAL_SECONDS": _float(env, "QUEUE_ADVANCE_INTERVAL_SECONDS", 1.0),
         "QUEUE_RATE_LIMIT_PER_SECOND": _int(env, "QUEUE_RATE_LIMIT_PER_SECOND", 10),
+        # a sale closes (its Redis keys deleted, its figures kept in MySQL) this long after its
+        # event starts or its sale closes (app/queue/lifecycle.py)
+        "SALE_CLOSE_AFTER_START_MINUTES": _int(env, "SALE_CLOSE_AFTER_START_MINUTES", 60),
         # off on the threaded REST server (app/serve.py): streams run on the gevent server
         "SSE_ENABLED": _bool(env, "SSE_ENABLED", True),
         "SSE_INTERVAL_SECONDS": _float(env, "SSE_INTERVAL_SECONDS", 1.0),

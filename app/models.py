@@ -9,3 +9,4 @@ def import_all_models() -> None:
     from app.catalogue import models as _catalogue  # noqa: F401
     from app.notifications import models as _notifications  # noqa: F401
     from app.outbox import models as _outbox  # noqa: F401
+    from app.queue import models as _queue  # noqa: F401

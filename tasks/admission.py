@@ -21,6 +21,13 @@ def advance(event_id: int) -> dict:
             "abandoned": result.abandoned}
 
 
+@celery.task(name="queue.close_ended_sales", ignore_result=True)
+def close_ended_sales() -> list[int]:
+    from app.queue.lifecycle import close_ended_sales as run
+
+    return run()
+
+
 @celery.task(name="queue.drain_events", ignore_result=True)
 def drain_events() -> int:
     from app.queue.events import drain_all

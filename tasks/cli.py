@@ -42,6 +42,18 @@ def queue_stats(event_id: int) -> None:
     _echo(_in_app(lambda: stats(event_id)))
 
 
+@queue.command("close")
+@click.argument("event_id", type=int)
+@click.option("--force", is_flag=True, help="Close even though the event has not started (an operator's call).")
+def queue_close(event_id: int, force: bool) -> None:
+    """Close a sale that is over: write every accepted request, release live holds, drain its
+    events, keep its final figures in MySQL and delete its Redis keys (beat does this by itself
+    SALE_CLOSE_AFTER_START_MINUTES after the event starts)."""
+    from app.queue.lifecycle import close_sale
+
+    _echo(_in_app(lambda: close_sale(event_id, force=force)))
+
+
 @queue.command("advance")
 @click.argument("event_id", type=int)
 @click.option("--count", type=int, default=None,

@@ -182,6 +182,19 @@ def _expire(session: Session, res: Reservation) -> None:
     RESERVATIONS.labels(outcome="expired").inc()
 
 
+def end_hold_at_close(session: Session, reservation_id: str) -> bool:
+    """The sale closed (its event started): a live hold ends now, unless a payment for it is being
+    answered (its own flow, or the payment sweeper, finishes it). True when it ended."""
+    res = _lock_reservation(session, reservation_id)
+    if res is None or res.status != HELD:
+        return False
+    if session.scalar(select(Payment.id).where(Payment.reservation_id == res.id,
+                                                Payment.status == PAYMENT_PENDING)):
+        return False
+    _expire(session, res)
+    return True
+
+
 def release_expired_in_section(session: Session, section: Section, now: datetime, limit: int = 100) -> int:
     expired = session.scalars(
         select(Reservation).where(Reservation.section_id == section.id, Reservation.status == HELD,

@@ -125,8 +125,14 @@ def refresh_cache(user_id: int) -> None:
     if devices:
         pipe.hset(key, mapping={d.id: json.dumps({"channel": d.channel, "platform": d.platform})
                                 for d in devices})
-    queues = client.smembers(user_queues_key(user_id))
-    for event_id in queues:
+    from app.redis.keys import REGISTRY_KEY
+
+    queues = sorted(client.smembers(user_queues_key(user_id)))
+    live = client.smismember(REGISTRY_KEY, queues) if queues else []
+    for event_id, is_live in zip(queues, live, strict=True):
+        if not is_live:  # a sale that ended or closed: its keys are not re-created
+            pipe.srem(user_queues_key(user_id), event_id)
+            continue
         notifiable = QueueKeys(int(event_id)).notifiable
         if devices:
             pipe.sadd(notifiable, user_id)

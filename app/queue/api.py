@@ -19,7 +19,7 @@ from app.db import transaction
 from app.errors import AppError, Unprocessable
 from app.jsonio import json_response
 from app.queue import services, streams
-from app.queue.schemas import QueueSettingsSchema, QueueStatsSchema, QueueStatusSchema
+from app.queue.schemas import QueueSettingsSchema, QueueStatsSchema, QueueStatusSchema, SaleSummarySchema
 
 blp = Blueprint("queue", __name__, url_prefix="/api/queue", description="Waiting room")
 
@@ -142,6 +142,19 @@ class Resume(MethodView):
         """Resume admitting (admin)."""
         services.set_paused(event_id, False)
         return services.stats(event_id)
+
+
+@blp.route("/<int:event_id>/close")
+class Close(MethodView):
+    @admin_required
+    @blp.response(200, SaleSummarySchema)
+    def post(self, event_id: int) -> dict[str, Any]:
+        """Close a sale that is over (admin): every accepted request written, live holds released,
+        events drained, final figures kept in MySQL, Redis keys deleted. 409 `sale_not_over` before
+        the event starts or its sale closes. Idempotent."""
+        from app.queue.lifecycle import close_sale
+
+        return close_sale(event_id)
 
 
 @blp.route("/<int:event_id>/stats")

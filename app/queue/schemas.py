@@ -49,3 +49,18 @@ class QueueStatsSchema(Schema):
     admission_window_seconds = fields.Integer()
     oldest_wait_seconds = fields.Float()
     paused = fields.Boolean()
+
+
+class SaleSummarySchema(Schema):
+    """The final figures of a closed sale (kept in MySQL; its Redis keys are gone)."""
+
+    event_id = fields.Integer()
+    closed_at = fields.DateTime()
+    joined_total = fields.Integer()
+    admitted_total = fields.Integer()
+    expired_total = fields.Integer()
+    sections = fields.List(fields.Dict(), metadata={
+        "description": "[{id, name, capacity, sold, held, kept_for_waitlist, available}] at close"})
+    waitlists = fields.List(fields.Dict())
+    dead_letters = fields.Integer(metadata={"description": "accepted requests the hold writer parked"})
+    keys_deleted = fields.Integer(metadata={"description": "Redis keys of the sale deleted at close"})

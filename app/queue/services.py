@@ -70,7 +70,10 @@ def sync_meta(event: Event) -> None:
 
 
 def _ensure_meta(event_id: int) -> None:
-    sync_meta(get_event(event_id))  # 404 for an unknown event
+    event = get_event(event_id)  # 404 for an unknown event
+    if event.closed_at is not None:  # its keys are gone for good: nothing re-creates them
+        raise Conflict("The sale is closed", reason="sale_closed")
+    sync_meta(event)
 
 
 @dataclass
@@ -249,9 +252,9 @@ def advance(event_id: int, max_batch: int = MAX_BATCH, force: int = 0) -> Advanc
             shuffled = tick = None
             if reply[0] == "no_meta":
                 event = db.session.get(Event, event_id)
-                if event is None:
+                if event is None or event.closed_at is not None:
                     client.srem(REGISTRY_KEY, event_id)
-                    return AdvanceResult(event_id, "unknown_event", [])
+                    return AdvanceResult(event_id, "unknown_event" if event is None else "closed", [])
                 sync_meta(event)
                 reply = script("ADVANCE")(keys=keys.advance_keys(), args=[f"{now:.6f}", max_batch, force])
             if reply[0] == "needs_shuffle":

@@ -21,7 +21,7 @@ import logging
 import redis
 
 from app.redis import redis_store
-from app.redis.keys import QueueKeys, user_devices_key, user_queues_key
+from app.redis.keys import USER_QUEUES_TTL_SECONDS, QueueKeys, user_devices_key, user_queues_key
 
 log = logging.getLogger(__name__)
 _UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError)
@@ -53,6 +53,7 @@ def join_user_keys(event_id: int, user_id: int) -> tuple[list[str], list[str]]:
     client = redis_store.client
     try:
         client.sadd(user_queues_key(user_id), event_id)
+        client.expire(user_queues_key(user_id), USER_QUEUES_TTL_SECONDS)
         has_devices = bool(client.exists(user_devices_key(user_id)))
     except _UNREACHABLE:
         log.warning("user %s's channel cache unreachable (its cluster node is down): joining without it", user_id)

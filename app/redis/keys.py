@@ -39,6 +39,9 @@ def refund_job_key(event_id: int, task_id: str) -> str:
     return f"refund-job:{{{event_id}}}:{task_id}"
 
 
+USER_QUEUES_TTL_SECONDS = 7 * 86_400
+
+
 def user_queues_key(user_id: int | str) -> str:
     """Event ids a user has joined (to mark them notifiable when they register a channel)."""
     return f"u:{{{user_id}}}:queues"
@@ -144,5 +147,26 @@ class QueueKeys:
         """One drain of the sale's event stream at a time (ids are derived, order is kept)."""
         return f"{self.prefix}drain-lock"
 
+
+# How long each key lives: nothing in Redis grows without a bound. A sale's keys (q:{event}:*)
+# live until the sale closes (app/queue/lifecycle.py deletes them all, after their contents are
+# written to MySQL); everything else has a TTL or is bounded by what it counts.
+# tests/integration/test_no_loss.py checks that every key a whole sale leaves matches one of these.
+RETENTION: dict[str, str] = {
+    "q:{event}:*": "the sale's keys (queue, gate, holds, waitlist, intake, streams, notices): until the "
+                   "sale closes; close_sale writes their figures to sale_summaries and deletes them",
+    REGISTRY_KEY: "a member per sale with a waiting room; the advancer removes a sale that ended",
+    UNDRAINED_KEY: "a member per sale with events to drain; removed once an ended sale's stream is empty",
+    WAITLIST_REGISTRY_KEY: "a member per section with a waitlist; removed when its waitlist empties or the sale closes",
+    OUTBOX_KICK_KEY: "a debounce flag with a TTL of seconds",
+    OUTBOX_RELAY_LOCK_KEY: "a lock with a TTL (renewed while the relay runs)",
+    FAKEPAY_LEDGER_KEY: "development and tests only (the fake payment provider's ledger)",
+    "jwt:revoked:{jti}": "until the revoked access token would have expired (TTL)",
+    "auth:session:{sid}": "the refresh token's lifetime (TTL, renewed at each rotation)",
+    "verify:{purpose}": "the one-time code's lifetime (TTL)",
+    "refund-job:{event}:{task}": "7 days (TTL)",
+    "u:{user}:queues": "7 days after the user's last join (TTL, renewed at each join)",
+    "n:user:{user}:devices": "one per user who registered a channel (rewritten on every change)",
+}
 
 _NAMES = ("meta", "line", "pre", "joined", "hb", "active", "notifiable", "expired", "seq", "stats", "events")

@@ -115,6 +115,7 @@ if meta[3] and meta[3] ~= '' and now >= tonumber(meta[3]) then return {'closed',
 -- this call, and passes what it read as ARGV[6] ('1' or '0'); KEYS[14], KEYS[15] are absent.
 if (ARGV[6] or '') == '' then
   redis.call('SADD', KEYS[15], ARGV[4])
+  redis.call('EXPIRE', KEYS[15], 604800)  -- kept a week after the user's last join (keys.RETENTION)
   if redis.call('EXISTS', KEYS[14]) == 1 then redis.call('SADD', K_NOTIF, user) end
 elseif ARGV[6] == '1' then
   redis.call('SADD', K_NOTIF, user)
@@ -323,6 +324,11 @@ return out
 # (app/booking/waitlist.py); otherwise to the gate. Returns the gate's new value, -3 (to the
 # waitlist) or -2 (no gate: the reconciler derives it).
 _PUT_BACK_FN = r"""
+-- a user's live count drops (never below 0); a closed sale's count is gone and is not re-created
+local function off_count(units_key, user, n)
+  if user == '' or redis.call('EXISTS', units_key) == 0 then return end
+  if redis.call('HINCRBY', units_key, user, -n) < 0 then redis.call('HSET', units_key, user, 0) end
+end
 local function put_back(gate_key, wl_key, pool_key, stats_key, n)
   if n <= 0 then return -1 end
   if redis.call('ZCARD', wl_key) > 0 then
@@ -417,9 +423,7 @@ return accept(KEYS[12], KEYS[13])
 # off the user's live count.
 # KEYS 3-5: the section's waitlist, pool and stats (units go to waiting fans first).
 GIVE = _PUT_BACK_FN + r"""
-if ARGV[2] ~= '' and redis.call('HINCRBY', KEYS[2], ARGV[2], -tonumber(ARGV[1])) < 0 then
-  redis.call('HSET', KEYS[2], ARGV[2], 0)
-end
+off_count(KEYS[2], ARGV[2], tonumber(ARGV[1]))
 return put_back(KEYS[1], KEYS[3], KEYS[4], KEYS[5], tonumber(ARGV[1]))
 """
 
@@ -439,7 +443,7 @@ for _, h in ipairs(plan['holds'] or {}) do
 end
 for _, g in ipairs(plan['give'] or {}) do
   local units = tonumber(g[2])
-  if g[3] ~= '' and redis.call('HINCRBY', KEYS[4], g[3], -units) < 0 then redis.call('HSET', KEYS[4], g[3], 0) end
+  off_count(KEYS[4], g[3], units)
   put_back(section_key(g[1], 1), section_key(g[1], 3), section_key(g[1], 4), section_key(g[1], 5), units)
 end
 for _, d in ipairs(plan['dead'] or {}) do
@@ -477,7 +481,7 @@ RELEASE_HOLD = _PUT_BACK_FN + r"""
 local removed = redis.call('ZREM', KEYS[2], ARGV[1])
 if ARGV[2] ~= '1' then return -1 end
 local qty = tonumber(string.match(ARGV[1], ':(%d+)$'))
-if ARGV[3] ~= '' and redis.call('HINCRBY', KEYS[3], ARGV[3], -qty) < 0 then redis.call('HSET', KEYS[3], ARGV[3], 0) end
+off_count(KEYS[3], ARGV[3], qty)
 if removed == 1 then return put_back(KEYS[1], KEYS[4], KEYS[5], KEYS[6], qty) end
 return -1
 """

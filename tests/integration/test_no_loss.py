@@ -796,3 +796,95 @@ def test_a_waitlist_offer_and_a_hold_are_no_gate_drift_and_a_real_drift_names_it
     line = next(r for r in caplog.records if "gate drift fixed" in r.getMessage())
     assert f"sale {eid} section {sid} had +3 units" in line.getMessage()
     assert (line.event_id, line.section_id, line.drift) == (eid, sid, 3)
+
+
+def _family(key: str) -> str | None:
+    """The RETENTION entry (app/redis/keys.py) a key belongs to, or None."""
+    import re
+
+    from app.redis.keys import RETENTION
+
+    for family in RETENTION:
+        pattern = "^" + re.sub(r"\\\{[a-z]+\\\}", r"\\{?[^:]+\\}?", re.escape(family)).replace(r"\*", ".*") + "$"
+        if re.match(pattern, key):
+            return family
+    return None
+
+
+def test_a_closed_sale_leaves_nothing_in_redis_and_its_figures_in_mysql(app, client, worker, admin, make_event,
+                                                                        make_user):
+    """Item 9: no sale key was ever deleted or given a TTL; `expired`, `idem`, the dead letters and
+    the users' sale sets only grew, under `noeviction`. Now a whole sale (joins, admissions, a
+    purchase, a cancel, a waitlist offer, a stream lease, a dead letter) is closed: its requests
+    written, its events drained, its figures in MySQL, and Redis holds nothing of it. Every key
+    the sale left before closing had a declared retention."""
+    from datetime import timedelta
+
+    from sqlalchemy import func
+
+    from app.booking import writer
+    from app.catalogue.models import Event
+    from app.db import utcnow
+    from app.outbox.models import OutboxEvent
+    from app.queue import streams
+    from app.queue.models import SaleSummary
+    from app.redis.keys import REGISTRY_KEY, UNDRAINED_KEY, WAITLIST_REGISTRY_KEY
+    from tests.helpers import wait_reservation
+    from tests.integration.test_after_sale import buy, hold, reserve, tick, waitlisted
+
+    event = make_event(sections=[{"name": "Floor", "capacity": 3}], admit_per_minute=6000)
+    eid, sid = event["id"], event["sections"][0]["id"]
+    a, b, c, d = (make_user() for _ in range(4))
+    buy(client, app, eid, sid, a, quantity=2)
+    held = hold(client, app, eid, sid, b, quantity=1)
+    waitlisted(client, app, eid, sid, c, quantity=1)
+    waitlisted(client, app, eid, sid, d, quantity=1)
+    assert client.post(f"/api/tickets/{held}/cancel", headers=b["headers"]).status_code == 200
+    tick(app)  # c is offered the returned unit
+    offer = client.get(f"/api/events/{eid}/sections/{sid}/waitlist", headers=c["headers"]).json["offer"]
+    claim = reserve(client, c, eid, sid, 1, offer=offer["offer_token"])
+    assert wait_reservation(client, c, claim.json["reservation_id"])["status"] == "held"
+    with app.test_request_context():
+        streams.open_lease(eid, d["id"])
+    keys = QueueKeys(eid)
+    redis_store.client.xadd(keys.dead_letters(), {"r": "{}", "reason": "malformed", "error": "test"})
+    client_ = redis_store.client
+    everything = sorted(client_.scan_iter(count=1000))
+    assert [k for k in everything if _family(k) is None] == []  # every key has a declared retention
+    assert sum(1 for k in everything if k.startswith(f"q:{{{eid}}}:")) > 20
+
+    r = client.post(f"/api/queue/{eid}/close", headers=admin["headers"])
+    assert r.status_code == 409 and r.json["reason"] == "sale_not_over"  # the event has not started
+    with app.app_context():
+        row = db.session.get(Event, eid)
+        row.starts_at = utcnow() - timedelta(hours=2)  # the concert was tonight
+        db.session.commit()
+    r = client.post(f"/api/queue/{eid}/close", headers=admin["headers"])
+    assert r.status_code == 200, r.json
+    assert r.json["keys_deleted"] > 20 and r.json["dead_letters"] == 1
+    assert [s["sold"] for s in r.json["sections"]] == [2]
+    assert client.post(f"/api/queue/{eid}/close", headers=admin["headers"]).status_code == 200  # idempotent
+
+    assert sorted(client_.scan_iter(match=f"*{{{eid}}}*", count=1000)) == []
+    assert not client_.sismember(REGISTRY_KEY, eid) and not client_.sismember(UNDRAINED_KEY, eid)
+    assert not [m for m in client_.smembers(WAITLIST_REGISTRY_KEY) if m.startswith(f"{eid}:")]
+    with app.app_context():
+        summary = db.session.get(SaleSummary, eid)
+        assert summary.joined_total == 4 and summary.admitted_total == 4 and len(summary.dead_letters) == 1
+        statuses = dict(db.session.execute(select(Reservation.status, func.count()).where(
+            Reservation.event_id == eid).group_by(Reservation.status)).all())
+        assert statuses == {"confirmed": 1, "cancelled": 1, "expired": 1}  # c's live hold ended at close
+        queue_events = db.session.scalar(select(func.count(OutboxEvent.id)).where(
+            OutboxEvent.aggregate_type == "queue", OutboxEvent.aggregate_id == str(eid)))
+        assert queue_events >= 8  # 4 joined, 4 admitted: drained to the last
+        db.session.rollback()
+    # nothing brings the sale's keys back
+    e = make_user()
+    assert client.post(f"/api/queue/{eid}/join", headers=e["headers"]).json["reason"] == "sale_closed"
+    assert client.get(f"/api/queue/{eid}/status", headers=a["headers"]).status_code == 409
+    assert client.post("/api/notifications/register", headers=a["headers"], json={
+        "channel": "push", "platform": "fcm", "token": f"fcm-{uuid.uuid4().hex}"}).status_code == 201
+    assert client.post(f"/api/tickets/{claim.json['reservation_id']}/cancel", headers=c["headers"]).status_code == 409
+    with app.app_context():
+        writer.HoldWriter(app, name="after-close").drain(timeout=2)
+    assert sorted(client_.scan_iter(match=f"*{{{eid}}}*", count=1000)) == []
