@@ -241,9 +241,12 @@ def test_dockerfile_is_multistage_non_root_and_its_commands_exist():
     text = (ROOT / "docker" / "Dockerfile").read_text()
     assert len(re.findall(r"^FROM ", text, re.M)) >= 2
     assert re.search(r"^USER 10001", text, re.M)
-    for source in re.findall(r"^COPY (?!--from)(?:--\S+ )*(.+) \S+$", text, re.M):
-        for item in source.split():
-            assert (ROOT / item).exists(), item
+    copied = [item for source in re.findall(r"^COPY (?!--from)(?:--\S+ )*(.+) \S+$", text, re.M)
+              for item in source.split()]
+    for item in copied:
+        assert (ROOT / item).exists(), item
+    # the product image holds no dev tools (make run's supervisor, its inbox, the private MariaDB)
+    assert copied and "devtools" not in " ".join(copied) and "." not in copied
     cmd = re.search(r"^CMD (\[.*\])$", text, re.M).group(1)
     check_command(yaml.safe_load(cmd))
     assert "HEALTHCHECK" in text and "/healthz" in text
