@@ -209,8 +209,8 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> dict[str
         "PROPAGATE_EXCEPTIONS": False,
     }
     config.update(overrides)
-    if not config["DATABASE_URL"].startswith(("mysql", "mariadb")):
-        # the record is MySQL/MariaDB everywhere (row locks, READ COMMITTED): no stand-in
+    if config["DATABASE_URL"] and not config["DATABASE_URL"].startswith(("mysql", "mariadb")):
+        # the record is MySQL/MariaDB everywhere (production must name one: check_production_safety) (row locks, READ COMMITTED): no stand-in
         raise ConfigError("DATABASE_URL must name a MySQL/MariaDB database (mysql+pymysql://user:pw@host/db); "
                           "`make run` and `make test` start a private MariaDB when it is not set")
     return config
@@ -230,4 +230,5 @@ def check_production_safety(config: dict[str, Any]) -> None:
         if not config.get(name, True):
             raise ConfigError(f"{name} may be switched off in development only")
     if not config["DATABASE_URL"].startswith(("mysql", "mariadb")):
-        raise ConfigError("APP_ENV=production requires DATABASE_URL pointing at MySQL/MariaDB")
+        raise ConfigError("APP_ENV=production requires DATABASE_URL pointing at MySQL/MariaDB "
+                          "(mysql+pymysql://user:pw@host/db)")
