@@ -210,7 +210,8 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> dict[str
     }
     config.update(overrides)
     if config["DATABASE_URL"] and not config["DATABASE_URL"].startswith(("mysql", "mariadb")):
-        # the record is MySQL/MariaDB everywhere (production must name one: check_production_safety) (row locks, READ COMMITTED): no stand-in
+        # the record is MySQL/MariaDB everywhere (row locks, READ COMMITTED): no stand-in; production
+        # must name one (check_production_safety)
         raise ConfigError("DATABASE_URL must name a MySQL/MariaDB database (mysql+pymysql://user:pw@host/db); "
                           "`make run` and `make test` start a private MariaDB when it is not set")
     return config
