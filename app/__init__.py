@@ -17,9 +17,11 @@ def create_app(config_overrides: dict[str, Any] | None = None, env: dict[str, st
     from app.cli import register_cli
     from app.errors import ErrorSchema, register_error_handlers
     from app.extensions import db, jwt, limiter, redis_store
+    from app.jsonio import SafeJSONProvider
     from app.observability.logging import configure_logging, install_request_context
     from app.observability.metrics import init_http_metrics
 
+    Flask.json_provider_class = SafeJSONProvider
     app = Flask(__name__, instance_relative_config=False)
     app.config.update(load_config(env, **(config_overrides or {})))
     check_production_safety(app.config)

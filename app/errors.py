@@ -11,6 +11,7 @@ import re
 from http import HTTPStatus
 from typing import Any
 
+import orjson
 import redis
 from flask import Flask, Response, jsonify, request
 from marshmallow import Schema, fields
@@ -136,16 +137,29 @@ def is_redis_unavailable(exc: redis.RedisError) -> bool:
               redis.exceptions.TryAgainError))
 
 
-def register_error_handlers(app: Flask) -> None:
-    @app.before_request
-    def _refuse_deeply_nested_json():
-        # Python's json parser recurses per level: '[' * 5000 raised RecursionError, a 500, on any
-        # JSON endpoint, logged-in or not. Counting brackets is C-speed; only a body with many is
-        # measured properly, so ordinary requests pay nothing noticeable.
-        data = request.get_data(cache=True) if request.content_length else b""
-        if data and data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH and json_depth(data) > MAX_JSON_DEPTH:
-            return json_error(400, f"JSON nested more than {MAX_JSON_DEPTH} levels deep", reason="json_too_deep")
+def guard_json_body() -> Any:
+    """Every JSON body passes here first, whatever its transfer encoding (Content-Length or
+    chunked), before any view, schema or rate limiter reads it: one parse by orjson, which refuses
+    what would break the rest (Python's parser recursing per level, integers past 4,300 digits, lone
+    surrogates the database driver cannot encode) with a 400. Counting brackets is C-speed; only a
+    body with many is measured properly."""
+    if not request.is_json:
         return None
+    data = request.get_data(cache=True)  # chunked too; MAX_CONTENT_LENGTH bounds it (413)
+    if not data:
+        return None
+    if data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH and json_depth(data) > MAX_JSON_DEPTH:
+        return json_error(400, f"JSON nested more than {MAX_JSON_DEPTH} levels deep", reason="json_too_deep")
+    try:
+        orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        return json_error(400, f"The body is not valid JSON: {exc}", reason="invalid_json")
+    return None
+
+
+def register_error_handlers(app: Flask) -> None:
+    # first of all before_request functions: the rate limiter's key functions read the body too
+    app.before_request_funcs.setdefault(None, []).insert(0, guard_json_body)
 
     @app.errorhandler(AppError)
     def _app_error(exc: AppError):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -33,10 +34,14 @@ def _setting(name: str):
 
 
 def _account_key() -> str:
-    """The account a login names (normalised), so guessing one password is slow from any address."""
+    """The account a login names (normalised, then hashed: any text makes a valid Redis key, so the
+    limiter never errs on it and never fails open), so guessing one password is slow from any address."""
     body = request.get_json(silent=True)
     email = body.get("email") if isinstance(body, dict) else None
-    return "login:" + (services.normalise_email(email) if isinstance(email, str) else "-")
+    if not isinstance(email, str):
+        return "login:-"
+    normalised = services.normalise_email(email).encode("utf-8", "surrogatepass")
+    return "login:" + hashlib.sha256(normalised).hexdigest()
 
 
 def _access_token_for(user: User, sid: str) -> tuple[str, int]:
@@ -80,11 +85,12 @@ class Register(MethodView):
 
 
 def _login_limits(view: Callable[..., Any]) -> Callable[..., Any]:
-    """The limits of every password login (/login and /session count against the same ones)."""
-    view = limiter.limit(_setting("LOGIN_LIMIT_PER_ACCOUNT"), key_func=_account_key, scope="login-account",
-                         # failed attempts only: the right password after too many wrong ones is refused too
-                         deduct_when=lambda response: response.status_code == 401)(view)
-    return limiter.limit(_setting("LOGIN_LIMIT_PER_ADDRESS"), scope="login-address")(view)
+    """The limits of every password login: /login and /session count against the same budgets
+    (shared limits: one scope, whichever route is used)."""
+    view = limiter.shared_limit(_setting("LOGIN_LIMIT_PER_ACCOUNT"), scope="login-account", key_func=_account_key,
+                                # failed attempts only: the right password after too many wrong ones is refused too
+                                deduct_when=lambda response: response.status_code == 401)(view)
+    return limiter.shared_limit(_setting("LOGIN_LIMIT_PER_ADDRESS"), scope="login-address")(view)
 
 
 def _log_in(data: dict, *, cookies: bool) -> dict[str, Any] | Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from flask import Response
@@ -82,8 +83,10 @@ class EventRefunds(MethodView):
         and in Flower."""
         from app.catalogue.services import get_event
         get_event(event_id)  # 404 before anything is queued
-        result = celery.send_task("booking.refund_event", args=[event_id, current_user_id()])
-        redis_store.client.set(refund_job_key(event_id, result.id), 1, ex=7 * 86_400)
+        # the job belongs to its event before it exists: its status is readable under this event only
+        task_id = str(uuid.uuid4())
+        redis_store.client.set(refund_job_key(event_id, task_id), 1, ex=7 * 86_400)
+        result = celery.send_task("booking.refund_event", args=[event_id, current_user_id()], task_id=task_id)
         return {"task_id": result.id, "state": "PENDING", "progress": {},
                 "status_url": f"/api/events/{event_id}/refunds/{result.id}"}
 
@@ -94,11 +97,11 @@ class EventRefundStatus(MethodView):
     @blp.response(200, EventRefundJobSchema)
     def get(self, event_id: int, task_id: str) -> dict[str, Any]:
         """Progress of an event's refund job (admin)."""
+        # whatever its state: a job of another event (or an unknown id, which looks PENDING) is not
+        # found under this one
+        if not redis_store.client.exists(refund_job_key(event_id, task_id)):
+            raise NotFound("No such refund job", reason="refund_job_not_found")
         result = celery.AsyncResult(task_id)
         info = result.info if isinstance(result.info, dict) else {}
-        if result.state == "PENDING" and not info:
-            # unknown ids look PENDING too: only ids of this event's jobs are known here
-            if not redis_store.client.exists(refund_job_key(event_id, task_id)):
-                raise NotFound("No such refund job", reason="refund_job_not_found")
         return {"task_id": task_id, "state": result.state, "progress": info,
                 "status_url": f"/api/events/{event_id}/refunds/{task_id}"}

@@ -1,0 +1,115 @@
+"""What the attacker's probe found (issue #25), each as the probe did it: 500s from anonymous
+input (chunked deep JSON, huge integers, lone surrogates), a lockout bypass through the cookie
+login, code pumping, an open redirect, a racy channel cap, a deleted user's live tokens, a refund
+job read under another event, and missing headers."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+ANONYMOUS_BODIES = {
+    "deep": b"[" * 30_000 + b"]" * 30_000,
+    "huge integer": b'{"email": "a@x.com", "password": "x", "n": 1' + b"0" * 5000 + b"}",
+    "lone surrogate": b'{"email": "\\ud800@x.com", "password": "x"}',
+}
+
+
+def chunked(data: bytes):
+    """A body sent with Transfer-Encoding: chunked (requests does so for a generator)."""
+    for i in range(0, len(data), 4096):
+        yield data[i:i + 4096]
+
+
+@pytest.mark.parametrize("kind", sorted(ANONYMOUS_BODIES))
+def test_no_anonymous_body_gets_a_500_whatever_its_transfer_encoding(live_api, kind):
+    """1. 30,000 nested brackets sent chunked, a 5,000-digit integer, a lone surrogate: a 400 from
+    every JSON endpoint, sent with Content-Length and sent chunked (before, the depth guard ran only
+    with a Content-Length, and the others were 500s)."""
+    body = ANONYMOUS_BODIES[kind]
+    for path in ("/api/auth/login", "/api/auth/session", "/api/auth/register", "/api/tickets/reserve",
+                 "/api/notifications/register", "/api/events/1/sections/1/waitlist"):
+        for payload in (body, chunked(body)):
+            r = requests.post(live_api.url + path, data=payload, timeout=30,
+                              headers={"Content-Type": "application/json"})
+            assert r.status_code == 400, (kind, path, r.status_code, r.text[:200])
+            assert r.json()["reason"] in {"json_too_deep", "invalid_json"}
+
+
+def test_a_lone_surrogate_login_counts_against_the_limit_and_never_skips_it(client, make_user):
+    """1. While the per-address limit was used up, a lone-surrogate login still got a 500 (the
+    limiter's own error was swallowed and the limit skipped). Now such a body is a 400 before the
+    limiter reads it, and a spent limit is a 429 for whatever comes next."""
+    address = {"REMOTE_ADDR": "198.51.100.61"}
+    for i in range(30):
+        client.post("/api/auth/login", json={"email": f"n{i}@example.com", "password": "x" * 8}, environ_base=address)
+    r = client.post("/api/auth/login", data=ANONYMOUS_BODIES["lone surrogate"], environ_base=address,
+                    content_type="application/json")
+    assert r.status_code == 400 and r.json["reason"] == "invalid_json"
+    assert client.post("/api/auth/login", json={"email": "ok@example.com", "password": "x" * 8},
+                       environ_base=address).status_code == 429
+
+
+def test_login_and_session_share_their_limits_and_the_lockout(client, make_user):
+    """2. Ten wrong passwords on /login and ten more on /session were all 401: twenty guesses a
+    window, and after the lockout /session still let the right password in. Now both count
+    against one budget per account and one per address."""
+    user = make_user()
+    for i in range(10):
+        path = "/api/auth/login" if i % 2 else "/api/auth/session"
+        assert client.post(path, json={"email": user["email"], "password": "wrong-Passw0rd"}).status_code == 401
+    for path in ("/api/auth/login", "/api/auth/session"):
+        r = client.post(path, json={"email": user["email"], "password": user["password"]})
+        assert r.status_code == 429, (path, r.status_code)
+    address = {"REMOTE_ADDR": "198.51.100.62"}
+    codes = [client.post("/api/auth/login" if i < 15 else "/api/auth/session", environ_base=address,
+                         json={"email": f"nobody{i}@example.com", "password": "x" * 8}).status_code for i in range(31)]
+    assert codes[:30] == [401] * 30 and codes[30] == 429
+
+
+@pytest.mark.parametrize("target", ["/\\evil.example/", "/\t/evil.example/", "//evil.example/",
+                                    "https://evil.example/", "/\n/evil.example"])
+def test_login_never_sends_the_browser_to_another_site(client, target):
+    """4. `/account?next=/%5Cevil.example/` ended at http://evil.example/ after login (browsers read
+    a backslash as a slash and drop tabs). Only a plain same-origin path survives."""
+    page = client.get("/account", query_string={"next": target})
+    assert page.status_code == 200
+    assert 'data-next="/"' in page.get_data(as_text=True), target
+    assert 'data-next="/events/3?x=1"' in client.get("/account?next=/events/3%3Fx%3D1").get_data(as_text=True)
+
+
+def test_a_refund_job_is_not_readable_under_another_event(app, client, worker, admin, make_event):
+    """7. The job of event A read as GET /api/events/B/refunds/<task_id> answered 200 with its
+    progress once it had started. Now it is 404 under any other event, in every state."""
+    from tests.support import wait_for
+
+    mine, other = make_event(), make_event()
+    job = client.post(f"/api/events/{mine['id']}/refunds", headers=admin["headers"]).json
+    wait_for(lambda: client.get(job["status_url"], headers=admin["headers"]).json["state"] == "SUCCESS",
+             timeout=30, message="the refund job finished")
+    r = client.get(f"/api/events/{other['id']}/refunds/{job['task_id']}", headers=admin["headers"])
+    assert r.status_code == 404 and r.json["reason"] == "refund_job_not_found"
+    assert client.get(f"/api/events/{mine['id']}/refunds/{job['task_id']}",
+                      headers=admin["headers"]).status_code == 200
+
+
+def test_every_html_page_has_a_nonce_csp_no_framing_nosniff_and_a_referrer_policy(client, make_event):
+    """8. /api/docs had no CSP and could be framed, the fan pages allowed 'unsafe-inline' scripts,
+    and no response sent nosniff."""
+    import re
+
+    event = make_event()
+    for path in ("/", f"/events/{event['id']}", "/account", "/api/docs"):
+        r = client.get(path)
+        assert r.status_code == 200 and r.mimetype == "text/html", path
+        csp = r.headers["Content-Security-Policy"]
+        script_src = re.search(r"script-src ([^;]+)", csp).group(1)
+        assert "'unsafe-inline'" not in script_src and "frame-ancestors 'none'" in csp, (path, csp)
+        nonce = re.search(r"'nonce-([^']+)'", script_src).group(1)
+        inline = re.findall(r"<script(?![^>]*\bsrc=)([^>]*)>", r.get_data(as_text=True))
+        assert inline and all(f'nonce="{nonce}"' in attrs for attrs in inline), (path, inline)
+        assert r.headers["X-Content-Type-Options"] == "nosniff" and r.headers["X-Frame-Options"] == "DENY"
+        assert r.headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
+    assert client.get("/", headers={}).headers["Content-Security-Policy"] != client.get("/").headers[
+        "Content-Security-Policy"]  # a fresh nonce per response
+    assert client.get("/api/events").headers["X-Content-Type-Options"] == "nosniff"  # JSON too
