@@ -123,6 +123,8 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> dict[str
         "NOTIFY_MAX_CHANNELS": _int(env, "NOTIFY_MAX_CHANNELS", 5),
         "CHANNEL_LIMIT_PER_USER": env.get("CHANNEL_LIMIT_PER_USER") or "20 per hour",
         "CODE_LIMIT_PER_USER": env.get("CODE_LIMIT_PER_USER") or "5 per hour",
+        # codes sent to one address or number, whatever asked for them (any account, any route)
+        "CODE_LIMIT_PER_DESTINATION": env.get("CODE_LIMIT_PER_DESTINATION") or "5 per hour",
         # buying needs a verified e-mail (off: development only)
         "REQUIRE_VERIFIED_EMAIL": _bool(env, "REQUIRE_VERIFIED_EMAIL", True),
         # parallel SNS/SMTP calls per notification task (sending is I/O-bound)

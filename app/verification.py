@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 
 from app.errors import AppError, TooManyRequests, Unprocessable
 from app.extensions import redis_store
@@ -22,8 +23,13 @@ def _digest(code: str) -> str:
     return hashlib.sha256(code.encode()).hexdigest()
 
 
-def issue(purpose: str) -> str:
-    """A new code for ``purpose`` (e.g. "device:<id>"), replacing any earlier one."""
+def issue(purpose: str, destination: str | None = None) -> str:
+    """A new code for ``purpose`` (e.g. "device:<id>"), replacing any earlier one. ``destination``
+    (the address or number, hashed) is where it goes: every code sent there counts against
+    CODE_LIMIT_PER_DESTINATION, however it was asked for (a sign-up, a channel registered again, a
+    resend, from any account), so an address cannot be pumped with codes (SMS costs money)."""
+    if destination is not None:
+        _count_sent(destination)
     code = f"{secrets.randbelow(1_000_000):06d}"
     pipe = redis_store.client.pipeline(transaction=True)
     code_key, tries_key = verification_keys(purpose)
@@ -31,6 +37,24 @@ def issue(purpose: str) -> str:
     pipe.delete(tries_key)
     pipe.execute()
     return code
+
+
+def has_live_code(purpose: str) -> bool:
+    return bool(redis_store.client.exists(verification_keys(purpose)[0]))
+
+
+def _count_sent(destination: str) -> None:
+    from flask import current_app
+    from limits import parse
+
+    from app.extensions import limiter
+
+    item = parse(current_app.config["CODE_LIMIT_PER_DESTINATION"])
+    key = hashlib.sha256(destination.encode("utf-8", "surrogatepass")).hexdigest()
+    if not limiter.limiter.hit(item, "code-destination", key):
+        reset = limiter.limiter.get_window_stats(item, "code-destination", key).reset_time
+        raise TooManyRequests(f"At most {item} codes are sent to one address or number; try again later",
+                              reason="too_many_codes", headers={"Retry-After": str(max(1, int(reset - time.time())))})
 
 
 def check(purpose: str, code: str) -> None:

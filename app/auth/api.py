@@ -17,10 +17,10 @@ from flask_jwt_extended import (
 )
 from flask_smorest import Blueprint
 
-from app.auth import services, sessions
+from app.auth import flows, services, sessions
 from app.auth.jwt_setup import current_user_id
 from app.auth.models import User
-from app.auth.schemas import LoginSchema, RegisterSchema, TokenPairSchema, UserSchema
+from app.auth.schemas import DeleteAccountSchema, LoginSchema, RegisterSchema, TokenPairSchema, UserSchema
 from app.db import transaction
 from app.extensions import limiter
 from app.jsonio import json_response
@@ -192,3 +192,15 @@ class Me(MethodView):
     def get(self) -> User:
         """The authenticated user with roles."""
         return services.get_user(current_user_id())
+
+    @jwt_required()
+    @blp.arguments(DeleteAccountSchema)
+    @blp.response(204)
+    def delete(self, data: dict) -> Response:
+        """Delete your account (the password confirms it): your name, e-mail and channels are erased
+        (orders keep an anonymous buyer), every session ends and every token of the account stops
+        working at once, on every endpoint."""
+        flows.delete_account(current_user_id(), data["password"])
+        response = Response(status=204)
+        unset_jwt_cookies(response)
+        return response

@@ -22,7 +22,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def configure_jwt() -> None:
     @jwt.token_in_blocklist_loader
     def _revoked(_header: dict, payload: dict) -> bool:
-        return is_token_revoked(payload["jti"])
+        return is_token_revoked(payload)
 
     @jwt.expired_token_loader
     def _expired(_header: dict, _payload: dict):
@@ -105,10 +105,12 @@ def _verify_access_token() -> None:
 
 
 def revoked_key() -> str:
-    """The blocklist key of the request's access token."""
-    from app.redis.keys import revoked_token_key
+    """The blocklist key the sale scripts check for the request's access token: its session's (logout
+    and account deletion revoke every token of a session), or its own when it has no session."""
+    from app.redis.keys import revoked_token_key, session_revoked_key
 
-    return revoked_token_key(get_jwt()["jti"])
+    claims = get_jwt()
+    return session_revoked_key(claims["sid"]) if claims.get("sid") else revoked_token_key(claims["jti"])
 
 
 def token_revoked_error() -> AppError:

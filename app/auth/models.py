@@ -21,6 +21,8 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     # buying needs a verified e-mail (REQUIRE_VERIFIED_EMAIL; app/auth/verification.py)
     email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # deleted by its owner: anonymised (orders keep their buyer), every session and token revoked
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     @property
     def email_verified(self) -> bool:

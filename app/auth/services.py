@@ -13,8 +13,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from app import verification
 from app.auth.models import User
 from app.auth.passwords import weakness
-from app.db import utcnow
-from app.errors import Conflict, NotFound, Unauthorized
+from app.db import lock_rows, utcnow
+from app.errors import Conflict, Unauthorized
 from app.extensions import db, redis_store
 from app.redis.keys import revoked_token_key
 from app.tasking import send_task_after_commit
@@ -67,7 +67,7 @@ EMAIL_CODE_TEXTS = {
 
 def send_email_code(user: User) -> None:
     """A code to the account's address, sent by a task (no network call in the request)."""
-    code = verification.issue(f"email:{user.id}")
+    code = verification.issue(f"email:{user.id}", destination=f"email:{user.email.strip().lower()}")
     send_task_after_commit("auth.send_email_code", [user.id, code])
 
 
@@ -110,9 +110,28 @@ def authenticate(email: str, password: str) -> User:
 
 
 def get_user(user_id: int) -> User:
+    """The token's user; a token whose account is gone or deleted is no credential (401)."""
     user = db.session.get(User, user_id)
-    if user is None:
-        raise NotFound("User not found")
+    if user is None or user.deleted_at is not None:
+        raise Unauthorized("The account no longer exists", reason="account_deleted")
+    return user
+
+
+def delete_account(user_id: int, password: str) -> User:
+    """The owner deletes the account (GDPR erasure): the password confirms it; the row stays for the
+    orders that name it, with nothing personal left. auth/flows.delete_account ends the sessions."""
+    user = lock_rows(db.session, select(User).where(User.id == user_id).with_for_update()).scalar()
+    if user is None or user.deleted_at is not None:
+        raise Unauthorized("The account no longer exists", reason="account_deleted")
+    if not check_password_hash(user.password_hash, password):
+        raise Unauthorized("The password is not right", reason="bad_credentials")
+    user.email = f"deleted-{user.id}@deleted.invalid"
+    user.name = ""
+    user.password_hash = "!"  # no password hashes to this: nobody logs in as it again
+    user.is_admin = False
+    user.email_verified_at = None
+    user.deleted_at = utcnow()
+    db.session.flush()
     return user
 
 
@@ -146,5 +165,16 @@ def revoke_token(jti: str, expires_at: int) -> None:
     redis_store.client.set(revoked_token_key(jti), "1", ex=ttl)
 
 
-def is_token_revoked(jti: str) -> bool:
-    return bool(redis_store.client.exists(revoked_token_key(jti)))
+def is_token_revoked(payload: dict[str, Any]) -> bool:
+    """The token itself, its session, or every token of its user (a deleted account) is revoked."""
+    from app.redis.keys import session_revoked_key, user_revoked_key
+
+    keys = [revoked_token_key(payload["jti"]), user_revoked_key(payload["sub"])]
+    if payload.get("sid"):
+        keys.append(session_revoked_key(payload["sid"]))
+    pipe = redis_store.client.pipeline(transaction=False)  # the keys sit in several cluster slots
+    for key in keys:
+        pipe.get(key)
+    own, revoked_before, *session = pipe.execute()
+    issued = int(payload.get("iat", 0))
+    return bool(own) or any(session) or (revoked_before is not None and issued < int(revoked_before))

@@ -10,6 +10,7 @@ session too, so a logged-out refresh token is dead whichever token the client lo
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from flask import current_app
@@ -17,7 +18,7 @@ from flask_jwt_extended import create_refresh_token
 
 from app.errors import Unauthorized
 from app.extensions import redis_store
-from app.redis.keys import auth_session_key
+from app.redis.keys import auth_session_key, session_revoked_key, user_revoked_key, user_sessions_key
 from app.redis.scripts import script
 
 
@@ -32,8 +33,12 @@ def _refresh_token(user_id: int, sid: str, jti: str) -> str:
 def start(user_id: int) -> tuple[str, str]:
     """A new session: (sid, its first refresh token)."""
     sid, jti = uuid.uuid4().hex, str(uuid.uuid4())
-    redis_store.client.hset(auth_session_key(sid), mapping={"user": user_id, "refresh": jti})
-    redis_store.client.expire(auth_session_key(sid), _ttl())
+    pipe = redis_store.client.pipeline(transaction=False)
+    pipe.hset(auth_session_key(sid), mapping={"user": user_id, "refresh": jti})
+    pipe.expire(auth_session_key(sid), _ttl())
+    pipe.sadd(user_sessions_key(user_id), sid)
+    pipe.expire(user_sessions_key(user_id), _ttl())
+    pipe.execute()
     return sid, _refresh_token(user_id, sid, jti)
 
 
@@ -53,5 +58,20 @@ def rotate(user_id: int, claims: dict) -> tuple[str, str]:
 
 
 def end(sid: str | None) -> None:
+    """The session's refresh token is dead and so is every access token it issued."""
     if sid:
-        redis_store.client.delete(auth_session_key(sid))
+        access = int(current_app.config["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds()) + 60
+        pipe = redis_store.client.pipeline(transaction=False)
+        pipe.delete(auth_session_key(sid))
+        pipe.set(session_revoked_key(sid), "1", ex=access)
+        pipe.execute()
+
+
+def end_all(user_id: int) -> None:
+    """Every session of the user ends, and every token issued to the user before now is refused
+    (tokens that carry no session too, through the user's revocation time)."""
+    client = redis_store.client
+    for sid in client.smembers(user_sessions_key(user_id)):
+        end(sid)
+    client.delete(user_sessions_key(user_id))
+    client.set(user_revoked_key(user_id), int(time.time()) + 1, ex=_ttl())

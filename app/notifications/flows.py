@@ -16,10 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import select
 
+from app import verification
 from app.db import new_uuid, retry_when_busy, transaction, upsert, utcnow
-from app.errors import Conflict
 from app.extensions import db, redis_store
 from app.notifications import channels, services
 from app.notifications.models import CHANNEL_EMAIL, CHANNEL_PUSH, CHANNEL_SMS, Device, Notification
@@ -181,11 +181,7 @@ def register_device(user_id: int, data: dict[str, Any]) -> tuple[Device, bool]:
         before = session.execute(select(Device.user_id, Device.endpoint_arn, Device.verified_at)
                                  .where(key_filter)).first()
         if before is None or before.user_id != user_id:
-            # a cap on channels per user: one account may not fan an admission out to 30 phones
-            count = session.scalar(select(func.count(Device.id)).where(Device.user_id == user_id)) or 0
-            cap = current_app.config["NOTIFY_MAX_CHANNELS"]
-            if count >= cap:
-                raise Conflict(f"At most {cap} channels per account; remove one first", reason="too_many_channels")
+            services.check_channel_cap(session, user_id)  # early: before the SNS call
     endpoint_arn = before.endpoint_arn if before else None
     if channel == CHANNEL_PUSH:
         endpoint_arn = services.ensure_endpoint(data["platform"], target, endpoint_arn, user_id)
@@ -201,12 +197,20 @@ def register_device(user_id: int, data: dict[str, Any]) -> tuple[Device, bool]:
 
     def write() -> None:
         with transaction() as session:
+            # the cap is checked again where the row is written, under the account's row lock:
+            # concurrent registrations of one account queue here, so they cannot pass the cap together
+            services.lock_channels_of(session, user_id)
+            mine = session.scalar(select(Device.id).where(key_filter, Device.user_id == user_id))
+            if mine is None:
+                services.check_channel_cap(session, user_id)
             upsert(session, Device.__table__, [row], conflict, ["user_id", "platform", "endpoint_arn", "enabled",
                                                                 "verified_at", "updated_at"])
 
     retry_when_busy(db.session(), write, attempts=services.REGISTER_ATTEMPTS, first_delay=0.03)
     device = db.session.scalar(select(Device).where(key_filter))
-    if device.verified_at is None:
+    # a code is sent when none is live: registering the same address again does not draw a new one
+    # (with fresh tries) each time; `/devices/{id}/code` asks for a new one, within the limits
+    if device.verified_at is None and not verification.has_live_code(f"device:{device.id}"):
         services.send_code(device)
     services.refresh_cache(user_id)
     if before is not None and before.user_id != user_id:

@@ -12,12 +12,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
 
 from app import verification
 from app.auth.models import User
 from app.catalogue.models import Event
-from app.db import insert_ignore, new_uuid, utcnow
+from app.db import insert_ignore, lock_rows, new_uuid, utcnow
 from app.errors import AppError, Conflict, NotFound, Unprocessable
 from app.extensions import db, redis_store
 from app.notifications import channels
@@ -69,10 +70,32 @@ def ensure_endpoint(platform: str, token: str, endpoint_arn: str | None, user_id
                             errors={"token": [str(exc)]}) from exc
 
 
+def forget_channels(session: Session, user_id: int) -> None:
+    """Every channel of a deleted account goes (its addresses and numbers are personal data), and
+    its notification cache with them once the unit commits."""
+    from sqlalchemy import delete
+
+    session.execute(delete(Device).where(Device.user_id == user_id))
+    call_after_commit(session, lambda: redis_store.client.delete(devices_cache_key(user_id)))
+
+
+def lock_channels_of(session: Session, user_id: int) -> None:
+    """Serialise changes to one account's channels (its user row, FOR UPDATE)."""
+    lock_rows(session, select(User.id).where(User.id == user_id).with_for_update())
+
+
+def check_channel_cap(session: Session, user_id: int) -> None:
+    """A cap on channels per account: one account may not fan an admission out to 30 phones."""
+    count = session.scalar(select(func.count(Device.id)).where(Device.user_id == user_id)) or 0
+    cap = current_app.config["NOTIFY_MAX_CHANNELS"]
+    if count >= cap:
+        raise Conflict(f"At most {cap} channels per account; remove one first", reason="too_many_channels")
+
+
 def send_code(device: Device) -> None:
     """A new verification code, sent to the address or number itself (by a task: no network call
     in the request). Asking again replaces the previous code."""
-    code = verification.issue(f"device:{device.id}")
+    code = verification.issue(f"device:{device.id}", destination=f"{device.channel}:{device.target.strip().lower()}")
     send_task("notifications.send_code", [device.id, code])
 
 

@@ -24,6 +24,22 @@ def revoked_token_key(jti: str) -> str:
     return f"jwt:revoked:{jti}"
 
 
+def session_revoked_key(sid: str) -> str:
+    """Set while every access token of a session is revoked (logout, account deletion); read by the
+    blocklist and the sale scripts in place of the token's own key."""
+    return revoked_token_key(f"sid:{sid}")
+
+
+def user_sessions_key(user_id: int | str) -> str:
+    """The sessions a user started (to end them all when the account is deleted)."""
+    return f"auth:user-sessions:{{{user_id}}}"
+
+
+def user_revoked_key(user_id: int | str) -> str:
+    """Epoch seconds: every token of the user issued before it is revoked (account deletion)."""
+    return f"auth:user-revoked:{{{user_id}}}"
+
+
 def auth_session_key(sid: str) -> str:
     """A cookie/refresh session: its user and its current refresh jti."""
     return f"auth:session:{sid}"
@@ -163,6 +179,8 @@ RETENTION: dict[str, str] = {
     FAKEPAY_LEDGER_KEY: "development and tests only (the fake payment provider's ledger)",
     "jwt:revoked:{jti}": "until the revoked access token would have expired (TTL)",
     "auth:session:{sid}": "the refresh token's lifetime (TTL, renewed at each rotation)",
+    "auth:user-sessions:{user}": "the refresh token's lifetime after the user's last login (TTL)",
+    "auth:user-revoked:{user}": "the refresh token's lifetime after the account's deletion (TTL)",
     "verify:{purpose}": "the one-time code's lifetime (TTL)",
     "refund-job:{event}:{task}": "7 days (TTL)",
     "u:{user}:queues": "7 days after the user's last join (TTL, renewed at each join)",

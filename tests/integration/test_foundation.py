@@ -21,7 +21,7 @@ def test_migrations_created_every_table_at_head(app):
         assert {"users", "events", "sections", "seats", "reservations", "outbox", "devices",
                 "notifications", "refunds", "payments", "sale_summaries", "alembic_version"} <= tables
         version = db.session.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "0008"
+        assert version == "0009"
         rows = db.session.execute(text(
             "SELECT table_name, engine, table_collation FROM information_schema.tables "
             "WHERE table_schema = DATABASE() AND table_name <> 'alembic_version'")).all()

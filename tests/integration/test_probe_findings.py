@@ -5,6 +5,9 @@ job read under another event, and missing headers."""
 
 from __future__ import annotations
 
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import requests
 
@@ -113,3 +116,102 @@ def test_every_html_page_has_a_nonce_csp_no_framing_nosniff_and_a_referrer_polic
     assert client.get("/", headers={}).headers["Content-Security-Policy"] != client.get("/").headers[
         "Content-Security-Policy"]  # a fresh nonce per response
     assert client.get("/api/events").headers["X-Content-Type-Options"] == "nosniff"  # JSON too
+
+
+def test_one_address_gets_at_most_five_codes_an_hour_however_they_are_asked_for(app, client, worker, smtp_sink,
+                                                                                make_user):
+    """3. Registering one e-mail channel 8 times drew 8 codes (each with 5 fresh tries), and 5
+    resends 5 more: 13 codes to one address in seconds. Now registering again draws no new code
+    while one is live, and every code sent to an address counts against one cap, whichever account
+    or route asks."""
+    from tests.support import wait_for
+
+    user, other = make_user(), make_user()
+    address = f"pump-{uuid.uuid4().hex[:8]}@example.com"
+    body = {"channel": "email", "address": address}
+    first = client.post("/api/notifications/register", json=body, headers=user["headers"])
+    assert first.status_code == 201, first.json
+    again = [client.post("/api/notifications/register", json=body, headers=user["headers"]).status_code
+             for _ in range(7)]
+    assert again == [200] * 7
+    url = f"/api/notifications/devices/{first.json['device_id']}/code"
+    resends = [client.post(url, headers=user["headers"]) for _ in range(5)]
+    assert [r.status_code for r in resends] == [202] * 4 + [429]
+    assert resends[-1].json["reason"] == "too_many_codes" and int(resends[-1].headers["Retry-After"]) > 0
+    stranger = client.post("/api/notifications/register", json=body, headers=other["headers"])
+    assert stranger.status_code == 429 and stranger.json["reason"] == "too_many_codes"
+
+    def sent() -> int:
+        return sum(1 for m in smtp_sink.messages if address in m["to"])
+
+    wait_for(lambda: sent() == 5, timeout=30, message="the five codes delivered")
+
+
+def test_concurrent_registrations_cannot_pass_the_channel_cap(app, live_api, make_user):
+    """5. The cap was counted in one transaction and the row written in another: concurrent
+    registrations all passed a count of 4. Now the count and the write share a unit under the
+    account's row lock."""
+    from sqlalchemy import func, select
+
+    from app.extensions import db
+    from app.notifications.models import Device
+
+    user = make_user()
+
+    def register(i: int) -> int:
+        return requests.post(f"{live_api.url}/api/notifications/register", headers=user["headers"], timeout=30,
+                             json={"channel": "email", "address": f"cap-{i}-{uuid.uuid4().hex[:6]}@example.com"}
+                             ).status_code
+
+    with ThreadPoolExecutor(12) as pool:
+        codes = list(pool.map(register, range(12)))
+    assert sorted(codes) == [201] * 5 + [409] * 7, codes
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Device.id)).where(Device.user_id == user["id"])) == 5
+        db.session.rollback()
+
+
+def test_a_deleted_account_is_erased_and_none_of_its_tokens_works_anywhere(app, client, make_event, make_user):
+    """6. After the user row was deleted, /me said 404, join 202, status 200, notifications/register
+    500 and an admitted reserve 202 (then dead-lettered). Now the owner deletes the account through
+    the API: name, e-mail and channels erased, and every token of every session refused with a 401,
+    on the hot endpoints (checked inside their Redis script call) as on the rest."""
+    from sqlalchemy import select
+
+    from app.auth.models import User
+    from app.extensions import db
+    from app.notifications.models import Device
+    from tests.helpers import admitted_pass
+
+    event = make_event(sections=[{"name": "Floor", "capacity": 5}])
+    user = make_user()
+    login = client.post("/api/auth/login", json={"email": user["email"], "password": user["password"]}).json
+    second = client.post("/api/auth/login", json={"email": user["email"], "password": user["password"]}).json
+    auth = {"Authorization": f"Bearer {login['access_token']}"}
+    other_session = {"Authorization": f"Bearer {second['access_token']}"}
+    assert client.post("/api/notifications/register", headers=auth, json={
+        "channel": "push", "platform": "fcm", "token": f"fcm-{uuid.uuid4().hex}"}).status_code == 201
+    token = admitted_pass(client, app, event["id"], {"headers": auth})
+    r = client.delete("/api/auth/me", headers=auth, json={"password": "wrong-Passw0rd"})
+    assert r.status_code == 401 and r.json["reason"] == "bad_credentials"
+    assert client.delete("/api/auth/me", headers=auth, json={"password": user["password"]}).status_code == 204
+    for headers in (auth, other_session):
+        assert client.get("/api/auth/me", headers=headers).status_code == 401
+        assert client.post(f"/api/queue/{event['id']}/join", headers=headers).status_code == 401
+        assert client.get(f"/api/queue/{event['id']}/status", headers=headers).status_code == 401
+        assert client.post("/api/notifications/register", headers=headers, json={
+            "channel": "push", "platform": "fcm", "token": f"fcm-{uuid.uuid4().hex}"}).status_code == 401
+        r = client.post("/api/tickets/reserve", json={"event_id": event["id"], "quantity": 1,
+                                                      "section_id": event["sections"][0]["id"]},
+                        headers={**headers, "X-Admission-Token": token, "Idempotency-Key": uuid.uuid4().hex})
+        assert r.status_code == 401 and r.json["reason"] == "token_revoked"
+    for refresh in (login["refresh_token"], second["refresh_token"]):
+        assert client.post("/api/auth/refresh", headers={"Authorization": f"Bearer {refresh}"}).status_code == 401
+    assert client.get("/api/auth/me", headers=user["headers"]).status_code == 401  # a token with no session too
+    again = client.post("/api/auth/login", json={"email": user["email"], "password": user["password"]})
+    assert again.status_code == 401
+    with app.app_context():
+        row = db.session.get(User, user["id"])
+        assert row.deleted_at is not None and user["email"] not in row.email and row.name == ""
+        assert db.session.scalars(select(Device).where(Device.user_id == user["id"])).all() == []
+        db.session.rollback()
