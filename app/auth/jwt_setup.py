@@ -11,7 +11,7 @@ from flask import current_app, g, request
 from flask_jwt_extended import get_jwt, get_jwt_identity, verify_jwt_in_request
 
 from app.auth import hs256
-from app.auth.services import is_token_revoked
+from app.auth.services import is_admin_now, is_token_revoked
 from app.errors import AppError, Forbidden, json_error
 from app.extensions import jwt
 from app.observability.context import set_context
@@ -118,10 +118,13 @@ def token_revoked_error() -> AppError:
 
 
 def admin_required(fn: F) -> F:
+    """The token says admin, and so does the database now: a demoted (or deleted) admin loses the
+    rights at once, not when the access token expires. Admin endpoints are not hot, so the one
+    primary-key read is affordable."""
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         verify_jwt_in_request()
-        if "admin" not in get_jwt().get("roles", []):
+        if "admin" not in get_jwt().get("roles", []) or not is_admin_now(current_user_id()):
             raise Forbidden("Administrator role required", reason="not_admin")
         return fn(*args, **kwargs)
 

@@ -117,6 +117,11 @@ def get_user(user_id: int) -> User:
     return user
 
 
+def is_admin_now(user_id: int) -> bool:
+    row = db.session.execute(select(User.is_admin, User.deleted_at).where(User.id == user_id)).first()
+    return bool(row and row.is_admin and row.deleted_at is None)
+
+
 def delete_account(user_id: int, password: str) -> User:
     """The owner deletes the account (GDPR erasure): the password confirms it; the row stays for the
     orders that name it, with nothing personal left. auth/flows.delete_account ends the sessions."""

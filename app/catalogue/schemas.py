@@ -2,9 +2,12 @@ from __future__ import annotations
 
 from datetime import UTC
 
-from marshmallow import Schema, fields, validate
+from babel.numbers import list_currencies
+from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from app.pagination import page_schema
+
+ISO_4217 = frozenset(list_currencies()) - {"XXX", "XTS"}  # no 'no currency' or 'testing' code
 
 
 class EventCreateSchema(Schema):
@@ -41,6 +44,12 @@ class SectionCreateSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=120))
     price_cents = fields.Integer(strict=True, required=True, validate=validate.Range(min=0, max=100_000_000))
     currency = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z]{3}$", error="ISO 4217 code"))
+
+    @validates("currency")
+    def _iso_4217(self, value: str, **_kwargs: object) -> None:
+        # a real currency (Babel's ISO 4217 list, pinned with the app): `zzz` sells nothing
+        if value.upper() not in ISO_4217:
+            raise ValidationError(f"{value!r} is not an ISO 4217 currency code")
     capacity = fields.Integer(strict=True, validate=validate.Range(min=1, max=1_000_000))
     rows = fields.Integer(strict=True, validate=validate.Range(min=1, max=500))
     seats_per_row = fields.Integer(strict=True, validate=validate.Range(min=1, max=1000))
