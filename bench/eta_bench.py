@@ -9,7 +9,7 @@ time that fan really had left to wait (their admission time, from the pass's `ad
 Polls count when the fan still had >= 5 s to wait and the warm-up is over. Reported: p50 and p90
 of |ETA - real| / real, per scenario.
 
-The same polls are also scored, offline, for the alternative estimators in app/queue/eta.py fed
+The same polls are also scored, offline, for the alternative estimators in bench/eta_alternatives.py fed
 with the advancer's recorded ticks: the former EWMA, admissions over a sliding window,
 departures only (no prior), and the configured rate (Cloudflare's "ahead / rate").
 
@@ -120,7 +120,7 @@ def run_scenario(app, api_url: str, name: str, spec: dict[str, Any]) -> dict[str
 
 def alternative_rates(ticks: list[Any], at: float) -> dict[str, float | None]:
     """What each alternative estimator would have said at time ``at``, from the ticks before it."""
-    from app.queue import eta
+    from bench import eta_alternatives
 
     ewma = None
     all_samples: list[tuple[float, float]] = []
@@ -132,11 +132,11 @@ def alternative_rates(ticks: list[Any], at: float) -> dict[str, float | None]:
         configured = tick.per_minute / 60
         if tick.dt > 0:
             admitted = tick.admitted
-            ewma = eta.ewma_rate(ewma, admitted, tick.dt)
+            ewma = eta_alternatives.ewma_rate(ewma, admitted, tick.dt)
             all_samples.append((tick.dt, admitted))
             served_samples.append((tick.dt, tick.served))
-    return {"former_ewma": ewma, "window_all": eta.window_rate(all_samples),
-            "departures_only": eta.window_rate(served_samples), "configured_rate": configured}
+    return {"former_ewma": ewma, "window_all": eta_alternatives.window_rate(all_samples),
+            "departures_only": eta_alternatives.window_rate(served_samples), "configured_rate": configured}
 
 
 def score(name: str, spec: dict[str, Any], t0: float, polls: list[dict], admitted_at: dict[int, float],

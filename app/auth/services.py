@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -159,10 +159,6 @@ def create_or_promote_admin(email: str, password: str | None, name: str | None =
     user.is_admin = True
     session.flush()
     return user, created
-
-
-def count_users() -> int:
-    return db.session.scalar(select(func.count(User.id))) or 0
 
 
 def revoke_token(jti: str, expires_at: int) -> None:

@@ -195,12 +195,21 @@ def accept(req: ReserveRequest) -> tuple[str, dict[str, Any] | None]:
         return record["id"], record
     if outcome == "replay":
         return reply[1], None
+    _raise_shared_refusal(reply, event)
     if outcome == "sold_out":
         RESERVATIONS.labels(outcome="gate_sold_out").inc()
         links = ({"waitlist": f"/api/events/{req.event_id}/sections/{section.id}/waitlist"}
                  if section.kind == SECTION_GENERAL else None)
         raise Conflict("Sold out" + ("; join the waitlist to be offered returned tickets in order" if links else ""),
                        reason="sold_out", links=links)
+    if outcome == "admission_inactive":
+        raise Forbidden("The admission is no longer active", reason="admission_inactive")
+    raise RuntimeError(f"unexpected reply from RESERVE: {reply!r}")
+
+
+def _raise_shared_refusal(reply: list, event: EventFacts) -> None:
+    """The refusals RESERVE and CLAIM_OFFER share (their common intake, _INTAKE_FN in the scripts)."""
+    outcome = reply[0]
     if outcome == "limit_exceeded":
         already = int(reply[1])
         raise Unprocessable(f"At most {event.max_per_user} tickets per user for this event; you have {already}",
@@ -209,13 +218,10 @@ def accept(req: ReserveRequest) -> tuple[str, dict[str, Any] | None]:
     if outcome == "idempotency_key_reused":
         raise Unprocessable("This Idempotency-Key was used with a different request body",
                             reason="idempotency_key_reused")
-    if outcome == "admission_inactive":
-        raise Forbidden("The admission is no longer active", reason="admission_inactive")
     if outcome == "token_revoked":
         from app.auth.jwt_setup import token_revoked_error
 
         raise token_revoked_error()
-    raise RuntimeError(f"unexpected reply from RESERVE: {reply!r}")
 
 
 def _record(req: ReserveRequest, section: SectionFacts, quantity: int, digest: str, now: float) -> dict[str, Any]:
@@ -259,21 +265,12 @@ def _accept_offer(req: ReserveRequest, event: EventFacts) -> tuple[str, dict[str
         return record["id"], record
     if outcome == "replay":
         return reply[1], None
+    _raise_shared_refusal(reply, event)
     if outcome == "offer_gone":
         raise Conflict("The offer is no longer open (claimed, declined or expired)", reason="offer_gone")
     if outcome == "more_than_offered":
         raise Unprocessable(f"The offer is for {reply[1]} tickets", reason="more_than_offered",
                             errors={"quantity": [f"at most {reply[1]}"]})
-    if outcome == "limit_exceeded":
-        raise Unprocessable(f"At most {event.max_per_user} tickets per user for this event; you have {reply[1]}",
-                            reason="limit_exceeded")
-    if outcome == "idempotency_key_reused":
-        raise Unprocessable("This Idempotency-Key was used with a different request body",
-                            reason="idempotency_key_reused")
-    if outcome == "token_revoked":
-        from app.auth.jwt_setup import token_revoked_error
-
-        raise token_revoked_error()
     raise RuntimeError(f"unexpected reply from CLAIM_OFFER: {reply!r}")
 
 

@@ -154,24 +154,3 @@ def wait_seconds(ahead: int, rate: float, rel: float = 0.0) -> tuple[int, int, i
     low = expected / (1 + spread)
     high = expected / (1 - spread)
     return max(1, math.ceil(expected)), max(1, math.floor(low)), max(1, math.ceil(high))
-
-
-# --- the alternatives bench/eta_bench.py measures against (not used by the service) --------------
-
-def ewma_rate(previous: float | None, admitted: float, dt: float, time_constant: float = 30.0) -> float | None:
-    """The former estimator: an EWMA of all admissions per observed second (30 s time constant)."""
-    if dt <= 0:
-        return previous
-    sample = admitted / dt
-    return sample if previous is None else previous + (1 - math.exp(-dt / time_constant)) * (sample - previous)
-
-
-def window_rate(samples: list[tuple[float, float]], window: float = WINDOW_SECONDS) -> float | None:
-    """Admissions per second over the last ``window`` observed seconds (no prior, fill included)."""
-    observed = served = 0.0
-    for dt, n in reversed(samples):
-        if observed >= window:
-            break
-        observed += dt
-        served += n
-    return served / observed if observed > 0 else None

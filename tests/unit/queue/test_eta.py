@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from app.queue import eta
+from bench import eta_alternatives
 
 
 def tick(at: float, dt: float = 1.0, served: float = 0, *, capacity_bound: bool = False, per_minute: float = 120,
@@ -40,7 +41,7 @@ def test_capacity_bound_line_learns_the_departure_rate_and_ignores_the_opening_f
     assert rates[-1] == pytest.approx(1.0, rel=0.1)
     assert rates[0] < 10 / 60 * 10  # before any departure, no promise of the configured speed
     # the former estimator, an EWMA of all admissions, counted the fill as speed
-    fill_included = eta.window_rate([(1.0, 4.0)] + [(1.0, 1.0)] * 15)
+    fill_included = eta_alternatives.window_rate([(1.0, 4.0)] + [(1.0, 1.0)] * 15)
     assert fill_included > 1.15
 
 
