@@ -86,3 +86,28 @@ def test_service_modules_never_open_a_unit_of_work():
         if opened:
             offenders[str(path.relative_to(ROOT))] = opened
     assert offenders == {}
+
+
+def test_the_private_apis_we_lean_on_are_still_there():
+    """Two private APIs, pinned in requirements.txt and checked here so that an upgrade fails
+    loudly, with the place to look, instead of quietly changing behaviour:
+    - app/auth/jwt_setup.py verifies hot-path tokens with its lean HS256 verifier and leaves what
+      flask-jwt-extended's own verification leaves in `g._jwt_extended_*`, so get_jwt() works as
+      usual (flask-jwt-extended has no public hook to hand it an already-verified token; see its
+      `view_decorators.verify_jwt_in_request` and `utils.get_jwt`);
+    - tasks/celery_app.py wraps kombu's Redis `Channel._connparams` to turn the AttributeError of a
+      released connection into the ConnectionError it is (celery/celery#10205, celery/kombu#970)."""
+    import inspect
+
+    import flask_jwt_extended
+    import kombu
+    from flask_jwt_extended import utils, view_decorators
+    from kombu.transport import redis as kombu_redis
+
+    assert flask_jwt_extended.__version__ == "4.7.4", "re-check app/auth/jwt_setup.py against the new version"
+    used = {"_jwt_extended_jwt", "_jwt_extended_jwt_header", "_jwt_extended_jwt_user", "_jwt_extended_jwt_location"}
+    source = inspect.getsource(utils) + inspect.getsource(view_decorators)
+    assert all(f'"{name}"' in source or f"g.{name}" in source for name in used), "flask-jwt-extended renamed them"
+    assert kombu.__version__ == "5.7.0", "re-check tasks/celery_app.py's _connparams wrapper against the new kombu"
+    params = inspect.signature(kombu_redis.Channel._connparams).parameters
+    assert list(params) == ["self", "asynchronous"], "kombu changed Channel._connparams"
