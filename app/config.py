@@ -141,7 +141,14 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> dict[str
         # Admission passes are signed with their own key so a leaked pass key cannot mint logins.
         "ADMISSION_SECRET_KEY": env.get("ADMISSION_SECRET_KEY") or (env.get("JWT_SECRET_KEY") or DEFAULT_JWT_SECRET)
         + ":admission",
-        "PAYMENT_PROVIDER": env.get("PAYMENT_PROVIDER", "fake"),
+        # `fake` (development and tests only) or `stripe` (production refuses anything else)
+        "PAYMENT_PROVIDER": env.get("PAYMENT_PROVIDER") or ("stripe" if app_env == "production" else "fake"),
+        "STRIPE_SECRET_KEY": env.get("STRIPE_SECRET_KEY", ""),
+        "STRIPE_PUBLISHABLE_KEY": env.get("STRIPE_PUBLISHABLE_KEY", ""),
+        "STRIPE_WEBHOOK_SECRET": env.get("STRIPE_WEBHOOK_SECRET", ""),
+        # tests and `make run`: localstripe's address; unset in production (Stripe's own API)
+        "STRIPE_API_BASE": env.get("STRIPE_API_BASE", ""),
+        "STRIPE_JS_URL": env.get("STRIPE_JS_URL") or "https://js.stripe.com/v3/",
         "HOLD_SECONDS": _int(env, "HOLD_SECONDS", 300),
         "MAX_TICKETS_PER_USER": _int(env, "MAX_TICKETS_PER_USER", 4),
         # the hold writer (a thread of every worker that consumes the `booking` queue)
@@ -235,3 +242,9 @@ def check_production_safety(config: dict[str, Any]) -> None:
     if not config["DATABASE_URL"].startswith(("mysql", "mariadb")):
         raise ConfigError("APP_ENV=production requires DATABASE_URL pointing at MySQL/MariaDB "
                           "(mysql+pymysql://user:pw@host/db)")
+    if config["PAYMENT_PROVIDER"] != "stripe":
+        raise ConfigError(f"APP_ENV=production refuses PAYMENT_PROVIDER={config['PAYMENT_PROVIDER']!r}: the fake "
+                          "provider confirms any tok_ok… string for free; set PAYMENT_PROVIDER=stripe")
+    for name in ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_PUBLISHABLE_KEY"):
+        if not config.get(name) or "CHANGE_ME" in config[name]:
+            raise ConfigError(f"APP_ENV=production with PAYMENT_PROVIDER=stripe requires {name}")

@@ -357,3 +357,35 @@ class LiveApi:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
         self._log.close()
+
+
+class Localstripe:
+    """localstripe (PyPI), a stateful fake of Stripe's API with a test Stripe.js, as a process on a
+    free port. It signs webhooks as Stripe does and ignores Idempotency-Key (our own idempotency
+    covers that: docs/payments.md)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = Path(tempfile.mkstemp(prefix="localstripe-", suffix=".log")[1])
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        binary = Path(sys.executable).parent / "localstripe"
+        self.proc = subprocess.Popen([str(binary), "--port", str(self.port), "--from-scratch"],
+                                     cwd=tempfile.gettempdir(), stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        wait_port(self.port, timeout=30)
+
+    def webhook(self, name: str, url: str, secret: str) -> None:
+        import requests
+
+        r = requests.post(f"{self.url}/_config/webhooks/{name}", data={"url": url, "secret": secret}, timeout=10)
+        assert r.status_code == 200, r.text
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self._log.close()

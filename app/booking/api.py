@@ -94,8 +94,14 @@ class Confirm(MethodView):
     @blp.arguments(ConfirmSchema)
     @blp.response(200, ReservationSchema)
     def post(self, body: dict, reservation_id: str) -> dict[str, Any]:
-        """Pay for a hold. Declined payment 402; expired or cancelled hold 409; twice = same result."""
-        return services.view(flows.confirm(reservation_id, current_user_id(), body["payment_token"]))
+        """Pay for a hold. Declined payment 402 (with the decline reason); expired or cancelled hold
+        409; twice = same result. With Stripe, `payment_token` is the card's PaymentMethod id from
+        Stripe.js, and a card that asks for 3-D Secure answers 202 `requires_action` with the
+        client secret for Stripe.js, then `POST /api/payments/{payment_id}/complete`."""
+        try:
+            return services.view(flows.confirm(reservation_id, current_user_id(), body["payment_token"]))
+        except services.PaymentPending as pending:
+            return json_response(pending.body(), 202)
 
 
 @blp.route("/<reservation_id>/cancel")

@@ -41,13 +41,60 @@ def confirm(reservation_id: str, user_id: int, payment_token: str) -> Reservatio
         raise Conflict("The hold has expired", reason="hold_expired")
     if isinstance(started, Reservation):  # confirmed before: the same answer
         return started
-    result = get_provider(current_app.config["PAYMENT_PROVIDER"]).charge(
-        amount_cents=started.amount_cents, currency=started.currency, token=payment_token,
-        idempotency_key=started.id)
+    provider = get_provider(current_app.config["PAYMENT_PROVIDER"])
+    charge = {"amount_cents": started.amount_cents, "currency": started.currency, "token": payment_token,
+              "idempotency_key": started.id}
+    if provider.creates_intents:
+        # the intent's id is recorded before it is confirmed: after a crash the sweeper (or a
+        # retry) finds that intent, and no second one is ever made for this attempt
+        intent = provider.create_intent(**charge)
+        with transaction():
+            services.record_intent(started.id, intent)
+        result = provider.charge(**charge, intent=intent)
+    else:
+        result = provider.charge(**charge)
     return _apply_payment(started.id, result)
 
 
+def complete_payment(payment_id: str, user_id: int) -> Reservation:
+    """After the browser ran the card's 3-D Secure step: ask the provider what came of the intent
+    and apply it (the webhook may have done so already: the same answer)."""
+    with transaction():
+        payment = services.get_payment(payment_id, user_id)
+    if payment.status != services.PAYMENT_PENDING:
+        with transaction():
+            return services.payment_answer(payment, services.get_reservation(payment.reservation_id, user_id))
+    provider = get_provider(current_app.config["PAYMENT_PROVIDER"])
+    result = provider.lookup(payment.id, reference=payment.provider_ref) or PaymentResult(
+        False, decline_reason="never_charged")
+    return _apply_payment(payment.id, result)
+
+
+def apply_provider_outcome(reference: str, result: PaymentResult) -> str:
+    """A webhook's outcome of an intent (the provider is the truth for what arrives later than the
+    confirm call): applied once to its attempt. A success for an attempt already settled
+    otherwise (declined or voided) is refunded: nobody pays for a ticket they do not get."""
+    with transaction():
+        payment = services.payment_by_reference(reference)
+    if payment is None:
+        return "unknown_payment"
+    if payment.status == services.PAYMENT_PENDING:
+        try:
+            _apply_payment(payment.id, result)
+        except (Conflict, PaymentRequired):
+            pass  # recorded: a decline, or a voided (refunded) charge
+        return "applied"
+    if result.approved and payment.status == services.PAYMENT_DECLINED:
+        services.refund_voided(payment)
+        return "refunded"
+    return "already_settled"
+
+
 def _apply_payment(payment_id: str, result: PaymentResult) -> Reservation:
+    if result.pending:  # 3-D Secure or processing: the webhook or /complete settles it
+        with transaction():
+            payment = services.mark_pending_action(payment_id, result)
+        raise services.PaymentPending(payment, result.client_secret)
     with transaction():
         payment, res = services.finish_payment(payment_id, result)
     if payment.status == services.PAYMENT_VOIDED:
@@ -64,7 +111,15 @@ def sweep_pending_payments(older_than_seconds: int = 60, limit: int = 200) -> in
                                                              Payment.updated_at <= cutoff).limit(limit)))
     provider = get_provider(current_app.config["PAYMENT_PROVIDER"])
     for payment_id in ids:
-        result = provider.lookup(payment_id) or PaymentResult(False, decline_reason="never_charged")
+        with transaction() as session:
+            payment = session.get(Payment, payment_id)
+            reference, hold_over = payment.provider_ref, services.hold_is_over(session, payment)
+        never = PaymentResult(False, decline_reason="never_charged")
+        result = provider.lookup(payment_id, reference=reference) or never
+        if result.pending and hold_over:  # the fan never finished 3-D Secure before the hold ended
+            result = PaymentResult(False, reference=reference, decline_reason="authentication_abandoned")
+        elif result.pending:
+            continue  # still in the fan's hands (3-D Secure): the webhook or a later sweep settles it
         try:
             _apply_payment(payment_id, result)
         except (Conflict, PaymentRequired):

@@ -113,3 +113,14 @@ def reservation_event_data(r: Reservation | dict[str, Any], status: str | None =
     data.update(extra)
     return data
 
+
+
+class ProviderEvent(Base):
+    """A payment provider's webhook event, recorded once it was applied: a redelivery is a no-op."""
+
+    __tablename__ = "provider_events"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64), nullable=False)
+    outcome: Mapped[str] = mapped_column(String(32), nullable=False)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)

@@ -1,6 +1,8 @@
-"""Payment providers. Only the interface and the built-in `fake` provider live here; a real
-provider (Stripe, Adyen, Toss) implements ``charge``, ``lookup`` and ``refund`` with our ids as
-idempotency keys."""
+"""Payment providers: the interface, the built-in `fake` (development and tests only: production
+refuses it) and Stripe (app/booking/stripe_provider.py). A provider implements ``charge``,
+``lookup`` and ``refund`` with our ids as idempotency keys; one that works with intents (Stripe's
+PaymentIntents) also ``create_intent``, whose id the confirm flow records before it confirms, so a
+crash in between never charges twice (docs/payments.md)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,10 @@ class PaymentResult:
     approved: bool
     reference: str | None = None
     decline_reason: str | None = None
+    # not decided yet: the card asks for 3-D Secure (client_secret lets the browser run it) or the
+    # provider is still processing; the webhook (or a later look) gives the outcome
+    pending: bool = False
+    client_secret: str | None = None
 
 
 class PaymentProvider(Protocol):
@@ -28,9 +34,10 @@ class PaymentProvider(Protocol):
         """Give back ``amount_cents`` of a charge. The same idempotency key gives the same answer."""
         ...
 
-    def lookup(self, idempotency_key: str) -> PaymentResult | None:
-        """What the charge with this key came to, or None if the provider never saw it (the
-        sweeper asks this after a crash between the call and recording its answer)."""
+    def lookup(self, idempotency_key: str, reference: str | None = None) -> PaymentResult | None:
+        """What the charge with this key (and, for intents, this recorded intent id) came to, or
+        None if the provider never saw it (the sweeper asks this after a crash between the call
+        and recording its answer)."""
         ...
 
 
@@ -55,7 +62,9 @@ class FakeProvider:
         redis_store.client.hsetnx(FAKEPAY_LEDGER_KEY, idempotency_key, json.dumps(asdict(result)))
         return PaymentResult(**json.loads(redis_store.client.hget(FAKEPAY_LEDGER_KEY, idempotency_key)))
 
-    def lookup(self, idempotency_key: str) -> PaymentResult | None:
+    creates_intents = False
+
+    def lookup(self, idempotency_key: str, reference: str | None = None) -> PaymentResult | None:
         from app.extensions import redis_store
 
         raw = redis_store.client.hget(FAKEPAY_LEDGER_KEY, idempotency_key)
@@ -68,7 +77,13 @@ class FakeProvider:
         return PaymentResult(True, reference=f"fake_re_{digest}")
 
 
-PROVIDERS: dict[str, type] = {"fake": FakeProvider}
+def _stripe() -> type:
+    from app.booking.stripe_provider import StripeProvider
+
+    return StripeProvider
+
+
+PROVIDERS: dict[str, Any] = {"fake": lambda: FakeProvider(), "stripe": lambda: _stripe()()}
 
 
 class _NoLockGuard:
@@ -80,6 +95,8 @@ class _NoLockGuard:
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._provider, name)
+        if not callable(method):
+            return method
 
         def guarded(*args: Any, **kwargs: Any) -> Any:
             assert_no_row_locks(f"the payment provider's {name}")

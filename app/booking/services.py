@@ -328,6 +328,53 @@ def _sell_hold(session: Session, res: Reservation) -> bool:
     ).rowcount == 1
 
 
+class PaymentPending(Exception):  # noqa: N818 - an outcome, not an error: the view answers 202
+    """The provider has not decided: the card asks for 3-D Secure (``client_secret`` lets the
+    browser run it), or the charge is processing. The webhook or /complete settles it."""
+
+    def __init__(self, payment: Payment, client_secret: str | None) -> None:
+        super().__init__(payment.id)
+        self.payment, self.client_secret = payment, client_secret
+
+    def body(self) -> dict[str, Any]:
+        return {"status": "requires_action" if self.client_secret else "processing", "payment_id": self.payment.id,
+                "reservation_id": self.payment.reservation_id, "client_secret": self.client_secret,
+                "complete_url": f"/api/payments/{self.payment.id}/complete"}
+
+
+def record_intent(payment_id: str, intent_id: str) -> None:
+    """The provider's intent of an attempt, recorded before it is confirmed (no second intent
+    after a crash: the sweeper and /complete look this one up)."""
+    db.session.execute(update(Payment).where(Payment.id == payment_id, Payment.status == PAYMENT_PENDING)
+                       .values(provider_ref=intent_id, updated_at=utcnow())
+                       .execution_options(synchronize_session=False))
+
+
+def mark_pending_action(payment_id: str, result: PaymentResult) -> Payment:
+    payment = db.session.get(Payment, payment_id)
+    if payment.status == PAYMENT_PENDING and result.reference:
+        payment.provider_ref = result.reference
+    db.session.flush()
+    return payment
+
+
+def get_payment(payment_id: str, user_id: int) -> Payment:
+    payment = db.session.get(Payment, payment_id)
+    if payment is None or get_reservation(payment.reservation_id, user_id) is None:
+        raise NotFound("Payment not found", reason="payment_not_found")
+    return payment
+
+
+def payment_by_reference(reference: str) -> Payment | None:
+    """The attempt a provider's intent or charge belongs to."""
+    return db.session.scalar(select(Payment).where(Payment.provider_ref == reference))
+
+
+def hold_is_over(session: Session, payment: Payment) -> bool:
+    res = session.get(Reservation, payment.reservation_id)
+    return res is None or res.status != HELD or (res.hold_expires_at is not None and res.hold_expires_at <= utcnow())
+
+
 def refund_voided(payment: Payment) -> None:
     """A charge for a hold that was gone: refunded, outside any transaction (idempotent by key)."""
     answer = get_provider(current_app.config["PAYMENT_PROVIDER"]).refund(

@@ -180,6 +180,9 @@ def test_k8s_config_is_a_valid_production_configuration():
         check_production_safety(load_config(env))
     real = {k: v.replace("CHANGE_ME_TO_64_RANDOM_CHARACTERS", "x" * 64).replace(
         "CHANGE_ME_TO_64_OTHER_RANDOM_CHARACTERS", "y" * 64) for k, v in env.items()}
+    with pytest.raises(ConfigError, match="STRIPE"):  # no money without Stripe's keys
+        check_production_safety(load_config(real))
+    real.update(STRIPE_SECRET_KEY="sk_live_x", STRIPE_WEBHOOK_SECRET="whsec_x", STRIPE_PUBLISHABLE_KEY="pk_live_x")
     check_production_safety(load_config(real))
 
 
@@ -190,7 +193,13 @@ def test_compose_stack_matches_the_code():
             "mysql", "redis", "kafka", "sns", "prometheus", "grafana", "exporter"} <= set(services)
     app_env = compose["x-app-env"]
     assert set(app_env) - THIRD_PARTY_ENV <= app_env_names(), set(app_env) - THIRD_PARTY_ENV - app_env_names()
-    check_production_safety(load_config({k: str(v) for k, v in app_env.items()}))
+    # compose refuses to start without Stripe's keys (`${VAR:?message}`); given them, it is production-safe
+    for name in ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_PUBLISHABLE_KEY"):
+        assert app_env[name].startswith(f"${{{name}:?"), app_env[name]
+    assert app_env["PAYMENT_PROVIDER"] == "stripe"
+    given = {name: f"{name.lower()}_test" for name in ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET",
+                                                        "STRIPE_PUBLISHABLE_KEY")}
+    check_production_safety(load_config({**{k: str(v) for k, v in app_env.items()}, **given}))
     ours = [name for name, svc in services.items() if svc.get("image") == "tickets:dev"]
     assert set(ours) >= {"api", "beat", "flower", "migrate", "exporter"}
     workers = set()

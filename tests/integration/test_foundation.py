@@ -19,9 +19,10 @@ def test_migrations_created_every_table_at_head(app):
     with app.app_context():
         tables = set(inspect(db.engine).get_table_names())
         assert {"users", "events", "sections", "seats", "reservations", "outbox", "devices",
-                "notifications", "refunds", "payments", "sale_summaries", "alembic_version"} <= tables
+                "notifications", "refunds", "payments", "sale_summaries", "provider_events",
+                "alembic_version"} <= tables
         version = db.session.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "0009"
+        assert version == "0010"
         rows = db.session.execute(text(
             "SELECT table_name, engine, table_collation FROM information_schema.tables "
             "WHERE table_schema = DATABASE() AND table_name <> 'alembic_version'")).all()
@@ -88,7 +89,8 @@ def test_request_id_is_echoed(client):
 
 
 def test_production_refuses_default_or_missing_secret():
-    env = {"APP_ENV": "production", "DATABASE_URL": "mysql+pymysql://u:p@db/tickets"}
+    env = {"APP_ENV": "production", "DATABASE_URL": "mysql+pymysql://u:p@db/tickets", "STRIPE_SECRET_KEY": "sk_x",
+           "STRIPE_WEBHOOK_SECRET": "whsec_x", "STRIPE_PUBLISHABLE_KEY": "pk_x"}
     with pytest.raises(ConfigError):
         check_production_safety(load_config(env))
     with pytest.raises(ConfigError):
