@@ -350,13 +350,18 @@ class LiveApi:
         wait_for(up, timeout=30, interval=0.2, message=server)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+        stop_group(self.proc, 15)
         self._log.close()
+
+
+def stop_group(proc: subprocess.Popen, grace: float) -> None:
+    """SIGTERM a process started in its own session, and everything it started; SIGKILL after ``grace``."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 class Localstripe:
@@ -382,10 +387,5 @@ class Localstripe:
         assert r.status_code == 200, r.text
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+        stop_group(self.proc, 10)
         self._log.close()

@@ -45,6 +45,15 @@ def accept(app, event_id: int, section_id: int, user_id: int, quantity: int | No
     return rid
 
 
+def seat_ids(app, section_id: int) -> list[int]:
+    from app.catalogue.models import Seat
+
+    with app.app_context():
+        seats = list(db.session.scalars(select(Seat.id).where(Seat.section_id == section_id).order_by(Seat.id)))
+        db.session.rollback()
+    return seats
+
+
 def read_entries(event_id: int) -> list[tuple[str, dict[str, str]]]:
     """What a hold writer reads: the sale's new entries, delivered to a consumer of the group."""
     from app.booking.writer import GROUP
@@ -168,13 +177,10 @@ def test_a_crash_between_commit_and_the_redis_follow_up_is_repaired_from_the_row
     count stuck, refusing `limit_exceeded` for the rest of the sale. Now the re-run rebuilds the
     follow-up from the rows."""
     from app.booking import writer
-    from app.catalogue.models import Seat
 
     event = make_event(sections=[{"name": "Row A", "rows": 1, "seats_per_row": 4}], max_per_user=4)
     section = event["sections"][0]["id"]
-    with app.app_context():
-        seats = list(db.session.scalars(select(Seat.id).where(Seat.section_id == section).order_by(Seat.id)))
-        db.session.rollback()
+    seats = seat_ids(app, section)
     winner, loser = make_user()["id"], make_user()["id"]
     held = accept(app, event["id"], section, winner, seat_ids=seats[0:2])
     rejected = accept(app, event["id"], section, loser, seat_ids=seats[1:3])  # seat 2 overlaps
@@ -509,9 +515,7 @@ def test_a_late_payment_for_a_broken_seat_hold_sells_no_seat_and_frees_the_rest(
 
     event = make_event(sections=[{"name": "Row A", "rows": 1, "seats_per_row": 4}])
     section = event["sections"][0]["id"]
-    with app.app_context():
-        seats = list(db.session.scalars(select(Seat.id).where(Seat.section_id == section).order_by(Seat.id)))
-        db.session.rollback()
+    seats = seat_ids(app, section)
     a, b = make_user()["id"], make_user()["id"]
     from app.booking import writer
 
