@@ -171,7 +171,9 @@ def is_token_revoked(payload: dict[str, Any]) -> bool:
     from app.redis.keys import session_revoked_key, user_revoked_key
 
     keys = [revoked_token_key(payload["jti"]), user_revoked_key(payload["sub"])]
-    if payload.get("sid"):
+    if payload.get("sid") and payload.get("type") == "access":
+        # an access token dies with its session; a refresh token is the session's own (rotation
+        # answers `session_revoked` for it)
         keys.append(session_revoked_key(payload["sid"]))
     pipe = redis_store.client.pipeline(transaction=False)  # the keys sit in several cluster slots
     for key in keys:

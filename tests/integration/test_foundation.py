@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import inspect, text
@@ -35,16 +36,27 @@ def test_health_and_readiness(client):
     assert r.status_code == 200 and r.json["checks"] == {"database": "ok", "redis": "ok"}
 
 
-def test_readyz_is_503_when_redis_is_unreachable(app):
+@contextmanager
+def app_with_redis_down(app):
+    """A second app whose Redis is unreachable. create_app re-initialises the process-wide
+    extensions (the Redis client, the rate limiter's storage): they are put back afterwards, or the
+    session's app would go on with a limiter that fails (open) on every request."""
     from app import create_app
-    from app.extensions import redis_store
+    from app.extensions import limiter, redis_store
 
-    broken = create_app({"TESTING": True}, env={**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0"})
+    saved = dict(vars(limiter))
     try:
+        yield create_app({"TESTING": True}, env={**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0"})
+    finally:
+        vars(limiter).clear()
+        vars(limiter).update(saved)
+        redis_store.init(app.config["REDIS_URL"])
+
+
+def test_readyz_is_503_when_redis_is_unreachable(app):
+    with app_with_redis_down(app) as broken:
         r = broken.test_client().get("/readyz")
         assert r.status_code == 503 and r.json["checks"]["redis"].startswith("error")
-    finally:
-        redis_store.init(app.config["REDIS_URL"])
 
 
 def test_openapi_and_docs(client):
@@ -177,16 +189,10 @@ def test_create_admin_cli_creates_and_promotes(app, make_user):
 
 
 def test_redis_outage_is_a_json_503_not_a_500(app, make_user):
-    from app import create_app
-    from app.extensions import redis_store
-
     user = make_user()
-    broken = create_app({"TESTING": True}, env={**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0"})
-    try:
+    with app_with_redis_down(app) as broken:
         r = broken.test_client().get("/api/auth/me", headers=user["headers"])  # blocklist check needs Redis
         assert r.status_code == 503 and r.json["reason"] == "unavailable" and r.headers["Retry-After"] == "2"
-    finally:
-        redis_store.init(app.config["REDIS_URL"])
 
 
 def test_the_suite_uses_the_redis_dbs_that_test_redis_url_names():
