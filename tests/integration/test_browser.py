@@ -61,9 +61,15 @@ class Tab:
                      else None)
 
     def go(self, path: str) -> Any:
+        """Open a page; every HTML page carries the headers of docs/security.md (a nonce CSP with no
+        'unsafe-inline' script, no framing, nosniff). A CSP violation would be a console error."""
         response = self.page.goto(self.base + path)
-        if not path.startswith("/api/"):
-            assert "default-src 'self'" in response.headers.get("content-security-policy", ""), path
+        if "text/html" in response.headers.get("content-type", ""):
+            csp = response.headers.get("content-security-policy", "")
+            script_src = csp.split("script-src", 1)[-1].split(";", 1)[0]
+            assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp, (path, csp)
+            assert "'nonce-" in script_src and "'unsafe-inline'" not in script_src, (path, csp)
+            assert response.headers.get("x-content-type-options") == "nosniff", path
         return self.page
 
     def check(self) -> None:
@@ -308,3 +314,4 @@ def test_swagger_ui_works_with_no_network(live_stream, browser):
         page.wait_for_selector(".swagger-ui .info .title")
         assert "Ticket reservation platform" in page.text_content(".swagger-ui .info .title")
         assert not tab.outside, tab.outside
+        assert not tab.errors, tab.errors  # its one inline script runs under the page's nonce
