@@ -91,15 +91,17 @@ def _security_headers(response: Response) -> Response:
     """Every response: no MIME sniffing. Every HTML page (the web app, Swagger UI): a CSP that loads
     nothing from a third party, runs no inline script but the one carrying this response's nonce,
     and cannot be framed; and no full URL leaves in a Referer."""
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    if response.mimetype == "text/html":
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    # a prefix test, not response.mimetype: this runs on every answer of the hot endpoints too
+    if (headers.get("Content-Type") or "").startswith("text/html"):
         scripts = f"'self' 'nonce-{g.csp_nonce}'" if "csp_nonce" in g else "'self'"
-        response.headers["Content-Security-Policy"] = (
+        headers["Content-Security-Policy"] = (
             "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
             f"script-src {scripts}; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
             "frame-ancestors 'none'")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
     return response
 
 
