@@ -425,16 +425,47 @@ class SlowKafka:
 
 
 def outbox_rows(app, n: int) -> list[int]:
+    """n unpublished outbox rows, written without the after-commit relay kick (the session's worker
+    would race this test's relay for them)."""
     from app.db import transaction
     from app.outbox.models import OutboxEvent
     from app.outbox.services import record_event
 
-    with app.app_context(), transaction() as session:
-        for i in range(n):
-            record_event(session, "TestHappened", "reservation", f"agg-{uuid.uuid4().hex[:8]}", {"i": i})
-        session.flush()
-        ids = list(session.scalars(select(OutboxEvent.id).where(OutboxEvent.published_at.is_(None))))
+    servers = app.config["KAFKA_BOOTSTRAP_SERVERS"]
+    app.config["KAFKA_BOOTSTRAP_SERVERS"] = ""  # no kick
+    try:
+        with app.app_context(), transaction() as session:
+            for i in range(n):
+                record_event(session, "TestHappened", "reservation", f"agg-{uuid.uuid4().hex[:8]}", {"i": i})
+            session.flush()
+            ids = list(session.scalars(select(OutboxEvent.id).where(OutboxEvent.published_at.is_(None))))
+    finally:
+        app.config["KAFKA_BOOTSTRAP_SERVERS"] = servers
     return ids
+
+
+def relay_this_tests_rows(app, n: int, run: Any) -> list[int]:
+    """Write n rows and let ``run`` relay them. A relay of the session's worker (kicked by an
+    earlier test) may still take them first: then wait for it to finish and try again."""
+    from app.outbox.models import OutboxEvent
+    from app.redis.keys import OUTBOX_RELAY_LOCK_KEY
+    from tests.support import wait_for
+
+    for _ in range(3):
+        wait_for(lambda: not redis_store.client.exists(OUTBOX_RELAY_LOCK_KEY), timeout=60,
+                 message="no other relay running")
+        ids = outbox_rows(app, n)
+        run.ids = ids
+        with app.app_context():
+            published = run()
+            db.session.rollback()
+        if published == n:
+            return ids
+        with app.app_context():  # READ COMMITTED: each look sees the other relay's commits
+            wait_for(lambda: db.session.scalar(select(OutboxEvent.id).where(
+                OutboxEvent.published_at.is_(None)).limit(1)) is None, timeout=60, message="the other relay done")
+            db.session.rollback()
+    raise AssertionError("another relay kept publishing this test's rows")
 
 
 def test_the_relay_holds_no_row_lock_while_kafka_acknowledges(app, monkeypatch):
@@ -444,14 +475,17 @@ def test_the_relay_holds_no_row_lock_while_kafka_acknowledges(app, monkeypatch):
 
     from app.outbox import relay as relay_module
 
-    ids = outbox_rows(app, 3)
     seen: list[str] = []
+
+    def run() -> int:
+        seen.clear()
+        return relay_module.relay()
 
     def probe(_n: int) -> None:
         with db.engine.connect() as other:
             trans = other.begin()
             try:
-                got = other.execute(text(f"SELECT id FROM outbox WHERE id IN ({','.join(map(str, ids))}) "
+                got = other.execute(text(f"SELECT id FROM outbox WHERE id IN ({','.join(map(str, run.ids))}) "
                                          "FOR UPDATE NOWAIT")).all()
                 seen.append(f"locked {len(got)}")
             except Exception as exc:  # noqa: BLE001 - the relay holds them
@@ -461,8 +495,7 @@ def test_the_relay_holds_no_row_lock_while_kafka_acknowledges(app, monkeypatch):
 
     real = relay_module.get_producer
     monkeypatch.setattr(relay_module, "get_producer", lambda servers: SlowKafka(real(servers), 0.0, probe))
-    with app.app_context():
-        assert relay_module.relay() == 3
+    relay_this_tests_rows(app, 3, run)
     assert seen == ["locked 3"]
 
 
@@ -474,7 +507,6 @@ def test_a_long_relay_run_keeps_its_lock_and_a_second_relay_waits_its_turn(app, 
     from app.outbox import relay as relay_module
     from app.redis.keys import OUTBOX_RELAY_LOCK_KEY
 
-    outbox_rows(app, 10)
     monkeypatch.setattr(relay_module, "RELAY_LOCK_TTL_MS", 600)
     second: list[int] = []
 
@@ -492,8 +524,13 @@ def test_a_long_relay_run_keeps_its_lock_and_a_second_relay_waits_its_turn(app, 
         return slow["p"]
 
     monkeypatch.setattr(relay_module, "get_producer", producer)
-    with app.app_context():
-        assert relay_module.relay(batch=2) == 10
+
+    def run() -> int:
+        second.clear()
+        slow.clear()
+        return relay_module.relay(batch=2)
+
+    relay_this_tests_rows(app, 10, run)
     assert second == [0]  # the second relay skipped its turn: one relay at a time
     assert not redis_store.client.exists(OUTBOX_RELAY_LOCK_KEY)
 
