@@ -38,13 +38,6 @@ def release_keys(event_id: int, section_id: int) -> list[str]:
     return [keys.waitlist(section_id, "wl"), keys.waitlist(section_id, "pool"), keys.waitlist(section_id, "stats")]
 
 
-def kept_for_waitlist(event_id: int, section_id: int) -> int:
-    """Units free in MySQL but kept for the waitlist: its pool and its open offers."""
-    keys = QueueKeys(event_id)
-    pool, offered = redis_store.client.mget([keys.waitlist(section_id, "pool"), keys.waitlist(section_id, "offered")])
-    return int(pool or 0) + int(offered or 0)
-
-
 def hold_member(reservation_id: str, quantity: int) -> str:
     """A live hold in the section's holds zset (score: its deadline); the writer adds it."""
     return f"{reservation_id}:{quantity}"
@@ -57,7 +50,8 @@ def figures(sections: list[Section]) -> dict[int, dict[str, int]]:
     for the waitlist and what accepted requests are about to take)."""
     if not sections:
         return {}
-    free = availability(sections)
+    # free in MySQL = capacity - sold - live holds, from the same read that gives sold and held (a
+    # seated section's capacity is its number of seats)
     taken = sold_and_held(sections)
     pipe = redis_store.client.pipeline(transaction=False)
     for s in sections:
@@ -70,8 +64,10 @@ def figures(sections: list[Section]) -> dict[int, dict[str, int]]:
     for i, s in enumerate(sections):
         pool, offered, pending = (int(x or 0) for x in replies[3 * i:3 * i + 3])
         kept = pool + offered
-        out[s.id] = {"capacity": s.capacity, "sold": taken[s.id][0], "held": taken[s.id][1],
-                     "kept_for_waitlist": kept, "available": max(0, free[s.id] - kept - max(0, pending))}
+        sold, held = taken[s.id]
+        free = max(0, s.capacity - sold - held)
+        out[s.id] = {"capacity": s.capacity, "sold": sold, "held": held,
+                     "kept_for_waitlist": kept, "available": max(0, free - kept - max(0, pending))}
     return out
 
 
