@@ -9,7 +9,6 @@ drains each until it is empty, one unit of work per batch.
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from datetime import UTC, datetime
@@ -22,8 +21,6 @@ from app.outbox.services import record_event
 from app.redis.keys import REGISTRY_KEY, UNDRAINED_KEY, QueueKeys
 from app.redis.locks import LockTimeout, redis_lock
 from app.tasking import call_after_commit
-
-log = logging.getLogger(__name__)
 
 BATCH = 500
 
@@ -71,11 +68,23 @@ def undrained_event_ids() -> list[int]:
     return sorted({int(e) for e in client.smembers(UNDRAINED_KEY)} | {int(e) for e in client.smembers(REGISTRY_KEY)})
 
 
-def drain_all(budget_seconds: float = 5.0, batch: int = BATCH) -> int:
-    """Drain every sale's event stream until it is empty (or the time budget is spent: the next
-    run goes on), one unit of work per batch; forget a sale that ended once its stream is empty."""
+def drain_sale(event_id: int, deadline: float | None = None, batch: int = BATCH) -> int:
+    """Drain one sale's event stream until it is empty (or ``deadline``, a monotonic time, has
+    passed), one unit of work per batch; returns how many events it copied."""
     from app.db import transaction
 
+    drained = 0
+    while True:
+        with transaction():
+            n = drain_events(event_id, batch)
+        drained += n
+        if n < batch or (deadline is not None and time.monotonic() > deadline):
+            return drained
+
+
+def drain_all(budget_seconds: float = 5.0, batch: int = BATCH) -> int:
+    """Drain every sale's event stream until it is empty (or the time budget is spent: the next
+    run goes on); forget a sale that ended once its stream is empty."""
     client = redis_store.client
     deadline = time.monotonic() + budget_seconds
     drained = 0
@@ -83,12 +92,7 @@ def drain_all(budget_seconds: float = 5.0, batch: int = BATCH) -> int:
         keys = QueueKeys(event_id)
         try:
             with redis_lock(keys.drain_lock(), ttl_ms=int(budget_seconds * 1000) + 30_000):
-                while True:
-                    with transaction():
-                        n = drain_events(event_id, batch)
-                    drained += n
-                    if n < batch or time.monotonic() > deadline:
-                        break
+                drained += drain_sale(event_id, deadline, batch)
                 if client.xlen(keys.events) == 0 and not client.sismember(REGISTRY_KEY, event_id):
                     client.srem(UNDRAINED_KEY, event_id)
         except LockTimeout:

@@ -26,6 +26,7 @@ from sqlalchemy import select, update
 from app.db import transaction, utcnow
 from app.errors import Conflict
 from app.extensions import db, redis_store
+from app.queue.events import drain_sale
 from app.redis.keys import REGISTRY_KEY, UNDRAINED_KEY, WAITLIST_REGISTRY_KEY, QueueKeys
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def close_sale(event_id: int, *, force: bool = False) -> dict[str, Any]:
                            .values(closed_at=now).execution_options(synchronize_session=False))
     _write_accepted_requests(event_id)
     _release_live_holds(event_id)
-    _drain_queue_events(event_id)
+    drain_sale(event_id)
     summary = _record_summary(event_id)
     deleted = _forget(event_id)
     with transaction():
@@ -132,16 +133,6 @@ def _release_live_holds(event_id: int) -> None:
         if len(ids) < 200:
             return
         after = ids[-1]
-
-
-def _drain_queue_events(event_id: int) -> None:
-    from app.queue.events import BATCH, drain_events
-
-    while True:
-        with transaction():
-            n = drain_events(event_id)
-        if n < BATCH:
-            break
 
 
 def _record_summary(event_id: int) -> dict[str, Any]:
