@@ -1,8 +1,8 @@
 """Configuration from environment variables (12-factor).
 
 Every setting has a documented default (see README.md, "Configuration"); the defaults are the
-embedded development setup (`make run` starts a private MariaDB, Redis and Kafka), a local Redis and
-log-only integrations.
+embedded development setup: MySQL and Redis on this machine (`make run` starts a private MariaDB,
+Redis and Kafka), and log-only integrations.
 """
 
 from __future__ import annotations

@@ -45,7 +45,5 @@ class TokenPairSchema(Schema):
     expires_in = fields.Integer()
 
 
-
-
 class DeleteAccountSchema(Schema):
     password = fields.String(required=True, validate=validate.Length(min=1, max=200), load_only=True)

@@ -73,9 +73,6 @@ class Decision:
     units_taken: dict[int, int] = field(default_factory=dict)  # general section -> units held
     seat_owners: dict[int, dict[int, str]] = field(default_factory=dict)  # section -> seat -> reservation
 
-    def held(self) -> list[str]:
-        return [rid for rid, o in self.outcomes.items() if o.status == HELD]
-
 
 def decide(requests: Iterable[dict[str, Any]], stock: Stock, hold_until: datetime) -> Decision:
     """The outcome of every request of the batch (see the module's rules)."""

@@ -114,7 +114,6 @@ def reservation_event_data(r: Reservation | dict[str, Any], status: str | None =
     return data
 
 
-
 class ProviderEvent(Base):
     """A payment provider's webhook event, recorded once it was applied: a redelivery is a no-op."""
 

@@ -135,9 +135,6 @@ def request_reservation(req: intake.ReserveRequest) -> tuple[dict[str, Any], boo
     return reservation_view(reservation_id, req.user_id), False
 
 
-
-
-
 def _lock_reservation(session: Session, reservation_id: str) -> Reservation | None:
     """Lock the reservation row for this transaction and read its current state.
 

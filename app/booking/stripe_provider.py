@@ -12,7 +12,7 @@
   metadata; an earlier refund with that id is found first, for the same reason.
 
 Webhooks (``payment_intent.succeeded``, ``payment_intent.payment_failed``, ``charge.refunded``)
-settle what arrives later than the confirm call: app/booking/api_payments.py.
+settle what arrives later than the confirm call: app/booking/payments_api.py.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ One transaction per batch per sale:
 - seats: the requested seats are locked in id order and claimed by one UPDATE;
 - reservations and their outbox events (one each: SeatsHeld or ReservationRejected): one
   multi-row INSERT each.
-Only after COMMIT are the stream entries acknowledged, in the same Redis transaction (MULTI) as
+Only after COMMIT are the stream entries acknowledged, in the same SETTLE script call (atomic) as
 the rest of the follow-up (holds tracked, rejected units given back, pending records retired). So a
 writer killed at any point leaves its entries pending in the consumer group, and another writer
 claims them (XAUTOCLAIM) after HOLD_WRITER_CLAIM_IDLE_MS.
@@ -175,7 +175,7 @@ def write(event_id: int, records: list[dict[str, Any]]) -> Outcomes:
 
 def _rerun_outcome(row: Any) -> Outcome:
     """A request written by an earlier run whose Redis follow-up never happened (the writer died
-    between COMMIT and its MULTI, or Redis failed): what the follow-up must do now."""
+    between COMMIT and its SETTLE call, or Redis failed): what the follow-up must do now."""
     if row.status == HELD:
         return Outcome(HELD, None, row.hold_expires_at)  # tracked even if lapsed: TAKE reclaims it
     if row.status == REJECTED:

@@ -44,15 +44,15 @@ class SectionCreateSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=120))
     price_cents = fields.Integer(strict=True, required=True, validate=validate.Range(min=0, max=100_000_000))
     currency = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z]{3}$", error="ISO 4217 code"))
+    capacity = fields.Integer(strict=True, validate=validate.Range(min=1, max=1_000_000))
+    rows = fields.Integer(strict=True, validate=validate.Range(min=1, max=500))
+    seats_per_row = fields.Integer(strict=True, validate=validate.Range(min=1, max=1000))
 
     @validates("currency")
     def _iso_4217(self, value: str, **_kwargs: object) -> None:
         # a real currency (Babel's ISO 4217 list, pinned with the app): `zzz` sells nothing
         if value.upper() not in ISO_4217:
             raise ValidationError(f"{value!r} is not an ISO 4217 currency code")
-    capacity = fields.Integer(strict=True, validate=validate.Range(min=1, max=1_000_000))
-    rows = fields.Integer(strict=True, validate=validate.Range(min=1, max=500))
-    seats_per_row = fields.Integer(strict=True, validate=validate.Range(min=1, max=1000))
 
 
 class SectionSchema(Schema):

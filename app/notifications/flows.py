@@ -44,11 +44,11 @@ def notify_admissions(event_id: int, admitted_at: float, admissions: list[tuple[
     with transaction():
         ids = services.record_notices(event_id, admitted_at, admissions, kind)
     if kind == "admitted":
-        forget_owed_notices(event_id, admitted_at, admissions)
+        forget_owed_notices(event_id, admissions)
     return deliver(ids)
 
 
-def forget_owed_notices(event_id: int, admitted_at: float, admissions: list[tuple[int, float]]) -> None:
+def forget_owed_notices(event_id: int, admissions: list[tuple[int, float]]) -> None:
     values = [x for user, until in admissions for x in (str(user), _lua_number(until))]
     if values:
         script("FORGET_NOTICES")(keys=[QueueKeys(event_id).notices_due()], args=values)

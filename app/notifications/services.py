@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app import verification
@@ -26,7 +26,7 @@ from app.notifications.models import CHANNEL_EMAIL, CHANNEL_PUSH, CHANNEL_SMS, D
 from app.observability.metrics import NOTIFICATION_LATENCY, NOTIFICATIONS
 from app.outbox.services import record_event
 from app.pagination import paginate
-from app.redis.keys import QueueKeys, user_devices_key, user_queues_key
+from app.redis.keys import REGISTRY_KEY, QueueKeys, user_devices_key, user_queues_key
 from app.tasking import call_after_commit, send_task, send_task_after_commit
 
 log = logging.getLogger(__name__)
@@ -73,8 +73,6 @@ def ensure_endpoint(platform: str, token: str, endpoint_arn: str | None, user_id
 def forget_channels(session: Session, user_id: int) -> None:
     """Every channel of a deleted account goes (its addresses and numbers are personal data), and
     its notification cache with them once the unit commits."""
-    from sqlalchemy import delete
-
     session.execute(delete(Device).where(Device.user_id == user_id))
     call_after_commit(session, lambda: redis_store.client.delete(devices_cache_key(user_id)))
 
@@ -148,8 +146,6 @@ def refresh_cache(user_id: int) -> None:
     if devices:
         pipe.hset(key, mapping={d.id: json.dumps({"channel": d.channel, "platform": d.platform})
                                 for d in devices})
-    from app.redis.keys import REGISTRY_KEY
-
     queues = sorted(client.smembers(user_queues_key(user_id)))
     live = client.smismember(REGISTRY_KEY, queues) if queues else []
     for event_id, is_live in zip(queues, live, strict=True):

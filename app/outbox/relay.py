@@ -29,6 +29,7 @@ from app.redis.locks import LockLost, LockTimeout, keep, redis_lock
 
 if TYPE_CHECKING:
     from kafka import KafkaProducer
+    from redis.lock import Lock
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def relay(batch: int = 500, max_batches: int = 20) -> int:
 RELAY_LOCK_TTL_MS = 60_000
 
 
-def _relay_batch(servers: str, batch: int, lock: Any = None) -> int:
+def _relay_batch(servers: str, batch: int, lock: Lock) -> int:
     session = db.session
     rows = session.scalars(
         select(OutboxEvent).where(OutboxEvent.published_at.is_(None)).order_by(OutboxEvent.id).limit(batch)
@@ -125,8 +126,7 @@ def _relay_batch(servers: str, batch: int, lock: Any = None) -> int:
         OUTBOX_PUBLISH_FAILURES.inc()
         _record_failure([r.id for r in rows], exc)
         raise RelayError(f"publishing {len(rows)} outbox events failed: {exc!r}") from exc
-    if lock is not None:
-        keep(lock, RELAY_LOCK_TTL_MS)  # still ours: no other relay published past these rows meanwhile
+    keep(lock, RELAY_LOCK_TTL_MS)  # still ours: no other relay published past these rows meanwhile
     now = utcnow()
     session.execute(update(OutboxEvent).where(OutboxEvent.id.in_([r.id for r in rows]),
                                               OutboxEvent.published_at.is_(None))

@@ -93,7 +93,7 @@ def test_every_script_keeps_to_one_slot_through_a_whole_sale(app, client, admin,
         verification.check(f"email:{buyers[0]['id']}", verification.issue(f"email:{buyers[0]['id']}"))
         _sid, refresh = sessions.start(buyers[0]["id"])
         sessions.rotate(buyers[0]["id"], decode_token(refresh))  # ROTATE_SESSION
-        notices.forget_owed_notices(eid, 0.0, [(buyers[0]["id"], 1.0)])  # FORGET_NOTICES
+        notices.forget_owed_notices(eid, [(buyers[0]["id"], 1.0)])  # FORGET_NOTICES
     calls = [(source, keys) for source, keys in script_calls if keys]
     cross = [(source.strip().splitlines()[0], keys) for source, keys in calls
              if len({key_slot(k.encode()) for k in keys}) > 1]
