@@ -30,6 +30,7 @@ from app.db import lock_rows, utcnow
 from app.errors import Conflict, NotFound, PaymentRequired
 from app.extensions import db
 from app.observability.metrics import REFUNDS, via
+from app.orders.services import void_tickets
 from app.outbox.services import record_event
 from app.tasking import call_after_commit
 
@@ -103,6 +104,7 @@ def finish(refund_id: str, result: PaymentResult) -> Refund:
         session.execute(update(Section).where(Section.id == res.section_id, Section.sold >= res.quantity)
                         .values(sold=Section.sold - res.quantity).execution_options(synchronize_session=False))
     res.status, res.reason = REFUNDED, refund.reason
+    void_tickets(session, res.id)
     refund.status, refund.provider_ref = SUCCEEDED, result.reference
     record_event(session, "TicketRefunded", "reservation", res.id, {
         "reservation_id": res.id, "refund_id": refund.id, "user_id": res.user_id, "event_id": res.event_id,

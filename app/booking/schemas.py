@@ -76,6 +76,7 @@ class ReservationSchema(Schema):
     reason = fields.String(allow_none=True)
     created_at = fields.DateTime()
     confirmed_at = fields.DateTime(allow_none=True)
+    order_number = fields.String(allow_none=True, metadata={"description": "the order of a paid reservation"})
     status_url = fields.String()
 
 

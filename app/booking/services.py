@@ -28,6 +28,7 @@ from app.booking.models import (
     EXPIRED,
     HELD,
     PENDING,
+    REFUNDED,
     REJECTED,
     Payment,
     Reservation,
@@ -39,12 +40,15 @@ from app.db import lock_rows, utcnow
 from app.errors import Conflict, NotFound, PaymentRequired
 from app.extensions import db
 from app.observability.metrics import RESERVATIONS
+from app.orders.services import order_numbers, place_order
 from app.outbox.services import record_event
 from app.pagination import paginate
 from app.queue.services import release_active_slot
 from app.tasking import call_after_commit
 
 log = logging.getLogger(__name__)
+
+ORDERED = (CONFIRMED, REFUNDED)  # the states of a reservation that has an order
 
 
 # --- views -------------------------------------------------------------------------------------
@@ -64,9 +68,12 @@ def seat_labels(reservations: list[Reservation]) -> dict[int, str]:
     return {s.id: s.label for s in db.session.scalars(select(Seat).where(Seat.id.in_(seat_ids)))}
 
 
-def view(res: Reservation, labels: dict[int, str] | None = None) -> dict[str, Any]:
+def view(res: Reservation, labels: dict[int, str] | None = None, numbers: dict[str, str] | None = None
+         ) -> dict[str, Any]:
     if labels is None:
         labels = seat_labels([res])
+    if numbers is None:
+        numbers = order_numbers([res.id]) if res.status in ORDERED else {}
     seats = [{"id": s, "label": labels.get(s, "")} for s in sorted(res.seat_ids or [])]
     status = effective_status(res)
     return {
@@ -82,6 +89,7 @@ def view(res: Reservation, labels: dict[int, str] | None = None) -> dict[str, An
         "reason": res.reason if status == res.status else "hold_expired",
         "created_at": res.created_at,
         "confirmed_at": res.confirmed_at,
+        "order_number": numbers.get(res.id),
         "status_url": f"/api/tickets/status/{res.id}",
     }
 
@@ -120,7 +128,8 @@ def list_reservations(user_id: int, page: int, page_size: int) -> tuple[list[dic
     rows, total = paginate(select(Reservation).where(Reservation.user_id == user_id)
                            .order_by(Reservation.created_at.desc(), Reservation.id), page, page_size)
     labels = seat_labels(rows)
-    items = [view(r, labels) for r in rows]
+    numbers = order_numbers([r.id for r in rows if r.status in ORDERED])
+    items = [view(r, labels, numbers) for r in rows]
     if page == 1:
         items = (pending + items)[:page_size]
     return items, total + len(pending)
@@ -295,6 +304,7 @@ def finish_payment(payment_id: str, result: PaymentResult) -> tuple[Payment, Res
     now = utcnow()
     res.status, res.confirmed_at, res.payment_ref, res.reason = CONFIRMED, now, result.reference, None
     payment.status, payment.provider_ref = PAYMENT_APPROVED, result.reference
+    place_order(session, res, payment.id, result.reference)
     record_event(session, "ReservationConfirmed", "reservation", res.id,
                  reservation_event_data(res, payment_ref=result.reference))
     event_id, section_id, quantity, rid, owner = res.event_id, res.section_id, res.quantity, res.id, res.user_id

@@ -46,6 +46,10 @@ class Message:
     event_id: int
     admitted_until_iso: str
     kind: str = "queue_admitted"  # the push payload's `type`: queue_admitted, waitlist_offer, ticket_refunded
+    # an e-mail's HTML part and attachments (filename, MIME type, bytes), e.g. a receipt's .ics
+    html: str = ""
+    attachments: tuple[tuple[str, str, bytes], ...] = ()
+    to: str = ""  # the address of a notice sent straight to the account's e-mail (a receipt)
 
     @classmethod
     def text(cls, title: str, body: str) -> Message:
@@ -139,7 +143,14 @@ def send_email(address: str, message: Message) -> str:
     email["To"] = address
     email["Subject"] = message.title
     email["Message-ID"] = message_id
-    email.set_content(f"{message.body}\n\n{message.web_link}\n{message.deep_link}\n")
+    if message.html:  # a receipt: its own text and HTML parts, 7-bit safe for any relay
+        email.set_content(message.body, cte="quoted-printable")
+        email.add_alternative(message.html, subtype="html", cte="quoted-printable")
+    else:
+        email.set_content(f"{message.body}\n\n{message.web_link}\n{message.deep_link}\n")
+    for filename, mime, data in message.attachments:
+        maintype, subtype = mime.split("/", 1)
+        email.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
     try:
         with smtplib.SMTP(cfg["SMTP_HOST"], cfg["SMTP_PORT"], timeout=10) as smtp:
             if cfg["SMTP_USERNAME"]:

@@ -60,6 +60,8 @@ class Notification(Base):
     provider_message_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
     admitted_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     admitted_until: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    # what a notice sent straight to the account's e-mail is about (a receipt: its order's id)
+    subject_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     latency_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

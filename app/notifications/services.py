@@ -247,9 +247,28 @@ def record_notices(event_id: int, admitted_at: float, admissions: list[tuple[int
                                                               Notification.status == "pending"))) if keys else []
 
 
+# notices that go straight to the account's verified e-mail, not to its registered channels
+RECEIPT = "receipt"
+DIRECT_KINDS = (RECEIPT,)
+
+
+def record_receipt(session: Session, user_id: int, event_id: int, order_id: str, event_starts_at: datetime) -> str:
+    """The receipt of an order, as a `pending` row in the transaction that places the order: it is
+    sent once that commits (by the task the caller queues, or by the sweeper if that task is
+    lost), and once only (the dedupe key and the claim of ``deliver``)."""
+    row = Notification(id=new_uuid(), dedupe_key=f"{RECEIPT}:{order_id}", user_id=user_id, event_id=event_id,
+                       device_id=None, channel=CHANNEL_EMAIL, kind=RECEIPT, status="pending", attempts=0,
+                       admitted_at=utcnow(), admitted_until=event_starts_at, subject_id=order_id)
+    session.add(row)
+    session.flush()
+    return row.id
+
+
 def send_one(device: Device | None, notification: Notification, message: channels.Message) -> tuple[str, str]:
     """(provider message id, channel used). Falls back to `log` where no provider is configured."""
     cfg = current_app.config
+    if notification.kind in DIRECT_KINDS:
+        return channels.send_email_or_log(message.to, message)
     if device is None:
         raise channels.PermanentError("device was removed")
     if device.channel == CHANNEL_PUSH and device.endpoint_arn:
@@ -281,10 +300,17 @@ def jobs_of(claimed: list[Notification]) -> list[tuple[Notification, Device | No
         Device.id.in_({n.device_id for n in claimed if n.device_id})))}
     users = {u.id: u for u in session.scalars(select(User).where(User.id.in_({n.user_id for n in claimed})))}
     events = {e.id: e for e in session.scalars(select(Event).where(Event.id.in_({n.event_id for n in claimed})))}
-    jobs = [(n, devices.get(n.device_id), build_message(users[n.user_id], events[n.event_id], n.admitted_until,
-                                                        n.kind)) for n in claimed]
+    jobs = [(n, devices.get(n.device_id), _message_of(n, users[n.user_id], events[n.event_id])) for n in claimed]
     session.expunge_all()
     return jobs
+
+
+def _message_of(n: Notification, user: User, event: Event) -> channels.Message:
+    if n.kind == RECEIPT:
+        from app.orders.receipts import receipt_message  # orders depend on notifications, not back
+
+        return receipt_message(n.subject_id, user)
+    return build_message(user, event, n.admitted_until, n.kind)
 
 
 def record(jobs: list, results: list[tuple[str, Any]]) -> list[str]:

@@ -63,6 +63,12 @@ WAITLIST_OFFERS = Counter("tickets_waitlist_offers_total",
                           "Waitlist offers by outcome (made|expired: the worker; claimed|declined: the API)",
                           ["outcome"])
 
+# --- the door ----------------------------------------------------------------------------------
+CHECKIN_RESULTS = ("admitted", "already_used", "refunded", "wrong_event", "invalid")
+CHECKINS = Counter("tickets_checkins_total",
+                   "Ticket scans at the door (result: admitted|already_used|refunded|wrong_event|invalid)",
+                   ["result"])
+
 # --- notifications ----------------------------------------------------------------------------
 NOTIFICATIONS = Counter("tickets_notifications_total", "Notification attempts by channel and outcome",
                         ["channel", "outcome"])
@@ -86,11 +92,11 @@ WORKER_RESERVATION_OUTCOMES = ("held", "rejected", "expired")  # the hold writer
 RESERVATION_OUTCOMES = API_RESERVATION_OUTCOMES + WORKER_RESERVATION_OUTCOMES
 NOTIFICATION_CHANNELS = ("push", "email", "sms")
 NOTIFICATION_OUTCOMES = ("sent", "logged", "failed", "disabled", "retry")
-TOPIC_SUFFIXES = ("queue", "reservations", "notifications")
+TOPIC_SUFFIXES = ("queue", "reservations", "orders", "notifications")
 
 _http_metrics = None
 # besides flask_* and the labelled ones below
-API_FAMILIES = {"tickets_queue_joins", "tickets_waitlist_joins", "tickets_redis_command_errors"}
+API_FAMILIES = {"tickets_queue_joins", "tickets_waitlist_joins", "tickets_redis_command_errors", "tickets_checkins"}
 API_OFFER_OUTCOMES = ("claimed", "declined")
 WORKER_OFFER_OUTCOMES = ("made", "expired")
 REFUND_OUTCOMES = ("succeeded", "declined")
@@ -140,6 +146,8 @@ def initialise_label_sets(process: str, task_names: list[str] | None = None, top
             WAITLIST_OFFERS.labels(outcome=outcome)
         for outcome in REFUND_OUTCOMES:
             REFUNDS.labels(outcome=outcome, via="api")
+        for result in CHECKIN_RESULTS:
+            CHECKINS.labels(result=result)
         return
     for outcome in WORKER_RESERVATION_OUTCOMES:
         RESERVATIONS.labels(outcome=outcome)

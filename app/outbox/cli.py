@@ -22,11 +22,13 @@ def tail(topics: tuple[str, ...], from_beginning: bool, max_messages: int, timeo
     """Print events from Kafka as they arrive, one JSON object per line."""
     from kafka import KafkaConsumer
 
+    from app.outbox.services import TOPIC_BY_AGGREGATE
+
     servers = current_app.config["KAFKA_BOOTSTRAP_SERVERS"]
     if not servers:
         raise click.UsageError("KAFKA_BOOTSTRAP_SERVERS is not set")
     prefix = current_app.config["KAFKA_TOPIC_PREFIX"]
-    topics = topics or (f"{prefix}.queue", f"{prefix}.reservations", f"{prefix}.notifications")
+    topics = topics or tuple(f"{prefix}.{name}" for name in TOPIC_BY_AGGREGATE.values())
     from kafka.errors import KafkaError
 
     logging.getLogger("kafka").setLevel(logging.WARNING)  # stdout is the events; stderr only what matters

@@ -15,7 +15,8 @@ from app.redis.keys import OUTBOX_KICK_KEY
 from app.tasking import call_after_commit, send_task
 
 # aggregate type -> topic suffix (topic = "<KAFKA_TOPIC_PREFIX>.<suffix>")
-TOPIC_BY_AGGREGATE = {"queue": "queue", "reservation": "reservations", "notification": "notifications"}
+TOPIC_BY_AGGREGATE = {"queue": "queue", "reservation": "reservations", "order": "orders",
+                      "notification": "notifications"}
 SCHEMA_VERSION = 1
 
 

@@ -11,8 +11,6 @@ Language: Korean or English (Flask-Babel, app/web/translations), from `?lang=`, 
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 from typing import Any
 
@@ -49,6 +47,13 @@ def init_web(app: Flask) -> None:
     babel.init_app(app, locale_selector=select_locale,
                    default_translation_directories=os.path.join(os.path.dirname(__file__), "translations"))
     app.register_blueprint(bp)
+    app.jinja_env.filters["money"] = _money
+
+
+def _money(minor_units: int, currency: str, locale: str | None = None) -> str:
+    from app.money import format_money
+
+    return format_money(minor_units, currency, locale or str(get_locale() or "en"))
 
 
 # strings the page scripts show, translated on the server (one catalogue for pages and scripts)
@@ -70,6 +75,22 @@ def script_texts() -> dict[str, str]:
         "console_paused": _("Paused: nobody is admitted until you resume."), "console_running": _("Running"),
         "channel_email": _("E-mail"), "channel_sms": _("Text message (SMS)"), "channel_push": _("Push"),
         "code": _("Code"), "verify": _("Verify"), "remove": _("Remove"),
+        "general_admission": _("General admission"), "paying": _("Paying…"),
+        "authenticating": _("Your bank is checking the payment (3-D Secure)…"),
+        "decline_card_declined": _("Your card was declined."),
+        "decline_insufficient_funds": _("Your card was declined: not enough funds."),
+        "decline_expired_card": _("Your card has expired."),
+        "decline_incorrect_cvc": _("The card's security code is wrong."),
+        "decline_payment_intent_authentication_failure": _("Your bank's 3-D Secure check failed."),
+        "decline_authentication_abandoned": _("The 3-D Secure check was not finished in time."),
+        "order": _("Order"), "print": _("Print"), "seat": _("Seat"), "section": _("Section"),
+        "price": _("Price"), "total": _("Total"), "refunded": _("Refunded"), "checked_in": _("Checked in"),
+        "valid": _("Valid"), "refund_none": "", "refund_pending": _("Refund in progress"),
+        "refund_succeeded": _("Refunded"), "refund_declined": _("Refund declined"),
+        "no_orders": _("No tickets yet."),
+        "scan_admitted": _("Admitted"), "scan_already_used": _("Already used"),
+        "scan_refunded": _("Refunded ticket"), "scan_wrong_event": _("Ticket of another event"),
+        "scan_invalid": _("Not a valid ticket"), "scan_at": _("at"),
     }
 
 
@@ -96,10 +117,12 @@ def _security_headers(response: Response) -> Response:
     # a prefix test, not response.mimetype: this runs on every answer of the hot endpoints too
     if (headers.get("Content-Type") or "").startswith("text/html"):
         scripts = f"'self' 'nonce-{g.csp_nonce}'" if "csp_nonce" in g else "'self'"
+        extra = {name: " " + " ".join(sources) for name, sources in g.get("csp_extra", {}).items()}
         headers["Content-Security-Policy"] = (
             "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-            f"script-src {scripts}; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-            "frame-ancestors 'none'")
+            f"script-src {scripts}{extra.get('script-src', '')}; connect-src 'self'{extra.get('connect-src', '')}; "
+            + (f"frame-src{extra['frame-src']}; " if "frame-src" in extra else "")
+            + "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
         headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
     return response
@@ -133,7 +156,22 @@ def queue_page(event_id: int) -> str:
 def checkout_page(event_id: int) -> str:
     from app.catalogue.services import get_event
 
-    return render_template("checkout.html", event=_or_404(get_event, event_id))
+    cfg = current_app.config
+    stripe_js = cfg["STRIPE_JS_URL"] if cfg["PAYMENT_PROVIDER"] == "stripe" else None
+    if stripe_js:
+        # Stripe.js loads from Stripe (localstripe under test), calls its API and frames its
+        # 3-D Secure page: those origins, on this page only
+        js, api = _origin(stripe_js), _origin(cfg.get("STRIPE_API_BASE") or "https://api.stripe.com")
+        g.csp_extra = {"script-src": [js], "connect-src": sorted({js, api}),
+                       "frame-src": sorted({js, "https://hooks.stripe.com"})}
+    return render_template("checkout.html", event=_or_404(get_event, event_id), stripe_js=stripe_js)
+
+
+def _origin(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 @bp.get("/tickets")
@@ -146,32 +184,87 @@ def account_page() -> str:
     return render_template("account.html", next_url=_safe_next(request.args.get("next")))
 
 
-@bp.get("/tickets/<reservation_id>/qr.svg")
-def ticket_qr(reservation_id: str) -> Response:
-    """The ticket's QR code (SVG): a signed ticket id, checked at the door offline."""
-    import io
-
-    import segno
+@bp.get("/tickets/<ticket_id>/qr.svg")
+def ticket_qr(ticket_id: str) -> Response:
+    """A ticket's QR code (SVG) for its holder: the signed code the door verifies offline."""
     from flask_jwt_extended import verify_jwt_in_request
 
     from app.auth.jwt_setup import current_user_id
-    from app.booking.models import CONFIRMED, Reservation
-    from app.extensions import db
+    from app.orders.services import holder_ticket
 
     verify_jwt_in_request()
-    res = db.session.get(Reservation, reservation_id)
-    if res is None or res.user_id != current_user_id() or res.status != CONFIRMED:
-        abort(404)
+    ticket, _order = _or_404(holder_ticket, ticket_id, current_user_id())
+    return Response(qr_svg(ticket["code"], ticket["label"]), mimetype="image/svg+xml",
+                    headers={"Cache-Control": "private, max-age=300"})
+
+
+def qr_svg(code: str, label: str) -> bytes:
+    import io
+
+    import segno
+
     out = io.BytesIO()
-    segno.make(signed_ticket_id(res.id), error="m").save(out, kind="svg", scale=4, border=2,
-                                                          title=_("Ticket %(id)s", id=res.id[:8]))
-    return Response(out.getvalue(), mimetype="image/svg+xml", headers={"Cache-Control": "private, max-age=300"})
+    segno.make(code, error="m").save(out, kind="svg", scale=4, border=2, title=_("Ticket %(id)s", id=label))
+    return out.getvalue()
 
 
-def signed_ticket_id(reservation_id: str) -> str:
-    """`T1.<reservation id>.<HMAC-SHA256, 16 hex>`: a scanner with the key verifies it offline."""
-    mac = hmac.new(current_app.config["TICKET_SIGNING_KEY"].encode(), reservation_id.encode(), hashlib.sha256)
-    return f"T1.{reservation_id}.{mac.hexdigest()[:16]}"
+@bp.get("/tickets/<ticket_id>")
+def ticket_page(ticket_id: str) -> str | Response:
+    """One ticket to print or show at the door: event, date, venue, section, seat, price, QR."""
+    from markupsafe import Markup
+
+    from app.auth.jwt_setup import current_user_id
+    from app.orders.services import holder_ticket
+
+    if (redirect_to := _login_first(f"/tickets/{ticket_id}")) is not None:
+        return redirect_to
+    ticket, order = _or_404(holder_ticket, ticket_id, current_user_id())
+    qr = Markup(qr_svg(ticket["code"], ticket["label"]).decode())  # segno's own SVG, no user text in it
+    return render_template("ticket.html", ticket=ticket, order=order, qr=qr)
+
+
+@bp.get("/orders/<number>")
+def order_page(number: str) -> str | Response:
+    """An order: its lines, total, payment and refund, and its tickets (printable together)."""
+    from markupsafe import Markup
+
+    from app.auth.jwt_setup import current_user_id
+    from app.orders.services import get_order
+
+    if (redirect_to := _login_first(f"/orders/{number}")) is not None:
+        return redirect_to
+    order = _or_404(get_order, number, current_user_id())
+    qrs = {t["ticket_id"]: Markup(qr_svg(t["code"], t["label"]).decode()) for t in order["tickets"]}
+    return render_template("order.html", order=order, qrs=qrs)
+
+
+def _login_first(here: str) -> Response | None:
+    from flask_jwt_extended import verify_jwt_in_request
+
+    if verify_jwt_in_request(optional=True) is None:
+        return redirect(f"/account?next={here}")
+    return None
+
+
+# --- the door ------------------------------------------------------------------------------------
+
+@bp.get("/staff/events/<int:event_id>/scan")
+def scan_page(event_id: int) -> str | Response:
+    """The scanner (the event's staff; its calls check the role again): camera where the browser
+    has BarcodeDetector, manual entry always."""
+    from app.auth.jwt_setup import current_user_id
+    from app.catalogue.services import get_event
+    from app.checkin.services import require_staff
+    from app.errors import AppError
+
+    if (redirect_to := _login_first(f"/staff/events/{event_id}/scan")) is not None:
+        return redirect_to
+    event = _or_404(get_event, event_id)
+    try:
+        require_staff(event_id, current_user_id())
+    except AppError:
+        abort(403)
+    return render_template("scan.html", event=event)
 
 
 # --- operators -----------------------------------------------------------------------------------
@@ -179,12 +272,12 @@ def signed_ticket_id(reservation_id: str) -> str:
 @bp.get("/console/events/<int:event_id>")
 def console_page(event_id: int) -> str | Response:
     """The live-sale console (admins; its calls are the admin endpoints, which check it again)."""
-    from flask_jwt_extended import get_jwt, verify_jwt_in_request
+    from flask_jwt_extended import get_jwt
 
     from app.catalogue.services import get_event
 
-    if verify_jwt_in_request(optional=True) is None:
-        return redirect(f"/account?next=/console/events/{event_id}")
+    if (redirect_to := _login_first(f"/console/events/{event_id}")) is not None:
+        return redirect_to
     if "admin" not in get_jwt().get("roles", []):
         abort(403)
 

@@ -127,8 +127,8 @@ def app():
     return flask_app
 
 
-TABLES_IN_DELETE_ORDER = ("notifications", "devices", "seats", "refunds", "payments", "reservations", "sections",
-                         "events", "outbox", "users")
+TABLES_IN_DELETE_ORDER = ("notifications", "devices", "checkin_scans", "event_staff", "tickets", "orders", "seats",
+                         "refunds", "payments", "reservations", "sections", "events", "outbox", "users")
 
 
 @pytest.fixture(autouse=True)

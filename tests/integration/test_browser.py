@@ -178,12 +178,18 @@ def test_a_fan_registers_waits_sees_the_line_move_picks_two_seats_pays_and_gets_
         page.select_option("#card", "tok_ok_visa")
         page.click("#pay-button")
         page.wait_for_selector("#done:not([hidden])")
+        number = page.text_content("#order-number")
+        assert re.fullmatch(r"[0-9A-Z]{3}-[0-9A-Z]{4}-[0-9A-Z]{3}", number), number
         tab.check()
         page = tab.go("/tickets")
-        page.wait_for_selector("img.qr:not([hidden])")
-        qr = page.query_selector("img.qr")
-        page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=qr)  # the SVG loaded
-        assert "A1, A2" in page.text_content("#tickets")
+        page.wait_for_selector("img.qr")
+        qrs = page.query_selector_all("img.qr")
+        assert len(qrs) == 2  # one per seat
+        for qr in qrs:
+            page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=qr)  # the SVG loaded
+        text = page.text_content("#orders")
+        assert "Spring Gala" in text and "Seoul Arts Center" in text and number in text
+        assert "A1" in text and "A2" in text and "Balcony" in text
         tab.shot("ticket")
         tab.check()
 

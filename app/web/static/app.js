@@ -47,6 +47,12 @@ export function duration(seconds) {
   return m ? `${m} ${T.minutes} ${s % 60} ${T.seconds}` : `${s} ${T.seconds}`;
 }
 
+// integer minor units as money in the page's language (KRW has no minor unit: 45000 is ₩45,000)
+export function money(minor, currency) {
+  const format = new Intl.NumberFormat(window.LOCALE || "en", {style: "currency", currency});
+  return format.format(minor / 10 ** format.resolvedOptions().maximumFractionDigits);
+}
+
 export function uuid() {
   return crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random().toString(16).slice(2);
 }

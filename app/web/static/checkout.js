@@ -1,6 +1,8 @@
 // Checkout: pick a section (and seats), reserve with the admission pass and a fresh
-// Idempotency-Key, watch pending -> held with a countdown, pay with the fake provider.
-import {api, duration, requireUser, T, uuid} from "./app.js";
+// Idempotency-Key, watch pending -> held with a countdown and the order summary, pay (Stripe.js
+// with its 3-D Secure step, or the fake provider's test cards under `make run`), and show the
+// order number.
+import {api, duration, money, requireUser, T, uuid} from "./app.js";
 
 const root = document.getElementById("checkout");
 const eventId = Number(root.dataset.event);
@@ -10,6 +12,13 @@ let pass = null;
 let reservation = null;
 let timer = null;
 let maxPerUser = 4;
+let sections = [];
+const stripe = root.dataset.provider === "stripe" && window.Stripe ? window.Stripe(root.dataset.key) : null;
+let cardElement = null;
+if (stripe) {
+  cardElement = stripe.elements().create("card");
+  cardElement.mount("#card-element");
+}
 
 function say(text) { $("message").textContent = text || ""; }
 
@@ -53,7 +62,10 @@ async function start() {
   const user = await requireUser();
   if (!user) return;
   const detail = await api(`/api/events/${eventId}`);
-  if (detail.status === 200) maxPerUser = detail.body.max_per_user || maxPerUser;
+  if (detail.status === 200) {
+    maxPerUser = detail.body.max_per_user || maxPerUser;
+    sections = detail.body.sections || [];
+  }
   const status = await api(`/api/queue/${eventId}/status`);
   if (status.status === 200 && status.body.status === "admitted") {
     pass = status.body.admission_token;
@@ -109,11 +121,24 @@ async function follow() {
   loadSeats();
 }
 
+function showSummary() {
+  const r = reservation;
+  const s = sections.find((x) => x.id === r.section_id) || {};
+  const seats = (r.seats || []).map((x) => x.label).join(", ");
+  $("sum-section").textContent = s.name || "";
+  $("sum-seats").textContent = seats || `${T.general_admission} × ${r.quantity}`;
+  $("sum-unit").textContent = `${r.quantity} × ${money(Math.floor(r.amount_cents / r.quantity), r.currency)}`;
+  $("sum-amount").textContent = money(r.amount_cents, r.currency);
+  $("sum-fees").textContent = money(0, r.currency);
+  $("sum-total").textContent = money(r.amount_cents, r.currency);
+}
+
 function showHold() {
   say("");
   $("pick").hidden = true;
   $("hold").hidden = false;
   $("hold-state").textContent = T.held;
+  showSummary();
   const until = Date.parse(reservation.hold_expires_at);
   const tick = () => {
     const left = (until - Date.now()) / 1000;
@@ -129,20 +154,64 @@ function showHold() {
   timer = setInterval(tick, 1000);
 }
 
+function declined(reason) {
+  return T["decline_" + reason] || `${T.declined} (${reason || "payment_declined"})`;
+}
+
+// the card as a PaymentMethod id (Stripe.js); localstripe's test Stripe.js has no
+// createPaymentMethod, so there the card of a token stands in (docs/payments.md)
+async function stripeCard() {
+  const made = await stripe.createPaymentMethod({type: "card", card: cardElement});
+  if (made && (made.paymentMethod || made.error)) return made.error ? {error: made.error} : {id: made.paymentMethod.id};
+  const token = await stripe.createToken(cardElement);
+  return token.error ? {error: token.error} : {id: token.token.card.id};
+}
+
+function showDone(r) {
+  clearInterval(timer);
+  say("");
+  $("hold").hidden = true;
+  $("done").hidden = false;
+  $("order-number").textContent = r.order_number || "";
+  if (r.order_number) $("order-link").href = `/orders/${r.order_number}`;
+}
+
+// the answer of confirm or of /complete: 200 confirmed, 402 declined, 202 3-D Secure or processing
+async function settle(r) {
+  for (let tries = 0; r.status === 202 && tries < 30; tries++) {
+    if (r.body.status === "requires_action" && stripe && tries === 0) {
+      say(T.authenticating);
+      await stripe.confirmCardPayment(r.body.client_secret);  // the bank's challenge
+    } else {
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+    r = await api(r.body.complete_url, {method: "POST"});
+  }
+  if (r.status === 200) showDone(r.body);
+  else if (r.status === 402) say(declined(r.body && r.body.reason));
+  else say((r.body && r.body.message) || T.error);
+  $("pay-button").disabled = r.status === 200;
+}
+
 $("pay").addEventListener("submit", async (e) => {
   e.preventDefault();
-  const r = await api(`/api/tickets/${reservation.reservation_id}/confirm`, {method: "POST",
-    body: {payment_token: $("card").value}});
-  if (r.status === 200) {
-    clearInterval(timer);
-    $("hold").hidden = true;
-    $("done").hidden = false;
-    say(T.confirmed);
-  } else if (r.status === 402) {
-    say(T.declined);
+  $("pay-button").disabled = true;
+  say(T.paying);
+  let token = null;
+  if (stripe) {
+    const card = await stripeCard();
+    if (card.error) {
+      say(card.error.message || T.error);
+      $("pay-button").disabled = false;
+      return;
+    }
+    token = card.id;
   } else {
-    say((r.body && r.body.message) || T.error);
+    token = $("card").value;
   }
+  const r = await api(`/api/tickets/${reservation.reservation_id}/confirm`, {method: "POST",
+    body: {payment_token: token}});
+  await settle(r);
 });
 
 start();

@@ -30,9 +30,11 @@ async function update() {
     admit_rate_per_minute: s.admit_rate_per_minute, oldest_wait_seconds: s.oldest_wait_seconds,
     last_eta_seconds: s.last_eta_seconds, holds_expiring: s.holds_expiring_60s,
     outbox_lag_seconds: s.outbox_lag_seconds})) spark(key, value);
+  const door = await api(`/api/events/${eventId}/checkin`);
+  const checkedIn = new Map(door.status === 200 ? door.body.sections.map((d) => [d.section_id, d.checked_in]) : []);
   document.getElementById("sections").replaceChildren(...s.sections.map((sec) => {
     const tr = document.createElement("tr");
-    for (const v of [sec.name, sec.sold, sec.held, sec.capacity]) {
+    for (const v of [sec.name, sec.sold, sec.held, sec.capacity, `${checkedIn.get(sec.id) ?? 0} / ${sec.sold}`]) {
       const td = document.createElement("td");
       td.textContent = v;
       tr.append(td);
