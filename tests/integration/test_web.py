@@ -3,9 +3,6 @@ translations. (The pages themselves are driven in a browser: tests/integration/t
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import uuid
 from pathlib import Path
 
 from tests.support import ROOT
