@@ -79,6 +79,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     for name in ("worker", "live_api", "live_stream"):
         if name in _state:
             _state[name].stop()
+    if "stripe_stack" in _state:
+        _state["stripe_stack"]["api"].stop()
+        _state["stripe_stack"]["server"].stop()
     if "tansu" in _state:
         _state["tansu"].stop()
     if "smtp" in _state:
@@ -197,6 +200,44 @@ def live_stream(app) -> support.LiveApi:
         _state["live_stream"] = support.LiveApi(server="gunicorn", env={
             "SSE_INTERVAL_SECONDS": "0.2", "PROMETHEUS_MULTIPROC_DIR": _multiproc_dir("stream")})
     return _state["live_stream"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's chromium through Playwright (tests/browser.py has the page recorder)."""
+    from pathlib import Path
+
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import CHROMIUM
+
+    assert Path(CHROMIUM).exists(), "chromium is required: apt-get install chromium"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+STRIPE_WEBHOOK_SECRET = "whsec_test_" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="session")
+def stripe_stack(app) -> dict[str, Any]:
+    """localstripe (a stateful fake of Stripe's API with a test Stripe.js) as a process, and a REST
+    server as deployed that pays through it, its webhooks registered there."""
+    import stripe
+
+    if "stripe_stack" not in _state:
+        server = support.Localstripe()
+        api = support.LiveApi(workers=1, env={
+            "PAYMENT_PROVIDER": "stripe", "STRIPE_SECRET_KEY": "sk_test_12345",
+            "STRIPE_PUBLISHABLE_KEY": "pk_test_12345", "STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
+            "STRIPE_API_BASE": server.url, "STRIPE_JS_URL": f"{server.url}/js.stripe.com/v3/"})
+        server.webhook("tickets", f"{api.url}/api/payments/stripe/webhook", STRIPE_WEBHOOK_SECRET)
+        client = stripe.StripeClient("sk_test_12345", base_addresses={"api": server.url})
+        _state["stripe_stack"] = {"api": api, "stripe": client, "server": server,
+                                  "webhook_secret": STRIPE_WEBHOOK_SECRET}
+    return _state["stripe_stack"]
 
 
 @pytest.fixture(scope="session")

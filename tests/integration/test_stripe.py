@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from typing import Any
 
-import pytest
 import requests
 import stripe
 from sqlalchemy import select
@@ -18,27 +16,12 @@ from sqlalchemy import select
 from app.booking.models import Payment, ProviderEvent, Reservation
 from app.extensions import db
 from tests.integration.test_after_sale import hold
-from tests.support import LiveApi, Localstripe, wait_for
+from tests.support import wait_for
 
-WEBHOOK_SECRET = "whsec_test_" + uuid.uuid4().hex
 # localstripe declines 4000000000000002 only when it is attached to a customer (Stripe declines it at
 # the charge); 4000000000000341 is declined at the charge by both (docs/payments.md, its gaps)
 CARDS = {"visa": "4242424242424242", "declined": "4000000000000341", "3ds": "4000002760003184"}
 
-
-@pytest.fixture(scope="module")
-def stripe_stack(app):
-    """localstripe, and a REST server that pays through it (its webhooks registered there)."""
-    server = Localstripe()
-    api = LiveApi(env={"PAYMENT_PROVIDER": "stripe", "STRIPE_SECRET_KEY": "sk_test_12345",
-                       "STRIPE_PUBLISHABLE_KEY": "pk_test_12345", "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-                       "STRIPE_API_BASE": server.url, "STRIPE_JS_URL": f"{server.url}/js.stripe.com/v3/"},
-                  workers=1)
-    server.webhook("tickets", f"{api.url}/api/payments/stripe/webhook", WEBHOOK_SECRET)
-    client = stripe.StripeClient("sk_test_12345", base_addresses={"api": server.url})
-    yield {"api": api, "stripe": client, "server": server}
-    api.stop()
-    server.stop()
 
 
 def card(stack: dict[str, Any], kind: str) -> str:
@@ -164,7 +147,7 @@ def test_a_webhook_after_a_crash_between_charge_and_apply_ends_in_one_confirmed_
     event_body = json.dumps({"id": event_id, "object": "event", "type": "payment_intent.succeeded",
                              "data": {"object": {"id": intent, "object": "payment_intent", "status": "succeeded"}}})
     stamp = int(time.time())
-    signature = stripe.WebhookSignature._compute_signature(f"{stamp}.{event_body}", WEBHOOK_SECRET)
+    signature = stripe.WebhookSignature._compute_signature(f"{stamp}.{event_body}", stripe_stack["webhook_secret"])
     url = f"{stripe_stack['api'].url}/api/payments/stripe/webhook"
     again = requests.post(url, data=event_body, timeout=10, headers={
         "Stripe-Signature": f"t={stamp},v1={signature}", "Content-Type": "application/json"})
