@@ -57,10 +57,11 @@ def create_app(config_overrides: dict[str, Any] | None = None, env: dict[str, st
     from app.health import bp as health_bp
     from app.notifications.api import blp as notifications_blp
     from app.orders.api import blp as orders_blp
+    from app.orders.api import event_blp as event_orders_blp
     from app.queue.api import blp as queue_blp
 
     for blueprint in (auth_blp, events_blp, queue_blp, booking_blp, after_sale_blp, payments_blp, orders_blp,
-                      checkin_blp, notifications_blp):
+                      event_orders_blp, checkin_blp, notifications_blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(health_bp)
     from app.web import init_web

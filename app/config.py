@@ -211,7 +211,7 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> dict[str
         "BABEL_DEFAULT_LOCALE": "en",
         # links on the operators' console
         "FLOWER_URL": env.get("FLOWER_URL") or "http://127.0.0.1:5555",
-        "GRAFANA_URL": env.get("GRAFANA_URL") or "http://127.0.0.1:3000",
+        "GRAFANA_URL": env.get("GRAFANA_URL", ""),  # the console links to Grafana only where one runs
         "LANGUAGES": ("en", "ko"),
         "TICKET_SIGNING_KEY": env.get("TICKET_SIGNING_KEY") or env.get("ADMISSION_SECRET_KEY")
         or (env.get("JWT_SECRET_KEY") or DEFAULT_JWT_SECRET) + ":tickets",

@@ -215,6 +215,7 @@ def main() -> int:
         settings["LOG_JSON"] = env.get("LOG_JSON") or "0"  # readable logs, here and in a second terminal
         # every notice's web link opens this stack's waiting-room page
         settings["PUBLIC_BASE_URL"] = env.get("PUBLIC_BASE_URL") or f"http://127.0.0.1:{ports['PORT']}"
+        settings["FLOWER_URL"] = env.get("FLOWER_URL") or f"http://127.0.0.1:{ports['FLOWER_PORT']}"
         # development: buy and be notified without proving the e-mail or channels first (the
         # codes would be in the dev inbox); production refuses these switches (app/config.py)
         for name in ("REQUIRE_VERIFIED_EMAIL", "VERIFY_CHANNELS"):

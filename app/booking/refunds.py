@@ -68,13 +68,35 @@ def record_intent(reservation_id: str, actor_id: int, *, admin: bool, reason: st
     if not admin and event.refund_deadline is not None and now > event.refund_deadline:
         raise Conflict(f"Refunds for this event closed at {event.refund_deadline.isoformat()}",
                        reason="refund_deadline_passed")
-    fee = 0 if admin else (res.amount_cents * event.refund_fee_percent + 50) // 100
+    fee = 0 if admin else owner_fee(res.amount_cents, event.refund_fee_percent)
     refund = Refund(reservation_id=res.id, user_id=res.user_id, event_id=res.event_id, status=PENDING,
                     amount_cents=res.amount_cents - fee, fee_cents=fee, currency=res.currency,
                     requested_by=actor_id, reason=reason or ("admin" if admin else "requested_by_owner"))
     session.add(refund)
     session.flush()
     return refund
+
+
+def owner_fee(amount_cents: int, fee_percent: int) -> int:
+    """The event's refund fee on an owner's refund, rounded half up (an admin's refund has none)."""
+    return (amount_cents * fee_percent + 50) // 100
+
+
+def quote(reservation_id: str, user_id: int) -> dict[str, Any] | None:
+    """What the owner would get back by refunding now (the order page shows it before they ask),
+    or None when they cannot: not theirs, not confirmed, refunded already, or past the deadline."""
+    session = db.session
+    res = session.get(Reservation, reservation_id)
+    if res is None or res.user_id != user_id or res.status != CONFIRMED:
+        return None
+    if session.scalar(select(Refund.id).where(Refund.reservation_id == res.id)) is not None:
+        return None
+    event = session.get(Event, res.event_id)
+    if event.refund_deadline is not None and utcnow() > event.refund_deadline:
+        return None
+    fee = owner_fee(res.amount_cents, event.refund_fee_percent)
+    return {"reservation_id": res.id, "amount_cents": res.amount_cents - fee, "fee_cents": fee,
+            "fee_percent": event.refund_fee_percent, "deadline": event.refund_deadline, "currency": res.currency}
 
 
 def ask_provider(refund: Refund, charge_id: str) -> PaymentResult:

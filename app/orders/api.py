@@ -1,20 +1,27 @@
-"""A fan's orders and tickets (support finds any order by its number)."""
+"""A fan's orders and tickets (support finds any order by its number), and an event's orders and
+attendees for its organisers."""
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Iterator
 from typing import Any
 
+from flask import Response, stream_with_context
 from flask.views import MethodView
 from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 
-from app.auth.jwt_setup import current_user_id
+from app.auth.jwt_setup import admin_required, current_user_id
 from app.auth.services import is_admin_now
+from app.checkin.services import require_event
 from app.orders import services
-from app.orders.schemas import OrderPageSchema, OrderSchema
+from app.orders.schemas import EventOrderPageSchema, EventOrdersArgsSchema, OrderPageSchema, OrderSchema
 from app.pagination import PageArgsSchema, page_body
 
 blp = Blueprint("orders", __name__, url_prefix="/api/orders", description="Orders and tickets")
+event_blp = Blueprint("event_orders", __name__, url_prefix="/api/events", description="An event's orders")
 
 
 @blp.route("")
@@ -36,3 +43,42 @@ class OneOrder(MethodView):
         """One order by its number (dashes and case do not matter): the buyer's, or any for an admin."""
         user_id = current_user_id()
         return services.get_order(number, user_id, admin=is_admin_now(user_id))
+
+
+@event_blp.route("/<int:event_id>/orders")
+class EventOrders(MethodView):
+    @admin_required
+    @event_blp.arguments(EventOrdersArgsSchema, location="query")
+    @event_blp.response(200, EventOrderPageSchema)
+    def get(self, args: dict, event_id: int) -> dict[str, Any]:
+        """The event's orders, newest first, with their buyers; `q` finds one by its number or
+        by the buyer's e-mail (the start is enough)."""
+        require_event(event_id)
+        items, total = services.event_orders(event_id, args["q"], args["page"], args["page_size"])
+        return page_body(items, total, args)
+
+
+@event_blp.route("/<int:event_id>/attendees.csv")
+class Attendees(MethodView):
+    @admin_required
+    @event_blp.response(200, content_type="text/csv")
+    def get(self, event_id: int) -> Response:
+        """Every ticket with its holder (name, e-mail, order, section, seat, checked in), as CSV,
+        streamed in batches so a large event never sits in memory."""
+        event = require_event(event_id)
+
+        def lines() -> Iterator[str]:
+            out = io.StringIO()
+            writer = csv.writer(out)
+            writer.writerow(services.ATTENDEE_COLUMNS)
+            for n, row in enumerate(services.attendee_rows(event_id), start=1):
+                writer.writerow(row)
+                if n % 500 == 0:
+                    yield out.getvalue()
+                    out.seek(0)
+                    out.truncate()
+            yield out.getvalue()
+
+        return Response(stream_with_context(lines()), mimetype="text/csv", headers={
+            "Content-Disposition": f'attachment; filename="attendees-event-{event.id}.csv"',
+            "Cache-Control": "no-store"})

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
-from app.pagination import page_schema
+from app.pagination import PageArgsSchema, page_schema
 
 
 class OrderLineSchema(Schema):
@@ -70,3 +70,21 @@ class OrderSchema(Schema):
 
 
 OrderPageSchema = page_schema(OrderSchema, "OrderPage")
+
+
+class BuyerSchema(Schema):
+    user_id = fields.Integer()
+    email = fields.String()
+    name = fields.String()
+
+
+class EventOrderSchema(OrderSchema):
+    buyer = fields.Nested(BuyerSchema)
+
+
+EventOrderPageSchema = page_schema(EventOrderSchema, "EventOrderPage")
+
+
+class EventOrdersArgsSchema(PageArgsSchema):
+    q = fields.String(load_default=None, validate=validate.Length(max=254),
+                      metadata={"description": "an order number, or the start of the buyer's e-mail"})

@@ -3,10 +3,11 @@ pages and the door. These functions never commit (the caller's unit of work does
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.auth.models import User
@@ -179,3 +180,47 @@ def sold_and_checked_in(event_id: int) -> list[dict[str, Any]]:
                                   .order_by(Section.id)).all()
     return [{"section_id": s.id, "name": s.name, "sold": counts.get(s.id, (0, 0))[0],
              "checked_in": counts.get(s.id, (0, 0))[1]} for s in sections]
+
+
+# --- operators -------------------------------------------------------------------------------------
+
+def event_orders(event_id: int, query: str | None, page: int, page_size: int) -> tuple[list[dict[str, Any]], int]:
+    """An event's orders, newest first, each with its buyer; ``query`` finds an order by its number
+    (as a fan reads it) or its buyer by e-mail (the start of it is enough)."""
+    statement = (select(Order).join(User, User.id == Order.user_id).where(Order.event_id == event_id)
+                 .order_by(Order.created_at.desc(), Order.id))
+    if query and query.strip():
+        text = query.strip()
+        statement = statement.where(or_(Order.number == normalise_order_number(text),
+                                        User.email.like(text.lower().replace("%", r"\%").replace("_", r"\_") + "%")))
+    rows, total = paginate(statement, page, page_size)
+    buyers = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_({o.user_id for o in rows})))} \
+        if rows else {}
+    views = _views(rows)
+    for view, order in zip(views, rows, strict=True):
+        buyer = buyers[order.user_id]
+        view["buyer"] = {"user_id": buyer.id, "email": buyer.email, "name": buyer.name}
+    return views, total
+
+
+ATTENDEE_COLUMNS = ("name", "email", "order", "section", "seat", "ticket", "status", "checked_in_at", "gate")
+
+
+def attendee_rows(event_id: int, batch: int = 1000) -> Iterator[tuple[Any, ...]]:
+    """Every ticket of an event with its holder, in batches by ticket id (keyset: a large event is
+    streamed, never loaded whole)."""
+    after = ""
+    while True:
+        rows = db.session.execute(
+            select(User.name, User.email, Order.number, Section.name, Ticket.seat_id, Ticket.label, Ticket.id,
+                   Ticket.status, Ticket.checked_in_at, Ticket.checked_in_gate)
+            .join(Order, Order.id == Ticket.order_id).join(User, User.id == Ticket.holder_user_id)
+            .join(Section, Section.id == Ticket.section_id)
+            .where(Ticket.event_id == event_id, Ticket.id > after).order_by(Ticket.id).limit(batch)).all()
+        for r in rows:
+            yield (r[0], r[1], r[2], r[3], r[5] if r[4] else "", r[6], r[7],
+                   r[8].isoformat() if r[8] else "", r[9] or "")
+        if len(rows) < batch:
+            return
+        after = rows[-1][6]
+        db.session.rollback()  # end the read between batches: no snapshot held open for the whole export

@@ -87,7 +87,7 @@ def script_texts() -> dict[str, str]:
         "price": _("Price"), "total": _("Total"), "refunded": _("Refunded"), "checked_in": _("Checked in"),
         "valid": _("Valid"), "refund_none": "", "refund_pending": _("Refund in progress"),
         "refund_succeeded": _("Refunded"), "refund_declined": _("Refund declined"),
-        "no_orders": _("No tickets yet."),
+        "no_orders": _("No tickets yet."), "refund": _("Refund"),
         "scan_admitted": _("Admitted"), "scan_already_used": _("Already used"),
         "scan_refunded": _("Refunded ticket"), "scan_wrong_event": _("Ticket of another event"),
         "scan_invalid": _("Not a valid ticket"), "scan_at": _("at"),
@@ -233,9 +233,12 @@ def order_page(number: str) -> str | Response:
 
     if (redirect_to := _login_first(f"/orders/{number}")) is not None:
         return redirect_to
+    from app.booking.refunds import quote
+
     order = _or_404(get_order, number, current_user_id())
     qrs = {t["ticket_id"]: Markup(qr_svg(t["code"], t["label"]).decode()) for t in order["tickets"]}
-    return render_template("order.html", order=order, qrs=qrs)
+    return render_template("order.html", order=order, qrs=qrs,
+                           refund_quote=quote(order["reservation_id"], current_user_id()))
 
 
 def _login_first(here: str) -> Response | None:

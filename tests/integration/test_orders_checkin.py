@@ -291,3 +291,49 @@ def test_the_door_refuses_refunded_foreign_and_forged_tickets_and_strangers(app,
                                      .order_by(Scan.id)).all()
         assert results == ["wrong_event", "invalid", "invalid", "refunded"]
         db.session.rollback()
+
+
+# --- organisers ----------------------------------------------------------------------------------
+
+def test_an_admin_finds_an_order_by_number_or_email_refunds_it_and_exports_the_attendees(app, client, worker,
+                                                                                        make_event, make_user):
+    import csv
+    import io
+
+    event = make_event(sections=[{"name": "Balcony", "rows": 1, "seats_per_row": 6}])
+    admin = make_user(admin=True)
+    ann, bob = make_user(email=f"ann-{uuid.uuid4().hex[:6]}@example.com"), make_user()
+    buy_seats(client, app, event["id"], event["sections"][0]["id"], ann, ["A1", "A2"])
+    buy_seats(client, app, event["id"], event["sections"][0]["id"], bob, ["A5"])
+    listed = client.get(f"/api/events/{event['id']}/orders", headers=admin["headers"])
+    assert listed.status_code == 200 and listed.json["total"] == 2
+    anns = next(o for o in listed.json["items"] if o["buyer"]["email"] == ann["email"])
+    by_number = client.get(f"/api/events/{event['id']}/orders?q={anns['number'].replace('-', '').lower()}",
+                           headers=admin["headers"]).json
+    by_email = client.get(f"/api/events/{event['id']}/orders?q={ann['email'][:7]}", headers=admin["headers"]).json
+    assert [o["number"] for o in by_number["items"]] == [anns["number"]] == [o["number"] for o in by_email["items"]]
+    assert client.get(f"/api/events/{event['id']}/orders?q=%25", headers=admin["headers"]).json["total"] == 0
+    assert client.get(f"/api/events/{event['id']}/orders", headers=ann["headers"]).status_code == 403
+    assert client.get(f"/api/events/{event['id']}/attendees.csv", headers=ann["headers"]).status_code == 403
+
+    # one ticket of Ann's is scanned; the export says so, one row per ticket
+    code = anns["tickets"][0]["code"]
+    assert client.post(f"/api/events/{event['id']}/checkin", json={"code": code, "gate": "east"},
+                       headers=admin["headers"]).json["result"] == "admitted"
+    export = client.get(f"/api/events/{event['id']}/attendees.csv", headers=admin["headers"])
+    assert export.status_code == 200 and export.mimetype == "text/csv"
+    assert "attachment" in export.headers["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(export.get_data(as_text=True))))
+    assert sorted((r["email"], r["order"], r["section"], r["seat"]) for r in rows) == sorted([
+        (ann["email"], anns["number"], "Balcony", "A1"), (ann["email"], anns["number"], "Balcony", "A2"),
+        (bob["email"], next(o["number"] for o in listed.json["items"] if o["number"] != anns["number"]),
+         "Balcony", "A5")])
+    scanned = next(r for r in rows if r["seat"] == "A1")
+    assert scanned["checked_in_at"] and scanned["gate"] == "east" and scanned["name"] == "Test User"
+
+    # the organiser refunds Ann's order in full; her order shows it, by the organiser
+    refund = client.post(f"/api/tickets/{anns['reservation_id']}/refund", headers=admin["headers"])
+    assert refund.status_code in (200, 201), refund.json
+    mine = only_order(client, ann)
+    assert mine["refund_state"] == "succeeded" and mine["refund"]["by"] == "organiser"
+    assert mine["refund"]["amount_cents"] == mine["total_cents"] and mine["refund"]["fee_cents"] == 0

@@ -5,6 +5,7 @@ worker, MariaDB and Redis; and the staff's scanner page at the door."""
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Any
 
 from sqlalchemy import func, select
@@ -188,3 +189,47 @@ def test_the_staff_scanner_admits_a_ticket_once_by_manual_entry(app, client, liv
         log_in(context, fan)
         r = Tab(context, live_stream.url).page.goto(f"{live_stream.url}/staff/events/{sale['id']}/scan")
         assert r.status == 403
+
+
+def test_a_fan_refunds_from_the_order_page_seeing_the_fee_first(app, client, live_stream, worker, browser,
+                                                                make_event, make_user):
+    sale = make_event(sections=[{"name": "Floor", "capacity": 10, "price_cents": 40_000, "currency": "KRW"}],
+                      refund_fee_percent=10)
+    fan = make_user()
+    buy(client, app, sale["id"], sale["sections"][0]["id"], fan)
+    number = client.get("/api/orders", headers=fan["headers"]).json["items"][0]["number"]
+    with session(browser, live_stream.url, "refund") as context:
+        log_in(context, fan)
+        tab = Tab(context, live_stream.url)
+        page = tab.go(f"/orders/{number}")
+        offer = page.text_content("#refund")
+        assert "₩36,000" in offer and "₩4,000" in offer  # what comes back, and the fee, before asking
+        tab.check()
+        page.click("#refund-button")
+        page.wait_for_selector("#refund-state")
+        assert "Refunded" in page.text_content("#refund-state")
+        assert not page.query_selector("#refund") and not page.query_selector(".qr-box")
+        tab.check()
+    order = client.get("/api/orders", headers=fan["headers"]).json["items"][0]
+    assert order["refund_state"] == "succeeded" and order["refund"]["amount_cents"] == 36_000
+
+
+def test_an_organiser_finds_an_order_in_the_console_and_refunds_it(app, client, live_stream, worker, browser,
+                                                                   make_event, make_user):
+    sale = make_event(sections=[{"name": "Floor", "capacity": 10}])
+    fan, admin = make_user(email=f"finder-{uuid.uuid4().hex[:6]}@example.com"), make_user(admin=True)
+    buy(client, app, sale["id"], sale["sections"][0]["id"], fan)
+    with session(browser, live_stream.url, "console-orders") as context:
+        log_in(context, admin)
+        tab = Tab(context, live_stream.url)
+        page = tab.go(f"/console/events/{sale['id']}")
+        page.fill("#order-q", fan["email"][:10])
+        page.click("#order-search button[type=submit]")
+        page.wait_for_selector(f"#orders td:has-text('{fan['email']}')")
+        page.click("#orders button")
+        page.wait_for_function("document.getElementById('orders-message').textContent.includes('Refunded')")
+        page.wait_for_selector("#orders td:has-text('Refunded')")
+        assert page.get_attribute("#attendees-csv", "href") == f"/api/events/{sale['id']}/attendees.csv"
+        tab.check()
+    order = client.get("/api/orders", headers=fan["headers"]).json["items"][0]
+    assert order["refund_state"] == "succeeded" and order["refund"]["by"] == "organiser"

@@ -1,5 +1,5 @@
 // The live-sale console: the admin endpoints, polled every 2 s, with a sparkline per figure.
-import {api, T} from "./app.js";
+import {api, money, T} from "./app.js";
 
 const root = document.getElementById("console");
 const eventId = root.dataset.event;
@@ -41,11 +41,59 @@ async function update() {
     }
     return tr;
   }));
+  showWaitlists(s.waitlists || [], new Map(s.sections.map((sec) => [sec.id, sec.name])));
   const admit = document.getElementById("admit");
   const maxActive = document.getElementById("max-active");
   if (!admit.value) admit.value = s.configured_admit_per_minute;
   if (!maxActive.value) maxActive.value = s.max_active;
 }
+
+function row(values) {
+  const tr = document.createElement("tr");
+  for (const v of values) {
+    const td = document.createElement("td");
+    if (v instanceof Node) td.append(v); else td.textContent = v;
+    tr.append(td);
+  }
+  return tr;
+}
+
+function showWaitlists(waitlists, names) {
+  const table = document.getElementById("waitlists");
+  table.hidden = waitlists.length === 0;
+  document.getElementById("no-waitlist").hidden = waitlists.length > 0;
+  table.querySelector("tbody").replaceChildren(...waitlists.map((w) => row([names.get(w.section_id) || w.section_id,
+    w.waiting, w.offers_out, w.offers_made, w.offers_claimed, w.offers_expired, w.offers_declined])));
+}
+
+// orders: find one by number or e-mail, refund it in full (an admin's refund has no fee)
+async function searchOrders() {
+  const q = document.getElementById("order-q").value.trim();
+  const r = await api(`/api/events/${eventId}/orders?page_size=50${q ? "&q=" + encodeURIComponent(q) : ""}`);
+  const body = document.querySelector("#orders tbody");
+  if (r.status !== 200) { document.getElementById("orders-message").textContent = T.error; return; }
+  body.replaceChildren(...r.body.items.map((o) => {
+    let refund = T["refund_" + o.refund_state] || "";
+    if (o.refund_state === "none") {
+      refund = document.createElement("button");
+      refund.type = "button";
+      refund.textContent = T.refund;
+      refund.dataset.reservation = o.reservation_id;
+      refund.addEventListener("click", async () => {
+        refund.disabled = true;
+        const done = await api(`/api/tickets/${o.reservation_id}/refund`, {method: "POST"});
+        document.getElementById("orders-message").textContent = done.status < 300
+          ? `${o.number}: ${T.refund_succeeded}` : ((done.body && done.body.message) || T.error);
+        searchOrders();
+      });
+    }
+    return row([o.number, o.buyer.email, o.tickets.map((t) => t.label).join(", "), money(o.total_cents, o.currency),
+      refund]);
+  }));
+}
+
+document.getElementById("order-search").addEventListener("submit", (e) => { e.preventDefault(); searchOrders(); });
+searchOrders();
 
 document.getElementById("pause").addEventListener("click", async () => {
   await api(`/api/queue/${eventId}/pause`, {method: "POST"});
