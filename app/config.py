@@ -199,6 +199,9 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> dict[str
         "OPENAPI_SWAGGER_UI_PATH": "/docs",
         # pinned assets of the swagger-ui-bundle package, served by this app (app/web): no CDN
         "OPENAPI_SWAGGER_UI_URL": "/api/docs/assets/",
+        # every operation sends the bearer token Swagger UI's Authorize holds (public operations
+        # ignore it): without a declared requirement, Authorize sends nothing
+        "API_SPEC_OPTIONS": {"security": [{"bearerAuth": []}]},
         # the web app (app/web): the browser's tokens live in httpOnly cookies with double-submit
         # CSRF; bearer headers keep working for the REST API
         "JWT_TOKEN_LOCATION": ["headers", "cookies"],
