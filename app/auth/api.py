@@ -20,7 +20,14 @@ from flask_smorest import Blueprint
 from app.auth import flows, services, sessions
 from app.auth.jwt_setup import current_user_id
 from app.auth.models import User
-from app.auth.schemas import DeleteAccountSchema, LoginSchema, RegisterSchema, TokenPairSchema, UserSchema
+from app.auth.schemas import (
+    AccountUpdateSchema,
+    DeleteAccountSchema,
+    LoginSchema,
+    RegisterSchema,
+    TokenPairSchema,
+    UserSchema,
+)
 from app.db import transaction
 from app.extensions import limiter
 from app.jsonio import json_response
@@ -192,6 +199,20 @@ class Me(MethodView):
     def get(self) -> User:
         """The authenticated user with roles."""
         return services.get_user(current_user_id())
+
+    @jwt_required()
+    @blp.arguments(AccountUpdateSchema)
+    @blp.response(200, UserSchema)
+    def patch(self, data: dict) -> Response:
+        """Change your language (`en`, `ko`): pages, e-mails and notices follow it, and the `lang`
+        cookie is set to it so the next page is in it too."""
+        with transaction():
+            user = services.set_locale(current_user_id(), data["locale"])
+            body = UserSchema().dump(user)
+        response = json_response(body, 200)
+        response.set_cookie("lang", data["locale"], max_age=365 * 86400, samesite="Lax",
+                            secure=current_app.config["JWT_COOKIE_SECURE"])
+        return response
 
     @jwt_required()
     @blp.arguments(DeleteAccountSchema)

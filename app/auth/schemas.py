@@ -45,5 +45,10 @@ class TokenPairSchema(Schema):
     expires_in = fields.Integer()
 
 
+class AccountUpdateSchema(Schema):
+    locale = fields.String(required=True, validate=validate.OneOf(["en", "ko"]),
+                           metadata={"description": "the language of pages, messages and notices"})
+
+
 class DeleteAccountSchema(Schema):
     password = fields.String(required=True, validate=validate.Length(min=1, max=200), load_only=True)

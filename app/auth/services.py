@@ -117,6 +117,13 @@ def get_user(user_id: int) -> User:
     return user
 
 
+def set_locale(user_id: int, locale: str) -> User:
+    user = get_user(user_id)
+    user.locale = locale
+    db.session.flush()
+    return user
+
+
 def is_admin_now(user_id: int) -> bool:
     row = db.session.execute(select(User.is_admin, User.deleted_at).where(User.id == user_id)).first()
     return bool(row and row.is_admin and row.deleted_at is None)

@@ -114,6 +114,11 @@ def _security_headers(response: Response) -> Response:
     and cannot be framed; and no full URL leaves in a Referer."""
     headers = response.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")
+    chosen = request.args.get("lang")
+    if chosen and chosen != request.cookies.get("lang") and chosen in current_app.config["LANGUAGES"]:
+        # a language picked in the header sticks for the next pages (and the account, app.js)
+        response.set_cookie("lang", chosen, max_age=365 * 86400, samesite="Lax",
+                            secure=current_app.config["JWT_COOKIE_SECURE"])
     # a prefix test, not response.mimetype: this runs on every answer of the hot endpoints too
     if (headers.get("Content-Type") or "").startswith("text/html"):
         scripts = f"'self' 'nonce-{g.csp_nonce}'" if "csp_nonce" in g else "'self'"

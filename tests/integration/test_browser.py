@@ -209,3 +209,36 @@ def test_swagger_ui_works_with_no_network(live_stream, browser):
         assert "Ticket reservation platform" in page.text_content(".swagger-ui .info .title")
         assert not tab.outside, tab.outside
         assert not tab.errors, tab.errors  # its one inline script runs under the page's nonce
+
+
+def test_the_language_choice_survives_navigation_and_login(app, live_stream, browser, make_event, make_user):
+    from app.auth.models import User
+    from app.extensions import db
+
+    event = make_event(sections=[{"name": "Floor", "capacity": 10}])
+    fan = make_user(locale="en")
+    with session(browser, live_stream.url, "lang-anonymous") as context:  # no account: the cookie keeps it
+        tab = Tab(context, live_stream.url)
+        page = tab.go("/")
+        page.click("form.lang button[value=ko]")
+        page.wait_for_function("document.documentElement.lang === 'ko'")
+        page = tab.go(f"/events/{event['id']}")
+        assert page.evaluate("document.documentElement.lang") == "ko"
+        tab.check()
+    with session(browser, live_stream.url, "lang-account") as context:
+        log_in(context, fan)
+        tab = Tab(context, live_stream.url)
+        page = tab.go("/tickets")
+        assert page.evaluate("document.documentElement.lang") == "en"
+        page.click("form.lang button[value=ko]")
+        page.wait_for_function("document.documentElement.lang === 'ko'")
+        page = tab.go("/account")
+        assert page.evaluate("document.documentElement.lang") == "ko"
+        tab.check()
+    with app.app_context():
+        assert db.session.get(User, fan["id"]).locale == "ko"  # on the account: e-mails follow it too
+        db.session.rollback()
+    with session(browser, live_stream.url, "lang-next-login") as context:  # another browser, logged in
+        log_in(context, fan)
+        page = Tab(context, live_stream.url).go("/")
+        assert page.evaluate("document.documentElement.lang") == "ko"

@@ -72,3 +72,18 @@ export async function proofOfWork(eventId, userId, difficulty) {
     if (bits >= difficulty) return nonce;
   }
 }
+
+// the header's language buttons: the choice is kept on the account too (the server keeps it in
+// the `lang` cookie for the next pages), then the page reloads in it
+const langForm = document.querySelector("form.lang");
+if (langForm) {
+  langForm.addEventListener("submit", async (e) => {
+    const locale = e.submitter && e.submitter.value;
+    if (!locale || !cookie("csrf_access_token")) return;  // logged out: the plain GET sets the cookie
+    e.preventDefault();
+    await api("/api/auth/me", {method: "PATCH", body: {locale}});
+    const url = new URL(window.location.href);
+    url.searchParams.set("lang", locale);
+    window.location.href = url.toString();
+  });
+}
