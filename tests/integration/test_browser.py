@@ -50,6 +50,9 @@ def test_a_fan_registers_waits_sees_the_line_move_picks_two_seats_pays_and_gets_
         page.wait_for_function("document.getElementById('position').textContent === '3'")
         advance(app, eid, force=3)
         page.wait_for_selector("#go:not([hidden])")
+        # after admission: what to do now and how long the turn lasts, no more "you can close this page"
+        assert re.search(r"\d", page.text_content("#admission-timer")) and page.is_hidden("#leave")
+        assert page.is_hidden("#figures")
         page.click("#go a")
         page.wait_for_selector("#seats button.seat")
         page.click("#seats button:has-text('A1')")

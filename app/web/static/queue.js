@@ -16,6 +16,10 @@ function show(view) {
     done = true;
     state.textContent = `${T.admitted} ${T.admitted_body}`;
     $("go").hidden = false;
+    $("leave").hidden = true;  // nothing to wait for any more: what matters is what to do now
+    document.querySelector(".progress").hidden = true;
+    $("mode").textContent = "";
+    showAdmissionEnd(view.admitted_until);
     setBar(100);
     if (document.hidden) {
       document.title = `✅ ${T.turn_title}`;
@@ -40,6 +44,25 @@ function show(view) {
   $("eta").textContent = view.paused ? "–" : duration(view.eta_seconds);
   if (firstAhead === null && view.ahead) firstAhead = view.ahead;
   if (firstAhead) setBar(100 * (1 - view.ahead / firstAhead));
+}
+
+// how long the admission lasts: a countdown to its end, then the page says it is over
+function showAdmissionEnd(until) {
+  const end = until ? Date.parse(until) : NaN;
+  if (isNaN(end)) return;
+  const box = $("admission-left");
+  box.hidden = false;
+  const tick = () => {
+    const left = (end - Date.now()) / 1000;
+    $("admission-timer").textContent = duration(left);
+    if (left <= 0) {
+      clearInterval(timer);
+      $("state").textContent = T.expired;
+      $("go").hidden = true;
+    }
+  };
+  const timer = setInterval(tick, 1000);
+  tick();
 }
 
 function setBar(percent) {
