@@ -87,7 +87,7 @@ def script_texts() -> dict[str, str]:
         "price": _("Price"), "total": _("Total"), "refunded": _("Refunded"), "checked_in": _("Checked in"),
         "valid": _("Valid"), "refund_none": "", "refund_pending": _("Refund in progress"),
         "refund_succeeded": _("Refunded"), "refund_declined": _("Refund declined"),
-        "no_orders": _("No tickets yet."), "refund": _("Refund"),
+        "no_orders": _("No tickets yet."), "refund": _("Refund"), "row": _("Row"),
         "scan_admitted": _("Admitted"), "scan_already_used": _("Already used"),
         "scan_refunded": _("Refunded ticket"), "scan_wrong_event": _("Ticket of another event"),
         "scan_invalid": _("Not a valid ticket"), "scan_at": _("at"),

@@ -245,3 +245,32 @@ def test_the_language_choice_survives_navigation_and_login(app, live_stream, bro
         log_in(context, fan)
         page = Tab(context, live_stream.url).go("/")
         assert page.evaluate("document.documentElement.lang") == "ko"
+
+
+def test_the_seat_map_draws_rows_as_rows_under_the_stage_and_works_on_a_phone(app, live_stream, worker, browser,
+                                                                             make_event, make_user):
+    event = make_event(sections=[{"name": "Hall", "rows": 2, "seats_per_row": 20}], max_active=100)
+    fan = make_user()
+    join_by_api(live_stream, event["id"], [fan])
+    advance(app, event["id"], force=1)
+    phone = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True,
+             "device_scale_factor": 3}
+    with session(browser, live_stream.url, "seat-map-phone", **phone) as context:
+        log_in(context, fan)
+        tab = Tab(context, live_stream.url)
+        page = tab.go(f"/events/{event['id']}/checkout")
+        page.wait_for_selector("#seats .seat-row")
+        rows = page.eval_on_selector_all("#seats .seat-row", "rows => rows.map(r => r.querySelectorAll('.seat').length)")
+        assert rows == [20, 20]  # A1-A20 on one line, B1-B20 on the next
+        tops = page.evaluate("""() => ['A1', 'A20', 'B1'].map(label => [...document.querySelectorAll('#seats .seat')]
+            .find(b => b.textContent === label).getBoundingClientRect().top)""")
+        assert tops[0] == tops[1] < tops[2]
+        assert page.is_visible(".stage")
+        # the page itself never scrolls sideways; the seat map does, inside its box
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        page.click("#seats button:has-text('A20')")
+        page.click("#reserve")
+        page.wait_for_selector("#hold:not([hidden])")
+        assert "A20" in page.text_content("#summary")
+        tab.shot("seat-map-phone")
+        tab.check()

@@ -36,7 +36,21 @@ async function loadSeats() {
   if (r.status !== 200) return;
   const box = $("seats");
   box.replaceChildren();
+  // one line per row, in the venue's order, facing the stage (drawn above by the template)
+  const lines = new Map();
   for (const seat of r.body.seats) {
+    if (!lines.has(seat.row)) {
+      const line = document.createElement("div");
+      line.className = "seat-row";
+      line.setAttribute("role", "group");
+      line.setAttribute("aria-label", `${T.row} ${seat.row}`);
+      const name = document.createElement("span");
+      name.className = "row-label";
+      name.textContent = seat.row;
+      line.append(name);
+      lines.set(seat.row, line);
+      box.append(line);
+    }
     const b = document.createElement("button");
     b.type = "button";
     b.className = "seat";
@@ -54,7 +68,7 @@ async function loadSeats() {
       b.classList.toggle("free", !picked.has(seat.id));
       b.setAttribute("aria-pressed", picked.has(seat.id) ? "true" : "false");
     });
-    box.append(b);
+    lines.get(seat.row).append(b);
   }
 }
 
