@@ -260,7 +260,8 @@ def test_the_seat_map_draws_rows_as_rows_under_the_stage_and_works_on_a_phone(ap
         tab = Tab(context, live_stream.url)
         page = tab.go(f"/events/{event['id']}/checkout")
         page.wait_for_selector("#seats .seat-row")
-        rows = page.eval_on_selector_all("#seats .seat-row", "rows => rows.map(r => r.querySelectorAll('.seat').length)")
+        rows = page.eval_on_selector_all("#seats .seat-row",
+                                         "rows => rows.map(r => r.querySelectorAll('.seat').length)")
         assert rows == [20, 20]  # A1-A20 on one line, B1-B20 on the next
         tops = page.evaluate("""() => ['A1', 'A20', 'B1'].map(label => [...document.querySelectorAll('#seats .seat')]
             .find(b => b.textContent === label).getBoundingClientRect().top)""")
