@@ -88,6 +88,8 @@ def script_texts() -> dict[str, str]:
         "valid": _("Valid"), "refund_none": "", "refund_pending": _("Refund in progress"),
         "refund_succeeded": _("Refunded"), "refund_declined": _("Refund declined"),
         "no_orders": _("No tickets yet."), "refund": _("Refund"), "row": _("Row"),
+        "email_verified": _("Your e-mail address is verified: you can buy tickets."),
+        "code_sent": _("A new code is on its way to your e-mail."),
         "scan_admitted": _("Admitted"), "scan_already_used": _("Already used"),
         "scan_refunded": _("Refunded ticket"), "scan_wrong_event": _("Ticket of another event"),
         "scan_invalid": _("Not a valid ticket"), "scan_at": _("at"),

@@ -11,6 +11,7 @@ async function show() {
   if (me.status !== 200) return;
   $("me-email").textContent = me.body.email;
   $("verify").hidden = !!me.body.email_verified;
+  $("verified").hidden = !me.body.email_verified;
   const channels = await api("/api/notifications/devices");
   $("channels").replaceChildren(...((channels.body && channels.body.items) || channels.body || []).map(channelItem));
 }
@@ -65,16 +66,33 @@ $("register").addEventListener("submit", async (e) => {
   e.preventDefault();
   const body = {name: $("reg-name").value, email: $("reg-email").value, password: $("reg-password").value,
     locale: window.LOCALE};
+  for (const field of ["name", "email", "password"]) $(`reg-${field}-error`).textContent = "";
+  $("register-message").textContent = "";
   const r = await api("/api/auth/register", {method: "POST", body});
-  if (r.status !== 201) { say((r.body && r.body.message) || T.error); return; }
+  if (r.status !== 201) {
+    // each field's own reason next to it (e.g. why a password is too easy to guess); the rest below the form
+    const errors = (r.body && r.body.errors) || {};
+    let placed = false;
+    for (const [field, messages] of Object.entries(errors)) {
+      const slot = document.getElementById(`reg-${field}-error`);
+      if (slot) { slot.textContent = [].concat(messages).join(" "); placed = true; }
+    }
+    if (!placed) $("register-message").textContent = (r.body && r.body.message) || T.error;
+    return;
+  }
   login(body.email, body.password);
 });
 
 $("verify").addEventListener("submit", async (e) => {
   e.preventDefault();
   const r = await api("/api/auth/verify-email", {method: "POST", body: {code: $("code").value}});
-  say(r.status === 200 ? "✓" : (r.body && r.body.message) || T.error);
+  say(r.status === 200 ? T.email_verified : (r.body && r.body.message) || T.error);
   show();
+});
+
+$("resend").addEventListener("click", async () => {
+  const r = await api("/api/auth/verify-email/code", {method: "POST"});
+  say(r.status < 300 ? T.code_sent : (r.body && r.body.message) || T.error);
 });
 
 $("add-channel").addEventListener("submit", async (e) => {
