@@ -110,7 +110,13 @@ def test_make_run_serves_the_readme_flow_to_the_operators_tools_and_stops_cleanl
     def inbox() -> list[dict]:
         return requests.get(f"http://127.0.0.1:{ports['DEV_INBOX_PORT']}/messages", timeout=5).json()["messages"]
 
-    messages = wait_for(lambda: (m := inbox()) and len(m) >= 3 and m, timeout=30, message="three notices")
+    def notices() -> list[dict]:  # the admission's, not the sign-up code (also in the inbox)
+        return [m for m in inbox() if m["title"] != "Confirm your e-mail"]
+
+    signup = wait_for(lambda: [m for m in inbox() if m["title"] == "Confirm your e-mail"], timeout=30,
+                      message="the sign-up code")
+    assert email in signup[0]["to"] and re.search(r"\b\d{6}\b", signup[0]["text"])
+    messages = wait_for(lambda: (m := notices()) and len(m) >= 3 and m, timeout=30, message="three notices")
     assert {m["channel"] for m in messages} == {"email", "sms", "push (fcm)"}
     for message in messages:
         # the web link opens this stack's waiting-room page (the web app resumes the place)
