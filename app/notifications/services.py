@@ -218,9 +218,21 @@ def build_message(user: User, event: Event, admitted_until: datetime, kind: str 
     cfg = current_app.config
     return channels.Message(title=title, body=body.format(event=event.name, deadline=deadline),
                             deep_link=cfg["NOTIFY_DEEP_LINK_TEMPLATE"].format(**links),
-                            web_link=cfg["NOTIFY_WEB_LINK_TEMPLATE"].format(**links),
+                            web_link=_web_link(kind, links),
                             event_id=event.id, admitted_until_iso=admitted_until.isoformat(),
                             kind=PUSH_TYPES.get(kind, kind))
+
+
+# where a notice's web link opens: the waiting room (admission), the waitlist page (an offer, its
+# countdown and Buy button), the fan's tickets (a refund)
+WEB_PAGES = {"offer": "/events/{event_id}/waitlist", "refunded": "/tickets"}
+
+
+def _web_link(kind: str, links: dict[str, Any]) -> str:
+    cfg = current_app.config
+    if kind in WEB_PAGES:
+        return cfg["PUBLIC_BASE_URL"] + WEB_PAGES[kind].format(**links)
+    return cfg["NOTIFY_WEB_LINK_TEMPLATE"].format(**links)
 
 
 def record_notices(event_id: int, admitted_at: float, admissions: list[tuple[int, float]],

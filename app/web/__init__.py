@@ -90,6 +90,10 @@ def script_texts() -> dict[str, str]:
         "no_orders": _("No tickets yet."), "refund": _("Refund"), "row": _("Row"),
         "email_verified": _("Your e-mail address is verified: you can buy tickets."),
         "code_sent": _("A new code is on its way to your e-mail."),
+        "sold_out_waitlist": _("Sold out. Join the waitlist to get the next tickets that come back."),
+        "offer_for": _("Tickets offered to you:"), "waiting_position": _("Your place on the waitlist"),
+        "offer_expires": _("The offer ends in"), "buy_now": _("Buy now"), "decline": _("Decline"),
+        "units_ahead": _("tickets wanted ahead of you"), "not_waitlisted": _("You are on no waitlist of this event."),
         "scan_admitted": _("Admitted"), "scan_already_used": _("Already used"),
         "scan_refunded": _("Refunded ticket"), "scan_wrong_event": _("Ticket of another event"),
         "scan_invalid": _("Not a valid ticket"), "scan_at": _("at"),
@@ -157,6 +161,15 @@ def queue_page(event_id: int) -> str:
     from app.catalogue.services import get_event
 
     return render_template("queue.html", event=_or_404(get_event, event_id))
+
+
+@bp.get("/events/<int:event_id>/waitlist")
+def waitlist_page(event_id: int) -> str:
+    """The fan's waitlist places of an event and any offer, with its countdown (the offer notices
+    link here)."""
+    from app.catalogue.services import get_event
+
+    return render_template("waitlist.html", event=_or_404(get_event, event_id))
 
 
 @bp.get("/events/<int:event_id>/checkout")

@@ -233,3 +233,49 @@ def test_an_organiser_finds_an_order_in_the_console_and_refunds_it(app, client, 
         tab.check()
     order = client.get("/api/orders", headers=fan["headers"]).json["items"][0]
     assert order["refund_state"] == "succeeded" and order["refund"]["by"] == "organiser"
+
+
+def test_a_sold_out_fan_joins_the_waitlist_gets_the_offer_and_buys(app, client, live_stream, worker, browser,
+                                                                  make_event, make_user):
+    """Checkout of a sold-out section offers the waitlist; a refund makes an offer; the waitlist
+    page (where the offer's notice links) shows it with its countdown, and Buy goes straight to
+    checkout with the offer's pass."""
+    from tests.integration.test_after_sale import tick
+
+    sale = make_event(sections=[{"name": "Floor", "capacity": 1}], max_active=100)
+    first, fan = make_user(), make_user()
+    rid = buy(client, app, sale["id"], sale["sections"][0]["id"], first)
+    join_by_api(live_stream, sale["id"], [fan])
+    advance(app, sale["id"], force=1)
+    with session(browser, live_stream.url, "waitlist") as context:
+        log_in(context, fan)
+        tab = Tab(context, live_stream.url)
+        page = tab.go(f"/events/{sale['id']}/checkout")
+        page.wait_for_selector(".sold-out")
+        page.wait_for_selector("#reserve:not([disabled])")
+        page.click("#reserve")
+        page.wait_for_selector("#waitlist-join:not([hidden])")
+        assert "waitlist" in page.text_content("#message").lower()
+        tab.check()
+        page.click("#waitlist-button")
+        page.wait_for_url(f"{live_stream.url}/events/{sale['id']}/waitlist")
+        page.wait_for_function("document.querySelector('#places .state')?.textContent.includes(': 1')")
+        tab.check()
+        assert client.post(f"/api/tickets/{rid}/refund", headers=first["headers"]).status_code in (200, 201)
+        wait_for(lambda: tick(app) is not None and client.get(
+            f"/api/events/{sale['id']}/sections/{sale['sections'][0]['id']}/waitlist",
+            headers=fan["headers"]).json.get("status") == "offered", timeout=30, message="the offer")
+        page = tab.go(f"/events/{sale['id']}/waitlist")
+        page.wait_for_selector("#places a.buy:not([hidden])")
+        assert re.search(r"\d", page.text_content("#places .timer"))
+        tab.check()
+        page.click("#places a.buy")
+        page.wait_for_selector("#reserve:not([disabled])")
+        page.click("#reserve")
+        page.wait_for_selector("#hold:not([hidden])")
+        page.select_option("#card", "tok_ok_visa")
+        page.click("#pay-button")
+        page.wait_for_selector("#done:not([hidden])")
+        assert NUMBER.match(page.text_content("#order-number"))
+        tab.check()
+    assert orders_of(app, fan["id"]) == 1

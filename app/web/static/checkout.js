@@ -72,7 +72,48 @@ async function loadSeats() {
   }
 }
 
+let offerToken = null;
+
+// a sold-out section stays selectable (its waitlist is reached from it) but says so
+function markSoldOut() {
+  for (const s of sections) {
+    const input = document.querySelector(`input[name="section"][value="${s.id}"]`);
+    const gone = s.available === 0 || (s.figures && s.figures.available === 0);
+    if (input && gone && !input.parentElement.querySelector(".sold-out")) {
+      const tag = document.createElement("strong");
+      tag.className = "sold-out";
+      tag.textContent = ` · ${T.sold_out}`;
+      input.parentElement.append(tag);
+    }
+  }
+}
+
+// checkout from a waitlist offer: its section and quantity, reserved with the offer's pass
+async function useOffer(sectionId) {
+  const r = await api(`/api/events/${eventId}/sections/${sectionId}/waitlist`);
+  if (r.status !== 200 || r.body.status !== "offered") return false;
+  offerToken = r.body.offer.offer_token;
+  const input = document.querySelector(`input[name="section"][value="${sectionId}"]`);
+  if (input) input.checked = true;
+  $("quantity").value = r.body.offer.quantity;
+  $("quantity").readOnly = true;
+  say(`${T.offer_for} ${r.body.offer.quantity}`);
+  $("reserve").disabled = false;
+  return true;
+}
+
+async function joinWaitlist(url) {
+  const quantity = Number($("quantity").value) || 1;
+  const r = await api(url, {method: "POST", body: {quantity}});
+  if (r.status === 200 || r.status === 201) {
+    window.location.href = `/events/${eventId}/waitlist`;
+    return;
+  }
+  say((r.body && r.body.message) || T.error);
+}
+
 async function start() {
+  let status = null;
   const user = await requireUser();
   if (!user) return;
   const detail = await api(`/api/events/${eventId}`);
@@ -80,8 +121,12 @@ async function start() {
     maxPerUser = detail.body.max_per_user || maxPerUser;
     sections = detail.body.sections || [];
   }
-  const status = await api(`/api/queue/${eventId}/status`);
-  if (status.status === 200 && status.body.status === "admitted") {
+  markSoldOut();
+  const offerSection = Number(new URLSearchParams(window.location.search).get("offer_section"));
+  if (offerSection && (await useOffer(offerSection))) {
+    // a waitlist offer is the pass: no waiting room
+  } else if ((status = await api(`/api/queue/${eventId}/status`)).status === 200
+             && status.body.status === "admitted") {
     pass = status.body.admission_token;
     $("reserve").disabled = false;  // not before: a reserve needs the pass
   } else {
@@ -108,14 +153,21 @@ $("pick").addEventListener("submit", async (e) => {
   }
   $("reserve").disabled = true;
   say(T.pending);
+  const pass_ = offerToken ? {"X-Offer-Token": offerToken} : {"X-Admission-Token": pass};
   const r = await api("/api/tickets/reserve", {method: "POST", body,
-    headers: {"X-Admission-Token": pass, "Idempotency-Key": uuid()}});
+    headers: {...pass_, "Idempotency-Key": uuid()}});
   if (r.status !== 202) {
     $("reserve").disabled = false;
     say((r.body && r.body.message) || T.error);
-    if (r.body && r.body.links && r.body.links.waitlist) say(`${T.sold_out}`);
+    const waitlist = r.body && r.body.links && r.body.links.waitlist;
+    $("waitlist-join").hidden = !waitlist;
+    if (waitlist) {
+      say(T.sold_out_waitlist);
+      $("waitlist-button").onclick = () => joinWaitlist(waitlist);
+    }
     return;
   }
+  $("waitlist-join").hidden = true;
   reservation = r.body;
   follow();
 });
