@@ -93,7 +93,9 @@ def script_texts() -> dict[str, str]:
         "sold_out_waitlist": _("Sold out. Join the waitlist to get the next tickets that come back."),
         "offer_for": _("Tickets offered to you:"), "waiting_position": _("Your place on the waitlist"),
         "offer_expires": _("The offer ends in"), "buy_now": _("Buy now"), "decline": _("Decline"),
-        "units_ahead": _("tickets wanted ahead of you"), "not_waitlisted": _("You are on no waitlist of this event."),
+        "units_ahead": _("tickets wanted ahead of you"), "seated_section": _("Seated section"),
+        "ga_section": _("General admission section"), "add_a_section": _("Add at least one section."),
+        "not_waitlisted": _("You are on no waitlist of this event."),
         "scan_admitted": _("Admitted"), "scan_already_used": _("Already used"),
         "scan_refunded": _("Refunded ticket"), "scan_wrong_event": _("Ticket of another event"),
         "scan_invalid": _("Not a valid ticket"), "scan_at": _("at"),
@@ -292,18 +294,42 @@ def scan_page(event_id: int) -> str | Response:
 
 # --- operators -----------------------------------------------------------------------------------
 
-@bp.get("/console/events/<int:event_id>")
-def console_page(event_id: int) -> str | Response:
-    """The live-sale console (admins; its calls are the admin endpoints, which check it again)."""
+@bp.get("/console")
+def console_index_page() -> str | Response:
+    """The operators' start: every event with its console, and a new one."""
+    from app.catalogue.services import list_events
+
+    if (refused := _admins_only("/console")) is not None:
+        return refused
+    events, _total = list_events(1, 100)
+    return render_template("console_index.html", events=events)
+
+
+@bp.get("/console/events/new")
+def console_new_event_page() -> str | Response:
+    """Creating a sale (admins; its calls are the admin endpoints, which check it again)."""
+    if (refused := _admins_only("/console/events/new")) is not None:
+        return refused
+    return render_template("console_new.html")
+
+
+def _admins_only(here: str) -> Response | None:
     from flask_jwt_extended import get_jwt
 
-    from app.catalogue.services import get_event
-
-    if (redirect_to := _login_first(f"/console/events/{event_id}")) is not None:
+    if (redirect_to := _login_first(here)) is not None:
         return redirect_to
     if "admin" not in get_jwt().get("roles", []):
         abort(403)
+    return None
 
+
+@bp.get("/console/events/<int:event_id>")
+def console_page(event_id: int) -> str | Response:
+    """The live-sale console (admins; its calls are the admin endpoints, which check it again)."""
+    from app.catalogue.services import get_event
+
+    if (refused := _admins_only(f"/console/events/{event_id}")) is not None:
+        return refused
     return render_template("console.html", event=_or_404(get_event, event_id),
                            flower_url=current_app.config.get("FLOWER_URL", ""),
                            grafana_url=current_app.config.get("GRAFANA_URL", ""))

@@ -275,3 +275,48 @@ def test_the_seat_map_draws_rows_as_rows_under_the_stage_and_works_on_a_phone(ap
         assert "A20" in page.text_content("#summary")
         tab.shot("seat-map-phone")
         tab.check()
+
+
+def test_an_admin_creates_a_seated_sale_in_the_console_and_fans_see_it(app, live_stream, browser, make_user):
+    from app.catalogue.models import Event, Section
+    from app.extensions import db
+
+    admin = make_user(admin=True)
+    name = f"Console Gala {uuid.uuid4().hex[:6]}"
+    with session(browser, live_stream.url, "console-new") as context:
+        log_in(context, admin)
+        tab = Tab(context, live_stream.url)
+        page = tab.go("/console")
+        page.click("text=New event")
+        page.wait_for_url(f"{live_stream.url}/console/events/new")
+        page.fill("#ev-name", name)
+        page.fill("#ev-venue", "Lotte Concert Hall")
+        page.fill("#ev-starts", "2031-05-01T19:30")
+        page.fill("#ev-opens", "2030-04-01T10:00")
+        page.fill("#ev-refund-fee", "10")
+        page.click("#add-seated")
+        spec = page.locator(".section-spec").last
+        spec.locator(".s-name").fill("Stalls")
+        spec.locator(".s-price").fill("88000")
+        spec.locator(".s-rows").fill("3")
+        spec.locator(".s-per-row").fill("12")
+        page.click("#add-ga")
+        spec = page.locator(".section-spec").last
+        spec.locator(".s-name").fill("Standing")
+        spec.locator(".s-price").fill("55000")
+        spec.locator(".s-capacity").fill("200")
+        tab.check()
+        page.click("#create")
+        page.wait_for_url(re.compile(r".*/console/events/\d+$"))
+        event_id = int(page.url.rsplit("/", 1)[1])
+        page.wait_for_selector("#sections tr")
+        assert "Stalls" in page.text_content("#sections") and "Standing" in page.text_content("#sections")
+        tab.check()
+    with app.app_context():
+        event = db.session.get(Event, event_id)
+        sections = {s.name: s for s in db.session.query(Section).filter_by(event_id=event_id)}
+        assert event.name == name and event.venue == "Lotte Concert Hall" and event.refund_fee_percent == 10
+        assert (sections["Stalls"].kind, sections["Stalls"].capacity, sections["Stalls"].price_cents,
+                sections["Stalls"].currency) == ("seated", 36, 88_000, "KRW")
+        assert (sections["Standing"].kind, sections["Standing"].capacity) == ("general", 200)
+        db.session.rollback()
