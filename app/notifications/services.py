@@ -276,10 +276,11 @@ def record_receipt(session: Session, user_id: int, event_id: int, order_id: str,
     return row.id
 
 
-def send_one(device: Device | None, notification: Notification, message: channels.Message) -> tuple[str, str]:
-    """(provider message id, channel used). Falls back to `log` where no provider is configured."""
+def send_one(device: Device | None, notification: Notification | None, message: channels.Message) -> tuple[str, str]:
+    """(provider message id, channel used). Falls back to `log` where no provider is configured.
+    ``notification`` is None for a verification code (sent to the device being proved)."""
     cfg = current_app.config
-    if notification.kind in DIRECT_KINDS:
+    if notification is not None and notification.kind in DIRECT_KINDS:
         return channels.send_email_or_log(message.to, message)
     if device is None:
         raise channels.PermanentError("device was removed")
