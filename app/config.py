@@ -46,6 +46,12 @@ def _bool(env: dict[str, str], name: str, default: bool) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _list(env: dict[str, str], name: str, default: list[str]) -> list[str]:
+    """A comma-separated list; unset keeps the default."""
+    raw = env.get(name)
+    return default if raw in (None, "") else [item.strip() for item in raw.split(",") if item.strip()]
+
+
 def dev_env_file() -> Path:
     return Path(os.environ.get("TICKETS_DEV_ENV") or DEV_ENV_FILE)
 
@@ -129,6 +135,16 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> dict[str
         "REQUIRE_VERIFIED_EMAIL": _bool(env, "REQUIRE_VERIFIED_EMAIL", True),
         # parallel SNS/SMTP calls per notification task (sending is I/O-bound)
         "NOTIFY_SEND_CONCURRENCY": _int(env, "NOTIFY_SEND_CONCURRENCY", 32),
+        # Web Push (a closed tab hears "your turn"): the VAPID key pair (base64url, raw P-256: the
+        # private scalar, the uncompressed public point); unset, web push is off
+        "WEBPUSH_VAPID_PRIVATE_KEY": env.get("WEBPUSH_VAPID_PRIVATE_KEY", ""),
+        "WEBPUSH_VAPID_PUBLIC_KEY": env.get("WEBPUSH_VAPID_PUBLIC_KEY", ""),
+        "WEBPUSH_SUBJECT": env.get("WEBPUSH_SUBJECT") or "mailto:tickets@example.com",
+        # the push services a browser subscription may point at (host suffixes): the worker POSTs to
+        # the endpoint, so an arbitrary URL would let anyone aim it at internal hosts
+        "WEBPUSH_ENDPOINT_HOSTS": _list(env, "WEBPUSH_ENDPOINT_HOSTS", [
+            "fcm.googleapis.com", "updates.push.services.mozilla.com", "push.services.mozilla.com",
+            "notify.windows.com", "push.apple.com"]),
         "NOTIFY_DEEP_LINK_TEMPLATE": env.get("NOTIFY_DEEP_LINK_TEMPLATE", "ticketapp://queue/{event_id}"),
         "PUBLIC_BASE_URL": (env.get("PUBLIC_BASE_URL") or "http://127.0.0.1:8000").rstrip("/"),
         "NOTIFY_WEB_LINK_TEMPLATE": env.get(

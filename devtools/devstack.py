@@ -270,11 +270,27 @@ def _start_dependencies(stack: Stack, env: dict[str, str], ports: dict[str, int]
                         SNS_APNS_APPLICATION_ARN=inbox.apns_arn, AWS_REGION="eu-west-1",
                         AWS_ACCESS_KEY_ID=env.get("AWS_ACCESS_KEY_ID") or "dev",
                         AWS_SECRET_ACCESS_KEY=env.get("AWS_SECRET_ACCESS_KEY") or "dev")
+    settings.update(_vapid_keys(env, stack.var))
     if env.get("PAYMENT_PROVIDER"):  # yours (`PAYMENT_PROVIDER=fake make run` keeps the test tokens)
         settings.update({name: env[name] for name in PAYMENT_SETTINGS if env.get(name)})
     else:
         settings.update(stack.start_localstripe(f"http://127.0.0.1:{ports['PORT']}"))
     return settings
+
+
+def _vapid_keys(env: dict[str, str], var: Path) -> dict[str, str]:
+    """Web push's VAPID key pair: yours, else one made once and kept in var/vapid.json (a browser's
+    subscription is bound to the key it was made with, so it must outlive a restart)."""
+    if env.get("WEBPUSH_VAPID_PRIVATE_KEY"):
+        return {name: env[name] for name in ("WEBPUSH_VAPID_PRIVATE_KEY", "WEBPUSH_VAPID_PUBLIC_KEY") if env.get(name)}
+    path = var / "vapid.json"
+    if not path.exists():
+        from devtools.vapid import new_vapid_keys
+
+        private, public = new_vapid_keys()
+        path.write_text(json.dumps({"WEBPUSH_VAPID_PRIVATE_KEY": private, "WEBPUSH_VAPID_PUBLIC_KEY": public}))
+        path.chmod(0o600)
+    return json.loads(path.read_text())
 
 
 PAYMENT_SETTINGS = ("PAYMENT_PROVIDER", "STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET",

@@ -3,6 +3,7 @@ and Celery worker/beat subprocesses. Nothing here mocks our own code."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -10,7 +11,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -389,3 +392,74 @@ class Localstripe:
     def stop(self) -> None:
         stop_group(self.proc, 10)
         self._log.close()
+
+
+def vapid_keys() -> tuple[str, str]:
+    """A VAPID key pair as WEBPUSH_VAPID_PRIVATE_KEY / _PUBLIC_KEY take it."""
+    from devtools.vapid import new_vapid_keys
+
+    return new_vapid_keys()
+
+
+class PushService:
+    """A browser's push service on loopback (RFC 8030): it accepts what the worker POSTs to a
+    subscription's endpoint and, holding the subscription's private key as the browser would,
+    decrypts it (RFC 8291, aes128gcm, with http_ece). A subscription made with ``gone=True``
+    answers 410, as for a browser that unsubscribed."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        self.received: dict[str, list[dict[str, Any]]] = {}
+        self._keys: dict[str, tuple[Any, bytes]] = {}
+        self._gone: set[str] = set()
+        service = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's hook name
+                name = self.path.rsplit("/", 1)[-1]
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status = 410 if name in service._gone else 201
+                if status == 201:
+                    headers = {k.lower(): v for k, v in self.headers.items()}
+                    service.received.setdefault(name, []).append({"headers": headers, "body": body})
+                self.send_response(status)
+                self.send_header("Location", f"/messages/{uuid.uuid4().hex}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def subscription(self, *, gone: bool = False) -> tuple[str, dict[str, Any]]:
+        """(name, a PushSubscription's JSON as a browser hands it to the page)."""
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        from devtools.vapid import b64url, public_point
+
+        name = uuid.uuid4().hex
+        key, auth = ec.generate_private_key(ec.SECP256R1()), os.urandom(16)
+        self._keys[name] = (key, auth)
+        if gone:
+            self._gone.add(name)
+        return name, {"endpoint": f"http://127.0.0.1:{self.port}/push/{name}",
+                      "keys": {"p256dh": b64url(public_point(key)), "auth": b64url(auth)}}
+
+    def messages(self, name: str) -> list[dict[str, Any]]:
+        """What arrived for a subscription, decrypted as the browser would."""
+        import http_ece
+
+        key, auth = self._keys[name]
+        return [json.loads(http_ece.decrypt(m["body"], private_key=key, auth_secret=auth, version="aes128gcm"))
+                for m in self.received.get(name, [])]
+
+    def headers(self, name: str) -> list[dict[str, str]]:
+        """The request headers of each push (names in lower case)."""
+        return [m["headers"] for m in self.received.get(name, [])]
+
+    def stop(self) -> None:
+        self.server.shutdown()

@@ -11,7 +11,13 @@ from app.auth.jwt_setup import current_user_id
 from app.extensions import limiter
 from app.notifications import flows, services
 from app.notifications.models import Device
-from app.notifications.schemas import DeviceSchema, NotificationPageSchema, RegisterDeviceSchema, VerifyCodeSchema
+from app.notifications.schemas import (
+    DeviceSchema,
+    NotificationPageSchema,
+    RegisterDeviceSchema,
+    VerifyCodeSchema,
+    WebPushConfigSchema,
+)
 from app.pagination import PageArgsSchema, page_body
 
 blp = Blueprint("notifications", __name__, url_prefix="/api/notifications",
@@ -29,12 +35,23 @@ class Register(MethodView):
     @blp.response(201, DeviceSchema)
     @blp.alt_response(200, schema=DeviceSchema, description="The device was already registered")
     def post(self, data: dict) -> tuple[Device, int]:
-        """Register a push token, e-mail address or phone number (201 new, 200 already known).
+        """Register a push token, a browser's web push subscription, an e-mail address or a phone
+        number (201 new, 200 already known).
 
         An e-mail address or phone number is used only once verified: a code is sent to it, to be
         posted to `/devices/{id}/verify`. At most NOTIFY_MAX_CHANNELS (5) channels per account."""
         device, created = flows.register_device(current_user_id(), data)
         return device, 201 if created else 200
+
+
+@blp.route("/webpush")
+class WebPushConfig(MethodView):
+    @blp.response(200, WebPushConfigSchema)
+    def get(self) -> dict[str, Any]:
+        """Whether web push is on, and the VAPID public key a browser subscribes with."""
+        cfg = current_app.config
+        enabled = bool(cfg["WEBPUSH_VAPID_PRIVATE_KEY"] and cfg["WEBPUSH_VAPID_PUBLIC_KEY"])
+        return {"enabled": enabled, "public_key": cfg["WEBPUSH_VAPID_PUBLIC_KEY"] if enabled else None}
 
 
 @blp.route("/devices")

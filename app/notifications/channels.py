@@ -1,4 +1,5 @@
-"""Delivery channels: SNS push (GCM/APNS payloads), SMS through SNS, e-mail over SMTP, and `log`
+"""Delivery channels: SNS push (GCM/APNS payloads), Web Push to browsers, SMS through SNS, e-mail
+over SMTP, and `log`
 (the embedded default when no provider is configured). Each returns a provider message id or
 raises ``TransientError`` (retry with backoff) / ``PermanentError`` (give up)."""
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
 
+import requests
 from flask import current_app
 
 from app.db import assert_no_row_locks
@@ -121,6 +123,36 @@ def send_push(endpoint_arn: str, message: Message) -> str:
     except Exception as exc:  # noqa: BLE001
         raise _aws_error(exc) from exc
     return reply["MessageId"]
+
+
+# how long a push service keeps an undelivered notice: an admission or offer that arrives later
+# than this is stale anyway
+WEBPUSH_TTL_SECONDS = 600
+
+
+def send_webpush(endpoint: str, keys: dict[str, str], message: Message) -> str:
+    """A notice to a browser's push subscription (RFC 8030), encrypted to its keys (RFC 8291,
+    aes128gcm) and signed with our VAPID key (RFC 8292), through pywebpush. The page's service
+    worker (/sw.js) shows it even when no tab of the site is open."""
+    from pywebpush import WebPushException, webpush
+
+    assert_no_row_locks("Web Push")
+    cfg = current_app.config
+    payload = json.dumps({"title": message.title, "body": message.body, "url": message.web_link, **message.data()})
+    try:
+        response = webpush({"endpoint": endpoint, "keys": keys}, data=payload,
+                           vapid_private_key=cfg["WEBPUSH_VAPID_PRIVATE_KEY"],
+                           vapid_claims={"sub": cfg["WEBPUSH_SUBJECT"]}, ttl=WEBPUSH_TTL_SECONDS, timeout=10)
+    except WebPushException as exc:
+        status = exc.response.status_code if exc.response is not None else None
+        if status in (404, 410):  # the browser unsubscribed: the subscription is gone for good
+            raise PermanentError(f"web push subscription gone ({status})", disable_device=True) from exc
+        if status is None or status == 429 or status >= 500:
+            raise TransientError(f"web push service: {exc}") from exc
+        raise PermanentError(f"web push refused ({status}): {exc}") from exc
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise TransientError(f"web push service unreachable: {exc}") from exc
+    return response.headers.get("Location") or f"webpush-{response.status_code}"
 
 
 def send_sms(phone: str, message: Message) -> str:

@@ -22,7 +22,14 @@ from app import verification
 from app.db import new_uuid, retry_when_busy, transaction, upsert, utcnow
 from app.extensions import db, redis_store
 from app.notifications import channels, services
-from app.notifications.models import CHANNEL_EMAIL, CHANNEL_PUSH, CHANNEL_SMS, Device, Notification
+from app.notifications.models import (
+    CHANNEL_EMAIL,
+    CHANNEL_PUSH,
+    CHANNEL_SMS,
+    CHANNEL_WEBPUSH,
+    Device,
+    Notification,
+)
 from app.redis.keys import QueueKeys
 from app.redis.scripts import script
 from app.tasking import send_task
@@ -165,12 +172,17 @@ def register_device(user_id: int, data: dict[str, Any]) -> tuple[Device, bool]:
     exactly one row (a push token that another account had moves to this one). A deadlock or lock
     timeout is retried here, never shown to the user."""
     channel = data["channel"]
+    subscription = data.get("subscription") or {}
     target = {CHANNEL_PUSH: data.get("token"), CHANNEL_EMAIL: data.get("address"),
-              CHANNEL_SMS: data.get("phone")}[channel]
+              CHANNEL_SMS: data.get("phone"), CHANNEL_WEBPUSH: subscription.get("endpoint")}[channel]
     if channel == CHANNEL_EMAIL:
         target = target.strip().lower()
+    if channel == CHANNEL_WEBPUSH:
+        services.check_webpush_endpoint(target)
     digest = services.target_hash(target)
-    exclusive_key = f"push:{digest}" if channel == CHANNEL_PUSH else None
+    # a push token or a browser's subscription belongs to one device: it moves to the account
+    # that registers it last
+    exclusive_key = f"{channel}:{digest}" if channel in (CHANNEL_PUSH, CHANNEL_WEBPUSH) else None
     if exclusive_key:
         key_filter = Device.exclusive_key == exclusive_key
         conflict = ["exclusive_key"]
@@ -188,12 +200,12 @@ def register_device(user_id: int, data: dict[str, Any]) -> tuple[Device, bool]:
     now = utcnow()
     # a push token proves itself; an address or number must be proved with a code, unless this
     # user proved it already (re-registering keeps that) or verification is off (development)
-    proved = channel == CHANNEL_PUSH or not current_app.config["VERIFY_CHANNELS"]
+    proved = channel in (CHANNEL_PUSH, CHANNEL_WEBPUSH) or not current_app.config["VERIFY_CHANNELS"]
     verified_at = now if proved else (before.verified_at if before and before.user_id == user_id else None)
     row = {"id": new_uuid(), "user_id": user_id, "channel": channel, "platform": data.get("platform"),
            "target": target, "target_hash": digest, "exclusive_key": exclusive_key,
            "endpoint_arn": endpoint_arn, "enabled": True, "verified_at": verified_at, "created_at": now,
-           "updated_at": now}
+           "updated_at": now, "push_keys": dict(subscription["keys"]) if subscription else None}
 
     def write() -> None:
         with transaction() as session:
@@ -204,7 +216,7 @@ def register_device(user_id: int, data: dict[str, Any]) -> tuple[Device, bool]:
             if mine is None:
                 services.check_channel_cap(session, user_id)
             upsert(session, Device.__table__, [row], conflict, ["user_id", "platform", "endpoint_arn", "enabled",
-                                                                "verified_at", "updated_at"])
+                                                                "verified_at", "updated_at", "push_keys"])
 
     retry_when_busy(db.session(), write, attempts=services.REGISTER_ATTEMPTS, first_delay=0.03)
     device = db.session.scalar(select(Device).where(key_filter))

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime, new_uuid, utcnow
@@ -10,6 +10,7 @@ from app.db import Base, UTCDateTime, new_uuid, utcnow
 CHANNEL_PUSH = "push"
 CHANNEL_EMAIL = "email"
 CHANNEL_SMS = "sms"
+CHANNEL_WEBPUSH = "webpush"  # a browser's Push API subscription: target is its endpoint
 
 
 class Device(Base):
@@ -25,6 +26,8 @@ class Device(Base):
     target: Mapped[str] = mapped_column(String(512), nullable=False)
     target_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     endpoint_arn: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    # a web push subscription's keys {p256dh, auth}: the payload is encrypted to them (RFC 8291)
+    push_keys: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
     # "push:<target_hash>" for push (a token belongs to one account at a time), NULL otherwise
     exclusive_key: Mapped[str | None] = mapped_column(String(72), nullable=True)
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)

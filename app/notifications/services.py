@@ -22,7 +22,7 @@ from app.db import insert_ignore, lock_rows, new_uuid, utcnow
 from app.errors import AppError, Conflict, NotFound, Unprocessable
 from app.extensions import db, redis_store
 from app.notifications import channels
-from app.notifications.models import CHANNEL_EMAIL, CHANNEL_PUSH, CHANNEL_SMS, Device, Notification
+from app.notifications.models import CHANNEL_EMAIL, CHANNEL_PUSH, CHANNEL_SMS, CHANNEL_WEBPUSH, Device, Notification
 from app.observability.metrics import NOTIFICATION_LATENCY, NOTIFICATIONS
 from app.outbox.services import record_event
 from app.pagination import paginate
@@ -75,6 +75,19 @@ def forget_channels(session: Session, user_id: int) -> None:
     its notification cache with them once the unit commits."""
     session.execute(delete(Device).where(Device.user_id == user_id))
     call_after_commit(session, lambda: redis_store.client.delete(devices_cache_key(user_id)))
+
+
+def check_webpush_endpoint(endpoint: str) -> None:
+    """A subscription must point at a known push service (WEBPUSH_ENDPOINT_HOSTS): the worker POSTs
+    to it, and an arbitrary URL would aim it at internal hosts. Web push must be configured."""
+    from urllib.parse import urlsplit
+
+    cfg = current_app.config
+    if not cfg["WEBPUSH_VAPID_PRIVATE_KEY"]:
+        raise Unprocessable("Web push is not configured here", reason="webpush_not_configured")
+    host = (urlsplit(endpoint).hostname or "").lower()
+    if not any(host == allowed or host.endswith("." + allowed) for allowed in cfg["WEBPUSH_ENDPOINT_HOSTS"]):
+        raise Unprocessable("The subscription's endpoint is not a known push service", reason="unknown_push_service")
 
 
 def lock_channels_of(session: Session, user_id: int) -> None:
@@ -284,6 +297,8 @@ def send_one(device: Device | None, notification: Notification | None, message: 
         return channels.send_email_or_log(message.to, message)
     if device is None:
         raise channels.PermanentError("device was removed")
+    if device.channel == CHANNEL_WEBPUSH:
+        return channels.send_webpush(device.target, device.push_keys or {}, message), "webpush"
     if device.channel == CHANNEL_PUSH and device.endpoint_arn:
         return channels.send_push(device.endpoint_arn, message), "push"
     if device.channel == CHANNEL_SMS and cfg["SNS_SMS_ENABLED"]:

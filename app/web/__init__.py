@@ -96,6 +96,8 @@ def script_texts() -> dict[str, str]:
         "units_ahead": _("tickets wanted ahead of you"), "seated_section": _("Seated section"),
         "ga_section": _("General admission section"), "add_a_section": _("Add at least one section."),
         "not_waitlisted": _("You are on no waitlist of this event."),
+        "webpush_on": _("This browser will tell you, even with the page closed."),
+        "browser_notify_on": _("This browser will tell you while this page is open."),
         "scan_admitted": _("Admitted"), "scan_already_used": _("Already used"),
         "scan_refunded": _("Refunded ticket"), "scan_wrong_event": _("Ticket of another event"),
         "scan_invalid": _("Not a valid ticket"), "scan_at": _("at"),
@@ -333,6 +335,14 @@ def console_page(event_id: int) -> str | Response:
     return render_template("console.html", event=_or_404(get_event, event_id),
                            flower_url=current_app.config.get("FLOWER_URL", ""),
                            grafana_url=current_app.config.get("GRAFANA_URL", ""))
+
+
+@bp.get("/sw.js")
+def service_worker() -> Response:
+    """The web push service worker, served from the root so its scope is the whole site."""
+    response = send_from_directory(bp.static_folder, "sw.js", max_age=0)
+    response.headers["Service-Worker-Allowed"] = "/"
+    return response
 
 
 # --- Swagger UI, offline -------------------------------------------------------------------------

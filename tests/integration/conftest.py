@@ -35,7 +35,9 @@ def _configure_environment() -> None:
     tansu.start()
     moto_server, moto_url = support.start_moto()
     smtp = support.SmtpSink()
-    _state.update(tansu=tansu, moto=moto_server, smtp=smtp)
+    push_service = support.PushService()
+    vapid_private, vapid_public = support.vapid_keys()
+    _state.update(tansu=tansu, moto=moto_server, smtp=smtp, push_service=push_service)
     os.environ.update({
         "APP_ENV": "testing",
         "DATABASE_URL": db_url,
@@ -54,6 +56,10 @@ def _configure_environment() -> None:
         "SMTP_HOST": "127.0.0.1",
         "SMTP_PORT": str(smtp.port),
         "SMTP_FROM": "tickets@test.local",
+        # web push to the loopback push service (a real one would be fcm.googleapis.com & co.)
+        "WEBPUSH_VAPID_PRIVATE_KEY": vapid_private,
+        "WEBPUSH_VAPID_PUBLIC_KEY": vapid_public,
+        "WEBPUSH_ENDPOINT_HOSTS": "127.0.0.1",
     })
     import boto3
 
@@ -86,6 +92,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         _state["tansu"].stop()
     if "smtp" in _state:
         _state["smtp"].stop()
+    if "push_service" in _state:
+        _state["push_service"].stop()
     if "moto" in _state:
         _state["moto"].stop()
     if "mariadb_proc" in _state:
@@ -243,6 +251,11 @@ def stripe_stack(app) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def tansu(app) -> support.Tansu:
     return _state["tansu"]
+
+
+@pytest.fixture(scope="session")
+def push_service(app) -> support.PushService:
+    return _state["push_service"]
 
 
 @pytest.fixture(scope="session")

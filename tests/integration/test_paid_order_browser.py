@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 
@@ -236,7 +237,7 @@ def test_an_organiser_finds_an_order_in_the_console_and_refunds_it(app, client, 
 
 
 def test_a_sold_out_fan_joins_the_waitlist_gets_the_offer_and_buys(app, client, live_stream, worker, browser,
-                                                                  make_event, make_user):
+                                                                  push_service, make_event, make_user):
     """Checkout of a sold-out section offers the waitlist; a refund makes an offer; the waitlist
     page (where the offer's notice links) shows it with its countdown, and Buy goes straight to
     checkout with the offer's pass."""
@@ -245,6 +246,10 @@ def test_a_sold_out_fan_joins_the_waitlist_gets_the_offer_and_buys(app, client, 
     sale = make_event(sections=[{"name": "Floor", "capacity": 1}], max_active=100)
     first, fan = make_user(), make_user()
     rid = buy(client, app, sale["id"], sale["sections"][0]["id"], first)
+    # the fan's browser subscribed to web push (headless chromium has no push service of its own)
+    name, subscription = push_service.subscription()
+    assert client.post("/api/notifications/register", headers=fan["headers"],
+                       json={"channel": "webpush", "subscription": subscription}).status_code == 201
     join_by_api(live_stream, sale["id"], [fan])
     advance(app, sale["id"], force=1)
     with session(browser, live_stream.url, "waitlist") as context:
@@ -265,7 +270,10 @@ def test_a_sold_out_fan_joins_the_waitlist_gets_the_offer_and_buys(app, client, 
         wait_for(lambda: tick(app) is not None and client.get(
             f"/api/events/{sale['id']}/sections/{sale['sections'][0]['id']}/waitlist",
             headers=fan["headers"]).json.get("status") == "offered", timeout=30, message="the offer")
-        page = tab.go(f"/events/{sale['id']}/waitlist")
+        offer = wait_for(lambda: [m for m in push_service.messages(name) if m["type"] == "waitlist_offer"],
+                         timeout=30, message="the offer by web push")[0]
+        assert offer["url"].endswith(f"/events/{sale['id']}/waitlist")  # the push opens the offer screen
+        page = tab.go(urlsplit(offer["url"]).path)
         page.wait_for_selector("#places a.buy:not([hidden])")
         assert re.search(r"\d", page.text_content("#places .timer"))
         tab.check()

@@ -123,8 +123,26 @@ $("notify-form").addEventListener("submit", async (e) => {
   $("notify-result").textContent = r.status < 300 ? `${T.notify_on} ${target}` : (r.body && r.body.message) || T.error;
 });
 
+// "Also notify me in this browser": a web push subscription where the browser and the server
+// support it (heard even after the tab is closed), else a notification while the page is open
+async function subscribeWebPush() {
+  if (!("serviceWorker" in navigator) || !("PushManager" in window)) return false;
+  const config = await api("/api/notifications/webpush");
+  if (config.status !== 200 || !config.body.enabled) return false;
+  const registration = await navigator.serviceWorker.register("/sw.js");
+  const key = Uint8Array.from(atob(config.body.public_key.replace(/-/g, "+").replace(/_/g, "/")),
+    (c) => c.charCodeAt(0));
+  const subscription = await registration.pushManager.subscribe({userVisibleOnly: true, applicationServerKey: key});
+  const r = await api("/api/notifications/register", {method: "POST",
+    body: {channel: "webpush", subscription: subscription.toJSON()}});
+  return r.status === 200 || r.status === 201;
+}
+
 $("browser-notify").addEventListener("click", async () => {
   if ("Notification" in window && Notification.permission === "default") await Notification.requestPermission();
+  if ("Notification" in window && Notification.permission !== "granted") return;
+  const pushed = await subscribeWebPush().catch(() => false);
+  $("notify-result").textContent = pushed ? T.webpush_on : T.browser_notify_on;
 });
 
 document.addEventListener("visibilitychange", () => {
