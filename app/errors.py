@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 import redis
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 from marshmallow import Schema, fields
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
@@ -28,10 +28,11 @@ class AppError(Exception):
 
     def __init__(self, message: str, *, reason: str | None = None, errors: dict | None = None,
                  headers: dict[str, str] | None = None, status_code: int | None = None,
-                 links: dict[str, str] | None = None) -> None:
+                 links: dict[str, str] | None = None, params: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason
+        self.params = params or {}  # the figures of the message, for its translations
         self.errors = errors
         self.headers = headers or {}
         self.links = links
@@ -77,6 +78,13 @@ def error_body(status_code: int, message: str, errors: Any = None, reason: str |
     if links:
         body["links"] = links
     return body
+
+
+def localized_message(exc: AppError) -> str:
+    """The message in the request's language where a translation of its reason exists (the web
+    app registers them: app/web/error_texts.py); ``reason`` itself never changes."""
+    localize = current_app.extensions.get("error_localizer")
+    return (localize(exc) if localize else None) or exc.message
 
 
 def json_error(status_code: int, message: str, errors: Any = None, reason: str | None = None,
@@ -163,7 +171,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(AppError)
     def _app_error(exc: AppError):
-        return json_error(exc.status_code, exc.message, exc.errors, exc.reason, exc.headers, exc.links)
+        return json_error(exc.status_code, localized_message(exc), exc.errors, exc.reason, exc.headers, exc.links)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

@@ -173,7 +173,8 @@ def accept(req: ReserveRequest) -> tuple[str, dict[str, Any] | None]:
     quantity = validate_selection(section, req.quantity, req.seat_ids)
     if quantity > event.max_per_user:
         raise Unprocessable(f"At most {event.max_per_user} tickets per user for this event",
-                            reason="limit_exceeded", errors={"quantity": [f"must be 1..{event.max_per_user}"]})
+                            reason="limit_exceeded", errors={"quantity": [f"must be 1..{event.max_per_user}"]},
+                            params={"max": event.max_per_user})
     digest = request_hash(req.event_id, req.section_id, req.quantity, req.seat_ids)
     now = time.time()
     record = _record(req, section, quantity, digest, now)
@@ -213,7 +214,7 @@ def _raise_shared_refusal(reply: list, event: EventFacts) -> None:
     if outcome == "limit_exceeded":
         already = int(reply[1])
         raise Unprocessable(f"At most {event.max_per_user} tickets per user for this event; you have {already}",
-                            reason="limit_exceeded",
+                            reason="limit_exceeded", params={"max": event.max_per_user, "held": already},
                             errors={"quantity": [f"at most {max(0, event.max_per_user - already)} more"]})
     if outcome == "idempotency_key_reused":
         raise Unprocessable("This Idempotency-Key was used with a different request body",

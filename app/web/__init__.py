@@ -46,8 +46,11 @@ def init_web(app: Flask) -> None:
 
     babel.init_app(app, locale_selector=select_locale,
                    default_translation_directories=os.path.join(os.path.dirname(__file__), "translations"))
+    from app.web.error_texts import localize
+
     app.register_blueprint(bp)
     app.jinja_env.filters["money"] = _money
+    app.extensions["error_localizer"] = localize
 
 
 def _money(minor_units: int, currency: str, locale: str | None = None) -> str:

@@ -3,7 +3,9 @@ translations. (The pages themselves are driven in a browser: tests/integration/t
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
+from typing import Any
 
 from tests.support import ROOT
 
@@ -82,3 +84,30 @@ def test_swagger_ui_sends_the_authorized_bearer_token_with_every_operation(clien
                                                                    "bearerFormat": "JWT"}
     headers = {p["name"] for p in spec["paths"]["/api/tickets/reserve"]["post"]["parameters"] if p["in"] == "header"}
     assert {"X-Admission-Token", "X-Offer-Token", "Idempotency-Key"} <= headers
+
+
+def test_api_errors_speak_the_fans_language_and_keep_their_reason(app, client, worker, make_event, make_user):
+    from tests.helpers import admitted_pass
+
+    event = make_event(sections=[{"name": "Floor", "capacity": 10}], max_per_user=2)
+    fan = make_user()
+    token = admitted_pass(client, app, event["id"], fan)
+
+    def reserve(quantity: int, language: str | None) -> Any:
+        headers = {**fan["headers"], "X-Admission-Token": token, "Idempotency-Key": uuid.uuid4().hex}
+        if language:
+            headers["Accept-Language"] = language
+        return client.post("/api/tickets/reserve", headers=headers,
+                           json={"event_id": event["id"], "section_id": event["sections"][0]["id"],
+                                 "quantity": quantity})
+
+    english, korean = reserve(3, None), reserve(3, "ko-KR,ko;q=0.9")
+    assert english.status_code == korean.status_code == 422
+    assert english.json["reason"] == korean.json["reason"] == "limit_exceeded"
+    assert english.json["message"] == "At most 2 tickets per user for this event"
+    assert korean.json["message"] == "이 공연은 1인당 최대 2장까지 구매할 수 있습니다."
+    # the lang cookie (the web app's choice) counts like Accept-Language
+    client.set_cookie("lang", "ko")
+    missing = client.get("/api/orders/NOPE-NOPE-00", headers=fan["headers"])
+    client.delete_cookie("lang")
+    assert missing.json["reason"] == "order_not_found" and missing.json["message"] == "주문을 찾을 수 없습니다."
