@@ -194,3 +194,31 @@ def test_make_run_refuses_a_taken_public_port_and_moves_off_a_taken_internal_one
         assert moved != taken and moved > 0
         spare = free_port()
         assert internal_port({"DEV_REDIS_PORT": str(spare)}, "DEV_REDIS_PORT", 6390) == spare
+
+
+def readme_client_blocks() -> str:
+    """The README's client flow: every ```sh block of "A sale from the client's side" and its
+    subsection, in order, as one script."""
+    text = (ROOT / "README.md").read_text()
+    start = text.index("## A sale from the client's side")
+    section = text[start:text.index("\n## ", start + 3)]
+    return "\n".join(re.findall(r"```sh\n(.*?)```", section, re.S))
+
+
+def test_the_readmes_client_flow_runs_as_pasted_against_make_run(devstack):
+    ports = devstack["ports"]
+    script = readme_client_blocks()
+    assert script.count("curl") > 20
+    # the README names make run's default ports; this stack runs on free ones
+    script = (script.replace("127.0.0.1:8000", f"127.0.0.1:{ports['PORT']}")
+              .replace("127.0.0.1:8420", f"127.0.0.1:{ports['DEV_STRIPE_PORT']}")
+              .replace("127.0.0.1:8025", f"127.0.0.1:{ports['DEV_INBOX_PORT']}"))
+    run = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=240,
+                         cwd=ROOT)
+    assert run.returncode == 0, (run.stdout[-3000:], run.stderr[-3000:])
+    out = run.stdout
+    assert re.search(r'"result":\s*"admitted"', out), out[-3000:]  # the door
+    assert re.search(r'"reason":\s*"sold_out"', out), out[-3000:]  # the second fan, refused
+    assert re.search(r'"status":\s*"succeeded"', out), out[-3000:]  # the first fan's refund
+    last = out.strip().splitlines()[-1]  # the last block's last answer: the offer, paid
+    assert re.search(r'"status":\s*"confirmed"', last) and re.search(r'"order_number":\s*"\w', last), last
