@@ -3,7 +3,6 @@ pages and the door. These functions never commit (the caller's unit of work does
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from flask import current_app
@@ -206,21 +205,15 @@ def event_orders(event_id: int, query: str | None, page: int, page_size: int) ->
 ATTENDEE_COLUMNS = ("name", "email", "order", "section", "seat", "ticket", "status", "checked_in_at", "gate")
 
 
-def attendee_rows(event_id: int, batch: int = 1000) -> Iterator[tuple[Any, ...]]:
-    """Every ticket of an event with its holder, in batches by ticket id (keyset: a large event is
-    streamed, never loaded whole)."""
-    after = ""
-    while True:
-        rows = db.session.execute(
-            select(User.name, User.email, Order.number, Section.name, Ticket.seat_id, Ticket.label, Ticket.id,
-                   Ticket.status, Ticket.checked_in_at, Ticket.checked_in_gate)
-            .join(Order, Order.id == Ticket.order_id).join(User, User.id == Ticket.holder_user_id)
-            .join(Section, Section.id == Ticket.section_id)
-            .where(Ticket.event_id == event_id, Ticket.id > after).order_by(Ticket.id).limit(batch)).all()
-        for r in rows:
-            yield (r[0], r[1], r[2], r[3], r[5] if r[4] else "", r[6], r[7],
-                   r[8].isoformat() if r[8] else "", r[9] or "")
-        if len(rows) < batch:
-            return
-        after = rows[-1][6]
-        db.session.rollback()  # end the read between batches: no snapshot held open for the whole export
+def attendee_batch(event_id: int, after: str = "", limit: int = 1000) -> list[tuple[Any, ...]]:
+    """Up to ``limit`` tickets of an event after ticket id ``after`` (keyset: a large event is read
+    in batches, never whole), each with its holder: (name, e-mail, order, section, seat, ticket id,
+    status, checked in at, gate)."""
+    rows = db.session.execute(
+        select(User.name, User.email, Order.number, Section.name, Ticket.seat_id, Ticket.label, Ticket.id,
+               Ticket.status, Ticket.checked_in_at, Ticket.checked_in_gate)
+        .join(Order, Order.id == Ticket.order_id).join(User, User.id == Ticket.holder_user_id)
+        .join(Section, Section.id == Ticket.section_id)
+        .where(Ticket.event_id == event_id, Ticket.id > after).order_by(Ticket.id).limit(limit)).all()
+    return [(r[0], r[1], r[2], r[3], r[5] if r[4] else "", r[6], r[7], r[8].isoformat() if r[8] else "",
+             r[9] or "") for r in rows]
