@@ -14,6 +14,7 @@ from flask_jwt_extended import (
     set_access_cookies,
     set_refresh_cookies,
     unset_jwt_cookies,
+    verify_jwt_in_request,
 )
 from flask_smorest import Blueprint
 
@@ -118,6 +119,14 @@ class Login(MethodView):
 
 @blp.route("/session")
 class BrowserSession(MethodView):
+    @blp.response(200)
+    def get(self) -> dict[str, Any]:
+        """Who this browser is logged in as: `{authenticated: false}` for nobody (a 200: an
+        anonymous page is not an error), else `{authenticated: true, user}`."""
+        if verify_jwt_in_request(optional=True) is None:
+            return {"authenticated": False, "user": None}
+        return {"authenticated": True, "user": UserSchema().dump(services.get_user(current_user_id()))}
+
     @_login_limits
     @blp.arguments(LoginSchema)
     @blp.response(200)

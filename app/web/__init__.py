@@ -340,6 +340,13 @@ def console_page(event_id: int) -> str | Response:
                            grafana_url=current_app.config.get("GRAFANA_URL", ""))
 
 
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    """Pages declare no icon (`data:`); a browser or Swagger UI asking anyway gets an empty answer,
+    not a 404 in its console."""
+    return Response(status=204, headers={"Cache-Control": "public, max-age=86400"})
+
+
 @bp.get("/sw.js")
 def service_worker() -> Response:
     """The web push service worker, served from the root so its scope is the whole site."""

@@ -320,3 +320,17 @@ def test_an_admin_creates_a_seated_sale_in_the_console_and_fans_see_it(app, live
                 sections["Stalls"].currency) == ("seated", 36, 88_000, "KRW")
         assert (sections["Standing"].kind, sections["Standing"].capacity) == ("general", 200)
         db.session.rollback()
+
+
+def test_anonymous_pages_ask_nothing_that_fails(live_stream, browser, make_event):
+    """No 401 for the session check, no 404 for a favicon: an anonymous visit logs no failed request."""
+    event = make_event(sections=[{"name": "Floor", "capacity": 10}])
+    with session(browser, live_stream.url, "anonymous") as context:
+        tab = Tab(context, live_stream.url)
+        failed: list[str] = []
+        tab.page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+        for path in ("/", f"/events/{event['id']}", "/account", "/api/docs"):
+            page = tab.go(path)
+            page.wait_for_load_state("networkidle")
+        assert tab.page.request.get(f"{live_stream.url}/favicon.ico").status == 204
+        assert not failed, failed

@@ -111,3 +111,10 @@ def test_api_errors_speak_the_fans_language_and_keep_their_reason(app, client, w
     missing = client.get("/api/orders/NOPE-NOPE-00", headers=fan["headers"])
     client.delete_cookie("lang")
     assert missing.json["reason"] == "order_not_found" and missing.json["message"] == "주문을 찾을 수 없습니다."
+
+
+def test_the_session_check_is_a_200_for_nobody_and_names_the_user_otherwise(client, make_user):
+    assert client.get("/api/auth/session").json == {"authenticated": False, "user": None}
+    fan = make_user()
+    body = client.get("/api/auth/session", headers=fan["headers"]).json
+    assert body["authenticated"] is True and body["user"]["email"] == fan["email"]

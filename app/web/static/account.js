@@ -5,13 +5,14 @@ const $ = (id) => document.getElementById(id);
 const say = (text) => { $("account-message").textContent = text || ""; };
 
 async function show() {
-  const me = await api("/api/auth/me");
-  $("me").hidden = me.status !== 200;
-  $("anon").hidden = me.status === 200;
-  if (me.status !== 200) return;
-  $("me-email").textContent = me.body.email;
-  $("verify").hidden = !!me.body.email_verified;
-  $("verified").hidden = !me.body.email_verified;
+  const session = await api("/api/auth/session");
+  const user = session.status === 200 && session.body.authenticated ? session.body.user : null;
+  $("me").hidden = !user;
+  $("anon").hidden = !!user;
+  if (!user) return;
+  $("me-email").textContent = user.email;
+  $("verify").hidden = !!user.email_verified;
+  $("verified").hidden = !user.email_verified;
   const channels = await api("/api/notifications/devices");
   $("channels").replaceChildren(...((channels.body && channels.body.items) || channels.body || []).map(channelItem));
 }

@@ -34,8 +34,8 @@ export async function api(path, {method = "GET", body, headers = {}, retry = tru
 
 // the logged-in user, or a redirect to the account page (then null)
 export async function requireUser() {
-  const r = await api("/api/auth/me");
-  if (r.status === 200) return r.body;
+  const r = await api("/api/auth/session");  // a 200 for nobody too: no error logged on anonymous pages
+  if (r.status === 200 && r.body.authenticated) return r.body.user;
   window.location.href = "/account?next=" + encodeURIComponent(window.location.pathname);
   return null;
 }
