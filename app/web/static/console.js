@@ -27,7 +27,9 @@ async function update() {
   lastAt = now;
   state.textContent = s.paused ? T.console_paused : T.console_running;
   for (const [key, value] of Object.entries({waiting: s.waiting, active: s.active, admitted_per_minute: perMinute,
-    admit_rate_per_minute: s.admit_rate_per_minute, oldest_wait_seconds: s.oldest_wait_seconds,
+    // the rate is measured on the line's delivery: with nobody waiting there is nothing to
+    // measure, and the last figure (kept for the next ETA) would read as admissions happening now
+    admit_rate_per_minute: s.waiting ? s.admit_rate_per_minute : null, oldest_wait_seconds: s.oldest_wait_seconds,
     last_eta_seconds: s.last_eta_seconds, holds_expiring: s.holds_expiring_60s,
     outbox_lag_seconds: s.outbox_lag_seconds})) spark(key, value);
   const door = await api(`/api/events/${eventId}/checkin`);
