@@ -204,12 +204,25 @@ def test_a_korean_browser_gets_korean_pages(app, live_stream, browser, make_even
         assert english.text_content("h1") == "Events"
 
 
-def test_swagger_ui_works_with_no_network(live_stream, browser):
+def test_swagger_ui_works_with_no_network_and_sends_the_authorized_token(live_stream, browser, make_user):
+    fan = make_user()
     with session(browser, live_stream.url, "swagger") as context:
         tab = Tab(context, live_stream.url)
         page = tab.go("/api/docs")
         page.wait_for_selector(".swagger-ui .info .title")
         assert "Ticket reservation platform" in page.text_content(".swagger-ui .info .title")
+        # Authorize with a bearer token, then try GET /api/auth/me: it answers for that user
+        page.click(".swagger-ui .btn.authorize")
+        page.fill(".swagger-ui .modal-ux input[type=text]", fan["token"])
+        page.click(".swagger-ui .modal-ux .auth-btn-wrapper .btn.authorize")
+        page.click(".swagger-ui .modal-ux .btn-done")
+        operation = page.locator(".opblock-get", has=page.locator('[data-path="/api/auth/me"]')).first
+        operation.locator(".opblock-summary").click()
+        operation.locator(".try-out__btn").click()
+        operation.locator(".execute").click()
+        operation.locator(".live-responses-table .response-col_status").first.wait_for()
+        assert operation.locator(".live-responses-table .response-col_status").first.text_content().strip() == "200"
+        assert fan["email"] in operation.locator(".live-responses-table .response-col_description").first.text_content()
         assert not tab.outside, tab.outside
         assert not tab.errors, tab.errors  # its one inline script runs under the page's nonce
 
