@@ -102,8 +102,13 @@ def _login_limits(view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _log_in(data: dict, *, cookies: bool) -> dict[str, Any] | Response:
+    from app.notifications.services import refresh_cache
+
     user = services.authenticate(data["email"], data["password"])
     sid, refresh = sessions.start(user.id)
+    # the waiting room's copy of the channels (the account e-mail is one): fresh before the fan
+    # joins a sale, also for an account verified before the copy knew of it
+    refresh_cache(user.id)
     return _pair(user, sid, refresh, cookies=cookies)
 
 
@@ -213,14 +218,17 @@ class Me(MethodView):
     @blp.arguments(AccountUpdateSchema)
     @blp.response(200, UserSchema)
     def patch(self, data: dict) -> Response:
-        """Change your language (`en`, `ko`): pages, e-mails and notices follow it, and the `lang`
-        cookie is set to it so the next page is in it too."""
+        """Change your settings: `locale` (`en`, `ko`: pages, e-mails and notices follow it, and the
+        `lang` cookie is set to it so the next page is in it too) and `notify_by_email` (notices to
+        your verified account e-mail, on by default)."""
         with transaction():
-            user = services.set_locale(current_user_id(), data["locale"])
+            user = services.update_account(current_user_id(), locale=data.get("locale"),
+                                           notify_by_email=data.get("notify_by_email"))
             body = UserSchema().dump(user)
         response = json_response(body, 200)
-        response.set_cookie("lang", data["locale"], max_age=365 * 86400, samesite="Lax",
-                            secure=current_app.config["JWT_COOKIE_SECURE"])
+        if data.get("locale"):
+            response.set_cookie("lang", data["locale"], max_age=365 * 86400, samesite="Lax",
+                                secure=current_app.config["JWT_COOKIE_SECURE"])
         return response
 
     @jwt_required()

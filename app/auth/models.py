@@ -23,6 +23,9 @@ class User(Base):
     email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # deleted by its owner: anonymised (orders keep their buyer), every session and token revoked
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # the verified account e-mail is a notice channel by default (admissions, offers, refunds);
+    # the owner may turn it off (PATCH /api/auth/me)
+    notify_by_email: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True, server_default="1")
 
     @property
     def email_verified(self) -> bool:

@@ -35,6 +35,7 @@ class UserSchema(Schema):
     locale = fields.String()
     roles = fields.List(fields.String())
     email_verified = fields.Boolean(metadata={"description": "buying needs a verified e-mail"})
+    notify_by_email = fields.Boolean(metadata={"description": "notices also go to the verified account e-mail"})
     created_at = fields.DateTime()
 
 
@@ -46,8 +47,14 @@ class TokenPairSchema(Schema):
 
 
 class AccountUpdateSchema(Schema):
-    locale = fields.String(required=True, validate=validate.OneOf(["en", "ko"]),
+    locale = fields.String(validate=validate.OneOf(["en", "ko"]),
                            metadata={"description": "the language of pages, messages and notices"})
+    notify_by_email = fields.Boolean(metadata={"description": "notices to the account's verified e-mail"})
+
+    @validates_schema
+    def _something(self, data: dict, **_kwargs: object) -> None:
+        if not data:
+            raise ValidationError("Give locale, notify_by_email or both", field_name="_schema")
 
 
 class DeleteAccountSchema(Schema):

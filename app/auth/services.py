@@ -16,7 +16,7 @@ from app.db import lock_rows, utcnow
 from app.errors import Conflict, Unauthorized
 from app.extensions import db, redis_store
 from app.redis.keys import revoked_token_key
-from app.tasking import send_task_after_commit
+from app.tasking import call_after_commit, send_task_after_commit
 
 # A constant hash to compare against when the e-mail is unknown, so login timing does not reveal
 # which addresses have accounts.
@@ -87,6 +87,7 @@ def verify_email(user_id: int, code: str) -> User:
         verification.check(f"email:{user.id}", code)
         user.email_verified_at = utcnow()
         db.session.flush()
+        _channels_changed(user.id)  # a proved address is a channel from now on
     return user
 
 
@@ -115,11 +116,23 @@ def get_user(user_id: int) -> User:
     return user
 
 
-def set_locale(user_id: int, locale: str) -> User:
+def update_account(user_id: int, *, locale: str | None = None, notify_by_email: bool | None = None) -> User:
+    """The owner's settings: language, and whether notices go to the verified account e-mail."""
     user = get_user(user_id)
-    user.locale = locale
+    if locale is not None:
+        user.locale = locale
+    if notify_by_email is not None and notify_by_email != user.notify_by_email:
+        user.notify_by_email = notify_by_email
+        _channels_changed(user_id)
     db.session.flush()
     return user
+
+
+def _channels_changed(user_id: int) -> None:
+    """The account e-mail counts as a channel: the waiting room's copy follows after commit."""
+    from app.notifications.services import refresh_cache
+
+    call_after_commit(db.session, lambda: refresh_cache(user_id))
 
 
 def is_admin_now(user_id: int) -> bool:

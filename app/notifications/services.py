@@ -8,6 +8,7 @@ import logging
 import random
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -148,17 +149,29 @@ CODE_TEXTS = {
 }
 
 
+ACCOUNT_EMAIL = "account-email"  # the cache's entry for the verified account e-mail
+
+
+def account_email_wanted(user: User | None, registered_emails: set[str]) -> bool:
+    """The verified account e-mail is a channel by default (the owner may turn it off), unless the
+    same address is registered as a channel of its own (then that one is told, once)."""
+    return bool(user and user.email_verified_at is not None and user.deleted_at is None and user.notify_by_email
+                and user.email.strip().lower() not in registered_emails)
+
+
 def refresh_cache(user_id: int) -> None:
     """Redis copy of the user's enabled, verified channels, read on the admission hot path."""
     devices = db.session.scalars(select(Device).where(Device.user_id == user_id, Device.enabled.is_(True),
                                                       Device.verified_at.is_not(None))).all()
+    channels_ = {d.id: {"channel": d.channel, "platform": d.platform} for d in devices}
+    if account_email_wanted(db.session.get(User, user_id), {d.target for d in devices if d.channel == CHANNEL_EMAIL}):
+        channels_[ACCOUNT_EMAIL] = {"channel": CHANNEL_EMAIL, "platform": None}
     client = redis_store.client
     key = devices_cache_key(user_id)
     pipe = client.pipeline(transaction=False)
     pipe.delete(key)
-    if devices:
-        pipe.hset(key, mapping={d.id: json.dumps({"channel": d.channel, "platform": d.platform})
-                                for d in devices})
+    if channels_:
+        pipe.hset(key, mapping={k: json.dumps(v) for k, v in channels_.items()})
     queues = sorted(client.smembers(user_queues_key(user_id)))
     live = client.smismember(REGISTRY_KEY, queues) if queues else []
     for event_id, is_live in zip(queues, live, strict=True):
@@ -166,7 +179,7 @@ def refresh_cache(user_id: int) -> None:
             pipe.srem(user_queues_key(user_id), event_id)
             continue
         notifiable = QueueKeys(int(event_id)).notifiable
-        if devices:
+        if channels_:
             pipe.sadd(notifiable, user_id)
         else:
             pipe.srem(notifiable, user_id)
@@ -259,6 +272,21 @@ def record_notices(event_id: int, admitted_at: float, admissions: list[tuple[int
                                                    Device.verified_at.is_not(None))).all() if until_by_user else []
     at = datetime.fromtimestamp(admitted_at, UTC)
     rows, keys = [], []
+    registered: dict[int, set[str]] = {}
+    for device in devices:
+        if device.channel == CHANNEL_EMAIL:
+            registered.setdefault(device.user_id, set()).add(device.target)
+    users = session.scalars(select(User).where(User.id.in_(until_by_user), User.email_verified_at.is_not(None),
+                                               User.notify_by_email.is_(True))).all() if until_by_user else []
+    for user in users:  # the account e-mail: a row with no device, sent to the address
+        if account_email_wanted(user, registered.get(user.id, set())):
+            until = until_by_user[user.id]
+            key = f"{kind}:{event_id}:{user.id}:{int(until * 1000)}:{ACCOUNT_EMAIL}"
+            keys.append(key)
+            rows.append({"id": new_uuid(), "dedupe_key": key, "user_id": user.id, "event_id": event_id,
+                         "device_id": None, "channel": CHANNEL_EMAIL, "kind": kind, "status": "pending",
+                         "attempts": 0, "admitted_at": at, "admitted_until": datetime.fromtimestamp(until, UTC),
+                         "created_at": utcnow()})
     for device in devices:
         until = until_by_user[device.user_id]
         key = f"{kind}:{event_id}:{device.user_id}:{int(until * 1000)}:{device.id}"
@@ -293,7 +321,8 @@ def send_one(device: Device | None, notification: Notification | None, message: 
     """(provider message id, channel used). Falls back to `log` where no provider is configured.
     ``notification`` is None for a verification code (sent to the device being proved)."""
     cfg = current_app.config
-    if notification is not None and notification.kind in DIRECT_KINDS:
+    if notification is not None and (notification.kind in DIRECT_KINDS or notification.device_id is None):
+        # a receipt, or a notice to the account e-mail: straight to the address
         return channels.send_email_or_log(message.to, message)
     if device is None:
         raise channels.PermanentError("device was removed")
@@ -338,7 +367,31 @@ def _message_of(n: Notification, user: User, event: Event) -> channels.Message:
         from app.orders.receipts import receipt_message  # orders depend on notifications, not back
 
         return receipt_message(n.subject_id, user)
-    return build_message(user, event, n.admitted_until, n.kind)
+    message = build_message(user, event, n.admitted_until, n.kind)
+    if n.channel == CHANNEL_EMAIL:  # an e-mail: HTML and text in the fan's language, with its figures
+        message = notice_email(message, user, event, n)
+    return replace(message, to=user.email) if n.device_id is None else message
+
+
+def notice_email(message: channels.Message, user: User, event: Event, n: Notification) -> channels.Message:
+    """An admission, offer or refund notice as an e-mail: text and HTML in the fan's language, the
+    deadline, the page to open and, for a refund, the amount and fee."""
+    from flask import render_template
+    from flask_babel import force_locale
+
+    refund = None
+    if n.kind == "refunded":
+        from app.booking.models import Refund
+
+        refund = db.session.scalar(select(Refund).where(Refund.user_id == user.id, Refund.event_id == event.id,
+                                                         Refund.status == "succeeded")
+                                   .order_by(Refund.updated_at.desc()).limit(1))
+    context = {"message": message, "event": event, "locale": user.locale or "en", "kind": n.kind,
+               "deadline": n.admitted_until, "refund": refund}
+    with force_locale(user.locale or "en"):
+        text = render_template("email/notice.txt", **context)
+        html = render_template("email/notice.html", **context)
+    return replace(message, body=text, html=html)
 
 
 def record(jobs: list, results: list[tuple[str, Any]]) -> list[str]:

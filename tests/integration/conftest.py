@@ -282,15 +282,20 @@ def make_user(app):
         _HASH.append(generate_password_hash(_PASSWORD))
 
     def factory(email: str | None = None, admin: bool = False, locale: str = "en",
-                verified: bool = True) -> dict[str, Any]:
+                verified: bool = True, notify_by_email: bool = False) -> dict[str, Any]:
+        """``notify_by_email``: off here (the product's default is on), so a test counts only the
+        channels it registers; the account e-mail's own tests turn it on."""
         from app.db import utcnow
+        from app.notifications.services import refresh_cache
 
         with app.app_context():
             user = User(email=email or f"user-{uuid.uuid4().hex[:10]}@test.local", name="Test User",
                         password_hash=_HASH[0], is_admin=admin, locale=locale,
-                        email_verified_at=utcnow() if verified else None)
+                        email_verified_at=utcnow() if verified else None, notify_by_email=notify_by_email)
             db.session.add(user)
             db.session.commit()
+            if notify_by_email:
+                refresh_cache(user.id)  # as a login does
             token = create_access_token(identity=str(user.id), additional_claims={"roles": user.roles,
                                                                                   "ev": verified})
             return {"id": user.id, "email": user.email, "password": _PASSWORD, "token": token,

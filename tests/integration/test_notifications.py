@@ -122,11 +122,13 @@ def test_admission_notifies_every_channel_once_within_the_target(app, client, wo
     parsed = [email.message_from_string(m["data"], policy=email.policy.default)
               for m in smtp_sink.messages if "fan@example.com" in m["to"]]
     # (the sink keeps the whole run's mail: this admission's notice, not codes or other tests' mail)
-    mails = [m for m in parsed if f"ticketapp://queue/{event['id']}\n" in m.get_body().get_content()]
+    mails = [m for m in parsed
+             if f"ticketapp://queue/{event['id']}\n" in m.get_body(("plain",)).get_content().replace("\r\n", "\n")]
     assert len(mails) == 1
     mail = mails[0]
     assert str(mail["Subject"]) == "차례가 되었습니다!"
-    assert f"ticketapp://queue/{event['id']}" in mail.get_content()
+    assert f"ticketapp://queue/{event['id']}" in mail.get_body(("plain",)).get_content()
+    assert f"/events/{event['id']}/queue" in mail.get_body(("html",)).get_content()  # and an HTML part
 
     # the same admission delivered twice to the task: no second message anywhere
     from tasks.celery_app import celery
@@ -281,3 +283,51 @@ def test_push_registration_when_sns_answers_an_html_500_is_503(app, client, make
         server.shutdown()
     assert r.status_code == 503 and r.json["reason"] == "push_unavailable", r.json
     assert client.get("/api/notifications/devices", headers=user["headers"]).json == []
+
+
+def _mails_to(smtp_sink, address: str) -> list[email.message.EmailMessage]:
+    return [email.message_from_string(m["data"], policy=email.policy.default) for m in smtp_sink.messages
+            if address in m["to"]]
+
+
+def test_the_verified_account_email_is_a_channel_by_default_and_can_be_turned_off(app, client, worker, smtp_sink,
+                                                                                   make_event, make_user):
+    from app.redis.keys import QueueKeys
+    from tests.integration.test_after_sale import buy
+
+    fan = make_user(notify_by_email=True, locale="ko")  # no channel registered
+    event = make_event(admit_per_minute=6000, name="Mail Night", sections=[{"name": "Floor", "capacity": 5,
+                                                                            "price_cents": 40_000,
+                                                                            "currency": "KRW"}],
+                       refund_fee_percent=10)
+    assert client.post(f"/api/queue/{event['id']}/join", headers=fan["headers"]).status_code == 202
+    assert advance(app, event["id"]).admitted == [fan["id"]]
+    mail = wait_for(lambda: [m for m in _mails_to(smtp_sink, fan["email"]) if "Mail Night" in str(m.get_body(
+        ("plain",)).get_content())], timeout=20, message="the admission at the account address")[0]
+    assert str(mail["Subject"]) == "차례가 되었습니다!"
+    html = mail.get_body(("html",)).get_content()
+    assert f"/events/{event['id']}/queue" in html and "Mail Night" in html
+    with app.app_context():
+        rows = db.session.scalars(select(Notification).where(Notification.user_id == fan["id"])).all()
+        assert [(n.channel, n.device_id, n.status) for n in rows] == [("email", None, "sent")]
+        db.session.rollback()
+
+    # a refund's notice says how much comes back, in the fan's language
+    rid = buy(client, app, event["id"], event["sections"][0]["id"], fan)
+    assert client.post(f"/api/tickets/{rid}/refund", headers=fan["headers"]).status_code in (200, 201)
+    refund_mail = wait_for(lambda: [m for m in _mails_to(smtp_sink, fan["email"])
+                                    if str(m["Subject"]) == "환불이 처리되었습니다"], timeout=20,
+                           message="the refund notice")[0]
+    text = refund_mail.get_body(("plain",)).get_content()
+    assert "₩36,000" in text and "₩4,000" in text and "/tickets" in text
+
+    # turned off: the account e-mail is no channel, so a new sale does not count the fan notifiable
+    r = client.patch("/api/auth/me", json={"notify_by_email": False}, headers=fan["headers"])
+    assert r.status_code == 200 and r.json["notify_by_email"] is False
+    later = make_event(admit_per_minute=6000)
+    assert client.post(f"/api/queue/{later['id']}/join", headers=fan["headers"]).status_code == 202
+    with app.app_context():
+        from app.extensions import redis_store
+
+        assert not redis_store.client.sismember(QueueKeys(later["id"]).notifiable, fan["id"])
+    assert client.patch("/api/auth/me", json={}, headers=fan["headers"]).status_code == 422

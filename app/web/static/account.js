@@ -13,6 +13,7 @@ async function show() {
   $("me-email").textContent = user.email;
   $("verify").hidden = !!user.email_verified;
   $("verified").hidden = !user.email_verified;
+  $("notify-by-email").checked = !!user.notify_by_email;
   const channels = await api("/api/notifications/devices");
   $("channels").replaceChildren(...((channels.body && channels.body.items) || channels.body || []).map(channelItem));
 }
@@ -102,6 +103,11 @@ $("add-channel").addEventListener("submit", async (e) => {
     body: {channel: "email", address: $("channel-email").value}});
   say(r.status < 300 ? "✓" : (r.body && r.body.message) || T.error);
   show();
+});
+
+$("notify-by-email").addEventListener("change", async (e) => {
+  const r = await api("/api/auth/me", {method: "PATCH", body: {notify_by_email: e.target.checked}});
+  say(r.status === 200 ? "" : (r.body && r.body.message) || T.error);
 });
 
 $("logout").addEventListener("click", async () => {
