@@ -433,6 +433,7 @@ class PushService:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
+        self.origin = f"http://127.0.0.1:{self.port}"  # the audience of the VAPID token
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def subscription(self, *, gone: bool = False) -> tuple[str, dict[str, Any]]:

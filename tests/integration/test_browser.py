@@ -319,6 +319,7 @@ def test_an_admin_creates_a_seated_sale_in_the_console_and_fans_see_it(app, live
         spec.locator(".s-name").fill("Standing")
         spec.locator(".s-price").fill("55000")
         spec.locator(".s-capacity").fill("200")
+        tab.shot("console-new-event")
         tab.check()
         page.click("#create")
         page.wait_for_url(re.compile(r".*/console/events/\d+$"))

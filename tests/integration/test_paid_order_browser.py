@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db
@@ -68,6 +69,7 @@ def test_a_fan_pays_with_stripe_sees_the_order_then_gets_the_receipt_and_one_qr_
         summary = page.text_content("#summary")
         assert "Floor" in summary and "2 × ₩45,000" in summary and "₩90,000" in summary and "₩0" in summary
         enter_card(page, CARDS["visa"])
+        tab.shot("checkout-summary")
         page.click("#pay-button")
         page.wait_for_selector("#done:not([hidden])")
         number = page.text_content("#order-number")
@@ -182,6 +184,7 @@ def test_the_staff_scanner_admits_a_ticket_once_by_manual_entry(app, client, liv
         page.click("#manual button[type=submit]")
         page.wait_for_selector("#result.bad")
         assert "Already used" in page.text_content("#result") and "main" in page.text_content("#detail")
+        tab.shot("scanner")
         page.fill("#code", "not-a-ticket")
         page.click("#manual button[type=submit]")
         page.wait_for_function("document.getElementById('result').textContent.includes('Not a valid')")
@@ -192,11 +195,13 @@ def test_the_staff_scanner_admits_a_ticket_once_by_manual_entry(app, client, liv
         assert r.status == 403
 
 
+@pytest.mark.parametrize(("locale", "refunded", "back"), [("en", "Refunded", "You get back"),
+                                                           ("ko", "환불됨", "환불 금액")])
 def test_a_fan_refunds_from_the_order_page_seeing_the_fee_first(app, client, live_stream, worker, browser,
-                                                                make_event, make_user):
+                                                                make_event, make_user, locale, refunded, back):
     sale = make_event(sections=[{"name": "Floor", "capacity": 10, "price_cents": 40_000, "currency": "KRW"}],
                       refund_fee_percent=10)
-    fan = make_user()
+    fan = make_user(locale=locale)  # logging in sets the page language from the account
     buy(client, app, sale["id"], sale["sections"][0]["id"], fan)
     number = client.get("/api/orders", headers=fan["headers"]).json["items"][0]["number"]
     with session(browser, live_stream.url, "refund") as context:
@@ -204,11 +209,13 @@ def test_a_fan_refunds_from_the_order_page_seeing_the_fee_first(app, client, liv
         tab = Tab(context, live_stream.url)
         page = tab.go(f"/orders/{number}")
         offer = page.text_content("#refund")
-        assert "₩36,000" in offer and "₩4,000" in offer  # what comes back, and the fee, before asking
+        assert "₩36,000" in offer and "₩4,000" in offer and back in offer  # what comes back, before asking
+        if locale == "en":
+            tab.shot("order")
         tab.check()
         page.click("#refund-button")
         page.wait_for_selector("#refund-state")
-        assert "Refunded" in page.text_content("#refund-state")
+        assert refunded in page.text_content("#refund-state")
         assert not page.query_selector("#refund") and not page.query_selector(".qr-box")
         tab.check()
     order = client.get("/api/orders", headers=fan["headers"]).json["items"][0]

@@ -16,6 +16,20 @@ from tests.helpers import advance
 from tests.support import wait_for
 
 
+def vapid_claims(authorization: str, public_key: str, audience: str) -> dict:
+    """The VAPID JWT of a push request, its ES256 signature verified with the server's public key
+    (RFC 8292), as a push service does before accepting it."""
+    import re
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    token = re.search(r"\bt=([^,\s]+)", authorization).group(1)
+    point = base64.urlsafe_b64decode(public_key + "=" * (-len(public_key) % 4))
+    key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+    return jwt.decode(token, key=key, algorithms=["ES256"], audience=audience)
+
+
 def register(client, user, subscription):
     return client.post("/api/notifications/register", headers=user["headers"],
                        json={"channel": "webpush", "subscription": subscription})
@@ -41,6 +55,8 @@ def test_a_closed_tab_hears_its_turn_by_web_push(app, client, worker, push_servi
     headers = push_service.headers(name)[0]
     assert headers["content-encoding"] == "aes128gcm" and int(headers["ttl"]) > 0
     assert headers["authorization"].startswith("vapid t=") and f"k={config['public_key']}" in headers["authorization"]
+    claims = vapid_claims(headers["authorization"], config["public_key"], push_service.origin)
+    assert claims["sub"].startswith("mailto:") and claims["exp"] > time.time()
     with app.app_context():
         rows = db.session.scalars(select(Notification).where(Notification.user_id == fan["id"])).all()
         assert [(n.channel, n.status) for n in rows] == [("webpush", "sent")]
@@ -77,3 +93,35 @@ def test_a_subscription_must_point_at_a_push_service(client, make_user):
     assert r.status_code == 422 and r.json["reason"] == "unknown_push_service"
     r = client.post("/api/notifications/register", headers=fan["headers"], json={"channel": "webpush"})
     assert r.status_code == 422 and "subscription" in r.json["errors"]
+
+
+def test_the_service_worker_registers_and_shows_a_pushed_notice(live_stream, browser):
+    """Headless chromium has no push service to subscribe at, so the push is delivered the way
+    DevTools does it (ServiceWorker.deliverPushMessage): the page's worker shows the notice."""
+    import json
+
+    from tests.browser import Tab, session
+
+    with session(browser, live_stream.url, "service-worker") as context:
+        context.grant_permissions(["notifications"], origin=live_stream.url)
+        tab = Tab(context, live_stream.url)
+        page = tab.go("/")
+        scope = page.evaluate("async () => (await navigator.serviceWorker.register('/sw.js')).scope")
+        assert scope == live_stream.url + "/"
+        page.evaluate("async () => { await navigator.serviceWorker.ready; }")
+        cdp = context.new_cdp_session(page)
+        registrations: list[dict] = []
+        cdp.on("ServiceWorker.workerRegistrationUpdated", lambda e: registrations.extend(e["registrations"]))
+        cdp.send("ServiceWorker.enable")
+        ours = wait_for(lambda: page.wait_for_timeout(50) or [r for r in registrations
+                                                             if r["scopeURL"] == scope and not r["isDeleted"]],
+                        timeout=10, message="the worker's registration")[0]
+        notice = {"title": "It's your turn!", "body": "You can now book Push Night.", "type": "queue_admitted",
+                  "event_id": "7", "url": f"{live_stream.url}/events/7/queue"}
+        cdp.send("ServiceWorker.deliverPushMessage", {"origin": live_stream.url,
+                                                      "registrationId": ours["registrationId"],
+                                                      "data": json.dumps(notice)})
+        shown = wait_for(lambda: page.evaluate("""async () => (await (await navigator.serviceWorker.ready)
+            .getNotifications()).map(n => [n.title, n.body, n.data.url])"""), timeout=10, message="the notice shown")
+        assert shown == [[notice["title"], notice["body"], notice["url"]]]
+        assert not tab.errors, tab.errors
