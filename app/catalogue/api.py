@@ -14,12 +14,14 @@ from app.catalogue.schemas import (
     EventDetailSchema,
     EventPageSchema,
     EventSchema,
+    EventUpdateSchema,
     SeatMapSchema,
     SectionCapacitySchema,
     SectionCreateSchema,
     SectionSchema,
 )
 from app.db import transaction
+from app.errors import Unprocessable
 from app.pagination import PageArgsSchema, page_body
 
 blp = Blueprint("events", __name__, url_prefix="/api/events", description="Events, sections and seat maps")
@@ -59,6 +61,18 @@ class EventDetail(MethodView):
         view = {column.name: getattr(event, column.name) for column in event.__table__.columns}
         view["sections"] = [_section_view(s, shown[s.id]["available"]) for s in event.sections]
         return view
+
+
+    @admin_required
+    @blp.arguments(EventUpdateSchema)
+    @blp.response(200, EventSchema)
+    def patch(self, data: dict, event_id: int) -> Event:
+        """Edit an event: name, venue, start, refund policy, offer window (admin). The waiting
+        room's settings and the sale window: PATCH /api/queue/{id}."""
+        if not data:
+            raise Unprocessable("Nothing to change", errors={"_schema": ["give at least one field"]})
+        with transaction():
+            return services.update_event(event_id, data)
 
 
 @blp.route("/<int:event_id>/sections")

@@ -35,6 +35,17 @@ class EventCreateSchema(Schema):
                                           metadata={"description": "how long a waitlist offer stays open"})
 
 
+class EventUpdateSchema(Schema):
+    """What can change on a sale once it exists (its waiting-room settings and window: PATCH
+    /api/queue/{id}; per-fan limits and hold length stay as the sale started)."""
+    name = fields.String(validate=validate.Length(min=1, max=200))
+    venue = fields.String(validate=validate.Length(min=1, max=200))
+    starts_at = fields.AwareDateTime(default_timezone=UTC)
+    refund_deadline = fields.AwareDateTime(allow_none=True, default_timezone=UTC)
+    refund_fee_percent = fields.Integer(strict=True, validate=validate.Range(min=0, max=100))
+    offer_window_seconds = fields.Integer(strict=True, validate=validate.Range(min=30, max=86_400))
+
+
 class SectionCapacitySchema(Schema):
     capacity = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=1_000_000),
                               metadata={"description": "new capacity of a general admission section"})

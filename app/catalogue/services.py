@@ -57,6 +57,19 @@ def create_event(data: dict[str, Any]) -> Event:
     return event
 
 
+def update_event(event_id: int, changes: dict[str, Any]) -> Event:
+    """An admin's edit of what a sale shows and its refund policy; the waiting room's copy of the
+    event (Redis) follows after commit."""
+    from app.queue.services import sync_meta
+
+    event = get_event(event_id)
+    for field, value in changes.items():
+        setattr(event, field, value)
+    db.session.flush()
+    call_after_commit(db.session(), lambda: sync_meta(event))
+    return event
+
+
 def get_event(event_id: int) -> Event:
     event = db.session.get(Event, event_id)
     if event is None:

@@ -115,8 +115,8 @@ class Place(MethodView):
     @blp.arguments(QueueSettingsSchema)
     @blp.response(200, QueueStatsSchema)
     def patch(self, data: dict, event_id: int) -> dict[str, Any]:
-        """Change admit_per_minute, max_active, admission_window_seconds or pow_difficulty of a live sale
-        (admin)."""
+        """Change admit_per_minute, max_active, admission_window_seconds, pow_difficulty or the sale
+        window (sale_opens_at: open now; sale_closes_at: stop new joins) of a live sale (admin)."""
         if not data:
             raise Unprocessable("Nothing to change", errors={"_schema": ["give at least one setting"]})
         with transaction():

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import UTC
+
 from marshmallow import Schema, fields, validate
 
 
@@ -23,6 +25,9 @@ class QueueSettingsSchema(Schema):
     max_active = fields.Integer(strict=True, validate=validate.Range(min=1, max=10_000_000))
     admission_window_seconds = fields.Integer(strict=True, validate=validate.Range(min=1, max=86_400))
     pow_difficulty = fields.Integer(strict=True, validate=validate.Range(min=0, max=24))
+    # the sale window: open it now (an earlier start), or stop new joins (an earlier end)
+    sale_opens_at = fields.AwareDateTime(default_timezone=UTC)
+    sale_closes_at = fields.AwareDateTime(allow_none=True, default_timezone=UTC)
 
 
 class QueueStatsSchema(Schema):

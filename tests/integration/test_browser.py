@@ -291,9 +291,14 @@ def test_the_seat_map_draws_rows_as_rows_under_the_stage_and_works_on_a_phone(ap
         tab.check()
 
 
-def test_an_admin_creates_a_seated_sale_in_the_console_and_fans_see_it(app, live_stream, browser, make_user):
+def test_an_admin_creates_a_seated_sale_opens_it_and_runs_it_from_the_console(app, client, live_stream, worker,
+                                                                             browser, make_user):
+    """Create a sale with a seated section, open it, edit it, see its waitlist panel, find a fan's
+    order, refund it and download the attendees, all in the console."""
     from app.catalogue.models import Event, Section
+    from app.db import utcnow
     from app.extensions import db
+    from tests.integration.test_orders_checkin import buy_seats
 
     admin = make_user(admin=True)
     name = f"Console Gala {uuid.uuid4().hex[:6]}"
@@ -327,14 +332,41 @@ def test_an_admin_creates_a_seated_sale_in_the_console_and_fans_see_it(app, live
         page.wait_for_selector("#sections tr")
         assert "Stalls" in page.text_content("#sections") and "Standing" in page.text_content("#sections")
         tab.check()
+        with app.app_context():
+            event = db.session.get(Event, event_id)
+            sections = {s.name: s for s in db.session.query(Section).filter_by(event_id=event_id)}
+            assert event.name == name and event.venue == "Lotte Concert Hall" and event.refund_fee_percent == 10
+            assert (sections["Stalls"].kind, sections["Stalls"].capacity, sections["Stalls"].price_cents,
+                    sections["Stalls"].currency) == ("seated", 36, 88_000, "KRW")
+            assert (sections["Standing"].kind, sections["Standing"].capacity) == ("general", 200)
+            assert event.sale_opens_at > utcnow()  # 2030: not open yet
+            stalls = sections["Stalls"].id
+            db.session.rollback()
+
+        page.click("#open-now")
+        page.wait_for_function("document.getElementById('control-message').textContent === 'Saved.'")
+        page.fill("#edit-venue", "Lotte Concert Hall, Seoul")
+        page.click("#edit-event button[type=submit]")
+        page.wait_for_function("document.getElementById('control-message').textContent === 'Saved.'")
+        assert page.is_visible("#no-waitlist")  # the waitlist panel, empty so far
+        # the sale is open: a fan buys two seats
+        fan = make_user(email=f"console-{uuid.uuid4().hex[:6]}@example.com")
+        paid = buy_seats(client, app, event_id, stalls, fan, ["A1", "A2"])
+        page.fill("#order-q", paid["order_number"])
+        page.click("#order-search button[type=submit]")
+        page.wait_for_selector(f"#orders td:has-text('{fan['email']}')")
+        with page.expect_download() as download:
+            page.click("#attendees-csv")
+        exported = open(download.value.path(), encoding="utf-8").read()
+        assert fan["email"] in exported and paid["order_number"] in exported and ",A2," in exported
+        page.click("#orders button")
+        page.wait_for_selector("#orders td:has-text('Refunded')")
+        tab.check()
     with app.app_context():
         event = db.session.get(Event, event_id)
-        sections = {s.name: s for s in db.session.query(Section).filter_by(event_id=event_id)}
-        assert event.name == name and event.venue == "Lotte Concert Hall" and event.refund_fee_percent == 10
-        assert (sections["Stalls"].kind, sections["Stalls"].capacity, sections["Stalls"].price_cents,
-                sections["Stalls"].currency) == ("seated", 36, 88_000, "KRW")
-        assert (sections["Standing"].kind, sections["Standing"].capacity) == ("general", 200)
+        assert event.sale_opens_at <= utcnow() and event.venue == "Lotte Concert Hall, Seoul"
         db.session.rollback()
+    assert client.get("/api/orders", headers=fan["headers"]).json["items"][0]["refund_state"] == "succeeded"
 
 
 def test_anonymous_pages_ask_nothing_that_fails(live_stream, browser, make_event):

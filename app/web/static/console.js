@@ -113,5 +113,52 @@ document.getElementById("settings").addEventListener("submit", async (e) => {
   update();
 });
 
+// the sale window and the event's details (PATCH /api/queue/{id}, PATCH /api/events/{id})
+const $ = (id) => document.getElementById(id);
+const sayControl = (r) => {
+  $("control-message").textContent = r.status === 200 ? T.saved : (r.body && r.body.message) || T.error;
+};
+// an ISO instant as a datetime-local value in the organiser's clock, and back
+const local = (iso) => {
+  if (!iso) return "";
+  const d = new Date(iso);
+  return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+};
+const instant = (value) => (value ? new Date(value).toISOString() : null);
+
+function showWindow() {
+  const w = $("window");
+  const format = (iso) => new Intl.DateTimeFormat(window.LOCALE || "en",
+    {dateStyle: "medium", timeStyle: "short"}).format(new Date(iso));
+  w.textContent = `${T.sale_opens} ${format(w.dataset.opens)}` + (w.dataset.closes ? ` · ${T.sale_closes} ${
+    format(w.dataset.closes)}` : "");
+}
+
+async function setWindow(body) {
+  const r = await api(`/api/queue/${eventId}`, {method: "PATCH", body});
+  sayControl(r);
+  if (r.status === 200) {
+    if (body.sale_opens_at) $("window").dataset.opens = body.sale_opens_at;
+    if ("sale_closes_at" in body) $("window").dataset.closes = body.sale_closes_at || "";
+    showWindow();
+  }
+  update();
+}
+
+$("open-now").addEventListener("click", () => setWindow({sale_opens_at: new Date().toISOString()}));
+$("close-now").addEventListener("click", () => setWindow({sale_closes_at: new Date().toISOString()}));
+
+const edit = $("edit-event");
+$("edit-starts").value = local(edit.dataset.starts);
+$("edit-refund-deadline").value = local(edit.dataset.refundDeadline);
+edit.addEventListener("submit", async (e) => {
+  e.preventDefault();
+  sayControl(await api(`/api/events/${eventId}`, {method: "PATCH", body: {
+    name: $("edit-name").value, venue: $("edit-venue").value, starts_at: instant($("edit-starts").value),
+    refund_deadline: instant($("edit-refund-deadline").value), refund_fee_percent: Number($("edit-refund-fee").value),
+  }}));
+});
+
+showWindow();
 update();
 setInterval(update, 2000);
