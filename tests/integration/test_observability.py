@@ -158,10 +158,26 @@ def test_alert_rules_are_valid():
     assert {"ApiErrorRateHigh", "ApiLatencyP99High", "QueueEndpointsLatencyP99High", "WaitingRoomStalled",
             "NotificationSuccessRateLow", "NotificationLatencyP95High", "OutboxLagging",
             "CeleryQueueGrowing"} <= names
+
+
+def test_every_alert_and_slo_rule_fires_on_its_fault_under_promtool():
+    """`promtool test rules`: each alert of alerts.yml fires on its fault within its `for:` (and
+    not without it), each SLO's burn-rate alerts fire in order, and the recording rules compute
+    the error ratios (docker/prometheus/rules.test.yml). promtool is Debian's `prometheus`
+    package (.ci/system-deps installs it)."""
     promtool = shutil.which("promtool")
-    if promtool:  # Debian's `prometheus` package; without it the structural checks above still run
-        out = subprocess.run([promtool, "check", "rules", str(ALERTS)], capture_output=True, text=True)
-        assert out.returncode == 0, out.stdout + out.stderr
+    assert promtool, "promtool is required: apt-get install prometheus"
+    rules = ROOT / "docker" / "prometheus"
+    checked = subprocess.run([promtool, "check", "rules", "alerts.yml", "slo.yml"], cwd=rules, capture_output=True,
+                             text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    tested = subprocess.run([promtool, "test", "rules", "rules.test.yml"], cwd=rules, capture_output=True, text=True)
+    assert tested.returncode == 0 and "SUCCESS" in tested.stdout, tested.stdout + tested.stderr
+    alerts = {r["alert"] for f in ("alerts.yml", "slo.yml") for g in yaml.safe_load((rules / f).read_text())["groups"]
+              for r in g["rules"] if "alert" in r}
+    covered = {t["alertname"] for case in yaml.safe_load((rules / "rules.test.yml").read_text())["tests"]
+               for t in case.get("alert_rule_test", []) if t["exp_alerts"]}
+    assert alerts == covered, alerts ^ covered  # every alert is seen firing in a test
 
 
 def test_request_id_travels_into_worker_logs_as_json(app, live_api, worker, make_event, make_user):

@@ -162,10 +162,15 @@ def test_a_browser_lost_between_charge_and_apply_still_gets_one_order_from_the_w
     assert orders_of(app, fan["id"]) == 1
 
 
+SCANNER_WORDS = {"en": ("Admitted", "Already used", "Not a valid"), "ko": ("입장 허용", "이미 사용된", "유효하지 않은")}
+
+
+@pytest.mark.parametrize("locale", ["en", "ko"])
 def test_the_staff_scanner_admits_a_ticket_once_by_manual_entry(app, client, live_stream, worker, browser,
-                                                                 make_event, make_user):
+                                                                 make_event, make_user, locale):
+    admitted, used, invalid = SCANNER_WORDS[locale]
     sale = make_event(sections=[{"name": "Floor", "capacity": 10}], name="Door Night")
-    fan, admin, staff = make_user(), make_user(admin=True), make_user()
+    fan, admin, staff = make_user(), make_user(admin=True), make_user(locale=locale)
     assert client.post(f"/api/events/{sale['id']}/staff", json={"email": staff["email"]},
                        headers=admin["headers"]).status_code == 201
     buy(client, app, sale["id"], sale["sections"][0]["id"], fan, quantity=2)
@@ -178,16 +183,18 @@ def test_the_staff_scanner_admits_a_ticket_once_by_manual_entry(app, client, liv
         page.fill("#code", code)
         page.click("#manual button[type=submit]")
         page.wait_for_selector("#result.ok")
-        assert "Admitted" in page.text_content("#result") and "GA 1" in page.text_content("#detail")
+        assert admitted in page.text_content("#result") and "GA 1" in page.text_content("#detail")
         page.wait_for_function("document.getElementById('checked-in').textContent === '1'")
         page.fill("#code", code)
         page.click("#manual button[type=submit]")
         page.wait_for_selector("#result.bad")
-        assert "Already used" in page.text_content("#result") and "main" in page.text_content("#detail")
-        tab.shot("scanner")
+        assert used in page.text_content("#result") and "main" in page.text_content("#detail")
+        if locale == "en":
+            tab.shot("scanner")
         page.fill("#code", "not-a-ticket")
         page.click("#manual button[type=submit]")
-        page.wait_for_function("document.getElementById('result').textContent.includes('Not a valid')")
+        page.wait_for_function("(word) => document.getElementById('result').textContent.includes(word)",
+                               arg=invalid)
         tab.check()
     with session(browser, live_stream.url, "scanner-fan") as context:  # a fan is not staff
         log_in(context, fan)
@@ -243,15 +250,17 @@ def test_an_organiser_finds_an_order_in_the_console_and_refunds_it(app, client, 
     assert order["refund_state"] == "succeeded" and order["refund"]["by"] == "organiser"
 
 
+@pytest.mark.parametrize(("locale", "waitlist_word"), [("en", "waitlist"), ("ko", "대기자 명단")])
 def test_a_sold_out_fan_joins_the_waitlist_gets_the_offer_and_buys(app, client, live_stream, worker, browser,
-                                                                  push_service, make_event, make_user):
+                                                                  push_service, make_event, make_user, locale,
+                                                                  waitlist_word):
     """Checkout of a sold-out section offers the waitlist; a refund makes an offer; the waitlist
     page (where the offer's notice links) shows it with its countdown, and Buy goes straight to
     checkout with the offer's pass."""
     from tests.integration.test_after_sale import tick
 
     sale = make_event(sections=[{"name": "Floor", "capacity": 1}], max_active=100)
-    first, fan = make_user(), make_user()
+    first, fan = make_user(), make_user(locale=locale)
     rid = buy(client, app, sale["id"], sale["sections"][0]["id"], first)
     # the fan's browser subscribed to web push (headless chromium has no push service of its own)
     name, subscription = push_service.subscription()
@@ -267,7 +276,7 @@ def test_a_sold_out_fan_joins_the_waitlist_gets_the_offer_and_buys(app, client, 
         page.wait_for_selector("#reserve:not([disabled])")
         page.click("#reserve")
         page.wait_for_selector("#waitlist-join:not([hidden])")
-        assert "waitlist" in page.text_content("#message").lower()
+        assert waitlist_word in page.text_content("#message").lower()
         tab.check()
         page.click("#waitlist-button")
         page.wait_for_url(f"{live_stream.url}/events/{sale['id']}/waitlist")
