@@ -25,7 +25,7 @@ def create_app(config_overrides: dict[str, Any] | None = None, env: dict[str, st
     app = Flask(__name__, instance_relative_config=False)
     app.config.update(load_config(env, **(config_overrides or {})))
     check_production_safety(app.config)
-    configure_logging(app.config["LOG_LEVEL"], app.config["LOG_JSON"])
+    configure_logging(app.config["LOG_LEVEL"], app.config["LOG_JSON"], app.config["SERVICE_NAME"])
 
     tasking.configure_celery(app.config)
     db.init(app.config["DATABASE_URL"])

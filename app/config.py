@@ -188,6 +188,8 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> dict[str
         "SSE_MAX_STREAMS_PER_EVENT": _int(env, "SSE_MAX_STREAMS_PER_EVENT", 20_000),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
         "LOG_JSON": _bool(env, "LOG_JSON", True),
+        # ECS logs (app/observability/logging.py): `service.name`; LOG_DATASET overrides `event.dataset`
+        "SERVICE_NAME": env.get("SERVICE_NAME") or "tickets",
         "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 64 * 1024),
         # rate limits of the account endpoints (flask-limiter syntax; per client address unless noted)
         "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI") or _limiter_storage(redis_url, env),

@@ -192,8 +192,55 @@ def test_request_id_travels_into_worker_logs_as_json(app, live_api, worker, make
         return None
 
     record = wait_for(logged, timeout=20, message="JSON log line with the request id")
-    # the hold writer logs each hold with the id of the API request that asked for it
-    assert record["request_id"] == request_id and record["reservation_id"] and record["level"] == "INFO"
+    # the hold writer logs each hold with the id of the API request that asked for it (ECS fields)
+    assert record["http"]["request"]["id"] == request_id and record["labels"]["reservation_id"]
+    assert record["log.level"] == "info" and record["event"]["dataset"] == "tickets.worker"
+    assert record["service"]["name"] == "tickets"
+
+
+# the ECS fields these logs use (ECS 1.6 names and types); labels.* are ECS's free keywords
+ECS_FIELDS = {"@timestamp": str, "log.level": str, "message": str, "ecs.version": str, "log.logger": str,
+              "log.origin.file.line": int, "log.origin.file.name": str, "log.origin.function": str,
+              "process.name": str, "process.pid": int, "process.thread.id": int, "process.thread.name": str,
+              "error.message": str, "error.stack_trace": str, "error.type": str, "service.name": str,
+              "event.dataset": str, "http.request.id": str, "user.id": str}
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def flatten(record: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def test_every_log_line_of_a_sale_is_ecs_with_no_personal_data(app, live_api, worker, make_event, make_user):
+    """The worker's and the API's lines while a sale runs (join, admission, reserve, hold, pay,
+    notices): each is one ECS object whose fields are ECS's, typed as ECS says, with the service
+    and the process's dataset, and no e-mail address anywhere."""
+    exercise_a_sale(app, live_api, make_event, make_user)
+    lines = [line for line in worker.output().splitlines() + live_api.log_path.read_text().splitlines()
+             if line.startswith("{")]
+    assert len(lines) > 20
+    datasets = set()
+    for line in lines:
+        record = json.loads(line)
+        for name, value in flatten(record).items():
+            if name.startswith("labels."):
+                assert isinstance(value, str) and "." not in name[7:], (name, line)
+                continue
+            assert name in ECS_FIELDS, (name, line)
+            assert isinstance(value, ECS_FIELDS[name]), (name, value, line)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record["@timestamp"]), line
+        assert record["log.level"] in {"debug", "info", "warning", "error", "critical"}, line
+        assert record["service"]["name"] == "tickets" and record["ecs.version"], line
+        datasets.add(record["event"]["dataset"])
+        assert not EMAIL.search(line), line
+    assert "tickets.worker" in datasets
 
 
 def test_api_metrics_are_summed_over_gunicorn_workers(live_api):
