@@ -47,6 +47,14 @@ class OneOrder(MethodView):
         return services.get_order(number, user_id, admin=is_admin_now(user_id))
 
 
+def spreadsheet_safe(cell: object) -> object:
+    """A fan's name like `=HYPERLINK(...)` would be a formula when the organiser opens the export
+    in a spreadsheet (CSV injection, OWASP): such a cell starts with a quote instead."""
+    if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + cell
+    return cell
+
+
 @event_blp.route("/<int:event_id>/orders")
 class EventOrders(MethodView):
     @admin_required
@@ -77,7 +85,7 @@ class Attendees(MethodView):
             while True:
                 batch = services.attendee_batch(event_id, after, limit=EXPORT_BATCH)
                 db.session.rollback()  # each batch its own read: no snapshot held open for the whole export
-                writer.writerows(batch)
+                writer.writerows([[spreadsheet_safe(cell) for cell in row] for row in batch])
                 yield out.getvalue()
                 out.seek(0)
                 out.truncate()

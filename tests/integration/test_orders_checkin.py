@@ -331,6 +331,16 @@ def test_an_admin_finds_an_order_by_number_or_email_refunds_it_and_exports_the_a
     scanned = next(r for r in rows if r["seat"] == "A1")
     assert scanned["checked_in_at"] and scanned["gate"] == "east" and scanned["name"] == "Test User"
 
+    # a name that is a formula stays text in the organiser's spreadsheet (CSV injection)
+    with app.app_context():
+        from app.auth.models import User
+
+        db.session.get(User, bob["id"]).name = '=HYPERLINK("http://evil.example","x")'
+        db.session.commit()
+    rows = list(csv.DictReader(io.StringIO(client.get(f"/api/events/{event['id']}/attendees.csv",
+                                                      headers=admin["headers"]).get_data(as_text=True))))
+    assert next(r for r in rows if r["email"] == bob["email"])["name"] == '\'=HYPERLINK("http://evil.example","x")'
+
     # the organiser refunds Ann's order in full; her order shows it, by the organiser
     refund = client.post(f"/api/tickets/{anns['reservation_id']}/refund", headers=admin["headers"])
     assert refund.status_code in (200, 201), refund.json
