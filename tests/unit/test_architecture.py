@@ -111,3 +111,23 @@ def test_the_private_apis_we_lean_on_are_still_there():
     assert kombu.__version__ == "5.7.0", "re-check tasks/celery_app.py's _connparams wrapper against the new kombu"
     params = inspect.signature(kombu_redis.Channel._connparams).parameters
     assert list(params) == ["self", "asynchronous"], "kombu changed Channel._connparams"
+
+
+def test_every_lua_file_is_a_registered_script_or_an_included_helper():
+    """The scripts live as files (app/redis/lua); each is registered under its name, and each
+    helper is included by a script that is."""
+    import re
+
+    from app.redis import scripts
+
+    files = {p.stem for p in scripts.LUA.glob("*.lua")}
+    registered = {name.lower() for name in scripts.SCRIPTS}
+    included = {m for name in files for m in re.findall(r"^--! include (\w+)$", (scripts.LUA / f"{name}.lua")
+                                                        .read_text(), re.M)}
+    assert files == registered | included, files ^ (registered | included)
+    assert included <= files and not (registered & included)
+    # an include comes once, in front: RESERVE is the gate's helpers, the intake's, then its own
+    reserve = scripts.SCRIPTS["RESERVE"]
+    assert reserve.count("local function put_back") == 1
+    assert reserve.index("local function put_back") < reserve.index("refused_before") < reserve.index(
+        "local early = refused_before()")

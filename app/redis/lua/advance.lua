@@ -1,0 +1,120 @@
+-- ARGV: now, max batch[, force N: admit up to N now, ignoring the rate but not max_active].
+-- Expires lapsed admissions, then admits from the front at the token-bucket rate and under the
+-- max_active cap, skipping abandoned places.
+-- reply: {status, lapsed, abandoned, admitted_count, observed seconds, served, capacity_bound,
+--         admit_per_minute, max_active, window, user1, joined1, notifiable1, until1, user2, ...}
+-- (observed seconds and served feed the wait estimate: app/queue/eta.py)
+-- KEYS[12]: the notices owed (QueueKeys.notices_due): a notifiable user admitted here is owed one.
+--! include prelude
+local now, max_batch, force = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3] or '0')
+if redis.call('EXISTS', K_META) == 0 then return {'no_meta', 0, 0, 0, 0, 0, 0, 0, 0, 0} end
+local m = redis.call('HMGET', K_META, 'admit_per_minute', 'max_active', 'window', 'heartbeat_timeout',
+                     'opens_at', 'paused', 'shuffled', 'starts_at')
+local function header(status, lapsed_n)
+  return {status, lapsed_n, 0, 0, 0, 0, 0, m[1], m[2], m[3]}
+end
+local per_second, max_active, window = tonumber(m[1]) / 60, tonumber(m[2]), tonumber(m[3])
+local hb_timeout, opens_at, paused, shuffled = tonumber(m[4]), tonumber(m[5]), m[6] == '1', m[7] == '1'
+
+local lapsed = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', now)
+for _, user in ipairs(lapsed) do
+  redis.call('ZREM', K_ACTIVE, user)
+  redis.call('HSET', K_EXPIRED, user, 'window_lapsed')
+  emit('AdmissionExpired', user, 'reason', 'window_lapsed', now)
+end
+if #lapsed > 0 then redis.call('HINCRBY', K_STATS, 'expired_total', #lapsed) end
+-- the event has started and nobody is left: the caller stops advancing this sale
+if m[8] and m[8] ~= '' and now > tonumber(m[8]) and redis.call('ZCARD', K_LINE) == 0
+   and redis.call('SCARD', K_PRE) == 0 and redis.call('ZCARD', K_ACTIVE) == 0 then
+  return header('ended', #lapsed)
+end
+
+local s = redis.call('HMGET', K_STATS, 'tokens', 'bucket_ts', 'rate_ewma', 'rate_ts', 'acc_n', 'acc_t')
+if (paused and force == 0) or now < opens_at then
+  -- no credit accumulates while nobody may be admitted, and the time is not line speed: the
+  -- measurement resumes from now, with the active set as it is now
+  redis.call('HSET', K_STATS, 'bucket_ts', now, 'rate_ts', now, 'active_after', redis.call('ZCARD', K_ACTIVE))
+  return header(paused and 'paused' or 'not_open', #lapsed)
+end
+if not shuffled then return header('needs_shuffle', #lapsed) end
+
+-- token bucket: smooth admissions, at most one second's worth (and at least one) at once
+local burst = math.max(1, per_second)
+local tokens = tonumber(s[1]) or burst
+local bucket_ts = tonumber(s[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - bucket_ts) * per_second)
+local active_now = redis.call('ZCARD', K_ACTIVE)
+local slots = max_active - active_now
+local budget = math.min(math.floor(tokens), slots, max_batch)
+if force > 0 then budget = math.min(force, slots) end
+local line_before = redis.call('ZCARD', K_LINE)
+-- admitted users who left since the last tick (bought, cancelled, left, lapsed): when the slots
+-- and not the tokens limit admissions, the line moves exactly as fast as they leave
+local active_before = tonumber(redis.call('HGET', K_STATS, 'active_after') or active_now)
+local departures = math.max(0, active_before - active_now)
+local capacity_bound = force == 0 and slots < math.floor(tokens)
+
+local out = header('ok', #lapsed)
+local admitted, abandoned, scanned = 0, 0, 0
+while admitted < budget and scanned < budget * 4 + 100 do
+  local front = redis.call('ZPOPMIN', K_LINE)
+  if #front == 0 then break end
+  scanned = scanned + 1
+  local user = front[1]
+  local seen = tonumber(redis.call('HGET', K_HB, user) or '0')
+  local notifiable = redis.call('SISMEMBER', K_NOTIF, user)
+  local joined = redis.call('HGET', K_JOINED, user) or tostring(now)
+  redis.call('HDEL', K_HB, user)
+  redis.call('HDEL', K_JOINED, user)
+  if now - seen > hb_timeout and notifiable == 0 then
+    redis.call('HSET', K_EXPIRED, user, 'abandoned')
+    emit('AdmissionExpired', user, 'reason', 'abandoned', now)
+    abandoned = abandoned + 1
+  else
+    local until_ = now + window
+    redis.call('ZADD', K_ACTIVE, until_, user)
+    emit('UserAdmitted', user, 'admitted_until', until_, now)
+    -- owed durably in this same call: the notice survives a lost task (app/notifications/flows.py)
+    if notifiable == 1 then redis.call('HSET', KEYS[12], user, tostring(until_) .. '|' .. tostring(now)) end
+    admitted = admitted + 1
+    table.insert(out, user)
+    table.insert(out, joined)
+    table.insert(out, notifiable)
+    table.insert(out, tostring(until_))
+  end
+end
+if force == 0 then tokens = tokens - admitted end
+redis.call('HSET', K_STATS, 'tokens', tokens, 'bucket_ts', now)
+if admitted > 0 then redis.call('HINCRBY', K_STATS, 'admitted_total', admitted) end
+if abandoned > 0 then redis.call('HINCRBY', K_STATS, 'expired_total', abandoned) end
+
+-- measured admission rate (per minute): admissions are accumulated over >= 1 s of time in which
+-- people were waiting (it measures what the line delivers, not how many showed up), and each such
+-- sample feeds an EWMA with a 30 s time constant; the first sample seeds it
+local rate_ts, acc_n, acc_t = tonumber(s[4]), tonumber(s[5]) or 0, tonumber(s[6]) or 0
+if line_before > 0 and rate_ts and now > rate_ts and force == 0 then
+  out[5] = tostring(now - rate_ts)
+  -- the burst that fills free slots is not speed: count only admissions that replaced departures
+  out[6] = capacity_bound and math.min(admitted, departures) or admitted
+end
+out[7] = capacity_bound and 1 or 0
+if line_before > 0 and rate_ts and now > rate_ts then
+  acc_n = acc_n + admitted
+  acc_t = acc_t + (now - rate_ts)
+  if acc_t >= 1 then
+    local sample = acc_n / acc_t * 60
+    local ewma = tonumber(s[3])
+    if ewma == nil then
+      ewma = sample
+    else
+      ewma = ewma + (1 - math.exp(-acc_t / 30)) * (sample - ewma)
+    end
+    redis.call('HSET', K_STATS, 'rate_ewma', tostring(ewma))
+    acc_n, acc_t = 0, 0
+  end
+end
+redis.call('HSET', K_STATS, 'acc_n', acc_n, 'acc_t', tostring(acc_t))
+redis.call('HSET', K_STATS, 'rate_ts', now, 'active_after', redis.call('ZCARD', K_ACTIVE))
+out[3] = abandoned
+out[4] = admitted
+return out
