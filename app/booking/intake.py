@@ -30,9 +30,8 @@ from app.extensions import db, redis_store
 from app.observability.context import request_id_var
 from app.observability.metrics import RESERVATIONS
 from app.queue import passes
-from app.redis import cluster
+from app.redis import cluster, intake_calls
 from app.redis.keys import QueueKeys, user_queues_key
-from app.redis.scripts import script
 
 CATALOGUE_TTL_SECONDS = 5.0
 
@@ -179,23 +178,25 @@ def accept(req: ReserveRequest) -> tuple[str, dict[str, Any] | None]:
     now = time.time()
     record = _record(req, section, quantity, digest, now)
     keys = QueueKeys(req.event_id)
-    script_keys = [keys.active, keys.idempotency(), keys.user_units(), gate.gate_key(req.event_id, section.id),
-                   keys.holds(section.id), keys.reserve_stream(), keys.pending(),
-                   cluster.revocation_key(keys, req.revoked_key), *gate.release_keys(req.event_id, section.id),
-                   keys.pending_of(), keys.pending_units()]
-    args = [req.user_id, passes_claims["exp"], f"{now:.6f}", f"{req.user_id}:{req.idempotency_key}", digest,
-            record["id"], quantity, event.max_per_user, json.dumps(record, separators=(",", ":")), section.id]
-    reply = script("RESERVE")(keys=script_keys, args=args)
-    if reply[0] == "no_gate":  # the section's first request (or Redis lost the gate): derive it once
+    waitlist, pool, stats = gate.release_keys(req.event_id, section.id)
+    script_keys = intake_calls.ReserveKeys(
+        active=keys.active, idempotency=keys.idempotency(), user_units=keys.user_units(),
+        gate=gate.gate_key(req.event_id, section.id), holds=keys.holds(section.id),
+        reserve_stream=keys.reserve_stream(), pending=keys.pending(),
+        revoked=cluster.revocation_key(keys, req.revoked_key), waitlist=waitlist, waitlist_pool=pool,
+        waitlist_stats=stats, pending_of_user=keys.pending_of(), pending_units=keys.pending_units())
+    args = _intake_args(req, passes_claims["exp"], now, digest, record, quantity, event)
+    reply = intake_calls.reserve(script_keys, args)
+    if reply.outcome == "no_gate":  # the section's first request (or Redis lost the gate): derive it once
         gate.ensure(get_section(req.event_id, section.id))
         db.session.rollback()
-        reply = script("RESERVE")(keys=script_keys, args=args)
-    outcome = reply[0]
+        reply = intake_calls.reserve(script_keys, args)
+    outcome = reply.outcome
     if outcome == "accepted":
         RESERVATIONS.labels(outcome="requested").inc()
         return record["id"], record
     if outcome == "replay":
-        return reply[1], None
+        return reply.detail, None
     _raise_shared_refusal(reply, event)
     if outcome == "sold_out":
         RESERVATIONS.labels(outcome="gate_sold_out").inc()
@@ -208,11 +209,20 @@ def accept(req: ReserveRequest) -> tuple[str, dict[str, Any] | None]:
     raise RuntimeError(f"unexpected reply from RESERVE: {reply!r}")
 
 
-def _raise_shared_refusal(reply: list, event: EventFacts) -> None:
-    """The refusals RESERVE and CLAIM_OFFER share (their common intake, _INTAKE_FN in the scripts)."""
-    outcome = reply[0]
+def _intake_args(req: ReserveRequest, pass_id: str | float, now: float, digest: str, record: dict[str, Any],
+                 quantity: int, event: EventFacts) -> intake_calls.IntakeArgs:
+    return intake_calls.IntakeArgs(
+        user_id=req.user_id, pass_id=pass_id, now=f"{now:.6f}",
+        idempotency_field=f"{req.user_id}:{req.idempotency_key}", request_hash=digest,
+        reservation_id=record["id"], quantity=quantity, max_per_user=event.max_per_user,
+        record_json=json.dumps(record, separators=(",", ":")), section_id=int(record["section_id"]))
+
+
+def _raise_shared_refusal(reply: intake_calls.IntakeReply, event: EventFacts) -> None:
+    """The refusals RESERVE and CLAIM_OFFER share (their common intake: app/redis/lua/intake.lua)."""
+    outcome = reply.outcome
     if outcome == "limit_exceeded":
-        already = int(reply[1])
+        already = int(reply.detail or 0)
         raise Unprocessable(f"At most {event.max_per_user} tickets per user for this event; you have {already}",
                             reason="limit_exceeded", params={"max": event.max_per_user, "held": already},
                             errors={"quantity": [f"at most {max(0, event.max_per_user - already)} more"]})
@@ -252,26 +262,28 @@ def _accept_offer(req: ReserveRequest, event: EventFacts) -> tuple[str, dict[str
     record = _record(req, section, quantity, digest, now)
     keys = QueueKeys(req.event_id)
     wl = {part: keys.waitlist(section.id, part) for part in waitlist.PARTS}
-    reply = script("CLAIM_OFFER")(
-        keys=[wl["offers"], keys.idempotency(), keys.user_units(), wl["offerexp"], wl["useroffer"],
-              keys.reserve_stream(), keys.pending(), cluster.revocation_key(keys, req.revoked_key), wl["offered"],
-              gate.gate_key(req.event_id, section.id), wl["wl"], wl["pool"], wl["stats"], wl["fresh"],
-              keys.pending_of(), keys.pending_units()],
-        args=[req.user_id, claims["jti"], f"{now:.6f}", f"{req.user_id}:{req.idempotency_key}", digest,
-              record["id"], quantity, event.max_per_user, json.dumps(record, separators=(",", ":")), section.id])
-    outcome = reply[0]
+    reply = intake_calls.claim_offer(
+        intake_calls.ClaimOfferKeys(
+            offers=wl["offers"], idempotency=keys.idempotency(), user_units=keys.user_units(),
+            offer_expiries=wl["offerexp"], user_offer=wl["useroffer"], reserve_stream=keys.reserve_stream(),
+            pending=keys.pending(), revoked=cluster.revocation_key(keys, req.revoked_key), offered=wl["offered"],
+            gate=gate.gate_key(req.event_id, section.id), waitlist=wl["wl"], waitlist_pool=wl["pool"],
+            waitlist_stats=wl["stats"], fresh_offers=wl["fresh"], pending_of_user=keys.pending_of(),
+            pending_units=keys.pending_units()),
+        _intake_args(req, claims["jti"], now, digest, record, quantity, event))
+    outcome = reply.outcome
     if outcome == "accepted":
         RESERVATIONS.labels(outcome="requested").inc()
         waitlist.claimed(req.event_id, section.id, req.user_id, claims["jti"], record["id"], quantity)
         return record["id"], record
     if outcome == "replay":
-        return reply[1], None
+        return reply.detail, None
     _raise_shared_refusal(reply, event)
     if outcome == "offer_gone":
         raise Conflict("The offer is no longer open (claimed, declined or expired)", reason="offer_gone")
     if outcome == "more_than_offered":
-        raise Unprocessable(f"The offer is for {reply[1]} tickets", reason="more_than_offered",
-                            errors={"quantity": [f"at most {reply[1]}"]})
+        raise Unprocessable(f"The offer is for {reply.detail} tickets", reason="more_than_offered",
+                            errors={"quantity": [f"at most {reply.detail}"]})
     raise RuntimeError(f"unexpected reply from CLAIM_OFFER: {reply!r}")
 
 
