@@ -121,6 +121,7 @@ def flash_sale(app, api_url: str, buyers_n: int, capacity: int, connections: int
     from sqlalchemy import func, select
 
     from app.booking.models import Reservation
+    from app.catalogue.models import Section
     from app.extensions import db
     from app.queue.services import admit_now, join, status
 
@@ -160,6 +161,10 @@ def flash_sale(app, api_url: str, buyers_n: int, capacity: int, connections: int
                                          Reservation.updated_at).where(Reservation.event_id == event_id)).all()
         db.session.rollback()
     held = [r for r in rows if r.status == "held"]
+    with app.app_context():  # MySQL's own counters, the record: never more held or sold than there is
+        section = db.session.scalars(select(Section).where(Section.event_id == event_id)).one()
+        counted = {"sold": section.sold, "held": section.held, "capacity": section.capacity}
+        db.session.rollback()
     hold_latency = [(r.updated_at - r.created_at).total_seconds() for r in held]
     # the settling window from the rows themselves: the first request's acceptance to the last
     # row's write (the wall clock around it would add wrk's start-up and this loop's polling)
@@ -168,7 +173,7 @@ def flash_sale(app, api_url: str, buyers_n: int, capacity: int, connections: int
         "buyers": buyers_n, "capacity": capacity, "answers": answers,
         "five_xx": sum(v for k, v in answers["codes"].items() if k.startswith("5")),
         "accepted": accepted, "sold_out_409": answers["codes"].get("409", 0),
-        "held": len(held), "units_held": sum(r.quantity for r in held),
+        "held": len(held), "units_held": sum(r.quantity for r in held), "section_counters": counted,
         "rejected": sum(1 for r in rows if r.status == "rejected"),
         "settle_seconds": round(window, 3),
         "settle_seconds_wall": round(settled_at - started, 3),
@@ -379,6 +384,26 @@ def main() -> None:
     print()
     print(table(result))
     print(f"\nJSON: {args.output}")
+    broken = invariants_broken(result)
+    if broken:  # checked in code, not left to whoever reads the table
+        print("\nFAILED: " + "; ".join(broken), file=sys.stderr)
+        sys.exit(1)
+
+
+def invariants_broken(result: dict[str, Any]) -> list[str]:
+    """What must hold whatever the speed: units never beyond capacity, no 5xx."""
+    sale = result.get("flash_sale")
+    if sale is None:
+        return []
+    broken = []
+    if sale["units_held"] > sale["capacity"]:
+        broken.append(f"{sale['units_held']} units held of a capacity of {sale['capacity']}")
+    counters = sale["section_counters"]
+    if counters["sold"] + counters["held"] > counters["capacity"]:
+        broken.append(f"the section counts {counters['sold']} sold + {counters['held']} held > {counters['capacity']}")
+    if sale["five_xx"]:
+        broken.append(f"{sale['five_xx']} answers were 5xx")
+    return broken
 
 
 def api_server(program: str) -> Server:
