@@ -14,7 +14,7 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from flask import current_app
@@ -94,10 +94,34 @@ class QueueView:
         return {k: v for k, v in self.__dict__.items() if k != "created"}
 
 
+# ADVANCE's reply: a header of this many fields (app/redis/lua/advance.lua: status, lapsed,
+# abandoned, admitted, then the speed sample's fields), then four per admitted user: user, joined,
+# notifiable, admitted until
+ADVANCE_HEADER = 10
+
+
+class PlaceReply(NamedTuple):
+    """JOIN's and STATUS's answer: the fixed table the prelude's `reply` returns
+    (app/redis/lua/prelude.lua), field by field."""
+    state: str  # waiting | pre_queue | admitted | expired | none
+    rank: str  # 0-based place in the line
+    detail: str | None  # admitted: the admission's end (epoch s); expired: why
+    eta_rate: str  # the line's measured speed, people/s (0: not measured yet)
+    paused: str  # "1" while the sale is paused
+    pre_size: str  # people in the pre-queue
+    created: str  # "1" when this call took the place
+    admit_per_minute: str  # the configured rate
+    heartbeat_timeout: str  # seconds without a poll before a non-notifiable place lapses
+    opens_at: str  # the sale's opening (epoch s)
+    eta_rel: str  # the measured speed's relative uncertainty
+
+
 def _build_view(event_id: int, user_id: int, reply: list, now: float) -> QueueView:
-    state, rank, detail, speed, paused, pre_size, created, configured, heartbeat_timeout, opens_at, rel = reply
-    rank, speed = int(rank), float(speed or 0)
-    view = QueueView(status=state, paused=paused == "1", created=bool(int(created)))
+    place = PlaceReply._make(reply)
+    state, detail, opens_at = place.state, place.detail, place.opens_at
+    rank, speed, rel = int(place.rank), float(place.eta_rate or 0), place.eta_rel
+    configured, heartbeat_timeout, pre_size = place.admit_per_minute, place.heartbeat_timeout, place.pre_size
+    view = QueueView(status=state, paused=place.paused == "1", created=bool(int(place.created)))
     if state == "admitted":
         admitted_until = float(detail)
         view.admitted_until = _iso(admitted_until)
@@ -296,8 +320,6 @@ def advance(event_id: int, max_batch: int = MAX_BATCH, force: int = 0) -> Advanc
         QUEUE_ADMISSIONS.labels(event_id=label).inc(len(admitted))
     return AdvanceResult(event_id, status_, admitted, lapsed, abandoned, shuffled, tick)
 
-
-ADVANCE_HEADER = 10  # fields before the admitted users in ADVANCE's reply (app/redis/scripts.py)
 
 
 def _learn_speed(keys: QueueKeys, now: float, reply: list) -> eta.Tick:
