@@ -18,7 +18,7 @@ def sweep_holds() -> dict:
 
 @celery.task(name="booking.reconcile_gates", ignore_result=True)
 def reconcile_gates() -> dict:
-    from app.booking.gate import reconcile
+    from app.inventory.gate import reconcile
     from app.queue.services import open_event_ids
 
     return {str(k): v for k, v in reconcile(open_event_ids()).items()}

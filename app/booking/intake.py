@@ -21,12 +21,12 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app.booking import gate
 from app.booking.holds import MAX_AMOUNT_CENTS
 from app.catalogue.models import SECTION_GENERAL, Seat
 from app.catalogue.services import get_event, get_section
 from app.errors import AppError, Conflict, Forbidden, Unprocessable
 from app.extensions import db, redis_store
+from app.inventory import gate
 from app.observability.context import request_id_var
 from app.observability.metrics import RESERVATIONS
 from app.queue import passes

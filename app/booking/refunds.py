@@ -22,13 +22,13 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.booking import gate
 from app.booking.models import CONFIRMED, REFUNDED, Refund, Reservation
 from app.booking.payments import PaymentResult, get_provider
 from app.catalogue.models import SEAT_SOLD, Event, Seat, Section
 from app.db import lock_rows, utcnow
 from app.errors import Conflict, NotFound, PaymentRequired
 from app.extensions import db
+from app.inventory import gate
 from app.observability.metrics import REFUNDS, via
 from app.orders.services import void_tickets
 from app.outbox.services import record_event

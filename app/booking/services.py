@@ -21,7 +21,7 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.booking import gate, intake
+from app.booking import intake
 from app.booking.models import (
     CANCELLED,
     CONFIRMED,
@@ -39,6 +39,7 @@ from app.catalogue.models import SEAT_HELD, SEAT_SOLD, Seat, Section
 from app.db import lock_rows, utcnow
 from app.errors import Conflict, NotFound, PaymentRequired
 from app.extensions import db
+from app.inventory import gate
 from app.observability.metrics import RESERVATIONS
 from app.orders.services import order_numbers, place_order
 from app.outbox.services import record_event

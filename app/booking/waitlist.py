@@ -34,11 +34,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app.booking import gate
 from app.catalogue.models import SECTION_GENERAL
 from app.catalogue.services import get_event, get_section
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.extensions import db, redis_store
+from app.inventory import gate
 from app.observability.metrics import WAITLIST_JOINS, WAITLIST_OFFERS
 from app.outbox.models import OutboxEvent
 from app.outbox.services import record_event

@@ -60,12 +60,12 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app.auth.models import User
-from app.booking import gate
 from app.booking.holds import DROPPED, MalformedEntry, Outcome, SectionStock, Stock, decide, parse_record
 from app.booking.models import CANCELLED, CONFIRMED, EXPIRED, HELD, REJECTED, Reservation, reservation_event_data
 from app.catalogue.models import SEAT_AVAILABLE, SEAT_HELD, SECTION_GENERAL, Event, Seat, Section
 from app.db import bulk_insert, is_duplicate_key, utcnow
 from app.extensions import db, redis_store
+from app.inventory import gate
 from app.observability.context import clear_context, set_context
 from app.observability.metrics import HOLD_LATENCY, HOLD_WRITER_DEAD_LETTERS, HOLD_WRITER_ERRORS, RESERVATIONS
 from app.outbox.models import OutboxEvent

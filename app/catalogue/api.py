@@ -6,7 +6,6 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.auth.jwt_setup import admin_required
-from app.booking import gate
 from app.catalogue import services
 from app.catalogue.models import Event, Section
 from app.catalogue.schemas import (
@@ -22,6 +21,8 @@ from app.catalogue.schemas import (
 )
 from app.db import transaction
 from app.errors import Unprocessable
+from app.inventory import gate
+from app.inventory.capacity import set_capacity
 from app.pagination import PageArgsSchema, page_body
 
 blp = Blueprint("events", __name__, url_prefix="/api/events", description="Events, sections and seat maps")
@@ -71,8 +72,12 @@ class EventDetail(MethodView):
         room's settings and the sale window: PATCH /api/queue/{id}."""
         if not data:
             raise Unprocessable("Nothing to change", errors={"_schema": ["give at least one field"]})
+        from app.queue.services import sync_meta
+
         with transaction():
-            return services.update_event(event_id, data)
+            event = services.update_event(event_id, data)
+        sync_meta(event)  # the waiting room's copy of the event follows MySQL, once committed
+        return event
 
 
 @blp.route("/<int:event_id>/sections")
@@ -95,7 +100,7 @@ class SectionCapacity(MethodView):
     def patch(self, data: dict, event_id: int, section_id: int) -> dict[str, Any]:
         """Change a general admission section's capacity (admin); added tickets go to its waitlist first."""
         with transaction():
-            section = services.set_capacity(event_id, section_id, data["capacity"])
+            section = set_capacity(event_id, section_id, data["capacity"])
         return _section_view(section, gate.figures([section])[section.id]["available"])
 
 

@@ -6,17 +6,15 @@ Availability never counts a hold past its expiry, even before the sweeper has re
 from __future__ import annotations
 
 import string
-from datetime import datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import ColumnElement, and_, case, func, or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app.catalogue.models import (
     SEAT_AVAILABLE,
     SEAT_HELD,
-    SEAT_SOLD,
     SECTION_GENERAL,
     SECTION_SEATED,
     Event,
@@ -27,7 +25,6 @@ from app.db import is_duplicate_key, utcnow
 from app.errors import Conflict, NotFound, Unprocessable
 from app.extensions import db
 from app.pagination import paginate
-from app.tasking import call_after_commit
 
 
 def row_label(index: int) -> str:
@@ -58,15 +55,12 @@ def create_event(data: dict[str, Any]) -> Event:
 
 
 def update_event(event_id: int, changes: dict[str, Any]) -> Event:
-    """An admin's edit of what a sale shows and its refund policy; the waiting room's copy of the
-    event (Redis) follows after commit."""
-    from app.queue.services import sync_meta
-
+    """An admin's edit of what a sale shows and its refund policy (the view copies the waiting
+    room's settings to Redis once this commits)."""
     event = get_event(event_id)
     for field, value in changes.items():
         setattr(event, field, value)
     db.session.flush()
-    call_after_commit(db.session(), lambda: sync_meta(event))
     return event
 
 
@@ -129,69 +123,6 @@ def create_section(event_id: int, data: dict[str, Any]) -> Section:
     return section
 
 
-def _expired_held_quantity(section_ids: list[int], now: datetime) -> dict[int, int]:
-    from app.booking.models import HELD, Reservation
-
-    rows = db.session.execute(
-        select(Reservation.section_id, func.coalesce(func.sum(Reservation.quantity), 0))
-        .where(Reservation.section_id.in_(section_ids), Reservation.status == HELD,
-               Reservation.hold_expires_at <= now)
-        .group_by(Reservation.section_id)
-    ).all()
-    return {section_id: int(qty) for section_id, qty in rows}
-
-
-def seat_is_free(now: datetime) -> ColumnElement[bool]:
-    """SQL condition: a seat that can be sold now (available, or held past its expiry)."""
-    return or_(Seat.state == SEAT_AVAILABLE, and_(Seat.state == SEAT_HELD, Seat.held_until <= now))
-
-
-def availability(sections: list[Section], now: datetime | None = None) -> dict[int, int]:
-    """Units a buyer could hold right now, per section id, from MySQL (the truth)."""
-    now = now or utcnow()
-    result: dict[int, int] = {}
-    general = [s for s in sections if s.kind == SECTION_GENERAL]
-    seated = [s for s in sections if s.kind == SECTION_SEATED]
-    if general:
-        expired = _expired_held_quantity([s.id for s in general], now)
-        for s in general:
-            result[s.id] = max(0, s.capacity - s.sold - (s.held - expired.get(s.id, 0)))
-    if seated:
-        counts = dict(
-            db.session.execute(
-                select(Seat.section_id, func.count(Seat.id))
-                .where(Seat.section_id.in_([s.id for s in seated]), seat_is_free(now))
-                .group_by(Seat.section_id)
-            ).all()
-        )
-        for s in seated:
-            result[s.id] = int(counts.get(s.id, 0))
-    return result
-
-
-def sold_and_held(sections: list[Section], now: datetime | None = None) -> dict[int, tuple[int, int]]:
-    """(units sold, units in live holds) per section id, from MySQL: the counters of a general
-    admission section (less its lapsed holds), the seats' own states for a seated one (whose
-    counters are not kept: each seat is its own record)."""
-    now = now or utcnow()
-    result: dict[int, tuple[int, int]] = {}
-    general = [s for s in sections if s.kind == SECTION_GENERAL]
-    seated = [s for s in sections if s.kind == SECTION_SEATED]
-    if general:
-        expired = _expired_held_quantity([s.id for s in general], now)
-        for s in general:
-            result[s.id] = (s.sold, max(0, s.held - expired.get(s.id, 0)))
-    if seated:
-        rows = db.session.execute(
-            select(Seat.section_id, func.sum(case((Seat.state == SEAT_SOLD, 1), else_=0)),
-                   func.sum(case((and_(Seat.state == SEAT_HELD, Seat.held_until > now), 1), else_=0)))
-            .where(Seat.section_id.in_([s.id for s in seated])).group_by(Seat.section_id)).all()
-        counts = {section_id: (int(sold or 0), int(held or 0)) for section_id, sold, held in rows}
-        for s in seated:
-            result[s.id] = counts.get(s.id, (0, 0))
-    return result
-
-
 def seat_map(event_id: int, section_id: int) -> tuple[Section, list[dict[str, Any]]]:
     section = get_section(event_id, section_id)
     if section.kind != SECTION_SEATED:
@@ -206,29 +137,3 @@ def seat_map(event_id: int, section_id: int) -> tuple[Section, list[dict[str, An
         out.append({"id": seat.id, "row": seat.row_label, "number": seat.number, "label": seat.label,
                     "state": state})
     return section, out
-
-
-def set_capacity(event_id: int, section_id: int, capacity: int) -> Section:
-    """Change a general admission section's capacity (admin). Added units go on sale at once
-    (to the section's waitlist first, like any release); a smaller capacity may not go below what
-    is sold and held. The change is one conditional UPDATE."""
-    from sqlalchemy import update
-
-    from app.booking import gate
-
-    section = get_section(event_id, section_id)
-    if section.kind != SECTION_GENERAL:
-        raise Unprocessable("A seated section's capacity is its seat map", reason="seated_section",
-                            errors={"capacity": ["only for general admission sections"]})
-    before = section.capacity
-    changed = db.session.execute(
-        update(Section).where(Section.id == section_id, Section.sold + Section.held <= capacity)
-        .values(capacity=capacity).execution_options(synchronize_session=False)).rowcount
-    if changed != 1:
-        raise Conflict("The capacity cannot go below the tickets sold and held", reason="capacity_below_sold")
-    db.session.refresh(section)
-    if capacity > before:
-        call_after_commit(db.session(), lambda: gate.give_back(event_id, section_id, capacity - before))
-    elif capacity < before:  # fewer units: the gate is derived again from MySQL, once committed
-        call_after_commit(db.session(), lambda: gate.reconcile([event_id]))
-    return section

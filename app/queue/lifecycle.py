@@ -136,9 +136,9 @@ def _release_live_holds(event_id: int) -> None:
 
 
 def _record_summary(event_id: int) -> dict[str, Any]:
-    from app.booking.gate import figures
     from app.booking.waitlist import stats as waitlist_stats
     from app.catalogue.models import Section
+    from app.inventory.gate import figures
     from app.queue.models import SaleSummary
 
     client = redis_store.client

@@ -36,7 +36,7 @@ class QueueStatsSchema(Schema):
                                       metadata={"description": "the last fan's wait at the measured rate"})
     sections = fields.List(fields.Dict(), metadata={
         "description": "[{id, name, capacity, sold, held, kept_for_waitlist, available}]: the figures every page "
-                       "shows (app/booking/gate.figures)"})
+                       "shows (app/inventory/gate.figures)"})
     holds_expiring_60s = fields.Integer(metadata={"description": "holds ending within a minute"})
     outbox_lag_seconds = fields.Float(metadata={"description": "age of the oldest unpublished event"})
     waitlists = fields.List(fields.Dict(), metadata={

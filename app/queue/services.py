@@ -416,7 +416,7 @@ def _sale_figures(event_id: int, now: float) -> dict[str, Any]:
     soon = datetime.fromtimestamp(now + 60, UTC)
     expiring = db.session.scalar(select(func.count()).select_from(Reservation).where(
         Reservation.event_id == event_id, Reservation.status == HELD, Reservation.hold_expires_at <= soon))
-    from app.booking.gate import figures as section_figures
+    from app.inventory.gate import figures as section_figures
 
     shown = section_figures(list(sections))
     figures = {"sections": [{"id": s.id, "name": s.name, **shown[s.id]} for s in sections],

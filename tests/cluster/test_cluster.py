@@ -46,8 +46,9 @@ def test_every_script_keeps_to_one_slot_through_a_whole_sale(app, client, admin,
 
     from app import verification
     from app.auth import sessions
-    from app.booking import flows, gate
+    from app.booking import flows
     from app.booking.writer import HoldWriter
+    from app.inventory import gate
     from app.notifications import flows as notices
     from app.queue import streams
     from app.queue.services import shuffle_prequeue

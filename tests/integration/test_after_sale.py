@@ -102,7 +102,7 @@ def add_email(app, user) -> None:
 # --- refunds -------------------------------------------------------------------------------------
 
 def test_owner_refunds_within_the_policy_and_the_units_go_back(app, client, worker, make_event, make_user):
-    from app.booking.gate import gate_key
+    from app.inventory.gate import gate_key
 
     event = make_event(sections=[{"name": "Floor", "capacity": 5}], refund_fee_percent=10)
     section = event["sections"][0]["id"]
@@ -366,7 +366,8 @@ def test_a_worker_killed_between_making_and_announcing_an_offer_loses_nothing(ap
                                                                              make_user):
     """MAKE_OFFERS ran (the offer exists in Redis) and the process died before announcing it: the
     next tick announces it, once."""
-    from app.booking import gate, waitlist
+    from app.booking import waitlist
+    from app.inventory import gate
     from app.redis.scripts import script
 
     event = make_event(sections=[{"name": "Floor", "capacity": 1}])
@@ -450,7 +451,7 @@ def test_200_concurrent_claims_and_releases_never_oversell(app, live_api, worker
     """100 fans claim their offers while 100 holders cancel at the same moment; the waitlist goes on
     offering what comes back. At the end MySQL never holds or sells more than the capacity, and
     every unit is in exactly one place."""
-    from app.booking.gate import gate_key
+    from app.inventory.gate import gate_key
     from app.redis.keys import QueueKeys
 
     event = make_event(sections=[{"name": "Floor", "capacity": 200}], max_per_user=1)

@@ -213,8 +213,8 @@ def test_expired_hold_is_not_counted_and_cannot_be_confirmed(app, client, worker
 
 def test_sweeper_releases_expired_holds_in_batches(app, client, worker, make_event, make_user):
     from app.booking.flows import sweep_expired_holds
-    from app.booking.gate import expected_units, gate_key
     from app.extensions import redis_store
+    from app.inventory.gate import expected_units, gate_key
 
     event = make_event(sections=[{"name": "Seats", "rows": 1, "seats_per_row": 6}], hold_seconds=1)
     section = event["sections"][0]
@@ -240,8 +240,8 @@ def test_sweeper_releases_expired_holds_in_batches(app, client, worker, make_eve
 
 
 def test_cancel_returns_inventory_and_frees_the_slot(app, client, worker, make_event, make_user):
-    from app.booking.gate import gate_key
     from app.extensions import redis_store
+    from app.inventory.gate import gate_key
 
     event = make_event(sections=[{"name": "Floor", "capacity": 5}])
     section = event["sections"][0]

@@ -20,8 +20,8 @@ from tests.support import start_worker, wait_for
 
 
 def test_no_oversell_under_200_concurrent_buyers(app, live_api, worker, make_event, make_user):
-    from app.booking.gate import expected_units, gate_key
     from app.extensions import redis_store
+    from app.inventory.gate import expected_units, gate_key
     from app.queue.services import admit_now
 
     event = make_event(sections=[{"name": "Floor", "capacity": 50}, {"name": "Seats", "rows": 5,
@@ -178,8 +178,8 @@ def test_killed_writer_loses_nothing_and_yields_one_hold(app, make_event, make_u
 def test_30_identical_requests_with_one_key_give_one_reservation(app, live_api, worker, make_event, make_user):
     """The same Idempotency-Key sent 30 times at once: one reservation, the same answer to all, no
     5xx, and the gate gives up the units once."""
-    from app.booking.gate import gate_key
     from app.extensions import redis_store
+    from app.inventory.gate import gate_key
     from tests.helpers import admitted_pass
 
     event = make_event(sections=[{"name": "Floor", "capacity": 10}])
@@ -255,8 +255,8 @@ def test_killed_api_loses_no_accepted_request(app, worker, make_event, make_user
 
 
 def test_reconciler_rederives_the_gate_and_reports_drift(app, make_event):
-    from app.booking.gate import gate_key, reconcile
     from app.extensions import redis_store
+    from app.inventory.gate import gate_key, reconcile
     from app.observability.metrics import GATE_DRIFT
 
     event = make_event(sections=[{"name": "Floor", "capacity": 7}])

@@ -200,7 +200,7 @@ def test_a_crash_between_commit_and_the_redis_follow_up_is_repaired_from_the_row
     assert after["gate"] == 2  # 2 of 4 seats held: the loser's units are back
     assert rows(app, event["id"]) == {held: ("held", None), rejected: ("rejected", "seats_unavailable")}
     with app.app_context():
-        from app.booking.gate import expected_units
+        from app.inventory.gate import expected_units
 
         assert db.session.query(Reservation).count() == 2
         assert expected_units(db.session.get(Section, section)) == 2  # Redis agrees with MySQL
@@ -741,7 +741,7 @@ def test_status_reads_only_the_users_own_requests_and_one_seat_query_per_page(ap
     assert whole_reads == []
     assert sum(1 for s in statements if "FROM seats" in s) == 1
     with app.app_context():
-        from app.booking.gate import pending_units
+        from app.inventory.gate import pending_units
 
         assert pending_units(event["id"], ga) == 2 + 5  # the counter, not a scan of 2,007 records
 
@@ -809,7 +809,7 @@ def test_a_waitlist_offer_and_a_hold_are_no_gate_drift_and_a_real_drift_names_it
     with its sale, section and size."""
     import logging
 
-    from app.booking import gate
+    from app.inventory import gate
     from app.observability.metrics import GATE_DRIFT
     from tests.helpers import wait_reservation
     from tests.integration.test_after_sale import hold, reserve, tick, waitlisted
@@ -830,7 +830,7 @@ def test_a_waitlist_offer_and_a_hold_are_no_gate_drift_and_a_real_drift_names_it
         assert [gate.reconcile([eid]) for _ in range(5)] == [{}] * 5
     assert GATE_DRIFT._value.get() == before
     redis_store.client.incrby(QueueKeys(eid).gate(sid), 3)  # a real drift: 3 units the gate should not have
-    with app.app_context(), caplog.at_level(logging.WARNING, logger="app.booking.gate"):
+    with app.app_context(), caplog.at_level(logging.WARNING, logger="app.inventory.gate"):
         assert gate.reconcile([eid]) == {sid: 3}
         assert gate.reconcile([eid]) == {}  # fixed once, not again
     assert GATE_DRIFT._value.get() - before == 3

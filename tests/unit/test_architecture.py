@@ -131,3 +131,12 @@ def test_every_lua_file_is_a_registered_script_or_an_included_helper():
     assert reserve.count("local function put_back") == 1
     assert reserve.index("local function put_back") < reserve.index("refused_before") < reserve.index(
         "local early = refused_before()")
+
+
+def test_the_catalogue_stores_what_is_on_sale_and_imports_no_booking():
+    """Units of a section live in app/inventory; the catalogue's rules import neither booking nor
+    inventory nor the waiting room (the booking/gate <-> catalogue/services cycle is gone)."""
+    offenders = {str(p.relative_to(ROOT)): sorted(m for m in _imported(p)
+                                                  if m.startswith(("app.booking", "app.inventory", "app.queue")))
+                 for p in [APP / "catalogue" / "services.py", APP / "catalogue" / "models.py"]}
+    assert {p: m for p, m in offenders.items() if m} == {}

@@ -15,8 +15,8 @@ import redis
 from sqlalchemy import select
 
 from app.catalogue.models import Section
-from app.catalogue.services import availability, sold_and_held
 from app.extensions import db, redis_store
+from app.inventory.counts import availability, sold_and_held
 from app.observability.metrics import GATE_DRIFT, GATE_DRIFT_FIXES
 from app.redis.keys import QueueKeys
 from app.redis.scripts import script
