@@ -306,6 +306,9 @@ def main() -> None:
     parser.add_argument("--server", choices=("granian", "gunicorn"), default="granian",
                         help="the API's REST server: granian as deployed (app/serve.py), or gunicorn "
                              "with gevent workers (docker/gunicorn.conf.py, the SSE server) to compare")
+    parser.add_argument("--writer", choices=("thread", "process"), default="thread",
+                        help="the hold writer as a thread of each booking worker (as deployed), or as "
+                             "processes of its own (python -m app.booking.writer, one per worker process)")
     parser.add_argument("--housekeeping", choices=("own", "shared"), default="own",
                         help="beat's ticks on their own worker (as deployed) or on the main worker")
     args = parser.parse_args()
@@ -345,13 +348,17 @@ def main() -> None:
         procs.append(api)
         if not args.skip_queue:
             result["status"], result["join"] = waiting_room(app, api.url, args.seconds, args.connections)
+        writer_env = {"HOLD_WRITER_ENABLED": "0"} if args.writer == "process" else None
+        if args.writer == "process":  # the writer's own processes, as many as the worker has
+            for _ in range(args.worker_concurrency):
+                procs.append(CeleryProcess([], name="bench-writer", module="app.booking.writer"))
         if args.housekeeping == "own":  # as deployed: beat's ticks on a worker of their own, events off
-            procs.append(start_worker(concurrency=args.worker_concurrency, name="bench",
+            procs.append(start_worker(concurrency=args.worker_concurrency, name="bench", env=writer_env,
                                       queues=",".join(celeryconfig.WORK_QUEUES)))
             procs.append(start_worker(concurrency=4, name="bench-housekeeping", queues="housekeeping", pool="threads",
                                       env={"CELERY_TASK_EVENTS": "0"}))
         else:  # the ticks share the main worker, as before the housekeeping queue existed
-            procs.append(start_worker(concurrency=args.worker_concurrency, name="bench"))
+            procs.append(start_worker(concurrency=args.worker_concurrency, name="bench", env=writer_env))
         procs.append(CeleryProcess(["beat", "-l", "WARNING"], name="bench-beat",
                                    env={"CELERY_TASK_EVENTS": "0"} if args.housekeeping == "own" else None))
         capacity = args.capacity or int(args.buyers * 0.8)
@@ -370,6 +377,7 @@ def main() -> None:
     result["api_server"] = ("granian, python -m app.serve (as deployed)" if args.server == "granian"
                             else "gunicorn + gevent, docker/gunicorn.conf.py")
     result["housekeeping"] = "own worker" if args.housekeeping == "own" else "shared worker"
+    result["hold_writer"] = args.writer
     ref_rate = result["reference"]["throughput_per_s"]
     result["ratios"] = {
         **({"status": round(result["status"]["throughput_per_s"] / ref_rate, 3),

@@ -271,12 +271,15 @@ class SmtpSink:
 
 
 class CeleryProcess:
-    """`celery -A tasks worker|beat` as a real subprocess of this test run."""
+    """`celery -A tasks worker|beat` as a real subprocess of this test run (or, with ``module``,
+    another of the platform's processes: `python -m <module> <args>`)."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None, name: str = "celery") -> None:
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, name: str = "celery",
+                 module: str = "celery") -> None:
         self.log_path = Path(tempfile.mkstemp(prefix=f"{name}-", suffix=".log")[1])
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "tasks", *args], cwd=ROOT,
+        argv = ["-A", "tasks", *args] if module == "celery" else args
+        self.proc = subprocess.Popen([sys.executable, "-m", module, *argv], cwd=ROOT,
                                      env={**os.environ, **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
 

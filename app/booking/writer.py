@@ -516,3 +516,25 @@ class HoldWriter:
 
     def stop(self) -> None:
         self.stopping.set()
+
+
+def main() -> None:
+    """The hold writer as a process of its own (`python -m app.booking.writer`), for a deployment
+    that runs its workers with HOLD_WRITER_ENABLED=0: SIGTERM finishes the batch in hand, then it
+    stops. Several share the streams (consumer group), like the workers' threads do."""
+    import os
+    import signal
+    import socket
+
+    from app import create_app
+
+    app = create_app()
+    writer = HoldWriter(app, name=f"writer@{socket.gethostname()}-{os.getpid()}")
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_args: writer.stop())
+    log.info("hold writer running as its own process")
+    writer.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -2,7 +2,7 @@
 with the correlation ids of the current request or task, for Filebeat/Elasticsearch/Kibana.
 
 - `service.name` (SERVICE_NAME, "tickets") and `event.dataset` per process (`tickets.api`,
-  `tickets.worker`, `tickets.beat`, `tickets.exporter`; LOG_DATASET overrides);
+  `tickets.worker`, `tickets.beat`, `tickets.exporter`, `tickets.writer`; LOG_DATASET overrides);
 - the request id as `http.request.id`, the user as `user.id`, the task and the sale as
   `labels.task_id` and `labels.event_id`; any other `extra=` as a `labels.*` keyword, so no line
   invents a top-level field ECS does not define;
@@ -45,7 +45,8 @@ def dataset() -> str:
     if os.environ.get("LOG_DATASET"):
         return os.environ["LOG_DATASET"]
     argv = " ".join(sys.argv)
-    for word, name in ((" beat", "beat"), (" worker", "worker"), ("exporter", "exporter")):
+    for word, name in (("booking/writer", "writer"), (" beat", "beat"), (" worker", "worker"),
+                       ("exporter", "exporter")):
         if word in argv:
             return f"tickets.{name}"
     return "tickets.api"

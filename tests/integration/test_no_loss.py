@@ -929,3 +929,34 @@ def test_a_closed_sale_leaves_nothing_in_redis_and_its_figures_in_mysql(app, cli
     with app.app_context():
         writer.HoldWriter(app, name="after-close").drain(timeout=2)
     assert sorted(client_.scan_iter(match=f"*{{{eid}}}*", count=1000)) == []
+
+
+def test_the_hold_writer_runs_as_a_process_of_its_own_and_stops_on_sigterm(app, make_event, make_user):
+    """`python -m app.booking.writer` (workers with HOLD_WRITER_ENABLED=0 leave the streams to
+    it): it joins a sale's consumer group, the accepted request is held, and SIGTERM ends it
+    cleanly after the batch in hand."""
+    import signal
+
+    from app.booking.writer import GROUP
+    from tests.support import CeleryProcess, wait_for
+
+    proc = CeleryProcess([], name="writer-process", module="app.booking.writer", env={"LOG_LEVEL": "INFO"})
+    try:
+        wait_for(lambda: "running as its own process" in proc.output(), timeout=30, message="the writer's start")
+        event = make_event(sections=[{"name": "Floor", "capacity": 5}])
+        with app.app_context():  # the sale is live (as a first join makes it): writers read its stream
+            from app.catalogue.services import get_event
+            from app.queue.services import sync_meta
+
+            sync_meta(get_event(event["id"]))
+            db.session.rollback()
+        rid = accept(app, event["id"], event["sections"][0]["id"], make_user()["id"], quantity=2)
+        wait_for(lambda: rows(app, event["id"]).get(rid, ("",))[0] == "held", timeout=30, message="the hold")
+        assert '"dataset":"tickets.writer"' in proc.output()
+        stream = QueueKeys(event["id"]).reserve_stream()
+        consumers = {c["name"] for c in redis_store.client.xinfo_consumers(stream, GROUP)}
+        assert any(name.startswith("writer@") for name in consumers), consumers
+    finally:
+        proc.proc.send_signal(signal.SIGTERM)
+        code = proc.proc.wait(30)
+    assert code == 0, proc.output()[-2000:]
