@@ -954,8 +954,12 @@ def test_the_hold_writer_runs_as_a_process_of_its_own_and_stops_on_sigterm(app, 
         wait_for(lambda: rows(app, event["id"]).get(rid, ("",))[0] == "held", timeout=30, message="the hold")
         assert '"dataset":"tickets.writer"' in proc.output()
         stream = QueueKeys(event["id"]).reserve_stream()
-        consumers = {c["name"] for c in redis_store.client.xinfo_consumers(stream, GROUP)}
-        assert any(name.startswith("writer@") for name in consumers), consumers
+
+        def reading() -> set[str]:  # the process reads the live sale's stream (a worker's thread may too)
+            names = {c["name"] for c in redis_store.client.xinfo_consumers(stream, GROUP)}
+            return names if any(name.startswith("writer@") for name in names) else set()
+
+        wait_for(reading, timeout=15, message="the writer process in the sale's consumer group")
     finally:
         proc.proc.send_signal(signal.SIGTERM)
         code = proc.proc.wait(30)
