@@ -931,16 +931,18 @@ def test_a_closed_sale_leaves_nothing_in_redis_and_its_figures_in_mysql(app, cli
     assert sorted(client_.scan_iter(match=f"*{{{eid}}}*", count=1000)) == []
 
 
-def test_the_hold_writer_runs_as_a_process_of_its_own_and_stops_on_sigterm(app, make_event, make_user):
+def test_the_hold_writer_runs_as_a_process_of_its_own_and_stops_on_sigterm(app, worker, make_event, make_user):
     """`python -m app.booking.writer` (workers with HOLD_WRITER_ENABLED=0 leave the streams to
-    it): it joins a sale's consumer group, the accepted request is held, and SIGTERM ends it
-    cleanly after the batch in hand."""
+    it): with the session worker's own writer thread frozen (SIGSTOP), the accepted request is
+    held by the process, and SIGTERM ends it cleanly after the batch in hand."""
+    import os
     import signal
 
     from app.booking.writer import GROUP
     from tests.support import CeleryProcess, wait_for
 
     proc = CeleryProcess([], name="writer-process", module="app.booking.writer", env={"LOG_LEVEL": "INFO"})
+    os.kill(worker.proc.pid, signal.SIGSTOP)  # the worker's main process, where its writer thread runs
     try:
         wait_for(lambda: "running as its own process" in proc.output(), timeout=30, message="the writer's start")
         event = make_event(sections=[{"name": "Floor", "capacity": 5}])
@@ -955,12 +957,13 @@ def test_the_hold_writer_runs_as_a_process_of_its_own_and_stops_on_sigterm(app, 
         assert '"dataset":"tickets.writer"' in proc.output()
         stream = QueueKeys(event["id"]).reserve_stream()
 
-        def reading() -> set[str]:  # the process reads the live sale's stream (a worker's thread may too)
+        def reading() -> set[str]:  # the process took the entry: it is a consumer of the sale's group
             names = {c["name"] for c in redis_store.client.xinfo_consumers(stream, GROUP)}
             return names if any(name.startswith("writer@") for name in names) else set()
 
         wait_for(reading, timeout=15, message="the writer process in the sale's consumer group")
     finally:
+        os.kill(worker.proc.pid, signal.SIGCONT)
         proc.proc.send_signal(signal.SIGTERM)
         code = proc.proc.wait(30)
     assert code == 0, proc.output()[-2000:]
