@@ -4,7 +4,7 @@ ARGV as keyword arguments, and their reply as named fields."""
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from app.redis.scripts import script
@@ -75,9 +75,15 @@ class ClaimOfferKeys:
     pending_units: str
 
 
+def _values(fields_: Any) -> list[Any]:
+    """A dataclass's values in field order (its __dict__ keeps it; dataclasses.astuple would deep-
+    copy every value, on the hot path)."""
+    return list(vars(fields_).values())
+
+
 def reserve(keys: ReserveKeys, args: IntakeArgs) -> IntakeReply:
-    return IntakeReply.parse(script("RESERVE")(keys=list(astuple(keys)), args=list(astuple(args))))
+    return IntakeReply.parse(script("RESERVE")(keys=_values(keys), args=_values(args)))
 
 
 def claim_offer(keys: ClaimOfferKeys, args: IntakeArgs) -> IntakeReply:
-    return IntakeReply.parse(script("CLAIM_OFFER")(keys=list(astuple(keys)), args=list(astuple(args))))
+    return IntakeReply.parse(script("CLAIM_OFFER")(keys=_values(keys), args=_values(args)))
