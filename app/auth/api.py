@@ -33,6 +33,7 @@ from app.db import transaction
 from app.extensions import limiter
 from app.jsonio import json_response
 from app.notifications.schemas import VerifyCodeSchema
+from app.web import remember_language
 
 blp = Blueprint("auth", __name__, url_prefix="/api/auth", description="Accounts and JWT sessions")
 
@@ -69,8 +70,7 @@ def _pair(user: User, sid: str, refresh: str, *, cookies: bool = False) -> dict[
     response = json_response({"token_type": "Cookie", "expires_in": expires_in}, 200)
     set_access_cookies(response, access)
     set_refresh_cookies(response, refresh)
-    response.set_cookie("lang", user.locale, max_age=365 * 86400, samesite="Lax",
-                        secure=current_app.config["JWT_COOKIE_SECURE"])
+    remember_language(response, user.locale)
     return response
 
 
@@ -227,8 +227,7 @@ class Me(MethodView):
             body = UserSchema().dump(user)
         response = json_response(body, 200)
         if data.get("locale"):
-            response.set_cookie("lang", data["locale"], max_age=365 * 86400, samesite="Lax",
-                                secure=current_app.config["JWT_COOKIE_SECURE"])
+            remember_language(response, data["locale"])
         return response
 
     @jwt_required()

@@ -52,7 +52,7 @@ class AccountUpdateSchema(Schema):
     notify_by_email = fields.Boolean(metadata={"description": "notices to the account's verified e-mail"})
 
     @validates_schema
-    def _something(self, data: dict, **_kwargs: object) -> None:
+    def _at_least_one(self, data: dict, **_kwargs: object) -> None:
         if not data:
             raise ValidationError("Give locale, notify_by_email or both", field_name="_schema")
 

@@ -60,14 +60,10 @@ def record_intent(reservation_id: str, actor_id: int, *, admin: bool, reason: st
     existing = session.scalar(select(Refund).where(Refund.reservation_id == res.id))
     if existing is not None:  # a repeat (or a concurrent twin that committed first): the same refund
         return existing
-    if res.status != CONFIRMED:
-        raise Conflict(f"Only a confirmed ticket can be refunded; this one is {res.status}",
-                       reason="not_refundable")
     event = session.get(Event, res.event_id)
-    now = utcnow()
-    if not admin and event.refund_deadline is not None and now > event.refund_deadline:
-        raise Conflict(f"Refunds for this event closed at {event.refund_deadline.isoformat()}",
-                       reason="refund_deadline_passed")
+    refused = _refusal(res, event, admin=admin)
+    if refused is not None:
+        raise refused
     fee = 0 if admin else owner_fee(res.amount_cents, event.refund_fee_percent)
     refund = Refund(reservation_id=res.id, user_id=res.user_id, event_id=res.event_id, status=PENDING,
                     amount_cents=res.amount_cents - fee, fee_cents=fee, currency=res.currency,
@@ -75,6 +71,16 @@ def record_intent(reservation_id: str, actor_id: int, *, admin: bool, reason: st
     session.add(refund)
     session.flush()
     return refund
+
+
+def _refusal(res: Reservation, event: Event, *, admin: bool) -> Conflict | None:
+    """Why this ticket cannot be refunded now (not confirmed; for its owner, the deadline passed)."""
+    if res.status != CONFIRMED:
+        return Conflict(f"Only a confirmed ticket can be refunded; this one is {res.status}", reason="not_refundable")
+    if not admin and event.refund_deadline is not None and utcnow() > event.refund_deadline:
+        return Conflict(f"Refunds for this event closed at {event.refund_deadline.isoformat()}",
+                        reason="refund_deadline_passed")
+    return None
 
 
 def owner_fee(amount_cents: int, fee_percent: int) -> int:
@@ -87,12 +93,12 @@ def quote(reservation_id: str, user_id: int) -> dict[str, Any] | None:
     or None when they cannot: not theirs, not confirmed, refunded already, or past the deadline."""
     session = db.session
     res = session.get(Reservation, reservation_id)
-    if res is None or res.user_id != user_id or res.status != CONFIRMED:
+    if res is None or res.user_id != user_id:
         return None
     if session.scalar(select(Refund.id).where(Refund.reservation_id == res.id)) is not None:
         return None
     event = session.get(Event, res.event_id)
-    if event.refund_deadline is not None and utcnow() > event.refund_deadline:
+    if _refusal(res, event, admin=False) is not None:
         return None
     fee = owner_fee(res.amount_cents, event.refund_fee_percent)
     return {"reservation_id": res.id, "amount_cents": res.amount_cents - fee, "fee_cents": fee,

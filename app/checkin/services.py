@@ -39,6 +39,7 @@ def require_staff(event_id: int, user_id: int) -> None:
 
 def scan(event_id: int, code: str, gate: str, staff_user_id: int) -> dict[str, Any]:
     session = db.session
+    now = utcnow()
     parsed = verify_ticket_code(code)
     ticket: Ticket | None = None
     if parsed is None:
@@ -46,7 +47,6 @@ def scan(event_id: int, code: str, gate: str, staff_user_id: int) -> dict[str, A
     elif parsed.event_id != event_id:
         result = WRONG_EVENT
     else:
-        now = utcnow()
         admitted = session.execute(
             update(Ticket).where(Ticket.id == parsed.ticket_id, Ticket.event_id == event_id,
                                  Ticket.status == TICKET_VALID, Ticket.checked_in_at.is_(None))
@@ -63,7 +63,7 @@ def scan(event_id: int, code: str, gate: str, staff_user_id: int) -> dict[str, A
         else:
             result = ALREADY_USED
     session.add(Scan(event_id=event_id, ticket_id=parsed.ticket_id if parsed else None,
-                     staff_user_id=staff_user_id, gate=gate, result=result, scanned_at=utcnow()))
+                     staff_user_id=staff_user_id, gate=gate, result=result, scanned_at=now))
     call_after_commit(session, lambda: CHECKINS.labels(result=result).inc())
     return _answer(result, ticket)
 

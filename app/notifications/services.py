@@ -271,38 +271,33 @@ def record_notices(event_id: int, admitted_at: float, admissions: list[tuple[int
     devices = session.scalars(select(Device).where(Device.user_id.in_(until_by_user), Device.enabled.is_(True),
                                                    Device.verified_at.is_not(None))).all() if until_by_user else []
     at = datetime.fromtimestamp(admitted_at, UTC)
-    rows, keys = [], []
+    rows: list[dict[str, Any]] = []
+
+    def notice(user_id: int, device_id: str | None, channel: str, recipient: str) -> None:
+        until = until_by_user[user_id]
+        rows.append({"id": new_uuid(), "dedupe_key": f"{kind}:{event_id}:{user_id}:{int(until * 1000)}:{recipient}",
+                     "user_id": user_id, "event_id": event_id, "device_id": device_id, "channel": channel,
+                     "kind": kind, "status": "pending", "attempts": 0, "admitted_at": at,
+                     "admitted_until": datetime.fromtimestamp(until, UTC), "created_at": utcnow()})
+
     registered: dict[int, set[str]] = {}
     for device in devices:
+        notice(device.user_id, device.id, device.channel, device.id)
         if device.channel == CHANNEL_EMAIL:
             registered.setdefault(device.user_id, set()).add(device.target)
     users = session.scalars(select(User).where(User.id.in_(until_by_user), User.email_verified_at.is_not(None),
                                                User.notify_by_email.is_(True))).all() if until_by_user else []
     for user in users:  # the account e-mail: a row with no device, sent to the address
         if account_email_wanted(user, registered.get(user.id, set())):
-            until = until_by_user[user.id]
-            key = f"{kind}:{event_id}:{user.id}:{int(until * 1000)}:{ACCOUNT_EMAIL}"
-            keys.append(key)
-            rows.append({"id": new_uuid(), "dedupe_key": key, "user_id": user.id, "event_id": event_id,
-                         "device_id": None, "channel": CHANNEL_EMAIL, "kind": kind, "status": "pending",
-                         "attempts": 0, "admitted_at": at, "admitted_until": datetime.fromtimestamp(until, UTC),
-                         "created_at": utcnow()})
-    for device in devices:
-        until = until_by_user[device.user_id]
-        key = f"{kind}:{event_id}:{device.user_id}:{int(until * 1000)}:{device.id}"
-        keys.append(key)
-        rows.append({"id": new_uuid(), "dedupe_key": key, "user_id": device.user_id, "event_id": event_id,
-                     "device_id": device.id, "channel": device.channel, "kind": kind, "status": "pending",
-                     "attempts": 0, "admitted_at": at, "admitted_until": datetime.fromtimestamp(until, UTC),
-                     "created_at": utcnow()})
+            notice(user.id, None, CHANNEL_EMAIL, ACCOUNT_EMAIL)
+    keys = [row["dedupe_key"] for row in rows]
     insert_ignore(session, Notification.__table__, rows)
     return list(session.scalars(select(Notification.id).where(Notification.dedupe_key.in_(keys),
                                                               Notification.status == "pending"))) if keys else []
 
 
-# notices that go straight to the account's verified e-mail, not to its registered channels
+# an order's receipt: a notice to the account's verified e-mail, not to its registered channels
 RECEIPT = "receipt"
-DIRECT_KINDS = (RECEIPT,)
 
 
 def record_receipt(session: Session, user_id: int, event_id: int, order_id: str, event_starts_at: datetime) -> str:
@@ -321,7 +316,7 @@ def send_one(device: Device | None, notification: Notification | None, message: 
     """(provider message id, channel used). Falls back to `log` where no provider is configured.
     ``notification`` is None for a verification code (sent to the device being proved)."""
     cfg = current_app.config
-    if notification is not None and (notification.kind in DIRECT_KINDS or notification.device_id is None):
+    if notification is not None and notification.device_id is None:
         # a receipt, or a notice to the account e-mail: straight to the address
         return channels.send_email_or_log(message.to, message)
     if device is None:
@@ -376,9 +371,6 @@ def _message_of(n: Notification, user: User, event: Event) -> channels.Message:
 def notice_email(message: channels.Message, user: User, event: Event, n: Notification) -> channels.Message:
     """An admission, offer or refund notice as an e-mail: text and HTML in the fan's language, the
     deadline, the page to open and, for a refund, the amount and fee."""
-    from flask import render_template
-    from flask_babel import force_locale
-
     refund = None
     if n.kind == "refunded":
         from app.booking.models import Refund
@@ -386,12 +378,20 @@ def notice_email(message: channels.Message, user: User, event: Event, n: Notific
         refund = db.session.scalar(select(Refund).where(Refund.user_id == user.id, Refund.event_id == event.id,
                                                          Refund.status == "succeeded")
                                    .order_by(Refund.updated_at.desc()).limit(1))
-    context = {"message": message, "event": event, "locale": user.locale or "en", "kind": n.kind,
-               "deadline": n.admitted_until, "refund": refund}
-    with force_locale(user.locale or "en"):
-        text = render_template("email/notice.txt", **context)
-        html = render_template("email/notice.html", **context)
+    text, html = render_email("notice", user.locale, message=message, event=event, kind=n.kind,
+                              deadline=n.admitted_until, refund=refund)
     return replace(message, body=text, html=html)
+
+
+def render_email(template: str, locale: str | None, **context: Any) -> tuple[str, str]:
+    """(text, HTML) of app/web/templates/email/<template>.txt / .html in the fan's language."""
+    from flask import render_template
+    from flask_babel import force_locale
+
+    locale = locale or "en"
+    with force_locale(locale):
+        return (render_template(f"email/{template}.txt", locale=locale, **context),
+                render_template(f"email/{template}.html", locale=locale, **context))
 
 
 def record(jobs: list, results: list[tuple[str, Any]]) -> list[str]:

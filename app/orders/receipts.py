@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import icalendar
-from flask import current_app, render_template
+from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
@@ -16,6 +16,7 @@ from app.catalogue.models import Event
 from app.db import utcnow
 from app.extensions import db
 from app.notifications.channels import Message
+from app.notifications.services import render_email
 from app.orders.services import order_view
 
 # how long the calendar entry lasts: an event has a start and no end in this model
@@ -29,9 +30,7 @@ def receipt_message(order_id: str, user: User) -> Message:
     links = {"tickets": f"{base}/tickets", "order": f"{base}/orders/{order['number']}"}
     with force_locale(user.locale or "en"):
         title = _("Your order %(number)s: %(event)s", number=order["number"], event=event.name)
-        context = {"order": order, "event": event, "links": links, "user": user, "locale": user.locale or "en"}
-        text = render_template("email/receipt.txt", **context)
-        html = render_template("email/receipt.html", **context)
+    text, html = render_email("receipt", user.locale, order=order, event=event, links=links, user=user)
     return Message(title=title, body=text, html=html, deep_link="", web_link=links["order"], event_id=event.id,
                    admitted_until_iso=event.starts_at.isoformat(), kind="order_receipt", to=user.email,
                    attachments=(("event.ics", "text/calendar", calendar_file(order, event)),))

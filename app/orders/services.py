@@ -90,12 +90,13 @@ def order_numbers(reservation_ids: list[str]) -> dict[str, str]:
 
 
 def _refund_view(refund: Refund | None, owner_id: int) -> dict[str, Any] | None:
+    """The refund's own view (booking), and who asked for it."""
+    from app.booking.refunds import refund_view  # booking places orders: imported here, not at the top
+
     if refund is None:
         return None
-    return {"refund_id": refund.id, "status": refund.status, "amount_cents": refund.amount_cents,
-            "fee_cents": refund.fee_cents, "currency": refund.currency, "reason": refund.reason,
-            "by": "you" if refund.requested_by == owner_id else "organiser", "requested_at": refund.created_at,
-            "decline_reason": refund.decline_reason}
+    return {**refund_view(refund), "by": "you" if refund.requested_by == owner_id else "organiser",
+            "requested_at": refund.created_at}
 
 
 def _event_view(event: Event) -> dict[str, Any]:

@@ -41,6 +41,13 @@ def select_locale() -> str:
     return request.accept_languages.best_match(languages) or current_app.config["BABEL_DEFAULT_LOCALE"]
 
 
+def remember_language(response: Response, locale: str) -> None:
+    """The `lang` cookie the next pages read (select_locale): set by the header's buttons, at
+    login from the account, and when the account's language changes."""
+    response.set_cookie("lang", locale, max_age=365 * 86400, samesite="Lax",
+                        secure=current_app.config["JWT_COOKIE_SECURE"])
+
+
 def init_web(app: Flask) -> None:
     import os
 
@@ -130,9 +137,7 @@ def _security_headers(response: Response) -> Response:
     headers.setdefault("X-Content-Type-Options", "nosniff")
     chosen = request.args.get("lang")
     if chosen and chosen != request.cookies.get("lang") and chosen in current_app.config["LANGUAGES"]:
-        # a language picked in the header sticks for the next pages (and the account, app.js)
-        response.set_cookie("lang", chosen, max_age=365 * 86400, samesite="Lax",
-                            secure=current_app.config["JWT_COOKIE_SECURE"])
+        remember_language(response, chosen)  # a language picked in the header sticks (and the account, app.js)
     # a prefix test, not response.mimetype: this runs on every answer of the hot endpoints too
     if (headers.get("Content-Type") or "").startswith("text/html"):
         scripts = f"'self' 'nonce-{g.csp_nonce}'" if "csp_nonce" in g else "'self'"
@@ -236,37 +241,38 @@ def qr_svg(code: str, label: str) -> bytes:
     return out.getvalue()
 
 
+def qr_markup(ticket: dict[str, Any]) -> Any:
+    """A ticket's QR code as SVG to put in a page (segno's own markup; the label is escaped)."""
+    from markupsafe import Markup
+
+    return Markup(qr_svg(ticket["code"], ticket["label"]).decode())
+
+
 @bp.get("/tickets/<ticket_id>")
 def ticket_page(ticket_id: str) -> str | Response:
     """One ticket to print or show at the door: event, date, venue, section, seat, price, QR."""
-    from markupsafe import Markup
-
     from app.auth.jwt_setup import current_user_id
     from app.orders.services import holder_ticket
 
     if (redirect_to := _login_first(f"/tickets/{ticket_id}")) is not None:
         return redirect_to
     ticket, order = _or_404(holder_ticket, ticket_id, current_user_id())
-    qr = Markup(qr_svg(ticket["code"], ticket["label"]).decode())  # segno's own SVG, no user text in it
-    return render_template("ticket.html", ticket=ticket, order=order, qr=qr)
+    return render_template("ticket.html", ticket=ticket, order=order, qr=qr_markup(ticket))
 
 
 @bp.get("/orders/<number>")
 def order_page(number: str) -> str | Response:
     """An order: its lines, total, payment and refund, and its tickets (printable together)."""
-    from markupsafe import Markup
-
     from app.auth.jwt_setup import current_user_id
+    from app.booking.refunds import quote
     from app.orders.services import get_order
 
     if (redirect_to := _login_first(f"/orders/{number}")) is not None:
         return redirect_to
-    from app.booking.refunds import quote
-
-    order = _or_404(get_order, number, current_user_id())
-    qrs = {t["ticket_id"]: Markup(qr_svg(t["code"], t["label"]).decode()) for t in order["tickets"]}
-    return render_template("order.html", order=order, qrs=qrs,
-                           refund_quote=quote(order["reservation_id"], current_user_id()))
+    user_id = current_user_id()
+    order = _or_404(get_order, number, user_id)
+    qrs = {t["ticket_id"]: qr_markup(t) for t in order["tickets"]}
+    return render_template("order.html", order=order, qrs=qrs, refund_quote=quote(order["reservation_id"], user_id))
 
 
 def _login_first(here: str) -> Response | None:
