@@ -1,4 +1,4 @@
-"""Celery's settings, derived from the application's one configuration (``app.config.load_config``).
+"""Celery's settings, derived from the application's one settings object (``app.settings.Settings``).
 
 ``create_app`` applies them to the Celery instance of ``app/extensions.py`` (``app.tasking.
 configure_celery``), so the API, the worker, beat and the CLI read the environment once, through
@@ -7,10 +7,11 @@ the same loader. The queue names are defined here and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from kombu import Queue
+
+from app.settings import Settings
 
 # Work queues: a sale's work (admission, booking), notices, the outbox relay, the rest.
 WORK_QUEUES = ("admission", "booking", "notifications", "outbox", "default")
@@ -84,18 +85,18 @@ def beat_schedule(advance_every: float, housekeeping_queue: str) -> dict[str, di
     return schedule
 
 
-def celery_settings(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Celery's settings for one application configuration (``app.config.load_config``)."""
-    events = bool(config["CELERY_TASK_EVENTS"])
+def celery_settings(settings: Settings) -> dict[str, Any]:
+    """Celery's settings for the application's settings (``app.settings.Settings``)."""
+    events = settings.CELERY_TASK_EVENTS
     return {
         **_STATIC,
-        "broker_url": config["CELERY_BROKER_URL"],
-        "result_backend": config["CELERY_RESULT_BACKEND"],
+        "broker_url": settings.CELERY_BROKER_URL,
+        "result_backend": settings.CELERY_RESULT_BACKEND,
         # Task events feed Flower. Beat and the housekeeping worker run with CELERY_TASK_EVENTS=0,
         # so the once-a-second ticks do not bury a sale's real work there.
         "worker_send_task_events": events,
         "task_send_sent_event": events,
-        "beat_schedule": beat_schedule(config["QUEUE_ADVANCE_INTERVAL_SECONDS"], config["HOUSEKEEPING_QUEUE"]),
-        "redbeat_redis_url": config["REDBEAT_REDIS_URL"],
-        "redbeat_key_prefix": config["REDBEAT_KEY_PREFIX"],
+        "beat_schedule": beat_schedule(settings.QUEUE_ADVANCE_INTERVAL_SECONDS, settings.HOUSEKEEPING_QUEUE),
+        "redbeat_redis_url": settings.REDBEAT_REDIS_URL,
+        "redbeat_key_prefix": settings.REDBEAT_KEY_PREFIX,
     }

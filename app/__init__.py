@@ -7,8 +7,6 @@ from typing import Any
 from flask import Flask
 from flask_smorest import Api
 
-from app.config import check_production_safety, load_config
-
 
 def create_app(config_overrides: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> Flask:
     """Build the API application. ``config_overrides`` win over the environment (used by tests)."""
@@ -20,15 +18,19 @@ def create_app(config_overrides: dict[str, Any] | None = None, env: dict[str, st
     from app.jsonio import SafeJSONProvider
     from app.observability.logging import configure_logging, install_request_context
     from app.observability.metrics import init_http_metrics
+    from app.settings import flask_config, load_settings
 
     Flask.json_provider_class = SafeJSONProvider
     app = Flask(__name__, instance_relative_config=False)
-    app.config.update(load_config(env, **(config_overrides or {})))
-    check_production_safety(app.config)
-    configure_logging(app.config["LOG_LEVEL"], app.config["LOG_JSON"], app.config["SERVICE_NAME"])
+    settings = load_settings(env, **(config_overrides or {}))
+    settings.refuse_unsafe_production()
+    app.config.update(flask_config(settings))
+    app.config.update({k: v for k, v in (config_overrides or {}).items() if k not in app.config})
+    configure_logging(settings.LOG_LEVEL, settings.LOG_JSON, settings.SERVICE_NAME, settings.log_dataset)
 
-    tasking.configure_celery(app.config)
-    db.init(app.config["DATABASE_URL"])
+    tasking.configure_celery(settings)
+    db.init(settings.DATABASE_URL, pool_size=settings.DATABASE_POOL_SIZE, tls=settings.database_tls,
+            tls_ca=settings.DATABASE_TLS_CA)
     redis_store.init(app.config["REDIS_URL"], app.config["REDIS_MAX_CONNECTIONS"], app.config["REDIS_CLUSTER"])
 
     @app.teardown_appcontext

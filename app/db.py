@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import ssl
 import time
@@ -77,17 +76,15 @@ def new_uuid() -> str:
 _TLS_CONTEXT: ssl.SSLContext | None = None
 
 
-def _mysql_tls(url: str) -> dict[str, Any]:
+def _mysql_tls(tls: bool, tls_ca: str) -> dict[str, Any]:
     """TLS set explicitly (PyMySQL otherwise tries it on every new connection and builds a fresh
-    SSLContext, CA bundle included, each time). DATABASE_TLS: "off" (default for a loopback host),
-    "on" (default elsewhere) with one context shared by every connection of the process."""
+    SSLContext, CA bundle included, each time): off, or on with one context shared by every
+    connection of the process (DATABASE_TLS, DATABASE_TLS_CA in app/settings.py)."""
     global _TLS_CONTEXT
-    host = make_url(url).host or "localhost"
-    default = "off" if host in {"localhost", "127.0.0.1", "::1"} else "on"
-    if (os.environ.get("DATABASE_TLS") or default).lower() in {"off", "0", "false", "no"}:
+    if not tls:
         return {"ssl_disabled": True}
     if _TLS_CONTEXT is None:
-        _TLS_CONTEXT = ssl.create_default_context(cafile=os.environ.get("DATABASE_TLS_CA") or None)
+        _TLS_CONTEXT = ssl.create_default_context(cafile=tls_ca or None)
     return {"ssl": _TLS_CONTEXT}
 
 
@@ -95,12 +92,12 @@ class UnsupportedDatabase(ValueError):
     """The record is MySQL/MariaDB: row locks, READ COMMITTED and ON DUPLICATE KEY are the core."""
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pool_size: int = 20, tls: bool = False, tls_ca: str = "") -> Engine:
     if not url.startswith(("mysql", "mariadb")):
         raise UnsupportedDatabase(f"DATABASE_URL must name a MySQL/MariaDB database (mysql+pymysql://...), "
                                   f"got {make_url(url).drivername}://...")
     connect_args = {"charset": "utf8mb4", "init_command": "SET SESSION innodb_lock_wait_timeout=5",
-                    **_mysql_tls(url)}
+                    **_mysql_tls(tls, tls_ca)}
     return create_engine(
         url,
         # READ COMMITTED: conditional UPDATEs see the latest committed counts and InnoDB takes no
@@ -110,7 +107,7 @@ def make_engine(url: str) -> Engine:
         pool_recycle=1800,
         # a fixed pool: under gevent, overflow connections were opened and closed per request
         # (connect + TLS set-up on the hot path); a request waits for a pooled connection instead
-        pool_size=int(os.environ.get("DATABASE_POOL_SIZE") or 20),
+        pool_size=pool_size,
         max_overflow=0,
         pool_timeout=30,
         connect_args=connect_args,
@@ -206,13 +203,13 @@ class Database:
             raise RuntimeError("Database is not initialised: call db.init(url) or create_app()")
         return self._factory()
 
-    def init(self, url: str) -> None:
+    def init(self, url: str, pool_size: int = 20, tls: bool = False, tls_ca: str = "") -> None:
         if self.engine is not None and str(self.engine.url) == url:
             return
         if self.engine is not None:
             self.session.remove()
             self.engine.dispose()
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, pool_size=pool_size, tls=tls, tls_ca=tls_ca)
         self._factory = sessionmaker(bind=self.engine, expire_on_commit=False)
 
     @property

@@ -12,7 +12,7 @@ worker's few threads for minutes. So this server answers the stream endpoint wit
 routes `/api/queue/<id>/stream` there (k8s/base/ingress.yaml, docker/nginx.conf). `make run`
 serves both from one gevent server, for simplicity.
 
-Settings (environment): BIND (0.0.0.0:8000), WEB_CONCURRENCY (worker processes, 2),
+Settings (app/settings.py): BIND (0.0.0.0:8000), WEB_CONCURRENCY (worker processes, 2),
 API_THREADS (threads per worker, 2: the most the bench measured; a blocking MySQL or password
 hash call holds one), PROMETHEUS_MULTIPROC_DIR (emptied at start, as gunicorn's hook does).
 """
@@ -22,6 +22,8 @@ from __future__ import annotations
 import os
 import shutil
 from typing import Any
+
+from app.settings import process_settings
 
 
 def load() -> Any:
@@ -38,15 +40,18 @@ def main() -> None:
     from granian import Granian
     from granian.constants import Interfaces
 
-    host, _, port = os.environ.get("BIND", "0.0.0.0:8000").rpartition(":")
-    os.environ.setdefault("SSE_ENABLED", "0")  # streams belong to the gevent server (module doc)
-    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    settings = process_settings()
+    host, _, port = settings.BIND.rpartition(":")
+    # the workers are child processes that read their settings from the environment: streams belong
+    # to the gevent server (module doc)
+    os.environ.setdefault("SSE_ENABLED", "0")
+    metrics_dir = settings.PROMETHEUS_MULTIPROC_DIR
     if metrics_dir:  # a previous run's files would be summed with this run's
         shutil.rmtree(metrics_dir, ignore_errors=True)
         os.makedirs(metrics_dir, exist_ok=True)
     Granian("app.serve:load", factory=True, address=host or "0.0.0.0", port=int(port),
-            interface=Interfaces.WSGI, workers=int(os.environ.get("WEB_CONCURRENCY") or 2),
-            blocking_threads=int(os.environ.get("API_THREADS") or 2), websockets=False,
+            interface=Interfaces.WSGI, workers=settings.WEB_CONCURRENCY,
+            blocking_threads=settings.API_THREADS, websockets=False,
             respawn_failed_workers=True, log_access=False).serve()
 
 

@@ -21,19 +21,20 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from app.observability.context import request_id_var
+from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
 _flask_app: Flask | None = None
 
 
-def configure_celery(config: dict[str, Any]) -> None:
+def configure_celery(settings: Settings) -> None:
     """Apply the app's configuration to the Celery instance (called by create_app and by the worker's
     entry point, tasks/celery_app.py, so both read the same settings from the same loader)."""
     from app.extensions import celery
     from celeryconfig import celery_settings
 
-    celery.conf.update(celery_settings(config))
+    celery.conf.update(celery_settings(settings))
 
 
 def flask_app() -> Flask:

@@ -28,7 +28,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from app.config import dev_env_file
+from app.settings import dev_env_file
 from celeryconfig import HOUSEKEEPING_QUEUE, WORK_QUEUES
 from devtools.privatedb import MariaDBMissing
 
@@ -217,7 +217,7 @@ def main() -> int:
         settings["PUBLIC_BASE_URL"] = env.get("PUBLIC_BASE_URL") or f"http://127.0.0.1:{ports['PORT']}"
         settings["FLOWER_URL"] = env.get("FLOWER_URL") or f"http://127.0.0.1:{ports['FLOWER_PORT']}"
         # development: buy and be notified without proving the e-mail or channels first (the
-        # codes would be in the dev inbox); production refuses these switches (app/config.py)
+        # codes would be in the dev inbox); production refuses these switches (app/settings.py)
         for name in ("REQUIRE_VERIFIED_EMAIL", "VERIFY_CHANNELS"):
             settings[name] = env.get(name) or "0"
         env.update(settings)

@@ -8,10 +8,13 @@ and a dead worker's gauges are marked dead.
 import os
 import shutil
 
-bind = os.environ.get("BIND", "0.0.0.0:8000")
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
-worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "2000"))
+from app.settings import process_settings
+
+settings = process_settings()
+bind = settings.BIND
+workers = settings.WEB_CONCURRENCY
+worker_class = settings.GUNICORN_WORKER_CLASS
+worker_connections = settings.GUNICORN_WORKER_CONNECTIONS
 timeout = 60
 graceful_timeout = 30
 keepalive = 5
@@ -20,7 +23,7 @@ errorlog = "-"
 
 
 def on_starting(server):
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    path = settings.PROMETHEUS_MULTIPROC_DIR
     if path:
         shutil.rmtree(path, ignore_errors=True)
         os.makedirs(path, exist_ok=True)
@@ -34,7 +37,7 @@ def post_worker_init(worker):
 
 
 def child_exit(server, worker):
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if settings.PROMETHEUS_MULTIPROC_DIR:
         from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
         GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)

@@ -1,13 +1,11 @@
-"""Alembic environment: the models' metadata, the URL from the Flask config or DATABASE_URL."""
+"""Alembic environment: the models' metadata, the URL from the Flask config or the settings."""
 
 from __future__ import annotations
 
-import os
-
 from alembic import context
 
-from app.config import DEFAULT_DATABASE_URL
 from app.db import Base, make_engine
+from app.settings import process_settings
 from app.models import import_all_models
 
 import_all_models()
@@ -16,7 +14,7 @@ target_metadata = Base.metadata
 
 
 def _url() -> str:
-    return config.get_main_option("sqlalchemy.url") or os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    return config.get_main_option("sqlalchemy.url") or process_settings().DATABASE_URL
 
 
 def run_migrations_offline() -> None:
@@ -27,7 +25,8 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    engine = make_engine(_url())
+    settings = process_settings()
+    engine = make_engine(_url(), tls=settings.database_tls, tls_ca=settings.DATABASE_TLS_CA)
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
                           compare_type=True)

@@ -10,9 +10,9 @@ from typing import Any
 
 from celery import Task, bootsteps, signals
 
-from app.config import load_config
 from app.extensions import celery
 from app.observability.context import clear_context, set_context
+from app.settings import process_settings
 from app.tasking import AppContextTask, configure_celery, flask_app, set_flask_app
 
 
@@ -42,7 +42,7 @@ def _survive_kombu_reconnect_race() -> None:
 
 
 _survive_kombu_reconnect_race()
-configure_celery(load_config())  # create_app applies the same settings again, from the same loader
+configure_celery(process_settings())  # create_app applies the same settings again, from the same loader
 celery.autodiscover_tasks(["tasks"], related_name=None, force=True)
 
 

@@ -19,6 +19,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from app.settings import process_settings
+
 
 class TreeMultiProcessCollector(Collector):
     """Sums the multiprocess files in PROMETHEUS_MULTIPROC_DIR and its sub-directories, so one
@@ -37,7 +39,7 @@ class TreeMultiProcessCollector(Collector):
 def build_registry(app: Flask, domain: bool = True) -> CollectorRegistry:
     from app.observability.collectors import DomainCollector
 
-    root = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    root = app.config["PROMETHEUS_MULTIPROC_DIR"]
     if root:
         registry = CollectorRegistry()
         registry.register(TreeMultiProcessCollector(root))
@@ -50,8 +52,9 @@ def build_registry(app: Flask, domain: bool = True) -> CollectorRegistry:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, default=int(os.environ.get("EXPORTER_PORT", "9808")))
-    parser.add_argument("--address", default=os.environ.get("EXPORTER_ADDRESS", "0.0.0.0"))
+    settings = process_settings()
+    parser.add_argument("--port", type=int, default=settings.EXPORTER_PORT)
+    parser.add_argument("--address", default=settings.EXPORTER_ADDRESS)
     parser.add_argument("--worker-only", action="store_true",
                         help="Only the Celery worker metrics (a sidecar per worker pod); the waiting-room, queue-depth "
                              "and outbox gauges then come from one exporter without this flag.")

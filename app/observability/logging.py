@@ -14,7 +14,6 @@ with the correlation ids of the current request or task, for Filebeat/Elasticsea
 from __future__ import annotations
 
 import logging
-import os
 import re
 import sys
 import uuid
@@ -40,23 +39,11 @@ def mask_personal_data(text: str) -> str:
     return _PHONE.sub("<phone>", _EMAIL.sub("<email>", text))
 
 
-def dataset() -> str:
-    """This process's `event.dataset`, from LOG_DATASET or how the process was started."""
-    if os.environ.get("LOG_DATASET"):
-        return os.environ["LOG_DATASET"]
-    argv = " ".join(sys.argv)
-    for word, name in (("booking/writer", "writer"), (" beat", "beat"), (" worker", "worker"),
-                       ("exporter", "exporter")):
-        if word in argv:
-            return f"tickets.{name}"
-    return "tickets.api"
-
-
 class EcsFormatter(ecs_logging.StdlibFormatter):
     """ECS JSON with our correlation ids in ECS fields and everything else under labels."""
 
-    def __init__(self, service: str) -> None:
-        super().__init__(extra={"service.name": service, "event.dataset": dataset()},
+    def __init__(self, service: str, dataset: str) -> None:
+        super().__init__(extra={"service.name": service, "event.dataset": dataset},
                          exclude_fields=["log.original"])  # the message, once
 
     def format_to_ecs(self, record: logging.LogRecord) -> dict[str, Any]:
@@ -88,7 +75,8 @@ class ContextFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str = "INFO", json_logs: bool = True, service: str = "tickets") -> None:
+def configure_logging(level: str = "INFO", json_logs: bool = True, service: str = "tickets",
+                      dataset: str = "tickets.api") -> None:
     root = logging.getLogger()
     if getattr(root, "_tickets_configured", False):
         return
@@ -96,7 +84,7 @@ def configure_logging(level: str = "INFO", json_logs: bool = True, service: str 
     handler = logging.StreamHandler(sys.__stderr__)
     handler.addFilter(ContextFilter())
     if json_logs:
-        handler.setFormatter(EcsFormatter(service))
+        handler.setFormatter(EcsFormatter(service, dataset))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
     root.handlers = [handler]

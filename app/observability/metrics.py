@@ -18,11 +18,13 @@ from flask import Flask
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics_core import Metric
 
+from app.settings import process_settings
+
 log = logging.getLogger(__name__)
 
-if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+if process_settings().PROMETHEUS_MULTIPROC_DIR:
     # every process of the image inherits the variable; the files need their directory to exist
-    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+    os.makedirs(process_settings().PROMETHEUS_MULTIPROC_DIR, exist_ok=True)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 WAIT_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
@@ -219,7 +221,7 @@ def init_http_metrics(app: Flask) -> None:
         # a second app in one process (tests): a private registry avoids duplicate series
         PrometheusMetrics(app, registry=CollectorRegistry(auto_describe=True), **kwargs)
         return
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if app.config["PROMETHEUS_MULTIPROC_DIR"]:
         from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
         class ApiMetrics(GunicornInternalPrometheusMetrics):

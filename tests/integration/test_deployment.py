@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import celeryconfig
-from app.config import ConfigError, check_production_safety, load_config
+from app.settings import ConfigError, Settings
 from tests.support import ROOT
 
 K8S = ROOT / "k8s"
@@ -24,12 +24,8 @@ THIRD_PARTY_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "PROMETHEUS_MUL
 
 
 def app_env_names() -> set[str]:
-    """Every environment variable our code reads."""
-    readers = r"(?:env\.get|os\.environ\.get|_int\(env,|_float\(env,|_bool\(env,|os\.environ\[)"
-    pattern = re.compile(readers + r"""\s*\(?\s*["']([A-Z][A-Z0-9_]+)["']""")
-    files = [*ROOT.glob("app/**/*.py"), *ROOT.glob("tasks/*.py"), ROOT / "celeryconfig.py",
-             ROOT / "docker" / "gunicorn.conf.py"]
-    return {m for f in files for m in pattern.findall(f.read_text())}
+    """Every environment variable our code reads: the fields of the one settings object."""
+    return set(Settings.model_fields)
 
 
 def k8s_documents(folder: Path) -> list[tuple[Path, dict]]:
@@ -177,13 +173,13 @@ def test_k8s_config_is_a_valid_production_configuration():
     env = {**docs["tickets-config"]["data"], **docs["tickets-secrets"]["stringData"]}
     assert set(env) - THIRD_PARTY_ENV <= app_env_names(), set(env) - THIRD_PARTY_ENV - app_env_names()
     with pytest.raises(ConfigError):  # the template's placeholders are refused, never run
-        check_production_safety(load_config(env))
+        Settings.from_env(env).refuse_unsafe_production()
     real = {k: v.replace("CHANGE_ME_TO_64_RANDOM_CHARACTERS", "x" * 64).replace(
         "CHANGE_ME_TO_64_OTHER_RANDOM_CHARACTERS", "y" * 64) for k, v in env.items()}
     with pytest.raises(ConfigError, match="STRIPE"):  # no money without Stripe's keys
-        check_production_safety(load_config(real))
+        Settings.from_env(real).refuse_unsafe_production()
     real.update(STRIPE_SECRET_KEY="sk_live_x", STRIPE_WEBHOOK_SECRET="whsec_x", STRIPE_PUBLISHABLE_KEY="pk_live_x")
-    check_production_safety(load_config(real))
+    Settings.from_env(real).refuse_unsafe_production()
 
 
 def test_compose_stack_matches_the_code():
@@ -199,7 +195,7 @@ def test_compose_stack_matches_the_code():
     assert app_env["PAYMENT_PROVIDER"] == "stripe"
     given = {name: f"{name.lower()}_test" for name in ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET",
                                                         "STRIPE_PUBLISHABLE_KEY")}
-    check_production_safety(load_config({**{k: str(v) for k, v in app_env.items()}, **given}))
+    Settings.from_env({**{k: str(v) for k, v in app_env.items()}, **given}).refuse_unsafe_production()
     ours = [name for name, svc in services.items() if svc.get("image") == "tickets:dev"]
     assert set(ours) >= {"api", "beat", "flower", "migrate", "exporter"}
     workers = set()
@@ -280,10 +276,10 @@ def test_prod_puts_the_app_on_a_redis_cluster_and_celery_on_the_standalone_broke
     addresses = {t["metadata"]["address"].split(":")[0] for d in docs if d["kind"] == "ScaledObject"
                  for t in d["spec"]["triggers"] if t["type"] == "redis"}
     assert addresses == {broker_host}
-    settings = celeryconfig.celery_settings(load_config(config))
+    settings = celeryconfig.celery_settings(Settings.from_env(config))
     assert urlparse(settings["broker_url"]).hostname == urlparse(settings["redbeat_redis_url"]).hostname == broker_host
     with pytest.raises(ConfigError, match="CELERY_BROKER_URL"):  # a cluster with no broker is refused
-        load_config({k: v for k, v in config.items() if k != "CELERY_BROKER_URL"})
+        Settings.from_env({k: v for k, v in config.items() if k != "CELERY_BROKER_URL"})
 
 
 def test_compose_cluster_override_moves_every_app_process_to_the_cluster():

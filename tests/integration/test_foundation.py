@@ -11,8 +11,8 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import inspect, text
 
-from app.config import ConfigError, check_production_safety, load_config
 from app.extensions import db
+from app.settings import ConfigError, Settings
 from tests.support import ROOT, CeleryProcess, wait_for
 
 
@@ -104,13 +104,13 @@ def test_production_refuses_default_or_missing_secret():
     env = {"APP_ENV": "production", "DATABASE_URL": "mysql+pymysql://u:p@db/tickets", "STRIPE_SECRET_KEY": "sk_x",
            "STRIPE_WEBHOOK_SECRET": "whsec_x", "STRIPE_PUBLISHABLE_KEY": "pk_x"}
     with pytest.raises(ConfigError):
-        check_production_safety(load_config(env))
+        Settings.from_env(env).refuse_unsafe_production()
     with pytest.raises(ConfigError):
-        check_production_safety(load_config({**env, "JWT_SECRET_KEY": "short"}))
+        Settings.from_env({**env, "JWT_SECRET_KEY": "short"}).refuse_unsafe_production()
     with pytest.raises(ConfigError):
-        check_production_safety(load_config({**env, "JWT_SECRET_KEY": "x" * 40, "DATABASE_URL": ""}))
-    check_production_safety(load_config({**env, "JWT_SECRET_KEY": "x" * 40}))
-    assert load_config({})["CELERY_BROKER_URL"] == load_config({})["REDIS_URL"]
+        Settings.from_env({**env, "JWT_SECRET_KEY": "x" * 40, "DATABASE_URL": ""}).refuse_unsafe_production()
+    Settings.from_env({**env, "JWT_SECRET_KEY": "x" * 40}).refuse_unsafe_production()
+    assert Settings.from_env({}).CELERY_BROKER_URL == Settings.from_env({}).REDIS_URL
 
 
 def test_wsgi_refuses_to_start_in_production_with_default_secret():
@@ -121,11 +121,10 @@ def test_wsgi_refuses_to_start_in_production_with_default_secret():
 
 def test_celeryconfig_guarantees():
     import celeryconfig
-    from app.config import load_config
 
     # one configuration: Celery's settings come from the app's loader (the interval is parsed once)
-    settings = celeryconfig.celery_settings(load_config({"QUEUE_ADVANCE_INTERVAL_SECONDS": "0.5",
-                                                         "CELERY_BROKER_URL": "redis://broker:6379/3"}))
+    settings = celeryconfig.celery_settings(Settings.from_env({"QUEUE_ADVANCE_INTERVAL_SECONDS": "0.5",
+                                                               "CELERY_BROKER_URL": "redis://broker:6379/3"}))
     assert settings["broker_url"] == settings["result_backend"] == "redis://broker:6379/3"
     assert settings["beat_schedule"]["advance-waiting-rooms"]["schedule"] == 0.5
     assert settings["task_acks_late"] and settings["task_reject_on_worker_lost"]

@@ -67,10 +67,10 @@ def test_two_apis_and_two_workers_sell_exactly_the_capacity(app, client, live_ap
 
 
 def test_the_stand_by_beat_takes_over_within_its_lock_timeout_when_the_active_one_is_sigkilled(app):
-    from app.config import load_config
+    from app.settings import process_settings
     from celeryconfig import celery_settings
 
-    lock_timeout = celery_settings(load_config())["redbeat_lock_timeout"]
+    lock_timeout = celery_settings(process_settings())["redbeat_lock_timeout"]
     env = {"REDBEAT_KEY_PREFIX": f"redbeat-takeover-{time.time_ns()}:"}
     beats = [CeleryProcess(["beat", "-l", "INFO", "--pidfile="], env=env, name=f"takeover{i}") for i in range(2)]
 
