@@ -13,8 +13,8 @@ import time
 
 from app.errors import AppError, TooManyRequests, Unprocessable
 from app.extensions import redis_store
+from app.redis import calls
 from app.redis.keys import verification_keys
-from app.redis.scripts import script
 
 CODE_TTL_SECONDS = 15 * 60
 MAX_ATTEMPTS = 5
@@ -60,7 +60,7 @@ def _count_sent(destination: str) -> None:
 def check(purpose: str, code: str) -> None:
     """Returns when ``code`` is right; raises a 4xx AppError otherwise."""
     given = _digest(code.strip()) if isinstance(code, str) else ""
-    verdict = script("CHECK_CODE")(keys=list(verification_keys(purpose)), args=[given, MAX_ATTEMPTS])
+    verdict = calls.check_code(calls.CodeKeys(*verification_keys(purpose)), given=given, max_attempts=MAX_ATTEMPTS)
     if verdict == "ok":
         return
     if verdict == "expired":

@@ -58,7 +58,7 @@ def main() -> None:
             for first in range(1, args.fans + 1, args.batch):
                 pipe = client.pipeline(transaction=False)
                 for user in range(first, min(first + args.batch, args.fans + 1)):
-                    join(keys=[*keys.with_rate_limit(user), keys.no_token(), user_devices_key(user),
+                    join(keys=[*keys.all(), keys.rate_limit(user), keys.no_token(), user_devices_key(user),
                                user_queues_key(user)],
                          args=[user, f"{time.time():.6f}", 0, event_id, ""], client=pipe)
                 pipe.execute()
@@ -68,7 +68,7 @@ def main() -> None:
             sample = range(1, min(args.fans, 20_000) + 1)
             pipe = client.pipeline(transaction=False)
             for user in sample:
-                status(keys=[*keys.with_rate_limit(user), keys.no_token()], args=[user, f"{time.time():.6f}", 0],
+                status(keys=[*keys.all(), keys.rate_limit(user), keys.no_token()], args=[user, f"{time.time():.6f}", 0],
                        client=pipe)
             replies = pipe.execute()
             waiting = sum(1 for r in replies if r[0] == "waiting")

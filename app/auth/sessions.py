@@ -18,8 +18,8 @@ from flask_jwt_extended import create_refresh_token
 
 from app.errors import Unauthorized
 from app.extensions import redis_store
+from app.redis import calls
 from app.redis.keys import auth_session_key, session_revoked_key, user_revoked_key, user_sessions_key
-from app.redis.scripts import script
 
 
 def _ttl() -> int:
@@ -48,7 +48,7 @@ def rotate(user_id: int, claims: dict) -> tuple[str, str]:
     if not sid:
         raise Unauthorized("This refresh token predates sessions; log in again", reason="session_unknown")
     jti = str(uuid.uuid4())
-    verdict = script("ROTATE_SESSION")(keys=[auth_session_key(sid)], args=[claims["jti"], jti, _ttl()])
+    verdict = calls.rotate_session(auth_session_key(sid), presented=claims["jti"], next_jti=jti, ttl=_ttl())
     if verdict == "reused":
         raise Unauthorized("This refresh token was already used: the session is revoked; log in again",
                            reason="refresh_token_reused")

@@ -30,7 +30,7 @@ from app.inventory import gate
 from app.observability.context import request_id_var
 from app.observability.metrics import RESERVATIONS
 from app.queue import passes
-from app.redis import cluster, intake_calls
+from app.redis import calls, cluster, intake_calls
 from app.redis.keys import QueueKeys, user_queues_key
 
 CATALOGUE_TTL_SECONDS = 5.0
@@ -178,7 +178,7 @@ def accept(req: ReserveRequest) -> tuple[str, dict[str, Any] | None]:
     now = time.time()
     record = _record(req, section, quantity, digest, now)
     keys = QueueKeys(req.event_id)
-    waitlist, pool, stats = gate.release_keys(req.event_id, section.id)
+    waitlist, pool, stats = calls.ReleaseKeys.of(req.event_id, section.id)
     script_keys = intake_calls.ReserveKeys(
         active=keys.active, idempotency=keys.idempotency(), user_units=keys.user_units(),
         gate=gate.gate_key(req.event_id, section.id), holds=keys.holds(section.id),
@@ -261,15 +261,14 @@ def _accept_offer(req: ReserveRequest, event: EventFacts) -> tuple[str, dict[str
     now = time.time()
     record = _record(req, section, quantity, digest, now)
     keys = QueueKeys(req.event_id)
-    wl = {part: keys.waitlist(section.id, part) for part in waitlist.PARTS}
+    wl = calls.WaitlistKeys.of(req.event_id, section.id)
     reply = intake_calls.claim_offer(
         intake_calls.ClaimOfferKeys(
-            offers=wl["offers"], idempotency=keys.idempotency(), user_units=keys.user_units(),
-            offer_expiries=wl["offerexp"], user_offer=wl["useroffer"], reserve_stream=keys.reserve_stream(),
-            pending=keys.pending(), revoked=cluster.revocation_key(keys, req.revoked_key), offered=wl["offered"],
-            gate=gate.gate_key(req.event_id, section.id), waitlist=wl["wl"], waitlist_pool=wl["pool"],
-            waitlist_stats=wl["stats"], fresh_offers=wl["fresh"], pending_of_user=keys.pending_of(),
-            pending_units=keys.pending_units()),
+            offers=wl.offers, idempotency=keys.idempotency(), user_units=keys.user_units(),
+            offer_expiries=wl.offer_expiries, user_offer=wl.user_offer, reserve_stream=keys.reserve_stream(),
+            pending=keys.pending(), revoked=cluster.revocation_key(keys, req.revoked_key), offered=wl.offered,
+            gate=wl.gate, waitlist=wl.waitlist, waitlist_pool=wl.pool, waitlist_stats=wl.stats,
+            fresh_offers=wl.fresh, pending_of_user=keys.pending_of(), pending_units=keys.pending_units()),
         _intake_args(req, claims["jti"], now, digest, record, quantity, event))
     outcome = reply.outcome
     if outcome == "accepted":

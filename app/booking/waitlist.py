@@ -2,20 +2,20 @@
 
 - **Joining.** An admitted fan whose section is sold out joins with a quantity (within the
   per-user limit). The order is first come, first served, kept in Redis by Lua scripts in the
-  sale's slot, like the waiting room (scripts.JOIN_WAITLIST).
+  sale's slot, like the waiting room (app/redis/lua/join_waitlist.lua).
 - **Releases go to the waitlist first.** Every script that puts units back to sale (a hold that
-  expires or is cancelled, a rejected request, a refund; scripts._PUT_BACK_FN) sends them to the
+  expires or is cancelled, a rejected request, a refund; app/redis/lua/put_back.lua) sends them to the
   section's waitlist pool while anyone waits there, never to the gate, so nobody who polls
   `reserve` can take them first.
 - **Offers.** The tick (beat, every second, `booking.waitlist_tick`) turns the pool into offers in
-  arrival order (scripts.MAKE_OFFERS): a signed offer pass for the section and quantity, open for
+  arrival order (app/redis/lua/make_offers.lua): a signed offer pass for the section and quantity, open for
   the event's `offer_window_seconds` (default 600), announced on all the fan's channels.
   *Partial fit:* a fan who wants more than the pool holds is skipped and keeps their place; the
   next fan who fits is served. Splitting would hand the first fan fewer tickets than they asked
   for (a group of three cannot use two), and keeping the place means the next larger release
   reaches them first.
 - **Claiming.** `POST /api/tickets/reserve` with `X-Offer-Token` instead of an admission pass
-  takes the offer's units (scripts.CLAIM_OFFER) and goes the usual way to the hold writer; MySQL's
+  takes the offer's units (app/redis/lua/claim_offer.lua) and goes the usual way to the hold writer; MySQL's
   conditional UPDATE still decides the hold, so nothing can be sold twice. An offer that is
   declined (`DELETE` on the waitlist) or expires passes on to the next fan; once nobody waits,
   what is left opens to everyone.
@@ -43,8 +43,8 @@ from app.observability.metrics import WAITLIST_JOINS, WAITLIST_OFFERS
 from app.outbox.models import OutboxEvent
 from app.outbox.services import record_event
 from app.queue import passes
+from app.redis import calls
 from app.redis.keys import WAITLIST_REGISTRY_KEY, QueueKeys
-from app.redis.scripts import script
 from app.tasking import call_after_commit
 
 log = logging.getLogger(__name__)
@@ -85,25 +85,23 @@ def join(event_id: int, section_id: int, user_id: int, quantity: int) -> tuple[d
     if not 1 <= quantity <= most:
         raise Unprocessable(f"quantity must be 1..{most}", reason="limit_exceeded",
                             errors={"quantity": [f"must be 1..{most}"]})
-    keys, q = _keys(event_id, section_id), QueueKeys(event_id)
-    reply = script("JOIN_WAITLIST")(
-        keys=[q.active, gate.gate_key(event_id, section_id), keys["wl"], keys["wlq"], keys["seq"], q.user_units(),
-              keys["useroffer"], keys["pool"]],
-        args=[user_id, f"{time.time():.6f}", quantity, most])
-    outcome = reply[0]
+    q = QueueKeys(event_id)
+    reply = calls.join_waitlist(calls.WaitlistKeys.of(event_id, section_id), q.active, q.user_units(),
+                                user_id=user_id, now=time.time(), quantity=quantity, max_per_user=most)
+    outcome = reply.outcome
     if outcome == "admission_inactive":
         raise Forbidden("Join the waiting room first: the waitlist is for admitted fans", reason="admission_inactive")
     if outcome == "not_sold_out":
         raise Conflict("Tickets are still on sale in this section: reserve them", reason="not_sold_out")
     if outcome == "limit_exceeded":
-        raise Unprocessable(f"At most {most} tickets per user; you have {reply[1]}",
+        raise Unprocessable(f"At most {most} tickets per user; you have {reply.detail}",
                             reason="limit_exceeded")
     if outcome == "joined":
         redis_store.client.sadd(WAITLIST_REGISTRY_KEY, f"{event_id}:{section_id}")
         session = db.session
         record_event(session, "WaitlistJoined", "queue", event_id, {
             "event_id": event_id, "section_id": section_id, "user_id": user_id, "quantity": quantity,
-            "position": int(reply[1])})
+            "position": reply.detail})
         call_after_commit(session, WAITLIST_JOINS.inc)
     return view(event_id, section_id, user_id), outcome == "joined"
 
@@ -112,24 +110,18 @@ def leave(event_id: int, section_id: int, user_id: int) -> bool:
     """Leave the waitlist, or decline an open offer: True when an offer was declined (its tickets
     pass to the next fan: app/booking/flows.leave_waitlist ticks the section after commit)."""
     _section_for_waitlist(event_id, section_id)
-    keys = _keys(event_id, section_id)
-    declined = script("DECLINE_OFFER")(keys=_offer_keys(event_id, section_id), args=[user_id])
-    left = script("LEAVE_WAITLIST")(keys=[keys["wl"], keys["wlq"]], args=[user_id])
+    keys = calls.WaitlistKeys.of(event_id, section_id)
+    declined = calls.decline_offer(keys, user_id=user_id)
+    left = calls.leave_waitlist(keys, user_id=user_id)
     if not declined and not left:
         raise NotFound("You are not on this waitlist", reason="not_waitlisted")
     if declined:
         WAITLIST_OFFERS.labels(outcome="declined").inc()
         _count(event_id, section_id, "declined")
         record_event(db.session, "OfferExpired", "queue", event_id, {
-            "event_id": event_id, "section_id": section_id, "user_id": user_id, "quantity": int(declined),
+            "event_id": event_id, "section_id": section_id, "user_id": user_id, "quantity": declined,
             "reason": "declined"})
     return bool(declined)
-
-
-def _offer_keys(event_id: int, section_id: int) -> list[str]:
-    k = _keys(event_id, section_id)
-    return [k["offers"], k["offerexp"], k["useroffer"], k["offered"], gate.gate_key(event_id, section_id), k["wl"],
-            k["pool"], k["stats"], k["fresh"]]
 
 
 def _count(event_id: int, section_id: int, what: str) -> None:
@@ -183,13 +175,10 @@ def expire_and_offer(event_id: int, section_id: int) -> list[tuple[int, str, int
     """Expire lapsed offers and make new ones in waitlist order (two Lua calls): the expired
     offers as (user, offer id, quantity). Their announcements follow (app/booking/flows.py)."""
     event = get_event(event_id)
-    keys, now = _keys(event_id, section_id), time.time()
-    expired = script("EXPIRE_OFFERS")(keys=_offer_keys(event_id, section_id), args=[f"{now:.6f}"])
-    script("MAKE_OFFERS")(
-        keys=[keys["wl"], keys["wlq"], keys["pool"], keys["offers"], keys["offerexp"], keys["useroffer"],
-              keys["offered"], keys["seq"], gate.gate_key(event_id, section_id), keys["fresh"]],
-        args=[f"{now:.6f}", event.offer_window_seconds, SCAN])
-    return [(int(expired[i]), expired[i + 1], int(expired[i + 2])) for i in range(0, len(expired), 3)]
+    keys, now = calls.WaitlistKeys.of(event_id, section_id), time.time()
+    expired = calls.expire_offers(keys, now=now)
+    calls.make_offers(keys, now=now, window_seconds=event.offer_window_seconds, scan=SCAN)
+    return [(offer.user_id, offer.offer_id, offer.quantity) for offer in expired]
 
 
 def announce_expired(event_id: int, section_id: int, user_id: int, offer_id: str, quantity: int) -> None:

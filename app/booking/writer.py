@@ -70,8 +70,8 @@ from app.observability.context import clear_context, set_context
 from app.observability.metrics import HOLD_LATENCY, HOLD_WRITER_DEAD_LETTERS, HOLD_WRITER_ERRORS, RESERVATIONS
 from app.outbox.models import OutboxEvent
 from app.outbox.services import SCHEMA_VERSION, kick_relay_after_commit, topic_for
+from app.redis import calls
 from app.redis.keys import REGISTRY_KEY, QueueKeys
-from app.redis.scripts import script
 
 CLUSTER_POLL_MS = 20  # cluster mode, several sales: the pause between rounds of per-stream reads
 
@@ -269,12 +269,11 @@ class Settlement:
         self.plan["dead"].append([x for pair in fields.items() for x in pair])
 
     def run(self) -> None:
-        keys = [self.keys.pending(), self.keys.writes(), self.keys.reserve_stream(), self.keys.user_units(),
-                self.keys.dead_letters(), self.keys.pending_of(), self.keys.pending_units()]
-        for section_id in self.sections:
-            keys += [gate.gate_key(self.event_id, section_id), self.keys.holds(section_id),
-                     *gate.release_keys(self.event_id, section_id)]
-        script("SETTLE")(keys=keys, args=[GROUP, json.dumps(self.plan, separators=(",", ":"))])
+        keys = calls.SettleKeys(self.keys.pending(), self.keys.writes(), self.keys.reserve_stream(),
+                                self.keys.user_units(), self.keys.dead_letters(), self.keys.pending_of(),
+                                self.keys.pending_units())
+        calls.settle(keys, [calls.SettledSection.of(self.event_id, section_id) for section_id in self.sections],
+                     group=GROUP, plan=self.plan)
 
 
 def _follow_up(event_id: int, records: list[dict[str, Any]], outcomes: Outcomes, entry_ids: list[str]) -> None:

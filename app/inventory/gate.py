@@ -18,24 +18,13 @@ from app.catalogue.models import Section
 from app.extensions import db, redis_store
 from app.inventory.counts import availability, sold_and_held
 from app.observability.metrics import GATE_DRIFT, GATE_DRIFT_FIXES
+from app.redis import calls
 from app.redis.keys import QueueKeys
-from app.redis.scripts import script
 
 log = logging.getLogger(__name__)
 
 def gate_key(event_id: int, section_id: int) -> str:
     return QueueKeys(event_id).gate(section_id)
-
-
-def _keys(event_id: int, section_id: int) -> list[str]:
-    keys = QueueKeys(event_id)
-    return [keys.gate(section_id), keys.holds(section_id)]
-
-
-def release_keys(event_id: int, section_id: int) -> list[str]:
-    """The section's waitlist, its pool and its stats: released units go to waiting fans first."""
-    keys = QueueKeys(event_id)
-    return [keys.waitlist(section_id, "wl"), keys.waitlist(section_id, "pool"), keys.waitlist(section_id, "stats")]
 
 
 def hold_member(reservation_id: str, quantity: int) -> str:
@@ -92,9 +81,8 @@ def give_back(event_id: int, section_id: int, quantity: int, user_id: int | None
     if quantity <= 0:
         return
     try:
-        script("GIVE")(keys=[gate_key(event_id, section_id), QueueKeys(event_id).user_units(),
-                             *release_keys(event_id, section_id)],
-                       args=[quantity, "" if user_id is None else user_id])
+        calls.give(gate_key(event_id, section_id), QueueKeys(event_id).user_units(),
+                   calls.ReleaseKeys.of(event_id, section_id), quantity=quantity, user_id=user_id)
     except redis.RedisError:
         log.warning("gate give-back failed for section %s; the reconciler will fix it", section_id, exc_info=True)
 
@@ -103,10 +91,10 @@ def release_hold(event_id: int, section_id: int, reservation_id: str, quantity: 
                  user_id: int | None = None) -> None:
     """A hold ended: expired/cancelled (units back, unless already reclaimed) or confirmed (sold)."""
     try:
-        script("RELEASE_HOLD")(keys=[*_keys(event_id, section_id), QueueKeys(event_id).user_units(),
-                                     *release_keys(event_id, section_id)],
-                               args=[hold_member(reservation_id, quantity), "1" if give_back else "0",
-                                     "" if user_id is None else user_id])
+        keys = QueueKeys(event_id)
+        calls.release_hold(calls.HoldKeys(keys.gate(section_id), keys.holds(section_id), keys.user_units()),
+                           calls.ReleaseKeys.of(event_id, section_id), member=hold_member(reservation_id, quantity),
+                           give_back=give_back, user_id=user_id)
     except redis.RedisError:
         log.warning("gate release failed for hold %s; the reconciler will fix it", reservation_id, exc_info=True)
 
@@ -114,7 +102,7 @@ def release_hold(event_id: int, section_id: int, reservation_id: str, quantity: 
 def reconcile(event_ids: list[int]) -> dict[int, int]:
     """Reset each section's gate to what MySQL says; returns {section_id: drift fixed}.
 
-    A sale with requests between the API and MySQL is skipped this round (see scripts.RESET)."""
+    A sale with requests between the API and MySQL is skipped this round (app/redis/lua/reset.lua)."""
     fixed: dict[int, int] = {}
     if not event_ids:
         return fixed
@@ -125,12 +113,13 @@ def reconcile(event_ids: list[int]) -> dict[int, int]:
         writes = client.get(keys.writes()) or "0"  # read before MySQL
         expected = availability([section])[section.id]
         db.session.rollback()  # the next section reads a fresh snapshot
-        reply = script("RESET")(keys=[*_keys(section.event_id, section.id), keys.pending(), keys.writes(),
-                                      keys.waitlist(section.id, "pool"), keys.waitlist(section.id, "offered")],
-                                args=[expected, f"{time.time():.6f}", writes])
-        if reply[0] != "reset":
+        reply = calls.reset(calls.ResetKeys(keys.gate(section.id), keys.holds(section.id), keys.pending(),
+                                            keys.writes(), keys.waitlist(section.id, "pool"),
+                                            keys.waitlist(section.id, "offered")),
+                            expected=expected, now=time.time(), writes=writes)
+        if not reply.reset:
             continue
-        previous, value = reply[1], int(reply[2])
+        previous, value = reply.previous, reply.value
         # (before, the drift was measured against MySQL's count before the waitlist's share: a
         # unit kept for an offer read as a drift on every round, for as long as the offer stood)
         drift = 0 if previous is None else int(previous) - value

@@ -30,8 +30,8 @@ from app.notifications.models import (
     Device,
     Notification,
 )
+from app.redis import calls
 from app.redis.keys import QueueKeys
-from app.redis.scripts import script
 from app.tasking import send_task
 
 log = logging.getLogger(__name__)
@@ -56,9 +56,9 @@ def notify_admissions(event_id: int, admitted_at: float, admissions: list[tuple[
 
 
 def forget_owed_notices(event_id: int, admissions: list[tuple[int, float]]) -> None:
-    values = [x for user, until in admissions for x in (str(user), _lua_number(until))]
-    if values:
-        script("FORGET_NOTICES")(keys=[QueueKeys(event_id).notices_due()], args=values)
+    owed = [(str(user), _lua_number(until)) for user, until in admissions]
+    if owed:
+        calls.forget_notices(QueueKeys(event_id).notices_due(), owed)
 
 
 def _lua_number(value: float) -> str:

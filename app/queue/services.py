@@ -12,9 +12,10 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import redis
 from flask import current_app
@@ -26,10 +27,9 @@ from app.errors import AppError, Conflict, TooManyRequests
 from app.extensions import db, redis_store
 from app.observability.metrics import QUEUE_ADMISSIONS, QUEUE_EXPIRED, QUEUE_JOINS, QUEUE_WAIT
 from app.queue import eta, passes
-from app.redis import cluster
+from app.redis import calls, cluster
 from app.redis.keys import REGISTRY_KEY, UNDRAINED_KEY, QueueKeys
 from app.redis.locks import LockTimeout, redis_lock
-from app.redis.scripts import script
 from app.tasking import call_after_commit, send_task
 
 log = logging.getLogger(__name__)
@@ -94,30 +94,7 @@ class QueueView:
         return {k: v for k, v in self.__dict__.items() if k != "created"}
 
 
-# ADVANCE's reply: a header of this many fields (app/redis/lua/advance.lua: status, lapsed,
-# abandoned, admitted, then the speed sample's fields), then four per admitted user: user, joined,
-# notifiable, admitted until
-ADVANCE_HEADER = 10
-
-
-class PlaceReply(NamedTuple):
-    """JOIN's and STATUS's answer: the fixed table the prelude's `reply` returns
-    (app/redis/lua/prelude.lua), field by field."""
-    state: str  # waiting | pre_queue | admitted | expired | none
-    rank: str  # 0-based place in the line
-    detail: str | None  # admitted: the admission's end (epoch s); expired: why
-    eta_rate: str  # the line's measured speed, people/s (0: not measured yet)
-    paused: str  # "1" while the sale is paused
-    pre_size: str  # people in the pre-queue
-    created: str  # "1" when this call took the place
-    admit_per_minute: str  # the configured rate
-    heartbeat_timeout: str  # seconds without a poll before a non-notifiable place lapses
-    opens_at: str  # the sale's opening (epoch s)
-    eta_rel: str  # the measured speed's relative uncertainty
-
-
-def _build_view(event_id: int, user_id: int, reply: list, now: float) -> QueueView:
-    place = PlaceReply._make(reply)
+def _build_view(event_id: int, user_id: int, place: calls.PlaceReply, now: float) -> QueueView:
     state, detail, opens_at = place.state, place.detail, place.opens_at
     rank, speed, rel = int(place.rank), float(place.eta_rate or 0), place.eta_rel
     configured, heartbeat_timeout, pre_size = place.admit_per_minute, place.heartbeat_timeout, place.pre_size
@@ -155,41 +132,45 @@ def _build_view(event_id: int, user_id: int, reply: list, now: float) -> QueueVi
     return view
 
 
-def _raise_for(reply: list, event_id: int) -> None:
-    state = reply[0]
-    if state == "pow_required":
-        difficulty = int(reply[1])
+def _raise_for(refusal: calls.Refusal, event_id: int) -> None:
+    outcome, detail = refusal
+    if outcome == "pow_required":
+        difficulty = int(detail or 0)
         raise AppError(f"This sale asks for a proof of work: send X-Proof-Of-Work: <nonce> such that "
                        f"SHA-1(\"{event_id}:<your user id>:<nonce>\") starts with {difficulty} zero bits",
                        status_code=428, reason="proof_of_work_required",
                        errors={"difficulty": difficulty, "challenge": f"{event_id}:<user id>:<nonce>"})
-    if state == "rate_limited":
-        retry_after = max(1, math.ceil(int(reply[1]) / 1000))
+    if outcome == "rate_limited":
+        retry_after = max(1, math.ceil(int(detail or 0) / 1000))
         raise TooManyRequests("Too many requests for this queue; slow down", reason="rate_limited",
                               headers={"Retry-After": str(retry_after)})
-    if state == "not_open":
-        raise Conflict(f"The waiting room opens at {_iso(float(reply[1]))}", reason="not_open_yet")
-    if state == "closed":
+    if outcome == "not_open":
+        raise Conflict(f"The waiting room opens at {_iso(float(detail or 0))}", reason="not_open_yet")
+    if outcome == "closed":
         raise Conflict("The sale is closed", reason="sale_closed")
-
-
-def _run(name: str, event_id: int, keys: list[str], args: list[Any]) -> list:
-    registered = script(name)
-    reply = registered(keys=keys, args=args)
-    if reply and reply[0] == "no_meta":
-        _ensure_meta(event_id)
-        reply = registered(keys=keys, args=args)
-    if reply and reply[0] == "token_revoked":
+    if outcome == "token_revoked":
         from app.auth.jwt_setup import token_revoked_error
 
         raise token_revoked_error()
+    raise AssertionError(f"unhandled refusal {refusal}")  # no_meta is retried by _placed
+
+
+def _placed(event_id: int, call: Callable[[], calls.PlaceReply | calls.Refusal]) -> calls.PlaceReply:
+    """JOIN's or STATUS's place: a sale not yet in Redis is copied there and asked again; any other
+    refusal is its 4xx."""
+    reply = call()
+    if isinstance(reply, calls.Refusal) and reply.outcome == "no_meta":
+        _ensure_meta(event_id)
+        reply = call()
+    if isinstance(reply, calls.Refusal):
+        _raise_for(reply, event_id)
     return reply
 
 
-def _caller_keys(keys: QueueKeys, user_id: int, revoked_key: str | None) -> list[str]:
+def _caller_keys(keys: QueueKeys, user_id: int, revoked_key: str | None) -> calls.CallerKeys:
     # the revocation key of the caller's token (checked inside the script: one round trip; a
     # separate check in cluster mode, app/redis/cluster.py)
-    return [*keys.with_rate_limit(user_id), cluster.revocation_key(keys, revoked_key)]
+    return calls.CallerKeys.of(keys, user_id, cluster.revocation_key(keys, revoked_key))
 
 
 def join(event_id: int, user_id: int, revoked_key: str | None = None, proof_of_work: str = "") -> QueueView:
@@ -198,12 +179,13 @@ def join(event_id: int, user_id: int, revoked_key: str | None = None, proof_of_w
     proof of work when it asks for one (docs/security.md)."""
     keys = QueueKeys(event_id)
     now = time.time()
+    caller = _caller_keys(keys, user_id, revoked_key)
     user_keys, user_args = cluster.join_user_keys(event_id, user_id)
-    reply = _run("JOIN", event_id, [*_caller_keys(keys, user_id, revoked_key), *user_keys],
-                 [user_id, f"{now:.6f}", current_app.config["QUEUE_RATE_LIMIT_PER_SECOND"], event_id,
-                  proof_of_work[:64], *user_args])
-    _raise_for(reply, event_id)
-    view = _build_view(event_id, user_id, reply, now)
+    per_second = current_app.config["QUEUE_RATE_LIMIT_PER_SECOND"]
+    place = _placed(event_id, lambda: calls.join(
+        keys, caller, user_keys, user_id=user_id, now=now, per_second=per_second, event_id=event_id,
+        proof_of_work=proof_of_work[:64], user_args=user_args))
+    view = _build_view(event_id, user_id, place, now)
     if view.created:
         QUEUE_JOINS.labels(event_id=str(event_id)).inc()
     return view
@@ -214,26 +196,22 @@ def status(event_id: int, user_id: int, *, metered: bool = True, revoked_key: st
     stream, which paces its own checks)."""
     keys = QueueKeys(event_id)
     now = time.time()
-    limit = current_app.config["QUEUE_RATE_LIMIT_PER_SECOND"] if metered else 0
-    reply = _run("STATUS", event_id, _caller_keys(keys, user_id, revoked_key), [user_id, f"{now:.6f}", limit])
-    if reply[0] == "rate_limited":
-        _raise_for(reply, event_id)
-    return _build_view(event_id, user_id, reply, now)
+    per_second = current_app.config["QUEUE_RATE_LIMIT_PER_SECOND"] if metered else 0
+    caller = _caller_keys(keys, user_id, revoked_key)
+    place = _placed(event_id, lambda: calls.status(keys, caller, user_id=user_id, now=now, per_second=per_second))
+    return _build_view(event_id, user_id, place, now)
 
 
 def leave(event_id: int, user_id: int, kind: str = "QueueLeft") -> bool:
     """Give up a place, or free an admitted user's active slot (after a purchase or cancel)."""
     get_event(event_id)
-    keys = QueueKeys(event_id)
-    removed = script("LEAVE")(keys=keys.all(), args=[user_id, f"{time.time():.6f}", kind])
-    return int(removed) > 0
+    return calls.leave(QueueKeys(event_id), user_id=user_id, now=time.time(), kind=kind)
 
 
 def release_active_slot(event_id: int, user_id: int) -> None:
     """Finishing or cancelling a purchase frees the admitted user's slot at once."""
-    keys = QueueKeys(event_id)
     try:
-        script("LEAVE")(keys=keys.all(), args=[user_id, f"{time.time():.6f}", "AdmissionReleased"])
+        calls.leave(QueueKeys(event_id), user_id=user_id, now=time.time(), kind="AdmissionReleased")
     except redis.RedisError:
         # the slot then frees itself when the admission window lapses
         log.warning("could not release active slot of user %s in event %s", user_id, event_id, exc_info=True)
@@ -252,13 +230,13 @@ class AdvanceResult:
     tick: eta.Tick | None = None  # what this step taught the wait estimator
 
 
-def shuffle_prequeue(event_id: int, now: float | None = None) -> int:
-    """Draw the pre-queue's order once, at random, and place it ahead of later arrivals."""
+def shuffle_prequeue(event_id: int, now: float | None = None) -> int | None:
+    """Draw the pre-queue's order once, at random, and place it ahead of later arrivals: how many
+    were placed (None: the sale was already shuffled)."""
     keys = QueueKeys(event_id)
     members = list(redis_store.client.smembers(keys.pre))
     random.SystemRandom().shuffle(members)
-    placed = script("SHUFFLE")(keys=keys.all(), args=[f"{now or time.time():.6f}", *members])
-    return int(placed)
+    return calls.shuffle(keys, now=now or time.time(), order=members)
 
 
 def advance(event_id: int, max_batch: int = MAX_BATCH, force: int = 0) -> AdvanceResult:
@@ -272,23 +250,23 @@ def advance(event_id: int, max_batch: int = MAX_BATCH, force: int = 0) -> Advanc
     try:
         with redis_lock(keys.advance_lock(), ttl_ms=10_000):
             now = time.time()
-            reply = script("ADVANCE")(keys=keys.advance_keys(), args=[f"{now:.6f}", max_batch, force])
+            reply = calls.advance(keys, now=now, max_batch=max_batch, force=force)
             shuffled = tick = None
-            if reply[0] == "no_meta":
+            if reply.status == "no_meta":
                 event = db.session.get(Event, event_id)
                 if event is None or event.closed_at is not None:
                     client.srem(REGISTRY_KEY, event_id)
                     return AdvanceResult(event_id, "unknown_event" if event is None else "closed", [])
                 sync_meta(event)
-                reply = script("ADVANCE")(keys=keys.advance_keys(), args=[f"{now:.6f}", max_batch, force])
-            if reply[0] == "needs_shuffle":
+                reply = calls.advance(keys, now=now, max_batch=max_batch, force=force)
+            if reply.status == "needs_shuffle":
                 shuffled = shuffle_prequeue(event_id, now)
-                reply = script("ADVANCE")(keys=keys.advance_keys(), args=[f"{now:.6f}", max_batch, force])
-            if reply[0] in {"ok", "paused"}:
+                reply = calls.advance(keys, now=now, max_batch=max_batch, force=force)
+            if reply.status in {"ok", "paused"}:
                 tick = _learn_speed(keys, now, reply)  # under the lock: one writer of the estimate at a time
     except LockTimeout:
         return AdvanceResult(event_id, "locked", [])
-    status_, lapsed, abandoned = reply[0], int(reply[1]), int(reply[2])
+    status_, lapsed, abandoned = reply.status, reply.lapsed, reply.abandoned
     if status_ == "ended":
         # a later join (if the sale allows one) registers it again; the last tick's events are
         # still drained (UNDRAINED_KEY keeps the sale until its stream is empty)
@@ -305,9 +283,7 @@ def advance(event_id: int, max_batch: int = MAX_BATCH, force: int = 0) -> Advanc
         QUEUE_EXPIRED.labels(event_id=label, reason="abandoned").inc(abandoned)
     admitted: list[int] = []
     to_notify: list[list] = []
-    rows = reply[ADVANCE_HEADER:]
-    for i in range(0, len(rows), 4):
-        user, joined, notifiable, until = int(rows[i]), float(rows[i + 1]), int(rows[i + 2]), float(rows[i + 3])
+    for user, joined, notifiable, until in reply.admitted:
         admitted.append(user)
         QUEUE_WAIT.observe(max(0.0, now - joined))
         if notifiable:
@@ -322,12 +298,12 @@ def advance(event_id: int, max_batch: int = MAX_BATCH, force: int = 0) -> Advanc
 
 
 
-def _learn_speed(keys: QueueKeys, now: float, reply: list) -> eta.Tick:
+def _learn_speed(keys: QueueKeys, now: float, reply: calls.AdvanceReply) -> eta.Tick:
     """Feed this tick to the wait estimator and publish the line's speed for status/join."""
     client = redis_store.client
-    tick = eta.Tick(at=now, dt=float(reply[4] or 0), served=float(reply[5] or 0), capacity_bound=reply[6] == 1,
-                    per_minute=float(reply[7] or 1), max_active=int(reply[8] or 1), window=float(reply[9] or 600),
-                    paused=reply[0] == "paused", admitted=float(reply[3] or 0))
+    tick = eta.Tick(at=now, dt=reply.observed_seconds, served=reply.served, capacity_bound=reply.capacity_bound,
+                    per_minute=reply.admit_per_minute, max_active=reply.max_active, window=reply.window,
+                    paused=reply.status == "paused", admitted=reply.admitted_count)
     state = eta.update(eta.EtaState.loads(client.hget(keys.stats, "eta_state")), tick)
     client.hset(keys.stats, mapping={"eta_state": state.dumps(), "eta_rate": f"{state.rate or 0:.6f}",
                                      "eta_rel": f"{state.rel:.4f}"})

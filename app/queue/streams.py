@@ -19,8 +19,8 @@ from flask import current_app
 
 from app.errors import TooManyRequests
 from app.extensions import redis_store
+from app.redis import calls
 from app.redis.keys import QueueKeys
-from app.redis.scripts import script
 
 STREAM_LEASE_SECONDS = 30
 
@@ -30,10 +30,9 @@ def open_lease(event_id: int, user_id: int) -> str:
     keys = QueueKeys(event_id)
     stream_id = uuid.uuid4().hex
     now = time.time()
-    verdict = script("OPEN_STREAM")(
-        keys=[keys.user_streams(user_id), keys.streams()],
-        args=[stream_id, f"{now:.3f}", f"{now + STREAM_LEASE_SECONDS:.3f}", cfg["SSE_MAX_STREAMS_PER_USER"],
-              cfg["SSE_MAX_STREAMS_PER_EVENT"]])
+    verdict = calls.open_stream(calls.StreamKeys(keys.user_streams(user_id), keys.streams()), stream_id=stream_id,
+                                now=now, until=now + STREAM_LEASE_SECONDS, user_cap=cfg["SSE_MAX_STREAMS_PER_USER"],
+                                sale_cap=cfg["SSE_MAX_STREAMS_PER_EVENT"])
     if verdict == "user":
         raise TooManyRequests(f"At most {cfg['SSE_MAX_STREAMS_PER_USER']} open streams per user for a sale; "
                               "close one or poll the status instead", reason="too_many_streams",

@@ -84,8 +84,9 @@ class QueueKeys:
     def all(self) -> list[str]:
         return [self.prefix + n for n in _NAMES]
 
-    def with_rate_limit(self, user_id: int | str) -> list[str]:
-        return self.all() + [f"{self.prefix}rl:{user_id}"]
+    def rate_limit(self, user_id: int | str) -> str:
+        """The user's per-second counter of join/status calls on this sale (a PEXPIRE of 1 s)."""
+        return f"{self.prefix}rl:{user_id}"
 
     def gate(self, section_id: int) -> str:
         """The booking side's sold-out gate of one section (same slot as the sale's queue)."""

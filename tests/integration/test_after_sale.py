@@ -366,9 +366,7 @@ def test_a_worker_killed_between_making_and_announcing_an_offer_loses_nothing(ap
                                                                              make_user):
     """MAKE_OFFERS ran (the offer exists in Redis) and the process died before announcing it: the
     next tick announces it, once."""
-    from app.booking import waitlist
-    from app.inventory import gate
-    from app.redis.scripts import script
+    from app.redis import calls
 
     event = make_event(sections=[{"name": "Floor", "capacity": 1}])
     eid, section = event["id"], event["sections"][0]["id"]
@@ -378,12 +376,8 @@ def test_a_worker_killed_between_making_and_announcing_an_offer_loses_nothing(ap
     waitlisted(client, app, eid, section, fan)
     client.post(f"/api/tickets/{rid}/cancel", headers=holder["headers"])
     with app.app_context():
-        keys = waitlist._keys(eid, section)
-        made = script("MAKE_OFFERS")(
-            keys=[keys["wl"], keys["wlq"], keys["pool"], keys["offers"], keys["offerexp"], keys["useroffer"],
-                  keys["offered"], keys["seq"], gate.gate_key(eid, section), keys["fresh"]],
-            args=[f"{time.time():.6f}", 600, 10])
-        assert made[0] == str(fan["id"])  # ... and here the worker was SIGKILLed
+        made = calls.make_offers(calls.WaitlistKeys.of(eid, section), now=time.time(), window_seconds=600, scan=10)
+        assert made[0].user_id == fan["id"]  # ... and here the worker was SIGKILLed
     assert events_of(app, "OfferMade") == []
     tick(app)
     tick(app)

@@ -42,18 +42,23 @@ def test_lua_runs_only_through_the_script_registry():
     assert {p: lines for p, lines in offenders.items() if lines} == {}
 
 
-def test_every_registered_script_name_resolves():
+def test_every_script_is_called_through_its_one_typed_wrapper():
+    """Named keys and a named reply for every script: only app/redis/calls.py and intake_calls.py
+    call ``script(...)``, each registered script from exactly one function there, and nobody else
+    indexes KEYS or a reply by position."""
     from app.redis import scripts
 
-    names = [n for n in dir(scripts) if n.isupper() and isinstance(getattr(scripts, n), str)]
-    assert {"JOIN", "STATUS", "ADVANCE", "RESERVE", "CLAIM_OFFER", "SETTLE", "CHECK_CODE"} <= set(names)
-    called: set[str] = set()
+    wrappers = {"app/redis/calls.py", "app/redis/intake_calls.py"}
+    called: dict[str, list[str]] = {}
     for path in _modules(APP):
+        where = str(path.relative_to(ROOT))
         for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "script"
-                    and node.args and isinstance(node.args[0], ast.Constant)):
-                called.add(node.args[0].value)
-    assert called and called <= set(names), called - set(names)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "script":
+                assert where in wrappers or where == "app/redis/scripts.py", f"{where}:{node.lineno} calls script()"
+                if node.args and isinstance(node.args[0], ast.Constant):
+                    called.setdefault(node.args[0].value, []).append(where)
+    assert set(called) == set(scripts.SCRIPTS), set(called) ^ set(scripts.SCRIPTS)
+    assert all(len(places) == 1 for places in called.values()), {n: p for n, p in called.items() if len(p) > 1}
 
 
 # The owners of units of work: transaction() itself and the two long-running loops that batch
