@@ -64,7 +64,7 @@ flower: install
 	$(BIN)/celery -A tasks flower --port=5555
 
 exporter: install
-	$(BIN)/python -m app.observability.exporter
+	$(BIN)/python -m app.exporter
 
 # the flash sale against a reference app in one run (wrk; JSON in var/bench/flash-sale.json)
 bench: install

@@ -75,7 +75,7 @@ def beat_schedule(advance_every: float, housekeeping_queue: str) -> dict[str, di
         "waitlist-offers": {"task": "booking.waitlist_tick", "schedule": 1.0, "options": {"expires": 5}},
         "sweep-refunds": {"task": "booking.sweep_refunds", "schedule": 60.0, "options": {"expires": 60}},
         "sweep-payments": {"task": "booking.sweep_payments", "schedule": 60.0, "options": {"expires": 60}},
-        # a sale that is over leaves Redis: its figures to MySQL, its keys deleted (app/queue/lifecycle.py)
+        # a sale that is over leaves Redis: its figures to MySQL, its keys deleted (app/sales/lifecycle.py)
         "close-ended-sales": {"task": "queue.close_ended_sales", "schedule": 300.0, "options": {"expires": 300}},
         "sweep-notifications": {"task": "notifications.sweep", "schedule": 15.0, "options": {"expires": 15}},
         "prune-outbox": {"task": "outbox.prune", "schedule": 3600.0},

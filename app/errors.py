@@ -56,6 +56,14 @@ class Unauthorized(AppError):
     status_code = 401
 
 
+class TokenRevoked(Unauthorized):
+    """The caller's access token was revoked (logout, account deletion): checked in the sale
+    scripts themselves (app/auth/jwt_setup.revoked_key) and, in cluster mode, before them."""
+
+    def __init__(self) -> None:
+        super().__init__("Token has been revoked", reason="token_revoked")
+
+
 class Unprocessable(AppError):
     status_code = 422
 

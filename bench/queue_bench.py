@@ -54,7 +54,7 @@ def main() -> None:
         stop.set()
         thread.join()
         with app.app_context():
-            from app.queue.services import stats
+            from app.sales.services import stats
 
             final = stats(event_id)
     finally:

@@ -322,7 +322,7 @@ def _start_apps(stack: Stack, ports: dict[str, int]) -> None:
         # housekeeping included; the workers that should send them do so by configuration
         "flower": ([*celery, "flower", f"--port={ports['FLOWER_PORT']}", "--address=127.0.0.1",
                     "--enable_events=False"], {"FLOWER_UNAUTHENTICATED_API": "true"}),  # loopback only
-        "exporter": ([py, "-m", "app.observability.exporter", "--address", "127.0.0.1",
+        "exporter": ([py, "-m", "app.exporter", "--address", "127.0.0.1",
                       "--port", str(ports["EXPORTER_PORT"])], worker_metrics),
     }
     for name, (cmd, extra) in commands.items():

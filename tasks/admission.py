@@ -23,7 +23,7 @@ def advance(event_id: int) -> dict:
 
 @celery.task(name="queue.close_ended_sales", ignore_result=True)
 def close_ended_sales() -> list[int]:
-    from app.queue.lifecycle import close_ended_sales as run
+    from app.sales.lifecycle import close_ended_sales as run
 
     return run()
 

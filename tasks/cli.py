@@ -37,7 +37,7 @@ def queue() -> None:
 @click.argument("event_id", type=int)
 def queue_stats(event_id: int) -> None:
     """Waiting, active, totals and measured admission rate of a sale."""
-    from app.queue.services import stats
+    from app.sales.services import stats
 
     _echo(_in_app(lambda: stats(event_id)))
 
@@ -49,7 +49,7 @@ def queue_close(event_id: int, force: bool) -> None:
     """Close a sale that is over: write every accepted request, release live holds, drain its
     events, keep its final figures in MySQL and delete its Redis keys (beat does this by itself
     SALE_CLOSE_AFTER_START_MINUTES after the event starts)."""
-    from app.queue.lifecycle import close_sale
+    from app.sales.lifecycle import close_sale
 
     _echo(_in_app(lambda: close_sale(event_id, force=force)))
 

@@ -47,7 +47,7 @@ def sweep() -> int:
 
 @celery.task(name="notifications.send", bind=True, max_retries=8, ignore_result=True)
 def send(self: Task, notification_id: str) -> str | None:
-    from app.notifications.channels import TransientError
+    from app.channels import TransientError
     from app.notifications.flows import send as run
 
     try:
@@ -65,7 +65,7 @@ def backoff(task: Task) -> float:
 def send_or_retry(task: Task, send: Callable[..., str | None], *args: Any) -> str | None:
     """A one-off message (a verification code): retried with backoff while the provider is
     throttling or down; given up when the address refuses it (it then stays unproved)."""
-    from app.notifications.channels import PermanentError, TransientError
+    from app.channels import PermanentError, TransientError
 
     try:
         return send(*args)

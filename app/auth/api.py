@@ -20,6 +20,7 @@ from flask_smorest import Blueprint
 
 from app.auth import flows, services, sessions
 from app.auth.jwt_setup import current_user_id
+from app.auth.locale import remember_language
 from app.auth.models import User
 from app.auth.schemas import (
     AccountUpdateSchema,
@@ -28,12 +29,12 @@ from app.auth.schemas import (
     RegisterSchema,
     TokenPairSchema,
     UserSchema,
+    VerifyCodeSchema,
 )
+from app.auth.signals import account_channels_changed
 from app.db import transaction
 from app.extensions import limiter
 from app.jsonio import json_response
-from app.notifications.schemas import VerifyCodeSchema
-from app.web import remember_language
 
 blp = Blueprint("auth", __name__, url_prefix="/api/auth", description="Accounts and JWT sessions")
 
@@ -102,13 +103,11 @@ def _login_limits(view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _log_in(data: dict, *, cookies: bool) -> dict[str, Any] | Response:
-    from app.notifications.services import refresh_cache
-
     user = services.authenticate(data["email"], data["password"])
     sid, refresh = sessions.start(user.id)
     # the waiting room's copy of the channels (the account e-mail is one): fresh before the fan
     # joins a sale, also for an account verified before the copy knew of it
-    refresh_cache(user.id)
+    account_channels_changed.send(user.id, session=None)
     return _pair(user, sid, refresh, cookies=cookies)
 
 

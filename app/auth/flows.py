@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from app import channels
 from app.auth import services, sessions
+from app.auth.signals import account_deleting
 from app.db import transaction
 
 
 def deliver_email_code(user_id: int, code: str) -> str | None:
     """The task's body: the e-mail verification code, sent after the read's unit has ended."""
-    from app.notifications import channels
-
     with transaction():
         found = services.email_code_message(user_id, code)
     if found is None:
@@ -22,9 +22,7 @@ def delete_account(user_id: int, password: str) -> None:
     """The owner deletes the account: anonymised and its channels forgotten in one unit; then every
     session ends and every token issued to it is refused, on every endpoint (the sale scripts
     check the session's revocation key)."""
-    from app.notifications import services as notifications
-
     with transaction() as session:
         services.delete_account(user_id, password)
-        notifications.forget_channels(session, user_id)
+        account_deleting.send(user_id, session=session)  # notifications forgets the channels
     sessions.end_all(user_id)

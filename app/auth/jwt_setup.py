@@ -113,10 +113,6 @@ def revoked_key() -> str:
     return session_revoked_key(claims["sid"]) if claims.get("sid") else revoked_token_key(claims["jti"])
 
 
-def token_revoked_error() -> AppError:
-    return AppError("Token has been revoked", status_code=401, reason="token_revoked")
-
-
 def admin_required(fn: F) -> F:
     """The token says admin, and so does the database now: a demoted (or deleted) admin loses the
     rights at once, not when the access token expires. Admin endpoints are not hot, so the one

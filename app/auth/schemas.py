@@ -57,5 +57,9 @@ class AccountUpdateSchema(Schema):
             raise ValidationError("Give locale, notify_by_email or both", field_name="_schema")
 
 
+class VerifyCodeSchema(Schema):
+    code = fields.String(required=True, validate=validate.Regexp(r"^\s*\d{6}\s*$", error="six digits"))
+
+
 class DeleteAccountSchema(Schema):
     password = fields.String(required=True, validate=validate.Length(min=1, max=200), load_only=True)

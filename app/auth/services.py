@@ -9,14 +9,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from app import verification
+from app import channels, verification
 from app.auth.models import User
 from app.auth.passwords import weakness
+from app.auth.signals import account_channels_changed
 from app.db import lock_rows, utcnow
 from app.errors import Conflict, Unauthorized
 from app.extensions import db, redis_store
 from app.redis.keys import revoked_token_key
-from app.tasking import call_after_commit, send_task_after_commit
+from app.tasking import send_task_after_commit
 
 # A constant hash to compare against when the e-mail is unknown, so login timing does not reveal
 # which addresses have accounts.
@@ -72,8 +73,6 @@ def send_email_code(user: User) -> None:
 def email_code_message(user_id: int, code: str) -> tuple[str, Any] | None:
     """Where and what to send for an e-mail code (app/auth/flows.py sends it, holding nothing);
     None when the user is gone or verified meanwhile."""
-    from app.notifications import channels
-
     user = db.session.get(User, user_id)
     if user is None or user.email_verified_at is not None:
         return None
@@ -129,10 +128,9 @@ def update_account(user_id: int, *, locale: str | None = None, notify_by_email: 
 
 
 def _channels_changed(user_id: int) -> None:
-    """The account e-mail counts as a channel: the waiting room's copy follows after commit."""
-    from app.notifications.services import refresh_cache
-
-    call_after_commit(db.session, lambda: refresh_cache(user_id))
+    """The account e-mail counts as a channel: the waiting room's copy follows after commit
+    (app/notifications/services.py listens)."""
+    account_channels_changed.send(user_id, session=db.session())
 
 
 def is_admin_now(user_id: int) -> bool:

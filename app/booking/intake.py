@@ -24,7 +24,7 @@ from sqlalchemy import select
 from app.booking.holds import MAX_AMOUNT_CENTS
 from app.catalogue.models import SECTION_GENERAL, Seat
 from app.catalogue.services import get_event, get_section
-from app.errors import AppError, Conflict, Forbidden, Unprocessable
+from app.errors import AppError, Conflict, Forbidden, TokenRevoked, Unprocessable
 from app.extensions import db, redis_store
 from app.inventory import gate
 from app.observability.context import request_id_var
@@ -230,9 +230,7 @@ def _raise_shared_refusal(reply: intake_calls.IntakeReply, event: EventFacts) ->
         raise Unprocessable("This Idempotency-Key was used with a different request body",
                             reason="idempotency_key_reused")
     if outcome == "token_revoked":
-        from app.auth.jwt_setup import token_revoked_error
-
-        raise token_revoked_error()
+        raise TokenRevoked()
 
 
 def _record(req: ReserveRequest, section: SectionFacts, quantity: int, digest: str, now: float) -> dict[str, Any]:

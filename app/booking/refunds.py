@@ -22,15 +22,19 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.auth.models import User
 from app.booking.models import CONFIRMED, REFUNDED, Refund, Reservation
+from app.booking.orders.services import void_tickets
 from app.booking.payments import PaymentResult, get_provider
 from app.catalogue.models import SEAT_SOLD, Event, Seat, Section
+from app.channels import Message
 from app.db import lock_rows, utcnow
 from app.errors import Conflict, NotFound, PaymentRequired
 from app.extensions import db
 from app.inventory import gate
+from app.notifications.models import Notification
+from app.notifications.services import notice
 from app.observability.metrics import REFUNDS, via
-from app.orders.services import void_tickets
 from app.outbox.services import record_event
 from app.tasking import call_after_commit
 
@@ -160,3 +164,12 @@ def answer(refund: Refund) -> Refund:
         raise PaymentRequired("The payment provider declined the refund; the ticket stays confirmed",
                               reason=refund.decline_reason or "refund_declined")
     return refund
+
+
+def refund_notice(n: Notification, user: User, event: Event) -> Message:
+    """The "refunded" notice names the refund's amount and fee (registered as its message by
+    create_app: notifications imports nothing of booking)."""
+    refund = db.session.scalar(select(Refund).where(Refund.user_id == user.id, Refund.event_id == event.id,
+                                                     Refund.status == SUCCEEDED)
+                               .order_by(Refund.updated_at.desc()).limit(1))
+    return notice(n, user, event, refund=refund)

@@ -34,6 +34,7 @@ from app.booking.models import (
     Reservation,
     reservation_event_data,
 )
+from app.booking.orders.services import order_numbers, place_order
 from app.booking.payments import PaymentResult, get_provider
 from app.catalogue.models import SEAT_HELD, SEAT_SOLD, Seat, Section
 from app.db import lock_rows, utcnow
@@ -41,7 +42,6 @@ from app.errors import Conflict, NotFound, PaymentRequired
 from app.extensions import db
 from app.inventory import gate
 from app.observability.metrics import RESERVATIONS
-from app.orders.services import order_numbers, place_order
 from app.outbox.services import record_event
 from app.pagination import paginate
 from app.queue.services import release_active_slot

@@ -41,7 +41,7 @@ class Event(Base):
     refund_fee_percent: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     offer_window_seconds: Mapped[int] = mapped_column(Integer, nullable=False, default=600, server_default="600")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
-    # the sale is over and its Redis keys are gone (app/queue/lifecycle.py); nothing joins again
+    # the sale is over and its Redis keys are gone (app/sales/lifecycle.py); nothing joins again
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     sections: Mapped[list[Section]] = relationship(back_populates="event", order_by="Section.id")

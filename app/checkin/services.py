@@ -11,28 +11,22 @@ from sqlalchemy import delete, select, update
 
 from app.auth.models import User
 from app.auth.services import is_admin_now, normalise_email
-from app.catalogue.models import Event, Section
+from app.booking.orders.codes import verify_ticket_code
+from app.booking.orders.models import TICKET_REFUNDED, TICKET_VALID, Ticket
+from app.booking.orders.services import sold_and_checked_in
+from app.catalogue.models import Section
+from app.catalogue.services import get_event
 from app.checkin.models import ADMITTED, ALREADY_USED, INVALID, REFUNDED, WRONG_EVENT, EventStaff, Scan
 from app.db import insert_ignore, utcnow
 from app.errors import Forbidden, NotFound
 from app.extensions import db
 from app.observability.metrics import CHECKINS
-from app.orders.codes import verify_ticket_code
-from app.orders.models import TICKET_REFUNDED, TICKET_VALID, Ticket
-from app.orders.services import sold_and_checked_in
 from app.tasking import call_after_commit
-
-
-def require_event(event_id: int) -> Event:
-    event = db.session.get(Event, event_id)
-    if event is None:
-        raise NotFound("Event not found", reason="event_not_found")
-    return event
 
 
 def require_staff(event_id: int, user_id: int) -> None:
     """Scanning needs the event's staff role (granted by an admin), or admin."""
-    require_event(event_id)
+    get_event(event_id)
     if db.session.get(EventStaff, (event_id, user_id)) is None and not is_admin_now(user_id):
         raise Forbidden("Only the event's staff can check tickets in", reason="not_staff")
 
@@ -88,7 +82,7 @@ def stats(event_id: int) -> dict[str, Any]:
 # --- staff -----------------------------------------------------------------------------------------
 
 def grant(event_id: int, email: str, granted_by: int) -> dict[str, Any]:
-    require_event(event_id)
+    get_event(event_id)
     user = db.session.scalar(select(User).where(User.email == normalise_email(email), User.deleted_at.is_(None)))
     if user is None:
         raise NotFound("No account has that e-mail", reason="user_not_found")
@@ -102,7 +96,7 @@ def revoke(event_id: int, user_id: int) -> None:
 
 
 def staff_of(event_id: int) -> list[dict[str, Any]]:
-    require_event(event_id)
+    get_event(event_id)
     rows = db.session.execute(select(User.id, User.email, User.name, EventStaff.granted_at)
                               .join(EventStaff, EventStaff.user_id == User.id)
                               .where(EventStaff.event_id == event_id).order_by(User.id)).all()

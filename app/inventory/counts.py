@@ -4,21 +4,26 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, column, func, or_, select, table
 
 from app.catalogue.models import SEAT_AVAILABLE, SEAT_HELD, SEAT_SOLD, SECTION_GENERAL, SECTION_SEATED, Seat, Section
 from app.db import utcnow
 from app.extensions import db
 
+# Booking's holds, read here by the columns inventory needs: booking takes and returns units
+# through this package, so inventory reads the table rather than import booking's model
+# (tests/unit/test_architecture.py holds both to the same names and status).
+RESERVATIONS = table("reservations", column("section_id"), column("quantity"), column("status"),
+                     column("hold_expires_at"))
+HELD = "held"
+
 
 def _expired_held_quantity(section_ids: list[int], now: datetime) -> dict[int, int]:
-    from app.booking.models import HELD, Reservation  # booking's holds; booking imports this package
-
+    r = RESERVATIONS.c
     rows = db.session.execute(
-        select(Reservation.section_id, func.coalesce(func.sum(Reservation.quantity), 0))
-        .where(Reservation.section_id.in_(section_ids), Reservation.status == HELD,
-               Reservation.hold_expires_at <= now)
-        .group_by(Reservation.section_id)
+        select(r.section_id, func.coalesce(func.sum(r.quantity), 0))
+        .where(r.section_id.in_(section_ids), r.status == HELD, r.hold_expires_at <= now)
+        .group_by(r.section_id)
     ).all()
     return {section_id: int(qty) for section_id, qty in rows}
 

@@ -14,7 +14,7 @@ notifications_cli = AppGroup("notifications", help="Notification channels.")
 @click.option("--credential", default="local-development", help="Platform credential (FCM key / APNs cert).")
 def create_platform_apps(credential: str) -> None:
     """Create (idempotently) the tickets-fcm and tickets-apns platform applications; print their ARNs."""
-    from app.notifications.channels import sns_client
+    from app.channels import sns_client
 
     client = sns_client()
     for name, platform in (("tickets-fcm", "GCM"), ("tickets-apns", "APNS")):

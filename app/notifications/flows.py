@@ -18,10 +18,10 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import select
 
-from app import verification
+from app import channels, verification
 from app.db import new_uuid, retry_when_busy, transaction, upsert, utcnow
 from app.extensions import db, redis_store
-from app.notifications import channels, services
+from app.notifications import services
 from app.notifications.models import (
     CHANNEL_EMAIL,
     CHANNEL_PUSH,
@@ -32,6 +32,7 @@ from app.notifications.models import (
 )
 from app.redis import calls
 from app.redis.keys import QueueKeys
+from app.redis.registry import undrained_event_ids
 from app.tasking import send_task
 
 log = logging.getLogger(__name__)
@@ -70,8 +71,6 @@ def recover_owed_notices(older_than_seconds: float = 30.0) -> int:
     """Record and send the admission notices still owed after ``older_than_seconds`` (the task that
     should have done it was lost: a broker blip, a worker killed before its first commit).
     Idempotent: a notice recorded meanwhile adds no row."""
-    from app.queue.events import undrained_event_ids
-
     client = redis_store.client
     recovered = 0
     cutoff = time.time() - older_than_seconds

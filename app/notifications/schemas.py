@@ -48,10 +48,6 @@ class WebPushConfigSchema(Schema):
     public_key = fields.String(allow_none=True, metadata={"description": "the VAPID applicationServerKey"})
 
 
-class VerifyCodeSchema(Schema):
-    code = fields.String(required=True, validate=validate.Regexp(r"^\s*\d{6}\s*$", error="six digits"))
-
-
 class DeviceSchema(Schema):
     device_id = fields.String(attribute="id")
     channel = fields.String()

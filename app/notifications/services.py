@@ -8,6 +8,7 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,13 +17,13 @@ from flask import current_app
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from app import verification
+from app import channels, verification
 from app.auth.models import User
+from app.auth.signals import account_channels_changed, account_deleting
 from app.catalogue.models import Event
 from app.db import insert_ignore, lock_rows, new_uuid, utcnow
 from app.errors import AppError, Conflict, NotFound, Unprocessable
 from app.extensions import db, redis_store
-from app.notifications import channels
 from app.notifications.models import CHANNEL_EMAIL, CHANNEL_PUSH, CHANNEL_SMS, CHANNEL_WEBPUSH, Device, Notification
 from app.observability.metrics import NOTIFICATION_LATENCY, NOTIFICATIONS
 from app.outbox.services import record_event
@@ -76,6 +77,21 @@ def forget_channels(session: Session, user_id: int) -> None:
     its notification cache with them once the unit commits."""
     session.execute(delete(Device).where(Device.user_id == user_id))
     call_after_commit(session, lambda: redis_store.client.delete(devices_cache_key(user_id)))
+
+
+@account_deleting.connect
+def _forget_deleted_account(user_id: int, session: Session, **_: Any) -> None:
+    forget_channels(session, user_id)
+
+
+@account_channels_changed.connect
+def _follow_account_channels(user_id: int, session: Session | None = None, **_: Any) -> None:
+    """The account e-mail is a channel: the cache follows a verified address or notify_by_email
+    once its unit commits, and is refreshed at once at login (no unit: app/auth/api.py)."""
+    if session is None:
+        refresh_cache(user_id)
+    else:
+        call_after_commit(session, lambda: refresh_cache(user_id))
 
 
 def check_webpush_endpoint(endpoint: str) -> None:
@@ -357,30 +373,28 @@ def jobs_of(claimed: list[Notification]) -> list[tuple[Notification, Device | No
     return jobs
 
 
+# The messages of kinds whose content belongs to a domain built on this one (it cannot be imported
+# from here): kind -> builder of the row's message. create_app fills it (app/__init__.py): the
+# receipt is the order's (app/booking/orders/receipts.py), a refund notice names the refund's
+# figures (app/booking/refunds.py).
+MessageBuilder = Callable[[Notification, User, Event], channels.Message]
+KIND_MESSAGES: dict[str, MessageBuilder] = {}
+
+
 def _message_of(n: Notification, user: User, event: Event) -> channels.Message:
-    if n.kind == RECEIPT:
-        from app.orders.receipts import receipt_message  # orders depend on notifications, not back
+    builder = KIND_MESSAGES.get(n.kind)
+    return builder(n, user, event) if builder else notice(n, user, event)
 
-        return receipt_message(n.subject_id, user)
+
+def notice(n: Notification, user: User, event: Event, **figures: Any) -> channels.Message:
+    """An admission, offer or refund notice on the row's channel; as an e-mail, text and HTML in
+    the fan's language with the deadline, the page to open and ``figures`` (a refund's amount)."""
     message = build_message(user, event, n.admitted_until, n.kind)
-    if n.channel == CHANNEL_EMAIL:  # an e-mail: HTML and text in the fan's language, with its figures
-        message = notice_email(message, user, event, n)
+    if n.channel == CHANNEL_EMAIL:
+        text, html = render_email("notice", user.locale, message=message, event=event, kind=n.kind,
+                                  deadline=n.admitted_until, refund=figures.get("refund"))
+        message = replace(message, body=text, html=html)
     return replace(message, to=user.email) if n.device_id is None else message
-
-
-def notice_email(message: channels.Message, user: User, event: Event, n: Notification) -> channels.Message:
-    """An admission, offer or refund notice as an e-mail: text and HTML in the fan's language, the
-    deadline, the page to open and, for a refund, the amount and fee."""
-    refund = None
-    if n.kind == "refunded":
-        from app.booking.models import Refund
-
-        refund = db.session.scalar(select(Refund).where(Refund.user_id == user.id, Refund.event_id == event.id,
-                                                         Refund.status == "succeeded")
-                                   .order_by(Refund.updated_at.desc()).limit(1))
-    text, html = render_email("notice", user.locale, message=message, event=event, kind=n.kind,
-                              deadline=n.admitted_until, refund=refund)
-    return replace(message, body=text, html=html)
 
 
 def render_email(template: str, locale: str | None, **context: Any) -> tuple[str, str]:

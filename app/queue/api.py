@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 from flask import Response, current_app, request, stream_with_context
 from flask.views import MethodView
@@ -10,16 +9,14 @@ from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 
 from app.auth.jwt_setup import (
-    admin_required,
     current_user_id,
     jwt_required_blocklist_deferred,
     revoked_key,
 )
-from app.db import transaction
-from app.errors import AppError, Unprocessable
+from app.errors import AppError
 from app.jsonio import json_response
 from app.queue import services, streams
-from app.queue.schemas import QueueSettingsSchema, QueueStatsSchema, QueueStatusSchema, SaleSummarySchema
+from app.queue.schemas import QueueStatusSchema
 
 blp = Blueprint("queue", __name__, url_prefix="/api/queue", description="Waiting room")
 
@@ -110,57 +107,3 @@ class Place(MethodView):
     def delete(self, event_id: int) -> None:
         """Give up the place (or the active slot once admitted)."""
         services.leave(event_id, current_user_id())
-
-    @admin_required
-    @blp.arguments(QueueSettingsSchema)
-    @blp.response(200, QueueStatsSchema)
-    def patch(self, data: dict, event_id: int) -> dict[str, Any]:
-        """Change admit_per_minute, max_active, admission_window_seconds, pow_difficulty or the sale
-        window (sale_opens_at: open now; sale_closes_at: stop new joins) of a live sale (admin)."""
-        if not data:
-            raise Unprocessable("Nothing to change", errors={"_schema": ["give at least one setting"]})
-        with transaction():
-            services.update_settings(event_id, data)
-        return services.stats(event_id)
-
-
-@blp.route("/<int:event_id>/pause")
-class Pause(MethodView):
-    @admin_required
-    @blp.response(200, QueueStatsSchema)
-    def post(self, event_id: int) -> dict[str, Any]:
-        """Stop admitting (admin). Waiting users keep their places."""
-        services.set_paused(event_id, True)
-        return services.stats(event_id)
-
-
-@blp.route("/<int:event_id>/resume")
-class Resume(MethodView):
-    @admin_required
-    @blp.response(200, QueueStatsSchema)
-    def post(self, event_id: int) -> dict[str, Any]:
-        """Resume admitting (admin)."""
-        services.set_paused(event_id, False)
-        return services.stats(event_id)
-
-
-@blp.route("/<int:event_id>/close")
-class Close(MethodView):
-    @admin_required
-    @blp.response(200, SaleSummarySchema)
-    def post(self, event_id: int) -> dict[str, Any]:
-        """Close a sale that is over (admin): every accepted request written, live holds released,
-        events drained, final figures kept in MySQL, Redis keys deleted. 409 `sale_not_over` before
-        the event starts or its sale closes. Idempotent."""
-        from app.queue.lifecycle import close_sale
-
-        return close_sale(event_id)
-
-
-@blp.route("/<int:event_id>/stats")
-class Stats(MethodView):
-    @admin_required
-    @blp.response(200, QueueStatsSchema)
-    def get(self, event_id: int) -> dict[str, Any]:
-        """Waiting, active, totals, measured admission rate, oldest wait, paused (admin)."""
-        return services.stats(event_id)

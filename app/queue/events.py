@@ -20,6 +20,7 @@ from app.outbox.models import OutboxEvent
 from app.outbox.services import record_event
 from app.redis.keys import REGISTRY_KEY, UNDRAINED_KEY, QueueKeys
 from app.redis.locks import LockTimeout, redis_lock
+from app.redis.registry import undrained_event_ids
 from app.tasking import call_after_commit
 
 BATCH = 500
@@ -60,12 +61,6 @@ def _number(value: str) -> float | int | str:
     except ValueError:
         return value
     return int(number) if number.is_integer() else number
-
-
-def undrained_event_ids() -> list[int]:
-    """Sales whose event stream may hold events: the registered ones and those that ended lately."""
-    client = redis_store.client
-    return sorted({int(e) for e in client.smembers(UNDRAINED_KEY)} | {int(e) for e in client.smembers(REGISTRY_KEY)})
 
 
 def drain_sale(event_id: int, deadline: float | None = None, batch: int = BATCH) -> int:

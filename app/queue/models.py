@@ -1,5 +1,5 @@
 """What the waiting room keeps in MySQL: the final figures of a closed sale (its Redis keys are
-deleted when it closes; app/queue/lifecycle.py)."""
+deleted when it closes; app/sales/lifecycle.py)."""
 
 from __future__ import annotations
 

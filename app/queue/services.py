@@ -19,11 +19,11 @@ from typing import Any
 
 import redis
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.catalogue.models import Event
 from app.catalogue.services import get_event
-from app.errors import AppError, Conflict, TooManyRequests
+from app.errors import AppError, Conflict, TokenRevoked, TooManyRequests
 from app.extensions import db, redis_store
 from app.observability.metrics import QUEUE_ADMISSIONS, QUEUE_EXPIRED, QUEUE_JOINS, QUEUE_WAIT
 from app.queue import eta, passes
@@ -149,9 +149,7 @@ def _raise_for(refusal: calls.Refusal, event_id: int) -> None:
     if outcome == "closed":
         raise Conflict("The sale is closed", reason="sale_closed")
     if outcome == "token_revoked":
-        from app.auth.jwt_setup import token_revoked_error
-
-        raise token_revoked_error()
+        raise TokenRevoked()
     raise AssertionError(f"unhandled refusal {refusal}")  # no_meta is retried by _placed
 
 
@@ -340,7 +338,9 @@ def update_settings(event_id: int, changes: dict[str, int]) -> Event:
     return event
 
 
-def stats(event_id: int) -> dict[str, Any]:
+def line_figures(event_id: int) -> dict[str, Any]:
+    """The waiting room's own figures of a sale: the line, the active set, totals, the measured
+    rate and the oldest wait (app/sales/services.stats adds the rest of the sale's)."""
     event = get_event(event_id)
     keys = QueueKeys(event_id)
     now = time.time()
@@ -357,52 +357,25 @@ def stats(event_id: int) -> dict[str, Any]:
     if front:
         joined = client.hget(keys.joined, front[0])
         oldest = max(0.0, now - float(joined)) if joined else 0.0
-    from app.booking.waitlist import stats as waitlist_stats
-
     rate_per_minute = float(st.get("rate_ewma", 0) or 0)
     waiting = int(line) + int(pre)
     return {
         "event_id": event_id,
-        "waitlists": waitlist_stats(event_id),
-        # the console's figures (app/web): the last fan's wait at the measured rate, sections,
-        # holds about to end and the outbox lag
+        # the console's figure (app/web): the last fan's wait at the measured rate
         "last_eta_seconds": round(waiting / (rate_per_minute / 60)) if waiting and rate_per_minute > 0 else None,
-        **_sale_figures(event_id, now),
-        "waiting": int(line) + int(pre),
+        "waiting": waiting,
         "pre_queue": int(pre),
         "active": int(active),
         "admitted_total": int(st.get("admitted_total", 0)),
         "expired_total": int(st.get("expired_total", 0)),
         "joined_total": int(st.get("joined_total", 0)),
-        "admit_rate_per_minute": round(float(st.get("rate_ewma", 0) or 0), 2),
+        "admit_rate_per_minute": round(rate_per_minute, 2),
         "configured_admit_per_minute": event.admit_per_minute,
         "max_active": event.max_active,
         "admission_window_seconds": event.admission_window_seconds,
         "oldest_wait_seconds": round(oldest, 1),
         "paused": paused == "1",
     }
-
-
-def _sale_figures(event_id: int, now: float) -> dict[str, Any]:
-    from app.booking.models import HELD, Reservation
-    from app.catalogue.models import Section
-    from app.outbox.relay import lag
-
-    sections = db.session.scalars(select(Section).where(Section.event_id == event_id).order_by(Section.id)).all()
-    soon = datetime.fromtimestamp(now + 60, UTC)
-    expiring = db.session.scalar(select(func.count()).select_from(Reservation).where(
-        Reservation.event_id == event_id, Reservation.status == HELD, Reservation.hold_expires_at <= soon))
-    from app.inventory.gate import figures as section_figures
-
-    shown = section_figures(list(sections))
-    figures = {"sections": [{"id": s.id, "name": s.name, **shown[s.id]} for s in sections],
-               "holds_expiring_60s": int(expiring or 0),
-               "outbox_lag_seconds": round(lag()["oldest_age_seconds"], 1)}
-    return figures
-
-
-def registered_event_ids() -> list[int]:
-    return sorted(int(x) for x in redis_store.client.smembers(REGISTRY_KEY))
 
 
 def open_event_ids() -> list[int]:

@@ -20,6 +20,7 @@ import logging
 
 import redis
 
+from app.errors import TokenRevoked
 from app.redis import redis_store
 from app.redis.keys import USER_QUEUES_TTL_SECONDS, QueueKeys, user_devices_key, user_queues_key
 
@@ -38,9 +39,7 @@ def revocation_key(keys: QueueKeys, revoked_key: str | None) -> str:
         log.warning("token blocklist unreachable (its cluster node is down): not checked for this call")
         revoked = False
     if revoked:
-        from app.auth.jwt_setup import token_revoked_error
-
-        raise token_revoked_error()
+        raise TokenRevoked()
     return keys.no_token()
 
 

@@ -166,7 +166,7 @@ class QueueKeys:
 
 
 # How long each key lives: nothing in Redis grows without a bound. A sale's keys (q:{event}:*)
-# live until the sale closes (app/queue/lifecycle.py deletes them all, after their contents are
+# live until the sale closes (app/sales/lifecycle.py deletes them all, after their contents are
 # written to MySQL); everything else has a TTL or is bounded by what it counts.
 # tests/integration/test_no_loss.py checks that every key a whole sale leaves matches one of these.
 RETENTION: dict[str, str] = {

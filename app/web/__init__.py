@@ -29,6 +29,8 @@ from flask import (
 from flask_babel import Babel, get_locale
 from flask_babel import gettext as _
 
+from app.auth.locale import remember_language
+
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/assets")
 babel = Babel()
 
@@ -39,13 +41,6 @@ def select_locale() -> str:
     if wanted in languages:
         return wanted
     return request.accept_languages.best_match(languages) or current_app.config["BABEL_DEFAULT_LOCALE"]
-
-
-def remember_language(response: Response, locale: str) -> None:
-    """The `lang` cookie the next pages read (select_locale): set by the header's buttons, at
-    login from the account, and when the account's language changes."""
-    response.set_cookie("lang", locale, max_age=365 * 86400, samesite="Lax",
-                        secure=current_app.config["JWT_COOKIE_SECURE"])
 
 
 def init_web(app: Flask) -> None:
@@ -223,7 +218,7 @@ def ticket_qr(ticket_id: str) -> Response:
     from flask_jwt_extended import verify_jwt_in_request
 
     from app.auth.jwt_setup import current_user_id
-    from app.orders.services import holder_ticket
+    from app.booking.orders.services import holder_ticket
 
     verify_jwt_in_request()
     ticket, _order = _or_404(holder_ticket, ticket_id, current_user_id())
@@ -252,7 +247,7 @@ def qr_markup(ticket: dict[str, Any]) -> Any:
 def ticket_page(ticket_id: str) -> str | Response:
     """One ticket to print or show at the door: event, date, venue, section, seat, price, QR."""
     from app.auth.jwt_setup import current_user_id
-    from app.orders.services import holder_ticket
+    from app.booking.orders.services import holder_ticket
 
     if (redirect_to := _login_first(f"/tickets/{ticket_id}")) is not None:
         return redirect_to
@@ -264,8 +259,8 @@ def ticket_page(ticket_id: str) -> str | Response:
 def order_page(number: str) -> str | Response:
     """An order: its lines, total, payment and refund, and its tickets (printable together)."""
     from app.auth.jwt_setup import current_user_id
+    from app.booking.orders.services import get_order
     from app.booking.refunds import quote
-    from app.orders.services import get_order
 
     if (redirect_to := _login_first(f"/orders/{number}")) is not None:
         return redirect_to

@@ -64,7 +64,7 @@ def test_a_redis_restart_mid_sale_is_ridden_out_and_admissions_resume(app, make_
                             "-n", f"fault-{free_port()}@%h"], env=env, name="fault-worker")
     beat = CeleryProcess(["beat", "-l", "INFO", "--pidfile="], env=env, name="fault-beat")
     exporter_port = free_port()
-    exporter = subprocess.Popen([sys.executable, "-m", "app.observability.exporter", "--port", str(exporter_port),
+    exporter = subprocess.Popen([sys.executable, "-m", "app.exporter", "--port", str(exporter_port),
                                  "--address", "127.0.0.1"], cwd=ROOT, env={**os.environ, **env},
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -175,7 +175,7 @@ def test_log_channel_when_no_provider_is_configured(app, make_user, make_event, 
 
     from app.notifications import flows
 
-    caplog.set_level(logging.INFO, logger="app.notifications.channels")
+    caplog.set_level(logging.INFO, logger="app.channels")
 
     user = make_user()
     event = make_event()

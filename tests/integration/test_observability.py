@@ -77,7 +77,7 @@ def exercise_a_sale(app, live_api, make_event, make_user) -> str:
 def exporter(app, worker_metrics_dir):
     port = free_port()
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": worker_metrics_dir}
-    proc = subprocess.Popen([sys.executable, "-m", "app.observability.exporter", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "app.exporter", "--port", str(port),
                              "--address", "127.0.0.1"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
 

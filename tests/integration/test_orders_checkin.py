@@ -15,10 +15,10 @@ import requests
 import segno
 from sqlalchemy import func, select
 
+from app.booking.orders.models import Order, Ticket
 from app.checkin.models import Scan
 from app.extensions import db
 from app.notifications.models import Notification
-from app.orders.models import Order, Ticket
 from tests.helpers import admitted_pass, wait_reservation
 from tests.integration.test_after_sale import buy, events_of
 from tests.support import wait_for

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import func, select
 
+from app.booking.orders.models import Order
 from app.extensions import db
-from app.orders.models import Order
 from tests.browser import Tab, join_by_api, log_in, session
 from tests.helpers import advance
 from tests.integration.test_after_sale import buy

@@ -145,3 +145,55 @@ def test_the_catalogue_stores_what_is_on_sale_and_imports_no_booking():
                                                   if m.startswith(("app.booking", "app.inventory", "app.queue")))
                  for p in [APP / "catalogue" / "services.py", APP / "catalogue" / "models.py"]}
     assert {p: m for p, m in offenders.items() if m} == {}
+
+
+def test_inventory_reads_bookings_holds_by_the_same_names():
+    """app/inventory/counts.py reads the reservations table without importing booking (which
+    builds on inventory): the table, its columns and the held status are booking's own."""
+    from app.booking.models import HELD, Reservation
+    from app.inventory import counts
+
+    assert counts.RESERVATIONS.name == Reservation.__tablename__ and counts.HELD == HELD
+    assert {c.name for c in counts.RESERVATIONS.c} <= {c.name for c in Reservation.__table__.c}
+
+
+def _package_graph() -> dict[str, set[str]]:
+    """Domain package -> the domain packages it imports (at the top or inside a function)."""
+    packages = {p.name for p in APP.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    graph: dict[str, set[str]] = {name: set() for name in packages}
+    for path in _modules(APP):
+        parts = path.relative_to(APP).parts
+        if len(parts) < 2:
+            continue  # app/*.py: the factory, entry points and shared modules compose the domains
+        for module in _imported(path):
+            target = module.split(".")[1] if module.startswith("app.") else None
+            if target in packages and target != parts[0]:
+                graph[parts[0]].add(target)
+    return graph
+
+
+def test_the_domain_packages_import_each_other_without_a_cycle():
+    """docs/architecture.md, "Layers": a package imports only packages below it, so the import
+    graph is a DAG (imports inside functions count)."""
+    graph = _package_graph()
+    cycles: list[list[str]] = []
+
+    def visit(node: str, path: list[str]) -> None:
+        for nxt in sorted(graph[node]):
+            if nxt in path:
+                cycles.append(path[path.index(nxt):] + [nxt])
+            elif len(path) < len(graph):
+                visit(nxt, [*path, nxt])
+
+    for start in sorted(graph):
+        visit(start, [start])
+    assert cycles == [], cycles[:5]
+    # the layers, lowest first: each imports only from the layers before it
+    layers = [{"redis", "observability", "catalogue"}, {"outbox", "auth"}, {"notifications", "queue", "inventory"},
+              {"booking"}, {"checkin", "sales"}, {"web"}]
+    assert set().union(*layers) == set(graph), set(graph) ^ set().union(*layers)
+    below: set[str] = set()
+    for layer in layers:
+        for package in layer:
+            assert graph[package] <= below, (package, graph[package] - below)
+        below |= layer

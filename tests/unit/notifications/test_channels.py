@@ -6,7 +6,7 @@ import json
 
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from app.notifications.channels import Message, PermanentError, TransientError, _aws_error, push_payload
+from app.channels import Message, PermanentError, TransientError, _aws_error, push_payload
 
 
 def message(kind: str = "queue_admitted") -> Message:

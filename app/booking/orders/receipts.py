@@ -12,12 +12,12 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 
 from app.auth.models import User
+from app.booking.orders.services import order_view
 from app.catalogue.models import Event
+from app.channels import Message
 from app.db import utcnow
 from app.extensions import db
-from app.notifications.channels import Message
 from app.notifications.services import render_email
-from app.orders.services import order_view
 
 # how long the calendar entry lasts: an event has a start and no end in this model
 CALENDAR_DURATION = timedelta(hours=3)

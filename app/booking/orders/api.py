@@ -15,10 +15,10 @@ from flask_smorest import Blueprint
 
 from app.auth.jwt_setup import admin_required, current_user_id
 from app.auth.services import is_admin_now
-from app.checkin.services import require_event
+from app.booking.orders import services
+from app.booking.orders.schemas import EventOrderPageSchema, EventOrdersArgsSchema, OrderPageSchema, OrderSchema
+from app.catalogue.services import get_event
 from app.extensions import db
-from app.orders import services
-from app.orders.schemas import EventOrderPageSchema, EventOrdersArgsSchema, OrderPageSchema, OrderSchema
 from app.pagination import PageArgsSchema, page_body
 
 blp = Blueprint("orders", __name__, url_prefix="/api/orders", description="Orders and tickets")
@@ -63,7 +63,7 @@ class EventOrders(MethodView):
     def get(self, args: dict, event_id: int) -> dict[str, Any]:
         """The event's orders, newest first, with their buyers; `q` finds one by its number or
         by the buyer's e-mail (the start is enough)."""
-        require_event(event_id)
+        get_event(event_id)
         items, total = services.event_orders(event_id, args["q"], args["page"], args["page_size"])
         return page_body(items, total, args)
 
@@ -75,7 +75,7 @@ class Attendees(MethodView):
     def get(self, event_id: int) -> Response:
         """Every ticket with its holder (name, e-mail, order, section, seat, checked in), as CSV,
         streamed in batches so a large event never sits in memory."""
-        event = require_event(event_id)
+        event = get_event(event_id)
 
         def lines() -> Iterator[str]:
             out = io.StringIO()

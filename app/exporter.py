@@ -1,8 +1,10 @@
-"""Worker and domain metrics endpoint: `python -m app.observability.exporter --port 9808`.
+"""Worker and domain metrics endpoint: `python -m app.exporter --port 9808`.
 
 Serves the Celery workers' metrics (task counts/outcomes, runtimes, retries, booking and
 notification outcomes), summed over every prefork child through PROMETHEUS_MULTIPROC_DIR, plus the
-gauges read at scrape time (waiting rooms, Celery queue depth, outbox lag).
+gauges read at scrape time (waiting rooms, waitlists, Celery queue depth, outbox lag). A process
+entry point, like app/serve.py: it composes the domains' gauges, which observability (below every
+domain) cannot import.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from app.observability.collectors import GaugeSource, ScrapeCollector
 from app.settings import process_settings
 
 
@@ -36,9 +39,16 @@ class TreeMultiProcessCollector(Collector):
         return owned_by("worker", MultiProcessCollector.merge(files, accumulate=True))
 
 
-def build_registry(app: Flask, domain: bool = True) -> CollectorRegistry:
-    from app.observability.collectors import DomainCollector
+def domain_gauges() -> list[GaugeSource]:
+    """Each domain's gauges, read at scrape time."""
+    from app.booking import gauges as booking
+    from app.outbox import gauges as outbox
+    from app.queue import gauges as queue
 
+    return [queue.gauges, booking.gauges, outbox.gauges]
+
+
+def build_registry(app: Flask, domain: bool = True) -> CollectorRegistry:
     root = app.config["PROMETHEUS_MULTIPROC_DIR"]
     if root:
         registry = CollectorRegistry()
@@ -46,7 +56,7 @@ def build_registry(app: Flask, domain: bool = True) -> CollectorRegistry:
     else:
         registry = REGISTRY
     if domain:
-        registry.register(DomainCollector(app))
+        registry.register(ScrapeCollector(app, domain_gauges()))
     return registry
 
 

@@ -21,12 +21,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import func, or_, select, update
 
+from app.booking import services, writer
+from app.booking.models import HELD, Reservation
+from app.booking.waitlist import stats as waitlist_stats
+from app.catalogue.models import Event, Section
+from app.catalogue.services import get_event
 from app.db import transaction, utcnow
 from app.errors import Conflict
 from app.extensions import db, redis_store
+from app.inventory.gate import figures
 from app.queue.events import drain_sale
+from app.queue.models import SaleSummary
 from app.redis.keys import REGISTRY_KEY, UNDRAINED_KEY, WAITLIST_REGISTRY_KEY, QueueKeys
 
 log = logging.getLogger(__name__)
@@ -35,9 +42,6 @@ log = logging.getLogger(__name__)
 def closable_event_ids(now: datetime | None = None) -> list[int]:
     """Sales that are over and not closed yet: the event started SALE_CLOSE_AFTER_START_MINUTES ago
     (or the sale closed that long ago, whichever comes first)."""
-    from sqlalchemy import func, or_
-
-    from app.catalogue.models import Event
 
     now = now or utcnow()
     grace = timedelta(minutes=current_app.config["SALE_CLOSE_AFTER_START_MINUTES"])
@@ -52,8 +56,6 @@ def closable_event_ids(now: datetime | None = None) -> list[int]:
 def close_sale(event_id: int, *, force: bool = False) -> dict[str, Any]:
     """Close a sale (see the module): returns its summary. Refuses (409 `sale_not_over`) while the
     event has not started and its sale has not closed, unless ``force`` (an operator's decision)."""
-    from app.catalogue.models import Event
-    from app.catalogue.services import get_event
 
     with transaction():
         event = get_event(event_id)
@@ -70,7 +72,6 @@ def close_sale(event_id: int, *, force: bool = False) -> dict[str, Any]:
     summary = _record_summary(event_id)
     deleted = _forget(event_id)
     with transaction():
-        from app.queue.models import SaleSummary
 
         row = db.session.get(SaleSummary, event_id)
         row.keys_deleted = max(row.keys_deleted, deleted)
@@ -93,7 +94,6 @@ def close_ended_sales() -> list[int]:
 def _write_accepted_requests(event_id: int, timeout: float = 60.0) -> None:
     """Every request still on the sale's reserve stream is written now (as a hold writer would,
     claiming entries another writer read and left)."""
-    from app.booking import writer
 
     client = redis_store.client
     keys = QueueKeys(event_id)
@@ -119,8 +119,6 @@ def _write_accepted_requests(event_id: int, timeout: float = 60.0) -> None:
 
 
 def _release_live_holds(event_id: int) -> None:
-    from app.booking import services
-    from app.booking.models import HELD, Reservation
 
     after = ""
     while True:  # by id: a hold whose payment is being answered is passed over, not retried here
@@ -136,10 +134,6 @@ def _release_live_holds(event_id: int) -> None:
 
 
 def _record_summary(event_id: int) -> dict[str, Any]:
-    from app.booking.waitlist import stats as waitlist_stats
-    from app.catalogue.models import Section
-    from app.inventory.gate import figures
-    from app.queue.models import SaleSummary
 
     client = redis_store.client
     keys = QueueKeys(event_id)

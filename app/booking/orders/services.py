@@ -11,12 +11,12 @@ from sqlalchemy.orm import Session
 
 from app.auth.models import User
 from app.booking.models import Refund, Reservation
+from app.booking.orders.codes import new_order_number, normalise_order_number, ticket_code
+from app.booking.orders.models import TICKET_REFUNDED, TICKET_VALID, Order, Ticket
 from app.catalogue.models import Event, Seat, Section
 from app.errors import NotFound
 from app.extensions import db
 from app.notifications.services import record_receipt
-from app.orders.codes import new_order_number, normalise_order_number, ticket_code
-from app.orders.models import TICKET_REFUNDED, TICKET_VALID, Order, Ticket
 from app.outbox.services import record_event
 from app.pagination import paginate
 from app.tasking import send_task_after_commit

@@ -1,3 +1,10 @@
+"""A sale as its organiser runs it: the events, their sections and what is left of them (the
+catalogue with inventory's figures), and a live sale's controls and figures (the waiting room's
+settings, pause, close and the dashboard's stats, which span queue, inventory and booking).
+
+The fan's side of the waiting room is app/queue/api.py; these admin routes share its URL prefix.
+"""
+
 from __future__ import annotations
 
 from typing import Any
@@ -6,7 +13,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.auth.jwt_setup import admin_required
-from app.catalogue import services
+from app.catalogue import services as catalogue
 from app.catalogue.models import Event, Section
 from app.catalogue.schemas import (
     EventCreateSchema,
@@ -24,8 +31,14 @@ from app.errors import Unprocessable
 from app.inventory import gate
 from app.inventory.capacity import set_capacity
 from app.pagination import PageArgsSchema, page_body
+from app.queue import services as queue_services
+from app.queue.schemas import QueueSettingsSchema, QueueStatsSchema, SaleSummarySchema
+from app.queue.services import sync_meta
+from app.sales import lifecycle
+from app.sales import services as sale_services
 
 blp = Blueprint("events", __name__, url_prefix="/api/events", description="Events, sections and seat maps")
+sale_blp = Blueprint("sales", __name__, url_prefix="/api/queue", description="Waiting room: an organiser's controls")
 
 
 def _section_view(section: Section, available: int) -> dict[str, Any]:
@@ -39,7 +52,7 @@ class Events(MethodView):
     @blp.response(200, EventPageSchema)
     def get(self, args: dict) -> dict[str, Any]:
         """List events, soonest sale first (paginated)."""
-        return page_body(*services.list_events(args["page"], args["page_size"]), args)
+        return page_body(*catalogue.list_events(args["page"], args["page_size"]), args)
 
     @admin_required
     @blp.arguments(EventCreateSchema)
@@ -47,7 +60,7 @@ class Events(MethodView):
     def post(self, data: dict) -> Event:
         """Create an event (admin)."""
         with transaction():
-            return services.create_event(data)
+            return catalogue.create_event(data)
 
 
 @blp.route("/<int:event_id>")
@@ -55,7 +68,7 @@ class EventDetail(MethodView):
     @blp.response(200, EventDetailSchema)
     def get(self, event_id: int) -> dict[str, Any]:
         """An event with its sections and live availability."""
-        event = services.get_event(event_id)
+        event = catalogue.get_event(event_id)
         # the figures every page shows (gate.figures): a unit kept for the waitlist or about to be
         # taken by an accepted request is not offered as free
         shown = gate.figures(list(event.sections))
@@ -72,10 +85,8 @@ class EventDetail(MethodView):
         room's settings and the sale window: PATCH /api/queue/{id}."""
         if not data:
             raise Unprocessable("Nothing to change", errors={"_schema": ["give at least one field"]})
-        from app.queue.services import sync_meta
-
         with transaction():
-            event = services.update_event(event_id, data)
+            event = catalogue.update_event(event_id, data)
         sync_meta(event)  # the waiting room's copy of the event follows MySQL, once committed
         return event
 
@@ -88,7 +99,7 @@ class Sections(MethodView):
     def post(self, data: dict, event_id: int) -> dict[str, Any]:
         """Add a general admission section {capacity} or a seated one {rows, seats_per_row} (admin)."""
         with transaction():
-            section = services.create_section(event_id, data)
+            section = catalogue.create_section(event_id, data)
         return _section_view(section, section.capacity)
 
 
@@ -109,6 +120,61 @@ class Seats(MethodView):
     @blp.response(200, SeatMapSchema)
     def get(self, event_id: int, section_id: int) -> dict[str, Any]:
         """The seat map of a seated section with each seat's state."""
-        section, seats = services.seat_map(event_id, section_id)
+        section, seats = catalogue.seat_map(event_id, section_id)
         available = sum(1 for s in seats if s["state"] == "available")
         return {"section": _section_view(section, available), "seats": seats}
+
+
+@sale_blp.route("/<int:event_id>")
+class SaleSettings(MethodView):
+    @admin_required
+    @sale_blp.arguments(QueueSettingsSchema)
+    @sale_blp.response(200, QueueStatsSchema)
+    def patch(self, data: dict, event_id: int) -> dict[str, Any]:
+        """Change admit_per_minute, max_active, admission_window_seconds, pow_difficulty or the sale
+        window (sale_opens_at: open now; sale_closes_at: stop new joins) of a live sale (admin)."""
+        if not data:
+            raise Unprocessable("Nothing to change", errors={"_schema": ["give at least one setting"]})
+        with transaction():
+            queue_services.update_settings(event_id, data)
+        return sale_services.stats(event_id)
+
+
+@sale_blp.route("/<int:event_id>/pause")
+class Pause(MethodView):
+    @admin_required
+    @sale_blp.response(200, QueueStatsSchema)
+    def post(self, event_id: int) -> dict[str, Any]:
+        """Stop admitting (admin). Waiting users keep their places."""
+        queue_services.set_paused(event_id, True)
+        return sale_services.stats(event_id)
+
+
+@sale_blp.route("/<int:event_id>/resume")
+class Resume(MethodView):
+    @admin_required
+    @sale_blp.response(200, QueueStatsSchema)
+    def post(self, event_id: int) -> dict[str, Any]:
+        """Resume admitting (admin)."""
+        queue_services.set_paused(event_id, False)
+        return sale_services.stats(event_id)
+
+
+@sale_blp.route("/<int:event_id>/close")
+class Close(MethodView):
+    @admin_required
+    @sale_blp.response(200, SaleSummarySchema)
+    def post(self, event_id: int) -> dict[str, Any]:
+        """Close a sale that is over (admin): every accepted request written, live holds released,
+        events drained, final figures kept in MySQL, Redis keys deleted. 409 `sale_not_over` before
+        the event starts or its sale closes. Idempotent."""
+        return lifecycle.close_sale(event_id)
+
+
+@sale_blp.route("/<int:event_id>/stats")
+class Stats(MethodView):
+    @admin_required
+    @sale_blp.response(200, QueueStatsSchema)
+    def get(self, event_id: int) -> dict[str, Any]:
+        """Waiting, active, totals, measured admission rate, oldest wait, paused (admin)."""
+        return sale_services.stats(event_id)

@@ -1,0 +1,51 @@
+"""The waiting room's gauges, read at scrape time by the metrics exporter (app/exporter.py)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from prometheus_client.core import GaugeMetricFamily
+
+from app.extensions import redis_store
+from app.queue.events import lag
+from app.redis.keys import QueueKeys
+from app.redis.registry import registered_event_ids
+
+
+def gauges() -> Iterator[GaugeMetricFamily]:
+    """Each live sale's line, active set, pause and measured rate, and its queue-event lag."""
+    waiting = GaugeMetricFamily("tickets_queue_waiting_users", "Users waiting in line (incl. pre-queue)",
+                                labels=["event_id"])
+    active = GaugeMetricFamily("tickets_queue_active_users", "Admitted users whose window is open",
+                               labels=["event_id"])
+    paused = GaugeMetricFamily("tickets_queue_paused", "1 while a sale's waiting room is paused",
+                               labels=["event_id"])
+    rate = GaugeMetricFamily("tickets_queue_admit_rate_per_minute", "Measured admission rate (EWMA)",
+                             labels=["event_id"])
+    client = redis_store.client
+    now = time.time()
+    for event_id in registered_event_ids():
+        keys = QueueKeys(event_id)
+        pipe = client.pipeline(transaction=False)
+        pipe.zcard(keys.line)
+        pipe.scard(keys.pre)
+        pipe.zcount(keys.active, f"({now}", "+inf")
+        pipe.hget(keys.meta, "paused")
+        pipe.hget(keys.stats, "rate_ewma")
+        line, pre, act, is_paused, ewma = pipe.execute()
+        label = [str(event_id)]
+        waiting.add_metric(label, int(line) + int(pre))
+        active.add_metric(label, int(act))
+        paused.add_metric(label, 1 if is_paused == "1" else 0)
+        rate.add_metric(label, float(ewma or 0))
+    yield from (waiting, active, paused, rate)
+    undrained = GaugeMetricFamily("tickets_queue_events_undrained",
+                                  "Queue events not yet copied to the outbox (the stream is never trimmed)",
+                                  labels=["event_id"])
+    age = GaugeMetricFamily("tickets_queue_events_oldest_undrained_age_seconds",
+                            "Age of a sale's oldest queue event not yet in the outbox", labels=["event_id"])
+    for event_id, (length, oldest) in lag().items():
+        undrained.add_metric([str(event_id)], length)
+        age.add_metric([str(event_id)], oldest)
+    yield from (undrained, age)
