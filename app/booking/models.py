@@ -7,6 +7,7 @@ from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Uni
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime, new_uuid, utcnow
+from app.inventory.units import HeldUnits
 
 PENDING = "pending"
 HELD = "held"
@@ -48,6 +49,10 @@ class Reservation(Base):
         # serves the section FK, so status changes never lock the section row (migration 0002)
         Index("ix_reservations_section_id", "section_id"),
     )
+
+    def units(self) -> HeldUnits:
+        """Its units, as inventory takes and returns them (app/inventory/units.py)."""
+        return HeldUnits(self.event_id, self.section_id, self.id, self.quantity, self.seat_ids, self.user_id)
 
 
 class Refund(Base):

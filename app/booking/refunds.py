@@ -19,19 +19,19 @@ import logging
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.auth.models import User
 from app.booking.models import CONFIRMED, REFUNDED, Refund, Reservation
 from app.booking.orders.services import void_tickets
 from app.booking.payments import PaymentResult, get_provider
-from app.catalogue.models import SEAT_SOLD, Event, Seat, Section
+from app.catalogue.models import Event
 from app.channels import Message
 from app.db import lock_rows, utcnow
 from app.errors import Conflict, NotFound, PaymentRequired
 from app.extensions import db
-from app.inventory import gate
+from app.inventory import units
 from app.notifications.models import Notification
 from app.notifications.services import notice
 from app.observability.metrics import REFUNDS, via
@@ -128,13 +128,7 @@ def finish(refund_id: str, result: PaymentResult) -> Refund:
         refund.status, refund.decline_reason = DECLINED, result.decline_reason or "refund_declined"
         call_after_commit(session, lambda: REFUNDS.labels(outcome="declined", via=channel).inc())
         return refund
-    if res.seat_ids:
-        session.execute(update(Seat).where(Seat.reservation_id == res.id, Seat.state == SEAT_SOLD)
-                        .values(state="available", reservation_id=None, held_until=None)
-                        .execution_options(synchronize_session=False))
-    else:
-        session.execute(update(Section).where(Section.id == res.section_id, Section.sold >= res.quantity)
-                        .values(sold=Section.sold - res.quantity).execution_options(synchronize_session=False))
+    units.release_sold(session, res.units())  # back to sale (the waitlist's offers first) after COMMIT
     res.status, res.reason = REFUNDED, refund.reason
     void_tickets(session, res.id)
     refund.status, refund.provider_ref = SUCCEEDED, result.reference
@@ -143,9 +137,8 @@ def finish(refund_id: str, result: PaymentResult) -> Refund:
         "section_id": res.section_id, "quantity": res.quantity, "seat_ids": res.seat_ids,
         "amount_cents": refund.amount_cents, "fee_cents": refund.fee_cents, "currency": refund.currency,
         "reason": refund.reason, "provider_ref": result.reference})
-    event_id, section_id, quantity, user_id = res.event_id, res.section_id, res.quantity, res.user_id
-    # the units return to sale (the waitlist's offers first) and the owner hears of it after COMMIT
-    call_after_commit(session, lambda: gate.give_back(event_id, section_id, quantity, user_id=user_id))
+    event_id, user_id = res.event_id, res.user_id
+    # the owner hears of it after COMMIT
     refunded_at = refund.created_at.timestamp()  # one notice per refund, however often this runs
     call_after_commit(session, lambda: _notify_owner(event_id, user_id, refunded_at))
     call_after_commit(session, lambda: REFUNDS.labels(outcome="succeeded", via=channel).inc())

@@ -36,11 +36,11 @@ from app.booking.models import (
 )
 from app.booking.orders.services import order_numbers, place_order
 from app.booking.payments import PaymentResult, get_provider
-from app.catalogue.models import SEAT_HELD, SEAT_SOLD, Seat, Section
+from app.catalogue.models import Seat, Section
 from app.db import lock_rows, utcnow
 from app.errors import Conflict, NotFound, PaymentRequired
 from app.extensions import db
-from app.inventory import gate
+from app.inventory import units
 from app.observability.metrics import RESERVATIONS
 from app.outbox.services import record_event
 from app.pagination import paginate
@@ -157,32 +157,13 @@ def _lock_reservation(session: Session, reservation_id: str) -> Reservation | No
 
 # --- release (expiry, cancel) --------------------------------------------------------------------
 
-def _release_inventory(session: Session, res: Reservation) -> None:
-    """Return a hold's units to MySQL, and to the gate after commit (unless it reclaimed them)."""
-    if res.seat_ids:
-        # only seats still ours: after the deadline another buyer may already have taken some
-        session.execute(
-            update(Seat).where(Seat.reservation_id == res.id, Seat.state == SEAT_HELD)
-            .values(state="available", reservation_id=None, held_until=None)
-            .execution_options(synchronize_session=False)
-        )
-    else:
-        session.execute(
-            update(Section).where(Section.id == res.section_id, Section.held >= res.quantity)
-            .values(held=Section.held - res.quantity).execution_options(synchronize_session=False)
-        )
-    event_id, section_id, rid, quantity, user_id = res.event_id, res.section_id, res.id, res.quantity, res.user_id
-    call_after_commit(session, lambda: gate.release_hold(event_id, section_id, rid, quantity, give_back=True,
-                                                         user_id=user_id))
-
-
 def _expire(session: Session, res: Reservation) -> None:
     # conditional: only the transaction that moves the hold out of `held` releases its inventory
     moved = session.execute(update(Reservation).where(Reservation.id == res.id, Reservation.status == HELD)
                             .values(status=EXPIRED).execution_options(synchronize_session=False)).rowcount
     if moved != 1:
         return
-    _release_inventory(session, res)
+    units.release_held(session, res.units())
     res.status = EXPIRED
     res.reason = "hold_expired"
     record_event(session, "ReservationExpired", "reservation", res.id, reservation_event_data(res))
@@ -236,7 +217,7 @@ def cancel(reservation_id: str, user_id: int) -> Reservation:
         raise Conflict("A confirmed reservation cannot be cancelled here", reason="already_confirmed")
     if res.status in {REJECTED, EXPIRED}:
         raise Conflict(f"The reservation is already {res.status}", reason=f"already_{res.status}")
-    _release_inventory(session, res)  # held (pending requests are not in MySQL: get_reservation said 409)
+    units.release_held(session, res.units())  # held (pending requests are not in MySQL: get_reservation said 409)
     res.status = CANCELLED
     res.reason = "cancelled_by_user"
     record_event(session, "ReservationCancelled", "reservation", res.id, reservation_event_data(res))
@@ -296,10 +277,11 @@ def finish_payment(payment_id: str, result: PaymentResult) -> tuple[Payment, Res
     if not result.approved:
         payment.status, payment.decline_reason = PAYMENT_DECLINED, result.decline_reason or "payment_declined"
         return payment, res
-    if res.status != HELD or not _sell_hold(session, res):
+    if res.status != HELD or not units.sell_held(session, res.units()):
         # the hold ended while the provider answered (expired, cancelled): give the money back
         payment.status, payment.provider_ref, payment.decline_reason = PAYMENT_VOIDED, result.reference, "hold_gone"
         if res.status == HELD:  # lapsed, and another buyer took some of its seats: what is left goes back now
+            log.warning("confirm found the units of reservation %s taken", res.id)
             _expire(session, res)
         return payment, res
     now = utcnow()
@@ -308,32 +290,10 @@ def finish_payment(payment_id: str, result: PaymentResult) -> tuple[Payment, Res
     place_order(session, res, payment.id, result.reference)
     record_event(session, "ReservationConfirmed", "reservation", res.id,
                  reservation_event_data(res, payment_ref=result.reference))
-    event_id, section_id, quantity, rid, owner = res.event_id, res.section_id, res.quantity, res.id, res.user_id
-    call_after_commit(session, lambda: gate.release_hold(event_id, section_id, rid, quantity, give_back=False))
+    event_id, owner = res.event_id, res.user_id
     call_after_commit(session, lambda: RESERVATIONS.labels(outcome="confirmed").inc())
     call_after_commit(session, lambda: release_active_slot(event_id, owner))
     return payment, res
-
-
-def _sell_hold(session: Session, res: Reservation) -> bool:
-    """Move the hold's units from held to sold (under the reservation's lock); False if they are
-    no longer ours (the hold lapsed and someone else took the seats)."""
-    if res.seat_ids:
-        # all or nothing: the seats still ours are counted under their row locks before any is sold
-        # (selling the rest of a broken hold would leave them SOLD to nobody)
-        ours = lock_rows(session, select(Seat.id).where(Seat.reservation_id == res.id, Seat.state == SEAT_HELD)
-                         .order_by(Seat.id).with_for_update()).scalars().all()
-        if len(ours) != len(res.seat_ids):
-            log.warning("confirm found the seats of reservation %s taken", res.id)
-            return False
-        session.execute(update(Seat).where(Seat.id.in_(ours)).values(state=SEAT_SOLD, held_until=None)
-                        .execution_options(synchronize_session=False))
-        return True
-    return session.execute(
-        update(Section).where(Section.id == res.section_id, Section.held >= res.quantity)
-        .values(held=Section.held - res.quantity, sold=Section.sold + res.quantity)
-        .execution_options(synchronize_session=False)
-    ).rowcount == 1
 
 
 class PaymentPending(Exception):  # noqa: N818 - an outcome, not an error: the view answers 202

@@ -8,6 +8,7 @@ from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 
 from app.auth.jwt_setup import current_user_id
+from app.auth.schemas import VerifyCodeSchema
 from app.extensions import limiter
 from app.notifications import flows, services
 from app.notifications.models import Device
@@ -15,7 +16,6 @@ from app.notifications.schemas import (
     DeviceSchema,
     NotificationPageSchema,
     RegisterDeviceSchema,
-    VerifyCodeSchema,
     WebPushConfigSchema,
 )
 from app.pagination import PageArgsSchema, page_body
