@@ -74,7 +74,8 @@ def queue_advance(event_id: int, count: int | None) -> None:
 @click.argument("event_id", type=int)
 def queue_pause(event_id: int) -> None:
     """Stop admitting users to a sale."""
-    from app.queue.services import set_paused, stats
+    from app.queue.services import set_paused
+    from app.sales.services import stats
 
     _echo(_in_app(lambda: (set_paused(event_id, True), stats(event_id))[1]))
 
@@ -83,7 +84,8 @@ def queue_pause(event_id: int) -> None:
 @click.argument("event_id", type=int)
 def queue_resume(event_id: int) -> None:
     """Resume admitting users to a sale."""
-    from app.queue.services import set_paused, stats
+    from app.queue.services import set_paused
+    from app.sales.services import stats
 
     _echo(_in_app(lambda: (set_paused(event_id, False), stats(event_id))[1]))
 
