@@ -77,6 +77,35 @@ class HoldWriterStep(bootsteps.StartStopStep):
 
 celery.steps["worker"].add(HoldWriterStep)
 
+
+class HeartbeatStep(bootsteps.StartStopStep):
+    """Every few seconds the worker says it is alive, and which queues it consumes, in the broker's
+    Redis (keys.WORKERS_KEY); a warm shutdown says it is gone. The exporter counts the live workers
+    per queue (`tickets_celery_queue_workers`), and CeleryQueueUnserved pages when a queue has none
+    (a worker SIGKILLed, OOM-killed, or never started)."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def start(self, worker: Any) -> None:
+        import threading
+
+        from app.observability.workers import heartbeat
+
+        self.stopping = threading.Event()
+        queues = sorted(worker.app.amqp.queues.consume_from or worker.app.amqp.queues)
+        broker_url = flask_app().config["CELERY_BROKER_URL"]
+        self.thread = threading.Thread(target=heartbeat, args=(broker_url, worker.hostname, queues, self.stopping),
+                                       name="worker-heartbeat", daemon=True)
+        self.thread.start()
+
+    def stop(self, worker: Any) -> None:
+        if getattr(self, "thread", None) is not None:
+            self.stopping.set()
+            self.thread.join(10)
+
+
+celery.steps["worker"].add(HeartbeatStep)
+
 # --- the request id (sent by app/tasking.py) binds the task's log context; task metrics -------
 _started: dict[str, float] = {}
 

@@ -16,6 +16,7 @@ UNDRAINED_KEY = "queues:undrained"
 WAITLIST_REGISTRY_KEY = "waitlists:registry"  # "event:section" of every section with a waitlist
 OUTBOX_KICK_KEY = "outbox:kick"  # debounce of the after-commit relay kick
 OUTBOX_RELAY_LOCK_KEY = "outbox:relay-lock"  # one relay publishes at a time
+WORKERS_KEY = "celery:workers"  # in the broker's Redis: worker -> its queues and last heartbeat
 FAKEPAY_LEDGER_KEY = "fakepay:charges"  # the fake provider's own record of charges, as a real one keeps
 
 
@@ -177,6 +178,7 @@ RETENTION: dict[str, str] = {
     WAITLIST_REGISTRY_KEY: "a member per section with a waitlist; removed when its waitlist empties or the sale closes",
     OUTBOX_KICK_KEY: "a debounce flag with a TTL of seconds",
     OUTBOX_RELAY_LOCK_KEY: "a lock with a TTL (renewed while the relay runs)",
+    WORKERS_KEY: "a field per worker host (the broker's Redis); entries a day old are removed by the exporter",
     FAKEPAY_LEDGER_KEY: "development and tests only (the fake payment provider's ledger)",
     "jwt:revoked:{jti}": "until the revoked access token would have expired (TTL)",
     "auth:session:{sid}": "the refresh token's lifetime (TTL, renewed at each rotation)",
