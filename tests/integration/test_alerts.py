@@ -105,9 +105,12 @@ def stack(app):
     env = {"REDIS_URL": redis_server.url(0), "CELERY_BROKER_URL": redis_server.url(1),
            "CELERY_RESULT_BACKEND": redis_server.url(1), "REDBEAT_KEY_PREFIX": "redbeat-alerts:",
            "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap, "QUEUE_ADVANCE_INTERVAL_SECONDS": "1",
-           "METRICS_TOKEN": METRICS_TOKEN, "PROMETHEUS_MULTIPROC_DIR": "", "HOLD_WRITER_ENABLED": "0"}
+           "METRICS_TOKEN": METRICS_TOKEN, "HOLD_WRITER_ENABLED": "0",
+           # as deployed: the workers' metrics summed by the exporter, the API's by itself
+           "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="alerts-workers-")}
     processes: dict[str, Any] = {"redis": redis_server, "kafka": kafka, "env": env}
-    processes["api"] = LiveApi(env=env, workers=1)
+    processes["api"] = LiveApi(env={**env, "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="alerts-api-")},
+                               workers=1)
     processes["worker"] = _worker(env)
     processes["writer"] = CeleryProcess([], env={**env, "HOLD_WRITER_ENABLED": "1"}, name="alerts-writer",
                                         module="app.booking.writer")
@@ -142,8 +145,11 @@ def test_alerts_fire_on_real_faults_and_resolve_when_they_end(stack, make_event,
     prometheus, api = stack["prometheus"], stack["api"]
     base = f"{api.url}/api"
     # the targets are up and the recording rules produce series
-    wait_for(lambda: {t["labels"]["job"]: t["health"] for t in prometheus.get("targets")["activeTargets"]}
-             == {"tickets-api": "up", "tickets-workers": "up"}, timeout=30, message="both targets up")
+    def targets() -> dict[str, str]:
+        return {t["labels"]["job"]: t["health"] + t["lastError"] for t in prometheus.get("targets")["activeTargets"]}
+
+    wait_for(lambda: targets() == {"tickets-api": "up", "tickets-workers": "up"}, timeout=30,
+             message="both targets up")
     for _ in range(5):
         assert requests.get(f"{base}/events", timeout=10).status_code == 200
     wait_for(lambda: prometheus.get("query", query="slo:api_availability:error_ratio_rate5m")["result"],
