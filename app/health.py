@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+import os
+
+from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy import text
 
 from app.extensions import db, redis_store
@@ -16,7 +18,13 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """Ready to serve: the database and Redis answer. 503 otherwise, so load balancers drain us."""
+    """Ready to serve: not draining, and the database and Redis answer. 503 otherwise, so load
+    balancers stop sending to us. Draining (DRAIN_FILE exists: k8s's preStop hook made it) comes
+    first: the server is about to stop, and its in-flight requests finish meanwhile."""
+    if os.path.exists(current_app.config["DRAIN_FILE"]):
+        response = jsonify(status="draining", checks={})
+        response.status_code = 503
+        return response
     checks: dict[str, str] = {}
     try:
         db.session.execute(text("SELECT 1"))

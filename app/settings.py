@@ -208,6 +208,9 @@ class Settings(BaseSettings):
     BIND: str = Field("0.0.0.0:8000", **_doc("the API servers' address"))
     WEB_CONCURRENCY: int = Field(2, ge=1, **_doc("worker processes of an API server"))
     API_THREADS: int = Field(2, ge=1, **_doc("threads per worker of the REST server (`python -m app.serve`)"))
+    DRAIN_FILE: str = Field("/tmp/tickets-draining", **_doc(
+        "while this file exists the API server answers /readyz with 503 `draining`, so the load balancer "
+        "stops sending to it before it stops (k8s: the preStop hook creates it; docs/deploy.md)"))
     GUNICORN_WORKER_CLASS: str = Field("gevent", **_doc("the stream server's gunicorn worker class"))
     GUNICORN_WORKER_CONNECTIONS: int = Field(2000, ge=1, **_doc("open connections per gevent worker"))
     TICKETS_DEV_ENV: str = Field(str(DEV_ENV_FILE), **_doc(

@@ -332,8 +332,9 @@ class LiveApi:
     """The API as deployed: the REST server (``server="granian"``: `python -m app.serve`) or the
     SSE server (``server="gunicorn"``: gunicorn with gevent workers)."""
 
-    def __init__(self, env: dict[str, str] | None = None, workers: int = 2, server: str = "granian") -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str] | None = None, workers: int = 2, server: str = "granian",
+                 port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(tempfile.mkstemp(prefix=f"{server}-", suffix=".log")[1])
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()

@@ -293,3 +293,31 @@ def test_compose_cluster_override_moves_every_app_process_to_the_cluster():
     assert {"redis-node-1", "redis-node-2", "redis-node-3", "redis-cluster-init"} <= set(override)
     assert "redis" in base  # the standalone broker stays
     assert "--cluster-enabled" in override["redis-node-1"]["command"]
+
+
+def test_k8s_rolls_every_process_without_dropping_a_request():
+    """What the rolling-restart test (test_rolling_restart.py) relies on, in the manifests: the API
+    and stream servers leave the load balancer before they stop (preStop makes /readyz answer 503
+    and waits longer than the readiness probe needs to notice), their grace covers that wait plus
+    the drain, and no Deployment stops a pod before its replacement runs."""
+    from app.settings import Settings
+
+    docs = [d for _, d in k8s_documents(K8S / "base")]
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    drain_file = Settings.model_fields["DRAIN_FILE"].default
+    for name in ("tickets-api", "tickets-stream"):
+        pod = deployments[name]["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        hook = " ".join(container["lifecycle"]["preStop"]["exec"]["command"])
+        assert f"touch {drain_file}" in hook, hook
+        pause = int(re.search(r"sleep (\d+)", hook).group(1))
+        probe = container["readinessProbe"]
+        assert probe["httpGet"]["path"] == "/readyz"
+        assert probe["periodSeconds"] * probe["failureThreshold"] * 2 < pause  # noticed well within the pause
+        assert pod["terminationGracePeriodSeconds"] >= pause + 30  # + granian's / gunicorn's drain
+    for name, deployment in deployments.items():
+        strategy = deployment["spec"].get("strategy", {})
+        if name == "tickets-beat":
+            assert strategy["type"] == "Recreate"  # one scheduler (RedBeat's lock covers a rollout anyway)
+            continue
+        assert strategy["rollingUpdate"]["maxUnavailable"] == 0, name
