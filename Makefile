@@ -70,6 +70,8 @@ exporter: install
 bench: install
 	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk" >&2; exit 1; }
 	$(BIN)/python -m bench.flash_sale $(BENCH_ARGS)
+	@command -v nginx >/dev/null || { echo "make bench's push table needs nginx: apt-get install nginx-light" >&2; exit 1; }
+	$(BIN)/python -m bench.push_bench $(PUSH_ARGS)
 
 # the fan journey with Locust against a deployment: make locust HOST=https://... EVENT_ID=1
 locust:

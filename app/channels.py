@@ -70,6 +70,9 @@ _clients_lock = threading.Lock()
 def sns_client() -> Any:  # a boto3 SNS client (generated class)
     cfg = current_app.config
     key = f"{cfg['AWS_REGION']}|{cfg['SNS_ENDPOINT_URL']}"
+    client = _clients.get(key)  # every send asks: no lock once the process has its client
+    if client is not None:
+        return client
     with _clients_lock:
         if key not in _clients:
             import boto3

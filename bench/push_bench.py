@@ -1,0 +1,238 @@
+"""Push sized by measurement (`make bench` runs it after the flash sale; alone: python -m bench.push_bench).
+
+A fast SNS stand-in, nginx answering every call with a valid PublishResponse at once (a real HTTP
+server, never the bottleneck: it serves the bare client's whole rate on one worker), measures what
+the client and the pipeline cost apart from SNS. moto stays the stand-in for correctness (tests).
+
+In one run, on this machine:
+1. bare boto3: publishes per second from one process (16 threads) with the client as the app
+   configures it (app/channels.sns_client), and with boto3's defaults, to show what configuration cuts;
+2. the pipeline: fans with a push device admitted at once (ADVANCE), their notices recorded and
+   sent by real notification workers (`-Q notifications -P threads -c 4`, as k8s runs them), with
+   1, 2 and 4 worker processes: sends per second, and admission -> handed to SNS p50/p95;
+3. the seed's figure: 1,000 fans admitted within one second, admission -> SNS p95 (< 2 s).
+Targets: the pipeline >= 0.8 of the bare client per process; 2 processes >= 1.7 x 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bench.common import configure, create_event, drop_database, fresh_database, make_users, percentile
+
+ROOT = Path(__file__).resolve().parent.parent
+PUBLISH_REPLY = ('<PublishResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><PublishResult>'
+                 '<MessageId>bench</MessageId></PublishResult><ResponseMetadata><RequestId>bench</RequestId>'
+                 '</ResponseMetadata></PublishResponse>')
+
+
+def start_sns_standin() -> tuple[subprocess.Popen, str, Path]:
+    binary = shutil.which("nginx")
+    if not binary:
+        raise SystemExit("the push bench needs nginx: apt-get install nginx-light")
+    from tests.support import free_port, wait_port
+
+    folder = Path(tempfile.mkdtemp(prefix="sns-standin-"))
+    port = free_port()
+    (folder / "nginx.conf").write_text(
+        f"worker_processes 1;\npid {folder}/nginx.pid;\nerror_log {folder}/error.log warn;\ndaemon off;\n"
+        "events { worker_connections 4096; }\n"
+        f"http {{ access_log off; client_body_temp_path {folder}/body; keepalive_requests 1000000;\n"
+        f"  server {{ listen 127.0.0.1:{port};\n"
+        f"    location / {{ client_body_buffer_size 64k; default_type text/xml;\n"
+        f"      return 200 '{PUBLISH_REPLY}'; }} }} }}\n")
+    proc = subprocess.Popen([binary, "-p", str(folder), "-c", str(folder / "nginx.conf")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    wait_port(port)
+    return proc, f"http://127.0.0.1:{port}", folder
+
+
+# --- 1. the bare client -------------------------------------------------------------------------
+
+def bare_rate(sns_url: str, seconds: float, threads: int, defaults: bool) -> float:
+    """Publishes per second from a process of its own (no GIL shared with this one)."""
+    out = subprocess.run([sys.executable, "-m", "bench.push_bench", "--bare", sns_url, "--seconds", str(seconds),
+                          "--threads", str(threads), *(["--defaults"] if defaults else [])],
+                         cwd=ROOT, capture_output=True, text=True, env=os.environ.copy(), timeout=seconds + 60)
+    if out.returncode != 0:
+        raise SystemExit(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])["per_s"]
+
+
+def _bare_main(sns_url: str, seconds: float, threads: int, defaults: bool) -> None:
+    os.environ["SNS_ENDPOINT_URL"] = sns_url
+    from app import create_app
+    from app.channels import Message, push_payload, sns_client
+
+    app = create_app()
+    with app.app_context():
+        if defaults:
+            import boto3
+
+            client = boto3.client("sns", region_name="eu-west-1", endpoint_url=sns_url)
+        else:
+            client = sns_client()
+        message = push_payload(Message(title="Your turn", body="bench", deep_link="", web_link="", event_id=1,
+                                       admitted_until_iso="", kind="admitted"))
+        arn = "arn:aws:sns:eu-west-1:123456789012:endpoint/GCM/bench/1"
+        client.publish(TargetArn=arn, MessageStructure="json", Message=message)  # connection and models warm
+        done = [0] * threads
+        stop = time.monotonic() + seconds
+
+        def loop(i: int) -> None:
+            while time.monotonic() < stop:
+                client.publish(TargetArn=arn, MessageStructure="json", Message=message)
+                done[i] += 1
+
+        started = time.monotonic()
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(loop, range(threads)))
+        print(json.dumps({"per_s": round(sum(done) / (time.monotonic() - started), 1)}))
+
+
+# --- 2. the pipeline -----------------------------------------------------------------------------
+
+def fans_with_push_devices(app, count: int) -> list[int]:
+    """``count`` users, each with one verified, enabled push device (its SNS endpoint as registration
+    would have made it) and its channel cache, so that a join marks them notifiable."""
+    from sqlalchemy import update
+
+    from app.auth.models import User
+    from app.db import new_uuid, utcnow
+    from app.extensions import db
+    from app.notifications.models import Device
+    from app.notifications.services import refresh_cache
+
+    ids = [fan["id"] for fan in make_users(app, count)]
+    with app.app_context():
+        db.session.execute(update(User).where(User.id.in_(ids)).values(notify_by_email=False))
+        now = utcnow()
+        db.session.execute(Device.__table__.insert(), [
+            {"id": new_uuid(), "user_id": uid, "channel": "push", "platform": "fcm", "target": f"bench-fcm-{uid}",
+             "target_hash": f"{uid:064d}", "exclusive_key": f"push:{uid:064d}", "enabled": True,
+             "endpoint_arn": f"arn:aws:sns:eu-west-1:123456789012:endpoint/GCM/bench/{uid}", "verified_at": now,
+             "created_at": now, "updated_at": now} for uid in ids])
+        db.session.commit()
+        for uid in ids:
+            refresh_cache(uid)
+    return ids
+
+
+def pipeline(app, processes: int, fans: int, threads: int = 4) -> dict[str, Any]:
+    """Admit ``fans`` at once and time their pushes through ``processes`` notification workers."""
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.notifications.models import Notification
+    from app.queue.services import advance, join
+    from tests.support import start_worker
+
+    ids = fans_with_push_devices(app, fans)
+    event_id, _ = create_event(app, admit_per_minute=600_000, max_active=1_000_000)
+    workers = [start_worker(concurrency=threads, name=f"push{processes}-{i}", queues="notifications", pool="threads")
+               for i in range(processes)]
+    try:
+        with app.test_request_context():
+            for uid in ids:
+                join(event_id, uid)
+            started = time.time()
+            admitted = advance(event_id, max_batch=fans, force=fans).admitted
+        assert len(admitted) == fans, f"admitted {len(admitted)} of {fans}"
+        deadline = time.time() + int(os.environ.get("PUSH_BENCH_TIMEOUT", "300"))
+        while time.time() < deadline:
+            with app.app_context():
+                rows = db.session.execute(select(Notification.status, Notification.admitted_at, Notification.sent_at)
+                                          .where(Notification.event_id == event_id)).all()
+                db.session.rollback()
+            if len(rows) >= fans and all(r.status in {"sent", "failed"} for r in rows):
+                break
+            time.sleep(0.2)
+    finally:
+        for worker in workers:
+            worker.stop()
+    sent = [r for r in rows if r.status == "sent"]
+    first, last = min(r.sent_at for r in sent), max(r.sent_at for r in sent)
+    latency = [(r.sent_at - r.admitted_at).total_seconds() for r in sent]
+    return {"processes": processes, "fans": fans, "sent": len(sent), "failed": len(rows) - len(sent),
+            "sends_per_s": round(len(sent) / max((last - first).total_seconds(), 1e-3), 1),
+            "admission_to_sns_ms": {"p50": round(percentile(latency, 0.5) * 1000, 1),
+                                    "p95": round(percentile(latency, 0.95) * 1000, 1)},
+            "admit_seconds": round(time.time() - started, 1)}
+
+
+def table(result: dict[str, Any]) -> str:
+    bare = result["bare_per_s"]
+    one = result["pipeline"][0]["sends_per_s"]
+    lines = ["", "push (fast SNS stand-in: nginx)      per s   vs bare  vs 1 proc  admission->SNS p50/p95 ms  target",
+             "-" * 108,
+             f"bare boto3, app's client, 1 process {bare:7.0f}      1.00",
+             f"bare boto3, boto3 defaults          {result['bare_defaults_per_s']:7.0f}  "
+             f"{result['bare_defaults_per_s'] / bare:8.2f}"]
+    for run in result["pipeline"]:
+        n = run["processes"]
+        target = ">= 0.8 of bare" if n == 1 else (">= 1.7 x 1 process" if n == 2 else "")
+        lat = run["admission_to_sns_ms"]
+        lines.append(f"pipeline, {n} worker process{'es' if n > 1 else '  '}     {run['sends_per_s']:7.0f}  "
+                     f"{run['sends_per_s'] / (bare * n):8.2f}  {run['sends_per_s'] / one:9.2f}  "
+                     f"{lat['p50']:10.0f} / {lat['p95']:<10.0f}  {target}")
+    burst = result["burst"]
+    lines.append(f"1,000 fans admitted at once, {burst['processes']} processes: admission -> SNS p95 "
+                 f"{burst['admission_to_sns_ms']['p95']:.0f} ms (target < 2,000); {burst['failed']} failed")
+    per_1000 = 1000 / (one)
+    lines.append(f"cores per 1,000 pushes/s: about {per_1000:.1f} notification worker processes "
+                 f"(one core each at full load)")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--bare", help=argparse.SUPPRESS)
+    parser.add_argument("--defaults", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--fans", type=int, default=3000, help="fans admitted per pipeline run")
+    parser.add_argument("--output", default=str(ROOT / "var" / "bench" / "push.json"))
+    args = parser.parse_args()
+    if args.bare:
+        _bare_main(args.bare, args.seconds, args.threads, args.defaults)
+        return
+    env = configure()
+    os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+                       "AWS_DEFAULT_REGION": "eu-west-1", "VERIFY_CHANNELS": "0",
+                       "SNS_FCM_APPLICATION_ARN": "arn:aws:sns:eu-west-1:123456789012:app/GCM/bench"})
+    standin, sns_url, folder = start_sns_standin()
+    os.environ["SNS_ENDPOINT_URL"] = sns_url
+    fresh_database(env["DATABASE_URL"])
+    from app import create_app
+
+    app = create_app()
+    result: dict[str, Any] = {"at": time.strftime("%Y-%m-%d %H:%M:%S"), "machine_cores": os.cpu_count()}
+    try:
+        result["bare_per_s"] = bare_rate(sns_url, args.seconds, args.threads, defaults=False)
+        result["bare_defaults_per_s"] = bare_rate(sns_url, args.seconds, args.threads, defaults=True)
+        result["pipeline"] = [pipeline(app, n, args.fans) for n in (1, 2, 4)]
+        result["burst"] = pipeline(app, 2, 1000)
+    finally:
+        standin.terminate()
+        standin.wait(10)
+        shutil.rmtree(folder, ignore_errors=True)
+        drop_database(env["DATABASE_URL"])
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    print(table(result))
+    print(f"\nJSON: {args.output}")
+
+
+if __name__ == "__main__":
+    main()
