@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 
 from app.db import Base, make_engine
-from app.settings import process_settings
 from app.models import import_all_models
+from app.settings import process_settings
 
 import_all_models()
 config = context.config
