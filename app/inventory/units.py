@@ -39,16 +39,23 @@ class HeldUnits(NamedTuple):
     user_id: int
 
 
-def release_held(session: Session, hold: HeldUnits) -> None:
-    """A hold expired or was cancelled: its units back to sale."""
+def _back_to_sale(session: Session, hold: HeldUnits, seat_state: str, counter: str) -> None:
+    """The units leave ``seat_state`` (a seat) or the section's ``counter`` (general admission) in
+    MySQL: only seats still ours (after a hold's deadline another buyer may have taken some), and
+    never a counter below zero."""
     if hold.seat_ids:
-        # only seats still ours: after the deadline another buyer may already have taken some
-        session.execute(update(Seat).where(Seat.reservation_id == hold.reservation_id, Seat.state == SEAT_HELD)
+        session.execute(update(Seat).where(Seat.reservation_id == hold.reservation_id, Seat.state == seat_state)
                         .values(state=SEAT_AVAILABLE, reservation_id=None, held_until=None)
                         .execution_options(synchronize_session=False))
     else:
-        session.execute(update(Section).where(Section.id == hold.section_id, Section.held >= hold.quantity)
-                        .values(held=Section.held - hold.quantity).execution_options(synchronize_session=False))
+        column = getattr(Section, counter)
+        session.execute(update(Section).where(Section.id == hold.section_id, column >= hold.quantity)
+                        .values({counter: column - hold.quantity}).execution_options(synchronize_session=False))
+
+
+def release_held(session: Session, hold: HeldUnits) -> None:
+    """A hold expired or was cancelled: its units back to sale."""
+    _back_to_sale(session, hold, SEAT_HELD, "held")
     call_after_commit(session, lambda: gate.release_hold(hold.event_id, hold.section_id, hold.reservation_id,
                                                          hold.quantity, give_back=True, user_id=hold.user_id))
 
@@ -79,12 +86,6 @@ def sell_held(session: Session, hold: HeldUnits) -> bool:
 
 def release_sold(session: Session, hold: HeldUnits) -> None:
     """A sale was refunded: its units back to sale (the waitlist's offers first)."""
-    if hold.seat_ids:
-        session.execute(update(Seat).where(Seat.reservation_id == hold.reservation_id, Seat.state == SEAT_SOLD)
-                        .values(state=SEAT_AVAILABLE, reservation_id=None, held_until=None)
-                        .execution_options(synchronize_session=False))
-    else:
-        session.execute(update(Section).where(Section.id == hold.section_id, Section.sold >= hold.quantity)
-                        .values(sold=Section.sold - hold.quantity).execution_options(synchronize_session=False))
+    _back_to_sale(session, hold, SEAT_SOLD, "sold")
     call_after_commit(session, lambda: gate.give_back(hold.event_id, hold.section_id, hold.quantity,
                                                       user_id=hold.user_id))

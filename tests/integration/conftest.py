@@ -331,3 +331,17 @@ def make_event(app):
             return {"id": event.id, "sections": created}
 
     return factory
+
+
+@pytest.fixture()
+def private_redis():
+    """A redis-server of the test's own on a free port (AOF on), which it may stop and start."""
+    import shutil
+
+    from tests.integration.test_faults import PrivateRedis
+
+    server = PrivateRedis()
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.dir, ignore_errors=True)

@@ -6,7 +6,6 @@ never the shared one, so it can be stopped and started again mid-sale."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,13 +41,6 @@ class PrivateRedis:
             self.proc = None
 
 
-@pytest.fixture()
-def private_redis():
-    server = PrivateRedis()
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(server.dir, ignore_errors=True)
 
 
 def test_a_redis_restart_mid_sale_is_ridden_out_and_admissions_resume(app, make_event, make_user, private_redis):

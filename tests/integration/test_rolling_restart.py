@@ -27,11 +27,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 from sqlalchemy import select
 
-from tests.integration.test_faults import PrivateRedis
 from tests.support import ALL_QUEUES, ROOT, CeleryProcess, LiveApi, free_port, wait_for, wait_port
 
 ALLOWED = {409, 429}  # besides 2xx
@@ -203,15 +201,6 @@ class Load:
         self.stopping.set()
         for thread in self.threads:
             thread.join(120)
-
-
-@pytest.fixture()
-def private_redis():
-    server = PrivateRedis()
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(server.dir, ignore_errors=True)
 
 
 def test_every_process_restarts_in_turn_mid_sale_and_no_request_fails(app, make_event, make_user, private_redis):
