@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-import json
+import hashlib
 import time
 
+import orjson
 from flask import Response, current_app, request, stream_with_context
 from flask.views import MethodView
 from flask_jwt_extended import jwt_required
@@ -15,12 +16,12 @@ from app.auth.jwt_setup import (
 )
 from app.errors import AppError
 from app.jsonio import json_response
-from app.queue import services, streams
+from app.queue import passes, services, streams
 from app.queue.schemas import QueueStatusSchema
 
 blp = Blueprint("queue", __name__, url_prefix="/api/queue", description="Waiting room")
 
-TERMINAL = {"admitted", "expired", "not_in_queue"}
+SERVING_MAX_AGE = 1  # seconds: a cache in front (docker/nginx.conf, a CDN) serves every fan from one answer
 
 
 @blp.route("/<int:event_id>/join")
@@ -44,6 +45,22 @@ class Status(MethodView):
         return json_response(services.status(event_id, current_user_id(), revoked_key=revoked_key()).as_dict(), 200)
 
 
+@blp.route("/<int:event_id>/serving")
+class Serving(MethodView):
+    @blp.doc(responses={200: {"description": "the sale's public serving figures"}, 304: {"description": "unchanged"}})
+    def get(self, event_id: int) -> Response:
+        """The sale's serving figures, the same for every fan and cacheable for a second: served up
+        to (a line number), the measured admission rate and its uncertainty, paused, the opening.
+
+        A fan's page works out an honest position from these and its own line number (from join
+        or status): `line_number - served_up_to` is never lower than the true position."""
+        body = orjson.dumps(services.serving_dict(event_id, services.serving(event_id)))
+        response = Response(body, status=200, mimetype="application/json")
+        response.set_etag(hashlib.blake2b(body, digest_size=12).hexdigest())
+        response.headers["Cache-Control"] = f"public, max-age={SERVING_MAX_AGE}"
+        return response.make_conditional(request)
+
+
 @blp.route("/<int:event_id>/stream")
 class Stream(MethodView):
     @jwt_required()
@@ -53,51 +70,26 @@ class Stream(MethodView):
 
         Served by the gevent server (`gunicorn -c docker/gunicorn.conf.py`), where an idle stream
         costs a greenlet; the threaded REST server (`python -m app.serve`) answers 503
-        `stream_unavailable`, and clients poll the status instead.
+        `stream_unavailable`, and clients poll the status instead. `?place=<signed place>` (from
+        join or status) opens the stream without a status call of its own; a place that is not
+        the caller's is a 403.
         """
         if not current_app.config["SSE_ENABLED"]:
             # the threaded REST server (app/serve.py): a stream would hold one of its few threads
             raise AppError("Live updates are not served here: poll the status every poll_after_ms",
                            status_code=503, reason="stream_unavailable", headers={"Retry-After": "5"})
         user_id = current_user_id()
-        first = services.status(event_id, user_id)  # 404/429 before the stream starts
-        lease = streams.open_lease(event_id, user_id)  # 429 beyond the per-user and per-sale caps
-        client_socket = request.environ.get("gunicorn.socket")
-        interval = current_app.config["SSE_INTERVAL_SECONDS"]
-        max_interval = max(interval, current_app.config["SSE_MAX_INTERVAL_SECONDS"])
-        deadline = time.monotonic() + current_app.config["SSE_MAX_SECONDS"]
-
-        def events():
-            view, last, last_sent = first, None, 0.0
-            try:
-                while True:
-                    payload = json.dumps(view.as_dict(), sort_keys=True)
-                    if payload != last:
-                        yield f"event: status\ndata: {payload}\n\n"
-                        last, last_sent = payload, time.monotonic()
-                    elif time.monotonic() - last_sent > 15:
-                        yield ": keep-alive\n\n"  # proxies close silent connections
-                        last_sent = time.monotonic()
-                    if view.status in TERMINAL or time.monotonic() > deadline:
-                        return
-                    # far-back users are checked less often (a quarter of their wait, capped), so
-                    # thousands of open streams cost little; near the front, every `interval`
-                    time.sleep(max(interval, min(max_interval, (view.eta_seconds or 0) / 4)))
-                    if streams.client_gone(client_socket):
-                        return  # the fan closed the page: free the lease now, not at the next write
-                    try:
-                        view = services.status(event_id, user_id, metered=False)
-                        streams.renew_lease(event_id, user_id, lease)
-                    except AppError:
-                        return
-            finally:  # also when the client goes away (the generator is closed)
-                try:
-                    streams.close_lease(event_id, user_id, lease)
-                except Exception:  # noqa: BLE001 - the lease then lapses by itself
-                    pass
-
+        place = request.args.get("place")
+        if place:
+            claims = passes.decode_place(place, user_id, event_id)  # 403 for a forged or borrowed place
+            first = services.estimate(int(claims["num"]), int(claims["num"]), services.serving(event_id),
+                                      time.time(), place=place)
+        else:
+            first = services.status(event_id, user_id)  # 404/429 before the stream starts
+        stream_id = streams.open_lease(event_id, user_id)  # 429 beyond the per-user and per-sale caps
+        events = streams.updates(event_id, user_id, first, stream_id, request.environ.get("gunicorn.socket"))
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        return Response(stream_with_context(events()), mimetype="text/event-stream", headers=headers)
+        return Response(stream_with_context(events), mimetype="text/event-stream", headers=headers)
 
 
 @blp.route("/<int:event_id>")

@@ -1,4 +1,5 @@
-"""Admission passes: a signed JWT {sub: user, aud: event, exp: admitted_until, jti}.
+"""Admission passes: a signed JWT {sub: user, aud: event, exp: admitted_until, jti}; and a fan's
+signed place in the line {sub, aud, num: line number, jat: join time}.
 
 The pass is derived from the admission itself (same user, event and deadline give the same
 token), so nothing has to be stored and a crash between admitting and signing loses nothing.
@@ -46,6 +47,26 @@ def decode(token: str | None, user_id: int, event_id: int) -> dict:
                                                                               reason="admission_expired"))
 
 
+PLACE_SECONDS = 86_400  # a place token outlives any wait; each exact status issues a fresh one
+
+
+def issue_place(user_id: int, event_id: int, line_number: int, joined_at: float, now: float) -> str:
+    """The fan's place: their number in the line and when they joined, bound to them and the sale.
+    The page and the stream server work out an honest position from it and the sale's public
+    serving figures (app/queue/services.estimate); being signed, it cannot be moved to another
+    user or given a better number."""
+    claims = {"sub": str(user_id), "aud": audience(event_id), "typ": "place", "num": line_number,
+              "jat": round(joined_at, 3), "exp": int(now) + PLACE_SECONDS, "jti": f"{event_id}:{user_id}:{line_number}"}
+    return hs256.sign(claims, current_app.config["ADMISSION_SECRET_KEY"])
+
+
+def decode_place(token: str, user_id: int, event_id: int) -> dict:
+    """The place's claims if it is signed for ``user_id`` and ``event_id``; 403 (`place_invalid`,
+    `place_wrong_user`, `place_wrong_event`, `place_expired`) otherwise."""
+    return _verified(token, user_id, event_id, "place",
+                     expired=Forbidden("The place has expired: ask for the status again", reason="place_expired"))
+
+
 def issue_offer(user_id: int, event_id: int, section_id: int, offer_id: str, quantity: int, expires: float) -> str:
     """A waitlist offer's pass (app/booking/waitlist.py): the section and quantity offered, until
     ``expires``. Whether the offer is still open is Redis's to say (the CLAIM_OFFER script)."""
@@ -62,7 +83,7 @@ def decode_offer(token: str, user_id: int, event_id: int) -> dict:
 def _verified(token: str, user_id: int, event_id: int, kind: str, *, expired: Exception) -> dict:
     """One check for both kinds of pass: signature, audience, expiry (``expired`` is raised), kind
     and holder; the 403 reasons are `<kind>_wrong_event`, `<kind>_invalid`, `<kind>_wrong_user`."""
-    name = "admission pass" if kind == "admission" else "offer pass"
+    name = {"admission": "admission pass", "offer": "offer pass"}.get(kind, kind)
     try:
         # the lean verifier (app/auth/hs256.py): this runs on every reserve request
         _header, claims = hs256.verify(token, current_app.config["ADMISSION_SECRET_KEY"],

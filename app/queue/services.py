@@ -88,16 +88,63 @@ class QueueView:
     admitted_until: str | None = None
     paused: bool = False
     reason: str | None = None
+    line_number: int | None = None  # the place's number in the line (see ``estimate``)
+    place: str | None = None  # the signed place (passes.issue_place)
     created: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "created"}
 
 
+@dataclass(frozen=True)
+class LineFigures:
+    """What a wait estimate needs of the line, from an exact status (STATUS/JOIN's reply) or
+    from the public serving figures (SERVING's)."""
+    rate: float  # measured people/s (0: not measured yet)
+    rel: float  # its relative uncertainty
+    configured_per_minute: float
+    heartbeat_timeout: float
+    opens_at: float
+    paused: bool
+    pre_size: int
+
+    @classmethod
+    def of(cls, reply: calls.PlaceReply | calls.ServingReply) -> LineFigures:
+        if isinstance(reply, calls.ServingReply):
+            return cls(reply.eta_rate, reply.eta_rel, reply.admit_per_minute, reply.heartbeat_timeout,
+                       reply.opens_at, reply.paused, reply.pre_queue)
+        return cls(float(reply.eta_rate or 0), float(reply.eta_rel or 1), float(reply.admit_per_minute),
+                   float(reply.heartbeat_timeout), float(reply.opens_at), reply.paused == "1", int(reply.pre_size))
+
+
+def _estimate(view: QueueView, figures: LineFigures, ahead: int | None, now: float) -> QueueView:
+    """Fill in a waiting view's wait: ``ahead`` people in front, or None in the pre-queue (whose
+    order the draw at opening decides: expect its middle)."""
+    # the line's speed as the advancer measured it (app/queue/eta.py); before its first tick, the
+    # configured rate with the widest range
+    rate, uncertainty = ((figures.rate, figures.rel or 1.0) if figures.rate > 0
+                         else (figures.configured_per_minute / 60, 1.0))
+    ceiling = min(30_000, int(figures.heartbeat_timeout * 1000 / 2))
+    view.paused = figures.paused
+    if ahead is not None:
+        view.position, view.ahead = ahead + 1, ahead
+        expected, low, high = eta.wait_seconds(ahead, rate, uncertainty)
+    else:
+        view.status, view.reason = "waiting", "pre_queue"
+        until_open = max(0.0, figures.opens_at - now)
+        expected, low, high = (round(until_open) + x for x in eta.wait_seconds(figures.pre_size // 2, rate,
+                                                                                  uncertainty))
+    if view.paused:
+        # no countdown while the sale is paused: the line is not moving, and nobody knows for how long
+        view.poll_after_ms = min(ceiling, 5000)
+        return view
+    view.eta_seconds, view.eta_range_seconds = expected, [low, high]
+    view.poll_after_ms = max(1000, min(ceiling, int(expected * 1000 / 4)))
+    return view
+
+
 def _build_view(event_id: int, user_id: int, place: calls.PlaceReply, now: float) -> QueueView:
-    state, detail, opens_at = place.state, place.detail, place.opens_at
-    rank, speed, rel = int(place.rank), float(place.eta_rate or 0), place.eta_rel
-    configured, heartbeat_timeout, pre_size = place.admit_per_minute, place.heartbeat_timeout, place.pre_size
+    state, detail = place.state, place.detail
     view = QueueView(status=state, paused=place.paused == "1", created=bool(int(place.created)))
     if state == "admitted":
         admitted_until = float(detail)
@@ -110,26 +157,10 @@ def _build_view(event_id: int, user_id: int, place: calls.PlaceReply, now: float
         return view
     if state not in {"waiting", "pre_queue"}:
         return view
-    # the line's speed as the advancer measured it (app/queue/eta.py); before its first tick, the
-    # configured rate with the widest range
-    rate, uncertainty = (speed, float(rel or 1)) if speed > 0 else (float(configured) / 60, 1.0)
-    ceiling = min(30_000, int(float(heartbeat_timeout) * 1000 / 2))
     if state == "waiting":
-        view.position, view.ahead = rank + 1, rank
-        expected, low, high = eta.wait_seconds(rank, rate, uncertainty)
-    else:
-        # the draw at opening decides the order: expect the middle of the pre-queue
-        view.status = "waiting"
-        view.reason = "pre_queue"
-        until_open = max(0.0, float(opens_at) - now)
-        expected, low, high = (round(until_open) + x for x in eta.wait_seconds(int(pre_size) // 2, rate, uncertainty))
-    if view.paused:
-        # no countdown while the sale is paused: the line is not moving, and nobody knows for how long
-        view.poll_after_ms = min(ceiling, 5000)
-        return view
-    view.eta_seconds, view.eta_range_seconds = expected, [low, high]
-    view.poll_after_ms = max(1000, min(ceiling, int(expected * 1000 / 4)))
-    return view
+        view.line_number = int(float(place.line_number))
+        view.place = passes.issue_place(user_id, event_id, view.line_number, float(place.joined_at or now), now)
+    return _estimate(view, LineFigures.of(place), int(place.rank) if state == "waiting" else None, now)
 
 
 def _raise_for(refusal: calls.Refusal, event_id: int) -> None:
@@ -198,6 +229,54 @@ def status(event_id: int, user_id: int, *, metered: bool = True, revoked_key: st
     caller = _caller_keys(keys, user_id, revoked_key)
     place = _placed(event_id, lambda: calls.status(keys, caller, user_id=user_id, now=now, per_second=per_second))
     return _build_view(event_id, user_id, place, now)
+
+
+# --- the public serving figures (docs/waiting-room.md, "Status from the serving figures") ---------
+
+def serving(event_id: int, lease: calls.ProcessLease | None = None, heartbeats: list[int] | None = None
+            ) -> calls.ServingReply:
+    """The sale's public serving figures: one SERVING call (``lease``: a stream process's, renewed
+    in the same call with its fans' ``heartbeats``). A sale not yet in Redis is copied there first;
+    an unknown one is a 404."""
+    keys = calls.ServingKeys.of(QueueKeys(event_id))
+    now = time.time()
+    reply = calls.serving(keys, lease, now=now, heartbeats=heartbeats)
+    if reply is None:
+        _ensure_meta(event_id)
+        reply = calls.serving(keys, lease, now=now, heartbeats=heartbeats)
+    assert reply is not None  # sync_meta just wrote the sale's meta
+    return reply
+
+
+def serving_dict(event_id: int, figures: calls.ServingReply) -> dict[str, Any]:
+    """What GET /api/queue/{id}/serving shows: anyone may know it, and it is the same for every fan."""
+    return {
+        "event_id": event_id,
+        "served_up_to": int(figures.served_up_to),
+        "admit_rate_per_second": round(figures.eta_rate, 4),
+        "rate_uncertainty": round(figures.eta_rel, 4),
+        "configured_admit_per_minute": figures.admit_per_minute,
+        "paused": figures.paused,
+        "heartbeat_timeout_seconds": figures.heartbeat_timeout,
+        "opens_at": _iso(figures.opens_at),
+        "closes_at": None if figures.closes_at is None else _iso(figures.closes_at),
+        "drawn": figures.shuffled,
+        "waiting": figures.waiting,
+        "pre_queue": figures.pre_queue,
+        "admitted_total": figures.admitted_total,
+    }
+
+
+def estimate(line_number: int, known_position: int, figures: calls.ServingReply, now: float,
+             place: str | None = None) -> QueueView:
+    """A fan's place worked out from their line number and the serving figures, with no call of
+    their own. Line numbers are consecutive integers and are served in order, so at most
+    ``line_number - served_up_to - 1`` people can be ahead (fewer when some left): the shown
+    position is never lower than the true one. ``known_position`` (the last exact one) bounds it
+    too, as a place never moves back."""
+    position = max(1, min(known_position, line_number - int(figures.served_up_to)))
+    return _estimate(QueueView(status="waiting", line_number=line_number, place=place), LineFigures.of(figures),
+                     position - 1, now)
 
 
 def leave(event_id: int, user_id: int, kind: str = "QueueLeft") -> bool:

@@ -1,38 +1,68 @@
-"""Leases on open SSE streams, so one account cannot hold a worker's connections.
+"""Live updates by broadcast, and leases on open SSE streams.
 
-Each open stream holds a lease in two sorted sets of the sale (the user's streams, the sale's
-streams), scored by when the lease lapses. The stream renews its lease on every check; a stream
-whose process died simply lapses after STREAM_LEASE_SECONDS, so a crash never locks anyone out.
-Opening beyond SSE_MAX_STREAMS_PER_USER (per user and sale) or SSE_MAX_STREAMS_PER_EVENT is a 429
-with Retry-After. Both keys carry the sale's hash tag: one slot in a Redis Cluster.
+Broadcast: each stream-server process runs one ticker per sale it streams (``SaleTicker``). Once
+per SSE_INTERVAL_SECONDS the ticker reads the sale's public serving figures in one SERVING call,
+and every open stream of that sale works out its own position from them and its line number
+(services.estimate): Redis work per second is O(sales x processes), not O(fans). A stream asks for
+its exact status only when the line reaches its number (its admission, with the pass), when the
+pre-queue is drawn, and when it opens.
+
+Leases: a stream lives as long as its process's lease on the sale, which the ticker renews in the
+same SERVING call, together with the heartbeats of the fans it streams to (an open page is a fan
+still there). Opening beyond SSE_MAX_STREAMS_PER_USER (per user and sale) or
+SSE_MAX_STREAMS_PER_EVENT is a 429 with Retry-After; a process that died takes its streams with it
+when its lease lapses, so a crash never locks anyone out. Every key carries the sale's hash tag.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import select
 import socket
+import threading
 import time
 import uuid
+from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
-from flask import current_app
+import orjson
+from flask import Flask, current_app
 
-from app.errors import TooManyRequests
+from app.errors import AppError, TooManyRequests
 from app.extensions import redis_store
+from app.queue import services
 from app.redis import calls
 from app.redis.keys import QueueKeys
 
+log = logging.getLogger(__name__)
+
 STREAM_LEASE_SECONDS = 30
+TERMINAL = {"admitted", "expired", "not_in_queue"}
+
+_process: tuple[int, str] | None = None
+
+
+def process_id() -> str:
+    """This process's id as a holder of streams (a fork gets its own)."""
+    global _process
+    if _process is None or _process[0] != os.getpid():
+        _process = (os.getpid(), uuid.uuid4().hex)
+    return _process[1]
+
 
 def open_lease(event_id: int, user_id: int) -> str:
-    """A lease for a new stream, or TooManyRequests when the user or the sale is at its cap."""
+    """A new stream's id, or TooManyRequests when the user or the sale is at its cap."""
     cfg = current_app.config
     keys = QueueKeys(event_id)
     stream_id = uuid.uuid4().hex
     now = time.time()
-    verdict = calls.open_stream(calls.StreamKeys(keys.user_streams(user_id), keys.streams()), stream_id=stream_id,
-                                now=now, until=now + STREAM_LEASE_SECONDS, user_cap=cfg["SSE_MAX_STREAMS_PER_USER"],
-                                sale_cap=cfg["SSE_MAX_STREAMS_PER_EVENT"])
+    verdict = calls.open_stream(calls.StreamKeys(keys.user_streams(user_id), keys.stream_processes()),
+                                process=process_id(), stream_id=stream_id, now=now, until=now + STREAM_LEASE_SECONDS,
+                                user_cap=cfg["SSE_MAX_STREAMS_PER_USER"], sale_cap=cfg["SSE_MAX_STREAMS_PER_EVENT"],
+                                user_ttl=int(cfg["SSE_MAX_SECONDS"]) + STREAM_LEASE_SECONDS,
+                                processes_ttl=STREAM_LEASE_SECONDS * 2)
     if verdict == "user":
         raise TooManyRequests(f"At most {cfg['SSE_MAX_STREAMS_PER_USER']} open streams per user for a sale; "
                               "close one or poll the status instead", reason="too_many_streams",
@@ -43,25 +73,135 @@ def open_lease(event_id: int, user_id: int) -> str:
     return stream_id
 
 
-def renew_lease(event_id: int, user_id: int, stream_id: str) -> None:
-    keys = QueueKeys(event_id)
-    until = f"{time.time() + STREAM_LEASE_SECONDS:.3f}"
-    pipe = redis_store.client.pipeline(transaction=False)
-    pipe.zadd(keys.user_streams(user_id), {stream_id: until}, xx=True)
-    pipe.zadd(keys.streams(), {stream_id: until}, xx=True)
-    # the sets outlive their newest lease (as OPEN_STREAM sets them): a stream held past the
-    # first TTL must not take the caps with it
-    pipe.expire(keys.user_streams(user_id), STREAM_LEASE_SECONDS * 2)
-    pipe.expire(keys.streams(), STREAM_LEASE_SECONDS * 2)
-    pipe.execute()
-
-
 def close_lease(event_id: int, user_id: int, stream_id: str) -> None:
     keys = QueueKeys(event_id)
+    process = process_id()
     pipe = redis_store.client.pipeline(transaction=False)
-    pipe.zrem(keys.user_streams(user_id), stream_id)
-    pipe.zrem(keys.streams(), stream_id)
+    pipe.zrem(keys.user_streams(user_id), f"{process}:{stream_id}")
+    pipe.hincrby(keys.stream_processes(), f"{process}#n", -1)
     pipe.execute()
+
+
+class SaleTicker:
+    """One sale's serving figures in this process, read once per tick for all its open streams."""
+
+    def __init__(self, app: Flask, event_id: int, interval: float) -> None:
+        self.app, self.event_id, self.interval = app, event_id, interval
+        self.tick = 0
+        self.figures: calls.ServingReply | None = None
+        self.error: AppError | None = None
+        self.users: Counter[int] = Counter()  # open streams per user (guarded by _registry)
+        self._changed = threading.Condition(_registry)
+        self._last_heartbeat = 0.0
+
+    def wait(self, after: int, timeout: float) -> tuple[int, calls.ServingReply | None, AppError | None]:
+        """The first tick after ``after`` (or the current one when ``timeout`` passes first)."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.tick > after, timeout)
+            return self.tick, self.figures, self.error
+
+    def run(self) -> None:
+        with self.app.app_context():
+            while True:
+                now = time.time()
+                with _registry:
+                    if not self.users:
+                        del _tickers[self.event_id]
+                        return
+                    heartbeat_every = (self.figures.heartbeat_timeout if self.figures else 60) / 3
+                    due = now - self._last_heartbeat >= heartbeat_every
+                    heartbeats = list(self.users) if due else None
+                figures, error = self.figures, None
+                try:
+                    lease = calls.ProcessLease(*_lease_keys(self.event_id), process_id(), now + STREAM_LEASE_SECONDS,
+                                               STREAM_LEASE_SECONDS * 2)
+                    figures = services.serving(self.event_id, lease, heartbeats)
+                    if due:
+                        self._last_heartbeat = now
+                except AppError as exc:  # the sale is gone or closed: its streams end
+                    error = exc
+                except Exception:  # noqa: BLE001 - Redis away: streams keep the last figures, the lease lapses later
+                    log.warning("serving figures of sale %s unavailable", self.event_id, exc_info=True)
+                with self._changed:
+                    self.figures, self.error = figures, error
+                    self.tick += 1
+                    self._changed.notify_all()
+                time.sleep(self.interval)
+
+
+def _lease_keys(event_id: int) -> tuple[str, str, str]:
+    keys = QueueKeys(event_id)
+    return keys.stream_processes(), keys.joined, keys.hb
+
+
+_registry = threading.RLock()
+_tickers: dict[int, SaleTicker] = {}
+
+
+def subscribe(event_id: int, user_id: int) -> SaleTicker:
+    """This process's ticker of the sale, started with its first stream."""
+    with _registry:
+        ticker = _tickers.get(event_id)
+        if ticker is None:
+            ticker = _tickers[event_id] = SaleTicker(current_app._get_current_object(), event_id,
+                                                     current_app.config["SSE_INTERVAL_SECONDS"])
+            threading.Thread(target=ticker.run, name=f"sale-ticker-{event_id}", daemon=True).start()
+        ticker.users[user_id] += 1
+        return ticker
+
+
+def unsubscribe(ticker: SaleTicker, user_id: int) -> None:
+    with _registry:
+        ticker.users[user_id] -= 1
+        if ticker.users[user_id] <= 0:
+            del ticker.users[user_id]
+
+
+def updates(event_id: int, user_id: int, first: services.QueueView, stream_id: str, client_socket: Any
+            ) -> Iterator[str]:
+    """The stream's events: the status whenever it changes, worked out from each tick's serving
+    figures; a comment every 15 s keeps proxies from closing a quiet stream. Ends after admitted or
+    expired, at SSE_MAX_SECONDS, or when the fan closes the page."""
+    deadline = time.monotonic() + current_app.config["SSE_MAX_SECONDS"]
+    ticker = subscribe(event_id, user_id)
+    view, seen, last, last_sent = first, ticker.tick, None, 0.0
+    known_position = view.position or 0
+    try:
+        while True:
+            payload = orjson.dumps(view.as_dict(), option=orjson.OPT_SORT_KEYS).decode()
+            if payload != last:
+                yield f"event: status\ndata: {payload}\n\n"
+                last, last_sent = payload, time.monotonic()
+            elif time.monotonic() - last_sent > 15:
+                yield ": keep-alive\n\n"
+                last_sent = time.monotonic()
+            if view.status in TERMINAL or time.monotonic() > deadline:
+                return
+            seen, figures, error = ticker.wait(seen, timeout=ticker.interval * 3)
+            if error is not None or client_gone(client_socket):
+                return
+            if figures is None:
+                continue  # no figures this tick (Redis away): keep the last view
+            if view.line_number is None or figures.served_up_to >= view.line_number:
+                if view.line_number is None and not figures.shuffled:
+                    continue  # still in the pre-queue: nothing changes until the draw
+                # the line reached this fan (or the pre-queue was drawn): their exact status,
+                # with the admission pass when it is their turn
+                try:
+                    view = services.status(event_id, user_id, metered=False)
+                except AppError:
+                    return
+                known_position = view.position or 0
+            else:
+                view = services.estimate(view.line_number, known_position or view.line_number, figures,
+                                         time.time(), place=view.place)
+                known_position = view.position or known_position
+    finally:  # also when the client goes away (the generator is closed)
+        unsubscribe(ticker, user_id)
+        try:
+            close_lease(event_id, user_id, stream_id)
+        except Exception:  # noqa: BLE001 - the count is then high until the process's lease lapses
+            pass
 
 
 def client_gone(sock: Any) -> bool:

@@ -45,6 +45,9 @@ class PlaceReply(NamedTuple):
     heartbeat_timeout: str  # seconds without a poll before a non-notifiable place lapses
     opens_at: str  # the sale's opening (epoch s)
     eta_rel: str  # the measured speed's relative uncertainty
+    line_number: str  # the place's number in the line ('' when not in it): its signed place
+    served_up_to: str  # the line number of the last place served (SERVING's figure)
+    joined_at: str  # when the place was taken (epoch s; '' when none is held)
 
 
 class Refusal(NamedTuple):
@@ -122,6 +125,60 @@ def advance(sale: QueueKeys, *, now: float, max_batch: int, force: int = 0) -> A
                 for i in range(0, len(rows), 4)]
     return AdvanceReply(h[0], int(h[1]), int(h[2]), float(h[3] or 0), float(h[4] or 0), float(h[5] or 0),
                         h[6] == 1, float(h[7] or 1), int(h[8] or 1), float(h[9] or 600), admitted)
+
+
+class ServingKeys(NamedTuple):
+    meta: str
+    stats: str
+    line: str
+    pre: str
+
+    @classmethod
+    def of(cls, sale: QueueKeys) -> ServingKeys:
+        return cls(sale.meta, sale.stats, sale.line, sale.pre)
+
+
+class ServingReply(NamedTuple):
+    """SERVING's answer: what anyone may know of a sale's line (app/queue/services.serving)."""
+    served_up_to: float  # the line number of the last place served
+    eta_rate: float  # the line's measured speed, people/s (0: not measured yet)
+    eta_rel: float  # its relative uncertainty
+    paused: bool
+    admit_per_minute: float  # the configured rate
+    heartbeat_timeout: float
+    opens_at: float  # epoch s
+    closes_at: float | None  # epoch s (None: open-ended)
+    shuffled: bool  # the pre-queue has been drawn and numbered
+    waiting: int  # places in the line
+    pre_queue: int  # places in the pre-queue
+    admitted_total: int
+
+
+class ProcessLease(NamedTuple):
+    """A stream process's lease on a sale, renewed by SERVING (app/queue/streams.py)."""
+    processes: str  # KEYS: the sale's stream processes
+    joined: str  # the sale's joined hash
+    hb: str  # the sale's heartbeats
+    process: str  # ARGV: the calling process
+    until: float  # its lease's end (epoch s)
+    ttl: int  # the processes hash's TTL (s)
+
+
+def serving(keys: ServingKeys, lease: ProcessLease | None = None, *, now: float = 0,
+            heartbeats: list[int] | None = None) -> ServingReply | None:
+    """The sale's serving figures (None: the sale is not in Redis). ``lease``: a stream process's,
+    renewed in the same call with the ``heartbeats`` of the waiting fans it streams to."""
+    if lease is None:
+        reply = script("SERVING")(keys=keys, args=[])
+    else:
+        reply = script("SERVING")(keys=[*keys, lease.processes, lease.joined, lease.hb],
+                                  args=[lease.process, f"{lease.until:.3f}", lease.ttl, f"{now:.6f}",
+                                        *(heartbeats or ())])
+    if not reply:
+        return None
+    return ServingReply(float(reply[0]), float(reply[1]), float(reply[2]), reply[3] == "1", float(reply[4]),
+                        float(reply[5]), float(reply[6] or 0), float(reply[7]) if reply[7] else None,
+                        reply[8] == "1", int(reply[9]), int(reply[10]), int(reply[11]))
 
 
 # --- the sold-out gate: GIVE, RELEASE_HOLD, RESET, SETTLE ---------------------------------------------
@@ -297,14 +354,16 @@ def decline_offer(keys: WaitlistKeys, *, user_id: int) -> int:
 # --- small ones: OPEN_STREAM, FORGET_NOTICES, CHECK_CODE, ROTATE_SESSION --------------------------------
 
 class StreamKeys(NamedTuple):
-    user_streams: str
-    sale_streams: str
+    user_streams: str  # the user's open streams of the sale
+    processes: str  # the sale's stream processes and their leases
 
 
-def open_stream(keys: StreamKeys, *, stream_id: str, now: float, until: float, user_cap: int,
-                sale_cap: int) -> Literal["ok", "user", "event"]:
-    """A lease for an SSE stream, unless the user (``user``) or the sale (``event``) is at its cap."""
-    return script("OPEN_STREAM")(keys=keys, args=[stream_id, f"{now:.3f}", f"{until:.3f}", user_cap, sale_cap])
+def open_stream(keys: StreamKeys, *, process: str, stream_id: str, now: float, until: float, user_cap: int,
+                sale_cap: int, user_ttl: int, processes_ttl: int) -> Literal["ok", "user", "event"]:
+    """A stream of ``process`` for the user, unless the user (``user``) or the sale (``event``) is
+    at its cap; it lives as long as the process's lease (``until``, renewed by ``serving``)."""
+    return script("OPEN_STREAM")(keys=keys, args=[process, stream_id, f"{now:.3f}", f"{until:.3f}", user_cap,
+                                                  sale_cap, user_ttl, processes_ttl])
 
 
 def forget_notices(notices_due: str, owed: list[tuple[str, str]]) -> int:

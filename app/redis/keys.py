@@ -140,12 +140,13 @@ class QueueKeys:
         """Stands for the caller's revocation key when a script runs without a token (never set)."""
         return f"{self.prefix}no-token"
 
-    def streams(self) -> str:
-        """zset: open SSE streams of the sale (member: stream id, score: lease expiry)."""
-        return f"{self.prefix}streams"
+    def stream_processes(self) -> str:
+        """hash: the stream-server processes holding streams of the sale (process -> its lease's
+        end; "<process>#n" -> how many streams it holds)."""
+        return f"{self.prefix}streams:procs"
 
     def user_streams(self, user_id: int | str) -> str:
-        """zset: one user's open SSE streams on the sale (same lease scores)."""
+        """zset: one user's open SSE streams on the sale ("<process>:<stream>", scored by opening)."""
         return f"{self.prefix}streams:u:{user_id}"
 
     def advance_lock(self) -> str:

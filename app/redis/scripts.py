@@ -7,10 +7,10 @@ it is built on (prelude: the waiting room's; put_back, take, intake: the sold-ou
 
 Waiting room (JOIN, STATUS, LEAVE, SHUFFLE, ADVANCE), booking intake and sold-out gate (RESERVE,
 GIVE, RELEASE_HOLD, RESET, SETTLE), waitlist (JOIN_WAITLIST ... CLAIM_OFFER), and the small ones:
-OPEN_STREAM (app/queue/streams.py), FORGET_NOTICES (app/notifications/flows.py), CHECK_CODE
-(app/verification.py), ROTATE_SESSION (app/auth/sessions.py). Each hot-path state change is one
-script call: atomic, one round trip, and every key passed explicitly and sharing the sale's hash
-tag (Redis Cluster safe).
+OPEN_STREAM (app/queue/streams.py), SERVING (app/queue/services.py), FORGET_NOTICES
+(app/notifications/flows.py), CHECK_CODE (app/verification.py), ROTATE_SESSION
+(app/auth/sessions.py). Each hot-path state change is one script call: atomic, one round trip,
+and every key passed explicitly and sharing the sale's hash tag (Redis Cluster safe).
 
 Waiting room:
 
@@ -71,8 +71,8 @@ RESERVE, GIVE, SETTLE, RELEASE_HOLD, RESET = (load(n) for n in ("reserve", "give
 JOIN_WAITLIST, LEAVE_WAITLIST, MAKE_OFFERS, EXPIRE_OFFERS, DECLINE_OFFER, CLAIM_OFFER = (
     load(n) for n in ("join_waitlist", "leave_waitlist", "make_offers", "expire_offers", "decline_offer",
                       "claim_offer"))
-OPEN_STREAM, FORGET_NOTICES, CHECK_CODE, ROTATE_SESSION = (
-    load(n) for n in ("open_stream", "forget_notices", "check_code", "rotate_session"))
+OPEN_STREAM, SERVING, FORGET_NOTICES, CHECK_CODE, ROTATE_SESSION = (
+    load(n) for n in ("open_stream", "serving", "forget_notices", "check_code", "rotate_session"))
 SCRIPTS = {name: value for name, value in globals().items() if name.isupper() and not name.startswith("_")
            and isinstance(value, str)}
 

@@ -56,11 +56,15 @@ local capacity_bound = force == 0 and slots < math.floor(tokens)
 
 local out = header('ok', #lapsed)
 local admitted, abandoned, scanned = 0, 0, 0
+-- the line number of the last place taken off the front (admitted or abandoned): the public
+-- "served up to" figure (app/queue/services.serving)
+local served_up_to = nil
 while admitted < budget and scanned < budget * 4 + 100 do
   local front = redis.call('ZPOPMIN', K_LINE)
   if #front == 0 then break end
   scanned = scanned + 1
   local user = front[1]
+  served_up_to = front[2]
   local seen = tonumber(redis.call('HGET', K_HB, user) or '0')
   local notifiable = redis.call('SISMEMBER', K_NOTIF, user)
   local joined = redis.call('HGET', K_JOINED, user) or tostring(now)
@@ -85,6 +89,7 @@ while admitted < budget and scanned < budget * 4 + 100 do
 end
 if force == 0 then tokens = tokens - admitted end
 redis.call('HSET', K_STATS, 'tokens', tokens, 'bucket_ts', now)
+if served_up_to then redis.call('HSET', K_STATS, 'served_up_to', served_up_to) end
 if admitted > 0 then redis.call('HINCRBY', K_STATS, 'admitted_total', admitted) end
 if abandoned > 0 then redis.call('HINCRBY', K_STATS, 'expired_total', abandoned) end
 

@@ -20,7 +20,7 @@ local function view(user, now)
     return {'expired', -1, 'window_lapsed'}
   end
   local rank = redis.call('ZRANK', K_LINE, user)
-  if rank then return {'waiting', rank, ''} end
+  if rank then return {'waiting', rank, '', redis.call('ZSCORE', K_LINE, user)} end
   if redis.call('SISMEMBER', K_PRE, user) == 1 then return {'pre_queue', -1, ''} end
   local reason = redis.call('HGET', K_EXPIRED, user)
   if reason then return {'expired', -1, reason} end
@@ -29,13 +29,15 @@ end
 
 -- reply: state, rank, detail, published line speed/s (app/queue/eta.py), paused, pre-queue size,
 --        created, configured rate/min, heartbeat timeout, opens_at, the speed's relative
---        uncertainty (everything the estimate needs: one trip)
+--        uncertainty (everything the estimate needs: one trip), the place's line number ('' when
+--        not in the line), the line number served up to (SERVING's figure) and the join time
 local function reply(user, now, created)
   local v = view(user, now)
-  local eta = redis.call('HMGET', K_STATS, 'eta_rate', 'eta_rel')
+  local eta = redis.call('HMGET', K_STATS, 'eta_rate', 'eta_rel', 'served_up_to')
   local m = redis.call('HMGET', K_META, 'paused', 'admit_per_minute', 'heartbeat_timeout', 'opens_at')
   return {v[1], v[2], v[3], eta[1] or '0', m[1] or '0', redis.call('SCARD', K_PRE), created, m[2] or '1',
-          m[3] or '60', m[4] or '0', eta[2] or '1'}
+          m[3] or '60', m[4] or '0', eta[2] or '1', v[4] or '', eta[3] or '0',
+          redis.call('HGET', K_JOINED, user) or ''}
 end
 
 local function rate_limited(limit)

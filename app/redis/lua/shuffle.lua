@@ -2,21 +2,22 @@
 --! include prelude
 if redis.call('HGET', K_META, 'shuffled') == '1' then return -1 end
 local now = tonumber(ARGV[1])
-local n = #ARGV - 1
-local placed = 0
+-- the order: the drawn users still in the pre-queue, then anyone who joined it after the caller
+-- read it
+local order = {}
 for i = 2, #ARGV do
-  local user = ARGV[i]
-  if redis.call('SREM', K_PRE, user) == 1 then
-    -- negative scores put the whole pre-queue, in drawn order, ahead of every later arrival
-    redis.call('ZADD', K_LINE, (i - 1) - n - 1, user)
-    placed = placed + 1
-  end
+  if redis.call('SREM', K_PRE, ARGV[i]) == 1 then table.insert(order, ARGV[i]) end
 end
--- anyone who joined the pre-queue after the caller read it goes behind the drawn block
-for _, user in ipairs(redis.call('SMEMBERS', K_PRE)) do
-  redis.call('ZADD', K_LINE, -1 + 1 / (placed + 2), user)
-  placed = placed + 1
+for _, user in ipairs(redis.call('SMEMBERS', K_PRE)) do table.insert(order, user) end
+local placed = #order
+-- consecutive negative line numbers -placed .. -1 put the whole pre-queue, in that order, ahead
+-- of every later arrival (JOIN numbers those 1, 2, ...). Consecutive integers make the public
+-- "served up to" figure an honest bound: nobody is further ahead than their number minus it
+-- (app/queue/services.serving)
+for i, user in ipairs(order) do
+  redis.call('ZADD', K_LINE, i - placed - 1, user)
 end
+if placed > 0 then redis.call('HSET', K_STATS, 'served_up_to', -placed - 1) end
 redis.call('DEL', K_PRE)
 redis.call('HSET', K_META, 'shuffled', '1')
 if placed > 0 then
