@@ -171,8 +171,9 @@ class Settings(BaseSettings):
     SSE_ENABLED: bool = Field(True, **_doc(
         "whether this server serves `GET /api/queue/{id}/stream` (off in `python -m app.serve`: streams "
         "belong to the gevent server; off, it answers 503 `stream_unavailable`)"))
-    SSE_INTERVAL_SECONDS: float = Field(1.0, gt=0, **_doc("SSE check period near the front"))
-    SSE_MAX_INTERVAL_SECONDS: float = Field(5.0, gt=0, **_doc("SSE check period far back"))
+    SSE_INTERVAL_SECONDS: float = Field(1.0, gt=0, **_doc(
+        "SSE tick: each stream process reads a sale's serving figures once per tick and updates every "
+        "open stream of the sale from them"))
     SSE_MAX_SECONDS: int = Field(3600, ge=1, **_doc("longest stream"))
     SSE_MAX_STREAMS_PER_USER: int = Field(3, ge=1, **_doc("open streams per user per sale (429 beyond)"))
     SSE_MAX_STREAMS_PER_EVENT: int = Field(20_000, ge=1, **_doc("open streams per sale (429 beyond)"))

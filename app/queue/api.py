@@ -82,8 +82,7 @@ class Stream(MethodView):
         place = request.args.get("place")
         if place:
             claims = passes.decode_place(place, user_id, event_id)  # 403 for a forged or borrowed place
-            first = services.estimate(int(claims["num"]), int(claims["num"]), services.serving(event_id),
-                                      time.time(), place=place)
+            first = services.estimate(int(claims["num"]), services.serving(event_id), time.time(), place=place)
         else:
             first = services.status(event_id, user_id)  # 404/429 before the stream starts
         stream_id = streams.open_lease(event_id, user_id)  # 429 beyond the per-user and per-sale caps

@@ -267,14 +267,16 @@ def serving_dict(event_id: int, figures: calls.ServingReply) -> dict[str, Any]:
     }
 
 
-def estimate(line_number: int, known_position: int, figures: calls.ServingReply, now: float,
+def estimate(line_number: int, figures: calls.ServingReply, now: float, *, known_position: int | None = None,
              place: str | None = None) -> QueueView:
     """A fan's place worked out from their line number and the serving figures, with no call of
     their own. Line numbers are consecutive integers and are served in order, so at most
     ``line_number - served_up_to - 1`` people can be ahead (fewer when some left): the shown
     position is never lower than the true one. ``known_position`` (the last exact one) bounds it
     too, as a place never moves back."""
-    position = max(1, min(known_position, line_number - int(figures.served_up_to)))
+    position = max(1, line_number - int(figures.served_up_to))
+    if known_position is not None:
+        position = min(position, known_position)
     return _estimate(QueueView(status="waiting", line_number=line_number, place=place), LineFigures.of(figures),
                      position - 1, now)
 

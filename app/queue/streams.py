@@ -165,7 +165,7 @@ def updates(event_id: int, user_id: int, first: services.QueueView, stream_id: s
     deadline = time.monotonic() + current_app.config["SSE_MAX_SECONDS"]
     ticker = subscribe(event_id, user_id)
     view, seen, last, last_sent = first, ticker.tick, None, 0.0
-    known_position = view.position or 0
+    known_position = view.position  # the last exact (or shown) position: a place never moves back
     try:
         while True:
             payload = orjson.dumps(view.as_dict(), option=orjson.OPT_SORT_KEYS).decode()
@@ -191,11 +191,11 @@ def updates(event_id: int, user_id: int, first: services.QueueView, stream_id: s
                     view = services.status(event_id, user_id, metered=False)
                 except AppError:
                     return
-                known_position = view.position or 0
+                known_position = view.position
             else:
-                view = services.estimate(view.line_number, known_position or view.line_number, figures,
-                                         time.time(), place=view.place)
-                known_position = view.position or known_position
+                view = services.estimate(view.line_number, figures, time.time(), known_position=known_position,
+                                         place=view.place)
+                known_position = view.position
     finally:  # also when the client goes away (the generator is closed)
         unsubscribe(ticker, user_id)
         try:

@@ -106,7 +106,7 @@ def test_open_streams_are_capped_per_user_and_per_sale_and_a_closed_one_frees_it
 
         from tests.support import wait_for
 
-        # the server notices a closed page at its next check (at most SSE_MAX_INTERVAL_SECONDS)
+        # the server notices a closed page at its next check (at most one SSE tick)
         wait_for(lambda: lease_count() == 2, timeout=15, message="the closed stream's lease to go")
         again = tabs[3].get(f"{url}/stream", headers=user["headers"], stream=True, timeout=10)
         assert again.status_code == 200

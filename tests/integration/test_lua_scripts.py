@@ -78,7 +78,13 @@ def test_join_before_the_opening_is_the_pre_queue_and_shuffle_places_it_once(r):
         assert join(r, sale, user).state == "pre_queue"
     assert calls.shuffle(sale, now=time.time(), order=["3", "1"]) == 3  # 2 joined after the draw was read
     assert r.zrange(sale.line, 0, -1) == ["3", "1", "2"] and r.scard(sale.pre) == 0
+    # consecutive line numbers, the drawn block just before the first later arrival's 1, and the
+    # served figure just before the block: nobody is further ahead than number - served_up_to
+    assert r.zrange(sale.line, 0, -1, withscores=True) == [("3", -3.0), ("1", -2.0), ("2", -1.0)]
+    assert r.hget(sale.stats, "served_up_to") == "-4"
     assert calls.shuffle(sale, now=time.time(), order=["1"]) is None  # once per sale
+    late = join(r, sale, 4)
+    assert (late.state, late.rank, late.line_number, late.served_up_to) == ("waiting", 3, "1", "-4")
 
 
 def test_status_reads_a_place_and_meters_only_when_asked(r):
@@ -106,6 +112,9 @@ def test_advance_admits_at_the_rate_reports_its_sample_and_lapses_windows(r):
     now = time.time()
     step = calls.advance(sale, now=now, max_batch=10, force=2)
     assert step.status == "ok" and [a.user_id for a in step.admitted] == [1, 2]
+    assert r.hget(sale.stats, "served_up_to") == "2"  # the line number of the last place taken off the front
+    third = calls.status(sale, caller(sale, 3), user_id=3, now=now, per_second=0)
+    assert (third.rank, third.line_number, third.served_up_to) == (0, "3", "2") and float(third.joined_at) > 0
     first = step.admitted[0]
     assert first.notifiable and not step.admitted[1].notifiable and first.until == pytest.approx(now + 600)
     assert (step.admit_per_minute, step.max_active, step.window) == (60.0, 10, 600.0)
@@ -250,17 +259,46 @@ def test_offers_are_made_in_order_expire_back_to_the_pool_and_decline_on(r):
 
 # --- the small ones -----------------------------------------------------------------------------------
 
-def test_open_stream_caps_per_user_and_per_sale(r):
+def test_open_stream_caps_per_user_and_per_sale_and_lapses_with_its_process(r):
     sale = QueueKeys(SALE)
     now = time.time()
 
-    def lease(user: int, stream: str) -> str:
-        return calls.open_stream(calls.StreamKeys(sale.user_streams(user), sale.streams()), stream_id=stream,
-                                 now=now, until=now + 30, user_cap=2, sale_cap=3)
+    def lease(user: int, stream: str, process: str = "p1", at: float = now) -> str:
+        return calls.open_stream(calls.StreamKeys(sale.user_streams(user), sale.stream_processes()), process=process,
+                                 stream_id=stream, now=at, until=at + 30, user_cap=2, sale_cap=3, user_ttl=3630,
+                                 processes_ttl=60)
 
-    assert [lease(1, "a"), lease(1, "b"), lease(1, "c")] == ["ok", "ok", "user"]
-    assert [lease(2, "d"), lease(3, "e")] == ["ok", "event"]
-    assert r.zcard(sale.streams()) == 3
+    assert [lease(1, "a"), lease(1, "b", "p2"), lease(1, "c")] == ["ok", "ok", "user"]
+    assert [lease(2, "d"), lease(3, "e", "p2")] == ["ok", "event"]
+    assert r.hgetall(sale.stream_processes()) == {"p1": f"{now + 30:.3f}", "p1#n": "2", "p2": f"{now + 30:.3f}",
+                                                  "p2#n": "1"}
+    # 31 s later only p2 renewed its lease (SERVING): p1's streams are gone with it
+    later = now + 31
+    serving_keys = calls.ServingKeys.of(sale)
+    r.hset(sale.meta, "paused", "0")
+    calls.serving(serving_keys, calls.ProcessLease(sale.stream_processes(), sale.joined, sale.hb, "p2", later + 30, 60),
+                  now=later)
+    assert lease(3, "f", "p3", later) == "ok"
+    assert lease(1, "g", "p3", later) == "ok"  # user 1 holds only "b" now
+    assert r.zrange(sale.user_streams(1), 0, -1) == ["p2:b", "p3:g"]
+    assert "p1" not in r.hgetall(sale.stream_processes())
+
+
+def test_serving_answers_the_public_figures_and_heartbeats_a_stream_process_fans(r):
+    sale = QueueKeys(SALE)
+    keys = calls.ServingKeys.of(sale)
+    assert calls.serving(keys) is None  # not in Redis
+    r.hset(sale.meta, mapping={"paused": "0", "admit_per_minute": "120", "heartbeat_timeout": "60",
+                               "opens_at": "100", "closes_at": "", "shuffled": "1"})
+    r.hset(sale.stats, mapping={"served_up_to": "41", "eta_rate": "2.5", "eta_rel": "0.1", "admitted_total": "7"})
+    r.zadd(sale.line, {"5": 42, "6": 43})
+    r.hset(sale.joined, mapping={"5": "90", "6": "91"})
+    figures = calls.serving(keys)
+    assert figures == calls.ServingReply(41.0, 2.5, 0.1, False, 120.0, 60.0, 100.0, None, True, 2, 0, 7)
+    lease = calls.ProcessLease(sale.stream_processes(), sale.joined, sale.hb, "p1", 130.0, 60)
+    calls.serving(keys, lease, now=120.0, heartbeats=[5, 9])  # 9 holds no place: no heartbeat of its own
+    assert r.hgetall(sale.hb) == {"5": "120.000000"}
+    assert r.hget(sale.stream_processes(), "p1") == "130.000"
 
 
 def test_forget_notices_forgets_only_the_admission_it_names(r):

@@ -580,26 +580,36 @@ def test_a_late_payment_for_a_broken_seat_hold_sells_no_seat_and_frees_the_rest(
     assert statuses == {first: "expired", second: "held"}
 
 
-def test_the_per_user_stream_cap_holds_for_streams_kept_open_past_the_first_ttl(app, make_event, make_user):
-    """Item 8: opening a stream set a 60 s EXPIRE on the lease sets, and renewing (ZADD XX) never
-    refreshed it: a client holding its 3 streams open past a minute lost the sets, and with them
-    the cap. Now every renewal refreshes it."""
+def test_the_per_user_stream_cap_holds_while_the_process_renews_its_lease_and_lapses_with_it(app, make_event,
+                                                                                              make_user):
+    """Item 8: a client holding its 3 streams open past the first TTL lost the lease sets, and with
+    them the cap. Streams now live as long as their process's lease, which the ticker renews in its
+    SERVING call each tick: the cap holds however long they stay open, and a process that died
+    takes its streams with it."""
     from app.errors import TooManyRequests
-    from app.queue import streams
+    from app.queue import services, streams
+    from app.redis import calls
 
     event = make_event()
     user = make_user()["id"]
     keys = QueueKeys(event["id"])
+    client = redis_store.client
     with app.test_request_context():
-        held = [streams.open_lease(event["id"], user) for _ in range(app.config["SSE_MAX_STREAMS_PER_USER"])]
-        for key in (keys.user_streams(user), keys.streams()):
-            redis_store.client.expire(key, 1)  # 59 s of the first minute have passed
-        for stream_id in held:  # the streams are still open: each renews as it ticks
-            streams.renew_lease(event["id"], user, stream_id)
-        for key in (keys.user_streams(user), keys.streams()):
-            assert redis_store.client.ttl(key) > streams.STREAM_LEASE_SECONDS
+        other = "another-stream-process"  # where the fan's streams are open
+        for n in range(app.config["SSE_MAX_STREAMS_PER_USER"]):
+            now = time.time()
+            assert calls.open_stream(calls.StreamKeys(keys.user_streams(user), keys.stream_processes()), process=other,
+                                     stream_id=str(n), now=now, until=now + streams.STREAM_LEASE_SECONDS, user_cap=3,
+                                     sale_cap=100, user_ttl=3630, processes_ttl=60) == "ok"
+        client.hset(keys.stream_processes(), other, f"{time.time() - 1:.3f}")  # a lease at its end
+        # that process's ticker renews it in this tick's call
+        services.serving(event["id"], calls.ProcessLease(keys.stream_processes(), keys.joined, keys.hb, other,
+                                                         time.time() + streams.STREAM_LEASE_SECONDS, 60))
         with pytest.raises(TooManyRequests):
             streams.open_lease(event["id"], user)
+        client.hset(keys.stream_processes(), other, f"{time.time() - 1:.3f}")  # no tick renewed it: a dead process
+        assert streams.open_lease(event["id"], user)
+        assert client.zcard(keys.user_streams(user)) == 1
 
 
 def test_a_redis_script_bug_is_a_logged_counted_500_not_a_retry_storm(app, client, make_event, make_user):

@@ -304,16 +304,22 @@ def test_too_many_requests_is_429_with_retry_after(client, make_event, make_user
     assert limited[0].headers["Retry-After"] == "1" and limited[0].json["reason"] == "rate_limited"
 
 
-def test_sse_stream_delivers_updates_and_ends_on_admission(app, live_stream, make_event, make_user):
-    event = make_event(admit_per_minute=6000)
-    first, second = make_user(), make_user()
+def test_sse_stream_follows_the_serving_figures_and_ends_on_admission(app, live_stream, make_event, make_user):
+    """The stream works out its position from the sale's serving figures and its line number,
+    never lower than the true one, and asks for its exact status once the line reaches it (the
+    admission pass)."""
+    from app.queue import services
+    from tests.support import wait_for
+
+    event = make_event(admit_per_minute=1, max_active=10)
+    first, second, third = make_user(), make_user(), make_user()
     url = f"{live_stream.url}/api/queue/{event['id']}"
-    requests.post(f"{url}/join", headers=first["headers"], timeout=5)
-    requests.post(f"{url}/join", headers=second["headers"], timeout=5)
+    for fan in (first, second, third):
+        requests.post(f"{url}/join", headers=fan["headers"], timeout=5).raise_for_status()
     updates: list[dict] = []
 
     def listen():
-        with requests.get(f"{url}/stream", headers=second["headers"], stream=True, timeout=20) as r:
+        with requests.get(f"{url}/stream", headers=third["headers"], stream=True, timeout=30) as r:
             assert r.headers["Content-Type"].startswith("text/event-stream")
             for line in r.iter_lines(decode_unicode=True):
                 if line.startswith("data: "):
@@ -321,17 +327,20 @@ def test_sse_stream_delivers_updates_and_ends_on_admission(app, live_stream, mak
 
     listener = threading.Thread(target=listen)
     listener.start()
-    deadline = time.monotonic() + 10
-    while not updates and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert updates and updates[0]["position"] == 2
-    requests.delete(url, headers=first["headers"], timeout=5)  # the user ahead leaves
-    time.sleep(0.6)
-    advance(app, event["id"])
+    wait_for(lambda: updates, timeout=10, message="the first update")
+    assert (updates[0]["position"], updates[0]["line_number"]) == (3, 3) and updates[0]["place"]
+    with app.app_context():
+        services.admit_now(event["id"], 1)  # the first fan: served up to 1
+    wait_for(lambda: updates[-1]["position"] == 2, timeout=10, message="position 2 from the serving figures")
+    requests.delete(url, headers=second["headers"], timeout=5)  # the fan ahead leaves: truly first now
+    with app.app_context():
+        services.admit_now(event["id"], 1)  # the line reaches the third fan
     listener.join(15)
     assert not listener.is_alive(), "the stream did not end after admission"
-    assert [u["status"] for u in updates][-1] == "admitted" and updates[-1]["admission_token"]
-    assert any(u["position"] == 1 for u in updates if u["status"] == "waiting")
+    assert updates[-1]["status"] == "admitted" and updates[-1]["admission_token"]
+    # shown positions only go down, and never below the truth (3, then 2 while one was ahead)
+    shown = [u["position"] for u in updates if u["status"] == "waiting"]
+    assert shown == sorted(shown, reverse=True) and shown[0] == 3 and min(shown) == 2
 
 
 def test_the_rest_server_sends_streams_elsewhere_and_serves_the_poll(live_api, make_event, make_user):
@@ -412,3 +421,91 @@ def test_revoked_token_is_refused_by_the_lean_queue_endpoints(client, make_event
     for r in (client.get(f"/api/queue/{event['id']}/status", headers=headers),
               client.post(f"/api/queue/{event['id']}/join", headers=headers)):
         assert r.status_code == 401 and r.json["reason"] == "token_revoked"
+
+
+def test_serving_figures_are_public_cacheable_and_answer_304(client, make_event, make_user):
+    event = make_event(admit_per_minute=60)
+    fans = [make_user() for _ in range(3)]
+    for fan in fans:
+        join(client, event["id"], fan)
+    url = f"/api/queue/{event['id']}/serving"
+    r = client.get(url)  # no token: the same answer for everyone
+    assert r.status_code == 200 and r.headers["Cache-Control"] == "public, max-age=1" and r.headers["ETag"]
+    assert (r.json["served_up_to"], r.json["waiting"], r.json["paused"]) == (0, 3, False)
+    assert r.json["configured_admit_per_minute"] == 60 and r.json["heartbeat_timeout_seconds"] == 60
+    again = client.get(url, headers={"If-None-Match": r.headers["ETag"]})
+    assert again.status_code == 304 and again.data == b""
+    from tests.helpers import advance
+
+    advance(client.application, event["id"], force=1)
+    moved = client.get(url, headers={"If-None-Match": r.headers["ETag"]})
+    assert moved.status_code == 200 and moved.json["served_up_to"] == 1 and moved.json["admitted_total"] == 1
+    missing = client.get("/api/queue/987654321/serving")
+    assert missing.status_code == 404 and missing.json["reason"]
+
+
+def test_the_position_worked_out_from_the_serving_figures_is_never_lower_than_the_true_one(app, make_event):
+    """Fans join a pre-queue, the draw numbers it, more fans join, some leave at random and the
+    line is served in random steps. At every step, every waiting fan's position from their line
+    number and the public figures alone is at least their true position (an overestimate is the
+    price of asking Redis nothing per fan)."""
+    import random
+
+    from app.extensions import redis_store
+    from app.queue import services
+    from app.redis.keys import QueueKeys
+
+    event = make_event(sale_opens_at=utcnow() + timedelta(minutes=5), admit_per_minute=1)  # the steps serve
+    keys = QueueKeys(event["id"])
+    rng = random.Random(7)
+    fans = iter(range(900_001, 901_000))
+    samples = over = 0
+    with app.app_context():
+        client = redis_store.client
+        for _ in range(40):
+            assert services.join(event["id"], next(fans)).reason == "pre_queue"
+        client.hset(keys.meta, "opens_at", f"{time.time() - 1:.6f}")  # the sale opens: the next step draws
+        services.advance(event["id"], max_batch=0)
+        for step in range(30):
+            for _ in range(rng.randint(0, 8)):
+                services.join(event["id"], next(fans))
+            line = client.zrange(keys.line, 0, -1)
+            for leaver in rng.sample(line, k=min(len(line), rng.randint(0, 3))):
+                services.leave(event["id"], int(leaver))
+            services.advance(event["id"], force=rng.randint(0, 4))
+            figures = services.serving(event["id"])
+            for rank, (user, number) in enumerate(client.zrange(keys.line, 0, -1, withscores=True)):
+                shown = services.estimate(int(number), figures, time.time()).position
+                assert shown >= rank + 1, (step, user, number, figures.served_up_to)
+                samples += 1
+                over += shown > rank + 1
+    assert samples > 500 and over > 0  # fans left ahead of others: some estimates are pessimistic
+
+
+def test_a_stream_opened_with_a_place_takes_only_the_callers_own(app, live_stream, make_event, make_user):
+    """The signed place opens a stream with no status call; a place signed for another fan, or
+    one whose number was changed, is a 403."""
+    import base64
+
+    event = make_event(admit_per_minute=1)
+    mine, theirs = make_user(), make_user()
+    url = f"{live_stream.url}/api/queue/{event['id']}"
+    places = {}
+    for fan in (theirs, mine):
+        body = requests.post(f"{url}/join", headers=fan["headers"], timeout=5).json()
+        places[fan["id"]] = body["place"]
+    borrowed = requests.get(f"{url}/stream", params={"place": places[theirs["id"]]}, headers=mine["headers"],
+                            timeout=5)
+    assert borrowed.status_code == 403 and borrowed.json()["reason"] == "place_wrong_user"
+    header, payload, signature = places[mine["id"]].split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["num"] == 2
+    forged = base64.urlsafe_b64encode(json.dumps({**claims, "num": 1}).encode()).rstrip(b"=").decode()
+    moved = requests.get(f"{url}/stream", params={"place": f"{header}.{forged}.{signature}"}, headers=mine["headers"],
+                         timeout=5)
+    assert moved.status_code == 403 and moved.json()["reason"] == "place_invalid"
+    with requests.get(f"{url}/stream", params={"place": places[mine["id"]]}, headers=mine["headers"], stream=True,
+                      timeout=10) as own:
+        assert own.status_code == 200
+        first = next(line for line in own.iter_lines(decode_unicode=True) if line.startswith("data: "))
+        assert json.loads(first[6:])["position"] == 2
