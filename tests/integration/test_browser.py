@@ -381,3 +381,28 @@ def test_anonymous_pages_ask_nothing_that_fails(live_stream, browser, make_event
             page.wait_for_load_state("networkidle")
         assert tab.page.request.get(f"{live_stream.url}/favicon.ico").status == 204
         assert not failed, failed
+
+
+def test_where_streams_are_not_served_the_page_follows_the_cached_serving_figures(app, live_api, browser, make_event,
+                                                                                 make_user):
+    """Behind the REST server (no SSE), the page polls the public serving figures and works out
+    its position from its line number; it asks for its exact status when the line reaches it."""
+    event = make_event(sections=[{"name": "Floor", "capacity": 10}], admit_per_minute=1, max_active=100)
+    eid = event["id"]
+    fan = make_user()
+    join_by_api(live_api, eid, [make_user(), make_user()])
+    with session(browser, live_api.url, "polling") as context:
+        log_in(context, fan)
+        tab = Tab(context, live_api.url)
+        asked: list[str] = []
+        tab.page.on("request", lambda r: asked.append(r.url.split("?")[0].rsplit("/", 1)[-1]))
+        page = tab.go(f"/events/{eid}/queue")
+        page.wait_for_function("document.getElementById('position').textContent === '3'")
+        advance(app, eid, force=1)
+        page.wait_for_function("document.getElementById('position').textContent === '2'")
+        statuses_before = asked.count("status")
+        assert asked.count("serving") >= 1
+        advance(app, eid, force=2)
+        page.wait_for_selector("#go:not([hidden])")
+        assert asked.count("status") == statuses_before + 1  # once, when the line reached the fan
+        tab.check()

@@ -1,4 +1,4 @@
-// The waiting room: join, then live updates over SSE, falling back to polling at poll_after_ms.
+// The waiting room: join, then live updates over SSE, falling back to polling the serving figures.
 import {api, duration, proofOfWork, requireUser, T} from "./app.js";
 
 const box = document.getElementById("queue");
@@ -71,11 +71,43 @@ function setBar(percent) {
   document.querySelector(".progress").setAttribute("aria-valuenow", String(p));
 }
 
+// Polling: the exact status only now and then (it is also the heartbeat that keeps the place) and
+// when the line reaches this fan; in between, the sale's public serving figures, which a cache in
+// front answers for everyone. The position worked out from them is never lower than the true one
+// (docs/waiting-room.md, "Status from the serving figures").
+let exact = null;  // the last exact status: line number and position
+let heartbeat = 60;  // the sale's heartbeat timeout, seconds (from the serving figures)
+
+function estimate(view, figures) {
+  const position = Math.max(1, Math.min(view.position, view.line_number - figures.served_up_to));
+  const measured = figures.admit_rate_per_second > 0;
+  const rate = measured ? figures.admit_rate_per_second : figures.configured_admit_per_minute / 60;
+  const expected = (position - 0.5) / Math.max(rate, 1e-6);
+  return {...view, position, ahead: position - 1, paused: figures.paused,
+    eta_seconds: figures.paused ? null : Math.max(1, Math.ceil(expected))};
+}
+
 async function poll(after) {
+  let lastExact = Date.now();
   while (!done) {
-    await new Promise((resolve) => setTimeout(resolve, after));
+    await new Promise((resolve) => setTimeout(resolve, Math.min(after, 2000)));
+    const due = Date.now() - lastExact >= Math.min(30000, heartbeat * 500);
+    if (!due && exact && exact.status === "waiting" && exact.line_number != null) {
+      const s = await fetch(`/api/queue/${eventId}/serving`).catch(() => null);
+      if (s && s.ok) {
+        const figures = await s.json();
+        heartbeat = figures.heartbeat_timeout_seconds || heartbeat;
+        if (figures.served_up_to < exact.line_number) {
+          exact = estimate(exact, figures);
+          show(exact);
+          continue;
+        }
+      }
+    }
     const r = await api(`/api/queue/${eventId}/status`);
     if (r.status !== 200) { after = 2000; continue; }
+    lastExact = Date.now();
+    exact = r.body;
     show(r.body);
     after = r.body.poll_after_ms || 2000;
   }
@@ -83,10 +115,13 @@ async function poll(after) {
 
 function stream(fallbackAfter) {
   if (!("EventSource" in window)) return poll(fallbackAfter);
-  const source = new EventSource(`/api/queue/${eventId}/stream`, {withCredentials: true});
+  // the signed place opens the stream without a status call of its own
+  const place = exact && exact.place ? `?place=${encodeURIComponent(exact.place)}` : "";
+  const source = new EventSource(`/api/queue/${eventId}/stream${place}`, {withCredentials: true});
   $("mode").textContent = T.live;
   source.addEventListener("status", (e) => {
-    show(JSON.parse(e.data));
+    exact = JSON.parse(e.data);
+    show(exact);
     if (done) source.close();
   });
   source.onerror = () => {  // the stream ended or is not served here: poll instead
@@ -110,6 +145,7 @@ async function join() {
     $("state").textContent = (r.body && r.body.message) || T.error;
     return;
   }
+  exact = r.body;
   show(r.body);
   if (!done) stream(r.body.poll_after_ms || 2000);
 }
