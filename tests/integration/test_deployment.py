@@ -223,7 +223,7 @@ def test_streams_go_to_the_gevent_server_and_everything_else_to_the_rest_server(
     stream = deployments["tickets-stream"]["spec"]["template"]["spec"]["containers"][0]
     assert api["command"] == ["python", "-m", "app.serve"]
     assert stream["command"][0] == "gunicorn" and "docker/gunicorn.conf.py" in stream["command"]
-    ingress = next(d for d in docs if d["kind"] == "Ingress")
+    ingress = next(d for d in docs if d["kind"] == "Ingress" and d["metadata"]["name"] == "tickets")
     assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/use-regex"] == "true"
     paths = {p["path"]: p["backend"]["service"]["name"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
     stream_path = next(p for p in paths if "stream" in p)
@@ -240,6 +240,24 @@ def test_streams_go_to_the_gevent_server_and_everything_else_to_the_rest_server(
     location = re.search(r"location ~ (\S+) \{\s*proxy_pass http://tickets_stream;", nginx)
     assert location and re.search(location.group(1), "/api/queue/7/stream")
     assert "server stream:8000" in nginx and "server api:8000" in nginx
+
+
+def test_the_serving_figures_sit_behind_a_one_second_micro_cache_in_compose_and_k8s():
+    """docker/nginx.conf and the ingress cache GET /api/queue/<id>/serving for a second, with a
+    cache lock and stale-while-revalidate (tests/integration/test_queue.py runs the nginx one)."""
+    nginx = (ROOT / "docker" / "nginx.conf").read_text()
+    location = re.search(r"location ~ (\S+serving\S*) \{(.*?)\n    \}", nginx, re.S)
+    assert location and re.search(location.group(1), "/api/queue/7/serving")
+    docs = [d for _, d in k8s_documents(K8S / "base")]
+    ingress = next(d for d in docs if d["kind"] == "Ingress" and d["metadata"]["name"] == "tickets-serving")
+    snippet = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/configuration-snippet"]
+    path = ingress["spec"]["rules"][0]["http"]["paths"][0]
+    assert re.fullmatch(path["path"], "/api/queue/7/serving") and path["backend"]["service"]["name"] == "tickets-api"
+    for directive in ("proxy_cache serving;", "proxy_cache_valid 200 1s;", "proxy_cache_lock on;",
+                      "proxy_cache_use_stale updating", "proxy_cache_background_update on;"):
+        assert directive in location.group(2) and directive in snippet, directive
+    controller = yaml.safe_load((K8S / "examples" / "ingress-nginx-controller-configmap.yaml").read_text())
+    assert "keys_zone=serving:" in controller["data"]["http-snippet"]
 
 
 def test_dockerfile_is_multistage_non_root_and_its_commands_exist():

@@ -509,3 +509,29 @@ def test_a_stream_opened_with_a_place_takes_only_the_callers_own(app, live_strea
         assert own.status_code == 200
         first = next(line for line in own.iter_lines(decode_unicode=True) if line.startswith("data: "))
         assert json.loads(first[6:])["position"] == 2
+
+
+def test_nginx_serves_the_serving_figures_from_its_micro_cache(app, live_api, make_event, make_user):
+    """docker/nginx.conf in front of the REST server: within a second every poll is answered from
+    the cache, and a moved line shows within about a second."""
+    from tests.integration.test_rolling_restart import Nginx
+    from tests.support import wait_for
+
+    event = make_event(admit_per_minute=60)
+    for _ in range(2):
+        requests.post(f"{live_api.url}/api/queue/{event['id']}/join", headers=make_user()["headers"], timeout=5)
+    nginx = Nginx([live_api.port], live_api.port)
+    try:
+        url = f"{nginx.url}/api/queue/{event['id']}/serving"
+        answers = [requests.get(url, timeout=5) for _ in range(30)]
+        assert all(a.status_code == 200 and a.json()["waiting"] == 2 for a in answers)
+        caches = [a.headers["X-Cache-Status"] for a in answers]
+        assert caches[0] == "MISS" and caches.count("HIT") >= 20, caches
+        assert "Set-Cookie" not in answers[-1].headers
+        from tests.helpers import advance
+
+        advance(app, event["id"], force=1)
+        wait_for(lambda: requests.get(url, timeout=5).json()["served_up_to"] == 1, timeout=5,
+                 message="the moved line through the cache")
+    finally:
+        nginx.stop()

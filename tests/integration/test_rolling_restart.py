@@ -65,6 +65,7 @@ class Nginx:
         site = site.replace("upstream tickets_stream { server stream:8000; }",
                             f"upstream tickets_stream {{ {stream} }}")
         site = site.replace("listen 8000;", f"listen 127.0.0.1:{self.port};")
+        site = site.replace("/var/cache/nginx/serving", str(self.dir / "serving-cache"))
         assert "api:8000" not in site and "stream:8000" not in site
         (self.dir / "site.conf").write_text(site)
 
