@@ -15,10 +15,24 @@ from typing import Any
 
 import requests
 
+# Production's configuration with secrets that are only good for a benchmark: production refuses
+# the defaults (app/settings.py, PRODUCTION_RULES), and this must be what production runs
+PRODUCTION_TEST_SECRETS = {
+    "APP_ENV": "production",
+    "JWT_SECRET_KEY": "bench-only-jwt-secret-0123456789abcdef0123",
+    "ADMISSION_SECRET_KEY": "bench-only-admission-secret-0123456789abcdef",
+    "PAYMENT_PROVIDER": "stripe", "STRIPE_SECRET_KEY": "sk_test_bench_only",
+    "STRIPE_PUBLISHABLE_KEY": "pk_test_bench_only",
+    "STRIPE_WEBHOOK_SECRET": "whsec_bench_only",
+}
 
-def configure() -> dict[str, str]:
+
+def configure(production: bool = False, kafka: str = "") -> dict[str, str]:
     """Environment of the benchmark: its own MariaDB database (a unique name, dropped afterwards
-    by the flash-sale benchmark) and the Redis db of BENCH_REDIS_URL plus the next one (broker)."""
+    by the flash-sale benchmark) and the Redis db of BENCH_REDIS_URL plus the next one (broker).
+    ``production``: production's configuration and limits with test secrets, and events published
+    to the Kafka at ``kafka``; otherwise the testing configuration, Kafka off and a generous
+    per-user rate limit."""
     db_url = os.environ.get("BENCH_DATABASE_URL") or \
         f"mysql+pymysql://root@127.0.0.1:3306/tickets_bench_{os.getpid()}_{int(time.time()) % 100000}"
     base = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/10").rstrip("/")
@@ -30,6 +44,10 @@ def configure() -> dict[str, str]:
         "CELERY_BROKER_URL": f"{root}/{int(db) + 1}", "LOG_LEVEL": "WARNING", "KAFKA_BOOTSTRAP_SERVERS": "",
         "QUEUE_RATE_LIMIT_PER_SECOND": "1000", "REDBEAT_KEY_PREFIX": "redbeat-bench:",
     }
+    if production:
+        del env["QUEUE_RATE_LIMIT_PER_SECOND"]
+        env.update(PRODUCTION_TEST_SECRETS, KAFKA_BOOTSTRAP_SERVERS=kafka, KAFKA_TOPIC_PREFIX="bench")
+        os.environ.pop("QUEUE_RATE_LIMIT_PER_SECOND", None)
     os.environ.update(env)
     return env
 
