@@ -284,7 +284,7 @@ def table(result: dict) -> str:
            f"{'figure':<28}{'per s':>9}{'p99 ms':>9}" + "".join(f"{'/ ' + k.split('_')[-1]:>11}" for k, _, _ in refs)
            + "  target", "-" * 96]
     for key, name, rate in refs:
-        out.append(f"{"reference, " + name:<28}{rate:>9.1f}{result[key]['p99_ms']:>9.1f}"
+        out.append(f"{'reference, ' + name:<28}{rate:>9.1f}{result[key]['p99_ms']:>9.1f}"
                    + "".join(f"{rate / r:>11.2f}" for _, _, r in refs))
     for _, name, rate, p99, target in figures(result):
         out.append(f"{name:<28}{rate:>9.1f}{p99:>9.1f}" + "".join(f"{rate / r:>11.2f}" for _, _, r in refs)
