@@ -17,7 +17,13 @@ Scenarios (the conditions of issue #12):
 - constant: 60 fans, 120/min, no capacity limit;
 - capacity: 40 fans, max_active 4, 600/min, each shops 1-5 s then leaves;
 - pause: 60 fans, 120/min, paused from 8 s to 18 s (no countdown may be shown meanwhile);
-- rate-change: 60 fans, 120/min, cut to 60/min at 10 s (scored from 10 s after the change).
+- rate-change: 60 fans, 120/min, cut to 60/min at 10 s (scored from 10 s after the change);
+- leavers: 60 fans, 120/min, a third of them leave the line at a random moment of their wait.
+
+Position honesty (docs/waiting-room.md, "Status from the serving figures"): at every poll the fan
+first reads the public serving figures, then its exact status. The position a page works out from
+the figures alone (`line_number - served_up_to`) must be at least the exact position read after
+it (the line only moves forward); the share of such samples and the overestimate are reported.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from bench.common import configure, create_event, drop_database, fresh_database,
 ROOT = Path(__file__).resolve().parent.parent
 MIN_LEFT = 5.0
 RAW = False  # --raw: keep every poll and tick in the JSON (to replay through app/queue/eta.py)
-TARGETS = {"constant": 0.10, "capacity": 0.25, "pause": 0.25, "rate-change": 0.25}
+TARGETS = {"constant": 0.10, "capacity": 0.25, "pause": 0.25, "rate-change": 0.25, "leavers": 0.25}
 
 SCENARIOS: dict[str, dict[str, Any]] = {
     "constant": {"fans": 60, "event": {"admit_per_minute": 120}, "warmup": 3},
@@ -46,6 +52,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "pause": {"fans": 60, "event": {"admit_per_minute": 120}, "pause": (8.0, 18.0), "warmup": 20},
     "rate-change": {"fans": 60, "event": {"admit_per_minute": 120}, "change": (10.0, {"admit_per_minute": 60}),
                     "warmup": 20},
+    "leavers": {"fans": 60, "event": {"admit_per_minute": 120}, "leave_share": 1 / 3, "warmup": 3},
 }
 
 
@@ -61,6 +68,7 @@ def run_scenario(app, api_url: str, name: str, spec: dict[str, Any]) -> dict[str
     polls: list[dict[str, Any]] = []
     admitted_at: dict[int, float] = {}
     ticks: list[Any] = []
+    honesty: list[tuple[int, int]] = []  # (position from the serving figures, exact position after it)
     lock = threading.Lock()
     stop = threading.Event()
     t0 = time.time()
@@ -91,9 +99,17 @@ def run_scenario(app, api_url: str, name: str, spec: dict[str, Any]) -> dict[str
         session = requests.Session()
         session.headers.update(user["headers"])
         session.post(f"{api_url}/api/queue/{event_id}/join", timeout=30).raise_for_status()
+        leaves_at = time.time() + random.uniform(2, 20) if random.random() < spec.get("leave_share", 0) else None
         while True:
+            if leaves_at is not None and time.time() >= leaves_at:
+                session.delete(f"{api_url}/api/queue/{event_id}", timeout=30)
+                return
+            figures = requests.get(f"{api_url}/api/queue/{event_id}/serving", timeout=30).json()
             body = session.get(f"{api_url}/api/queue/{event_id}/status", timeout=30).json()
             now = time.time()
+            if body["status"] == "waiting" and body.get("line_number") is not None:
+                with lock:
+                    honesty.append((max(1, body["line_number"] - figures["served_up_to"]), body["position"]))
             if body["status"] == "admitted":
                 until = datetime.fromisoformat(body["admitted_until"]).timestamp()
                 admitted_at[user["id"]] = until - window
@@ -112,6 +128,13 @@ def run_scenario(app, api_url: str, name: str, spec: dict[str, Any]) -> dict[str
         list(pool.map(fan, fans))
     stop.set()
     result = score(name, spec, t0, polls, admitted_at, ticks)
+    over = [shown - true for shown, true in honesty]
+    result["position_honesty"] = {
+        "samples": len(honesty), "honest_share": round(sum(1 for o in over if o >= 0) / len(over), 4) if over else None,
+        "overestimate_p50": percentile(over, 0.5), "overestimate_p90": percentile(over, 0.9),
+        "overestimate_max": max(over, default=0),
+        "relative_overestimate_p90": round(percentile([o / true for o, (_, true) in zip(over, honesty, strict=True)],
+                                                      0.9), 3)}
     if RAW:
         result["raw"] = {"t0": t0, "polls": polls, "admitted_at": admitted_at,
                          "ticks": [t.__dict__ for t in ticks]}
@@ -157,6 +180,8 @@ def score(name: str, spec: dict[str, Any], t0: float, polls: list[dict], admitte
             paused_with_countdown += poll["eta"] is not None
             last.pop(poll["user"], None)  # after a pause the estimate may move freely
             continue
+        if poll["user"] not in admitted_at:
+            continue  # left the line before their turn
         real = admitted_at[poll["user"]] - poll["t"]
         previous = last.get(poll["user"])
         reconfigured = change_at is not None and abs(poll["t"] - change_at) < 2
@@ -183,6 +208,18 @@ def score(name: str, spec: dict[str, Any], t0: float, polls: list[dict], admitte
             "largest_eta_rise": round(max(rises), 3) if rises else None,
             "paused_polls_with_countdown": paused_with_countdown,
             "longest_wait_s": round(max(admitted_at.values()) - t0, 1)}
+
+
+def honesty_table(results: list[dict[str, Any]]) -> str:
+    out = [f"{'position from the serving figures':<36}{'samples':>8}{'honest':>8}{'over p50':>10}{'over p90':>10}"
+           f"{'max':>6}{'rel p90':>9}", "-" * 87]
+    for r in results:
+        h = r["position_honesty"]
+        out.append(f"{r['scenario']:<36}{h['samples']:>8}{h['honest_share']!s:>8}{h['overestimate_p50']:>10.1f}"
+                   f"{h['overestimate_p90']:>10.1f}{h['overestimate_max']:>6}{h['relative_overestimate_p90']!s:>9}")
+    out.append("honest: share of samples whose position from the figures was >= the exact one (target 1.0);\n"
+               "over: places shown beyond the exact position (the fans who left ahead and are not yet passed)")
+    return "\n".join(out)
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -228,7 +265,13 @@ def main() -> None:
     print(json.dumps([{k: v for k, v in r.items() if k != "raw"} for r in results], indent=2))
     print()
     print(table(results))
+    print()
+    print(honesty_table(results))
     print(f"\nJSON: {args.output}")
+    dishonest = [r["scenario"] for r in results if r["position_honesty"]["honest_share"] not in (None, 1.0)]
+    if dishonest:  # checked in code: a fan is never told they are closer than they are
+        print(f"\nFAILED: a position from the serving figures was below the true one in {dishonest}")
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
