@@ -168,12 +168,10 @@ def serving(keys: ServingKeys, lease: ProcessLease | None = None, *, now: float 
             heartbeats: list[int] | None = None) -> ServingReply | None:
     """The sale's serving figures (None: the sale is not in Redis). ``lease``: a stream process's,
     renewed in the same call with the ``heartbeats`` of the waiting fans it streams to."""
-    if lease is None:
-        reply = script("SERVING")(keys=keys, args=[])
-    else:
-        reply = script("SERVING")(keys=[*keys, lease.processes, lease.joined, lease.hb],
-                                  args=[lease.process, f"{lease.until:.3f}", lease.ttl, f"{now:.6f}",
-                                        *(heartbeats or ())])
+    keys_, args = (keys, []) if lease is None else (
+        [*keys, lease.processes, lease.joined, lease.hb],
+        [lease.process, f"{lease.until:.3f}", lease.ttl, f"{now:.6f}", *(heartbeats or ())])
+    reply = script("SERVING")(keys=keys_, args=args)
     if not reply:
         return None
     return ServingReply(float(reply[0]), float(reply[1]), float(reply[2]), reply[3] == "1", float(reply[4]),

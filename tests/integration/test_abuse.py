@@ -336,3 +336,22 @@ def test_joining_a_sale_that_does_not_exist_writes_nothing(app, client, make_use
     with app.app_context():
         assert redis_store.client.scard(user_queues_key(user["id"])) == 0
         assert not redis_store.client.keys("q:{90000*")
+
+
+def test_an_open_stream_on_a_descriptor_above_1023_is_not_taken_for_a_closed_page():
+    """select() refuses descriptors above 1023, and the check took that for a closed page: every
+    stream beyond a process's first thousand ended after its first event (bench/serving_bench.py)."""
+    import os
+    import socket
+
+    from app.queue import streams
+
+    server_end, client_end = socket.socketpair()
+    high = socket.socket(fileno=os.dup2(server_end.fileno(), 1500))
+    server_end.close()
+    try:
+        assert high.fileno() == 1500 and not streams.client_gone(high)
+        client_end.close()  # the fan closes the page
+        assert streams.client_gone(high)
+    finally:
+        high.close()
