@@ -91,14 +91,15 @@ class StreamClients:
         self.port = port
         self.selector = selectors.DefaultSelector()
         self.events: dict[socket.socket, int] = {}
-        self.closed = 0
+        self.closed = self.refused = 0
 
-    def open(self, path: str, authorization: str) -> None:
+    def open(self, path: str, authorization: str) -> socket.socket:
         sock = socket.create_connection(("127.0.0.1", self.port))
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: {authorization}\r\n\r\n".encode())
         sock.setblocking(False)
         self.selector.register(sock, selectors.EVENT_READ)
         self.events[sock] = 0
+        return sock
 
     def pump(self, seconds: float) -> None:
         until = time.monotonic() + seconds
@@ -114,7 +115,14 @@ class StreamClients:
                 if not data:
                     self.selector.unregister(sock)
                     sock.close()
-                    self.closed += 1
+                    if self.events.pop(sock):  # a stream that had opened, then ended
+                        self.closed += 1
+                    continue
+                if self.events[sock] == 0 and not data.startswith(b"HTTP/1.1 200"):
+                    self.selector.unregister(sock)  # refused (a 429 or 503): not a stream
+                    sock.close()
+                    self.events.pop(sock)
+                    self.refused += 1
                     continue
                 self.events[sock] += data.count(b"event: status")
 
@@ -166,13 +174,19 @@ def streams(app: Any, rclient: redis.Redis, count: int, window: int) -> dict:
                 time.sleep(1.0)
         advancer_per_s = (redis_commands(rclient) - cmds0) / (time.monotonic() - t0)
         opened_at = time.monotonic()
-        for i, (fan, place) in enumerate(zip(fans, places, strict=True)):
-            clients.open(f"/api/queue/{event_id}/stream?place={place}", fan["headers"]["Authorization"])
-            if i % 200 == 199:
-                clients.pump(0.05)
-        deadline = time.monotonic() + 300
-        while sum(1 for n in clients.events.values() if n) < count and time.monotonic() < deadline:
-            clients.pump(0.5)
+        # opened in batches, each answered before the next (a real crowd spreads over the
+        # processes and the seconds; 20,000 requests at once into one process would time out
+        # waiting for its Redis connections); a stream refused on the way is opened again, as
+        # EventSource reconnects
+        pending = list(zip(fans, places, strict=True))
+        deadline = time.monotonic() + 600
+        while pending and time.monotonic() < deadline:
+            batch, pending = pending[:500], pending[500:]
+            socks = [clients.open(f"/api/queue/{event_id}/stream?place={place}", fan["headers"]["Authorization"])
+                     for fan, place in batch]
+            while any(clients.events.get(sock) == 0 for sock in socks) and time.monotonic() < deadline:
+                clients.pump(0.1)
+            pending += [item for item, sock in zip(batch, socks, strict=True) if sock not in clients.events]
         open_seconds = time.monotonic() - opened_at
         first = sum(1 for n in clients.events.values() if n)
         mover.start()
@@ -189,6 +203,7 @@ def streams(app: Any, rclient: redis.Redis, count: int, window: int) -> dict:
         server.stop()
     return {
         "streams": count, "open": first, "closed_early": clients.closed, "open_seconds": round(open_seconds, 1),
+        "opens_per_s": round(count / open_seconds, 1), "opens_refused_and_retried": clients.refused,
         "updates_per_stream_s": round(events / elapsed / max(first, 1), 3),
         "cpu_core_share": round(cpu / elapsed, 3),
         "cpu_ms_per_1000_streams_s": round(cpu / elapsed * 1000 / max(first, 1) * 1000, 1),
