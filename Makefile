@@ -69,8 +69,9 @@ exporter: install
 # the flash sale against a reference app in one run (wrk; JSON in var/bench/flash-sale.json)
 bench: install
 	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk" >&2; exit 1; }
+	@command -v nginx >/dev/null || { echo "make bench needs nginx (the micro-cache, the SNS stand-in): apt-get install nginx-light" >&2; exit 1; }
 	$(BIN)/python -m bench.flash_sale $(BENCH_ARGS)
-	@command -v nginx >/dev/null || { echo "make bench's push table needs nginx: apt-get install nginx-light" >&2; exit 1; }
+	$(BIN)/python -m bench.serving_bench $(SERVING_ARGS)
 	$(BIN)/python -m bench.push_bench $(PUSH_ARGS)
 
 # the fan journey with Locust against a deployment: make locust HOST=https://... EVENT_ID=1

@@ -21,8 +21,9 @@ celery = Celery("tickets", task_cls="app.tasking:AppContextTask")
 limiter = Limiter(key_func=get_remote_address, key_prefix="rl")
 
 # The flash sale's hot paths have no flask-limiter limit: the admission pass, the proof of work at
-# join and the Idempotency-Key bound them; the public serving figures sit behind a cache. Skipping the limiter's per-request limit resolution
-# there saves about 8 % of their CPU (py-spy, docs/booking.md).
+# join and the Idempotency-Key bound them; the public serving figures sit behind a cache. Skipping
+# the limiter's per-request limit resolution there saves about 8 % of their CPU (py-spy,
+# docs/booking.md).
 UNLIMITED_ENDPOINTS = frozenset({"tickets.Reserve", "tickets.ReservationStatus", "queue.Join", "queue.Status",
                                  "queue.Serving"})
 

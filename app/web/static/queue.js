@@ -91,7 +91,8 @@ async function poll(after) {
   let lastExact = Date.now();
   while (!done) {
     await new Promise((resolve) => setTimeout(resolve, Math.min(after, 2000)));
-    const due = Date.now() - lastExact >= Math.min(30000, heartbeat * 500);
+    // the exact status is also the heartbeat: at half the sale's heartbeat timeout
+    const due = Date.now() - lastExact >= Math.max(5000, heartbeat * 500);
     if (!due && exact && exact.status === "waiting" && exact.line_number != null) {
       const s = await fetch(`/api/queue/${eventId}/serving`).catch(() => null);
       if (s && s.ok) {
