@@ -68,8 +68,7 @@ from app.extensions import db, redis_store
 from app.inventory import gate
 from app.observability.context import clear_context, set_context
 from app.observability.metrics import HOLD_LATENCY, HOLD_WRITER_DEAD_LETTERS, HOLD_WRITER_ERRORS, RESERVATIONS
-from app.outbox.models import OutboxEvent
-from app.outbox.services import SCHEMA_VERSION, kick_relay_after_commit, topic_for
+from app.outbox.services import outbox_row, record_events
 from app.redis import calls
 from app.redis.keys import REGISTRY_KEY, QueueKeys
 
@@ -103,12 +102,6 @@ def is_transient(exc: BaseException) -> bool:
 def is_refused_entry(exc: BaseException) -> bool:
     """MySQL refused the values of a request (out of range, too long, a foreign key): the entry."""
     return isinstance(exc, (DataError, IntegrityError)) and not is_transient(exc)
-
-
-def _outbox_row(type_: str, r: dict[str, Any], data: dict[str, Any], at: datetime) -> dict[str, Any]:
-    return {"event_id": str(uuid.uuid4()), "type": type_, "topic": topic_for("reservation"),
-            "aggregate_type": "reservation", "aggregate_id": r["id"], "schema_version": SCHEMA_VERSION,
-            "occurred_at": at, "data": data, "attempts": 0}
 
 
 Outcomes = dict[str, Outcome]
@@ -225,14 +218,13 @@ def _insert(session: Any, records: list[dict[str, Any]], outcomes: Outcomes, now
         requested = {"requested_at": created.isoformat(), "request_id": r.get("request_id")}
         if outcome.status == HELD:
             data = reservation_event_data(r, HELD, hold_expires_at=outcome.hold_until.isoformat(), **requested)
-            events.append(_outbox_row("SeatsHeld", r, data, now))
+            events.append(outbox_row("SeatsHeld", "reservation", r["id"], data, occurred_at=now))
         else:
             data = reservation_event_data(r, REJECTED, reason=outcome.reason, **requested)
-            events.append(_outbox_row("ReservationRejected", r, data, now))
+            events.append(outbox_row("ReservationRejected", "reservation", r["id"], data, occurred_at=now))
     if reservations:
         bulk_insert(session, Reservation.__table__, reservations)
-        bulk_insert(session, OutboxEvent.__table__, events)
-        kick_relay_after_commit(session)
+        record_events(session, events)
 
 
 class Settlement:

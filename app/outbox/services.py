@@ -9,7 +9,7 @@ from typing import Any
 from flask import current_app, has_app_context
 from sqlalchemy.orm import Session
 
-from app.db import utcnow
+from app.db import bulk_insert, utcnow
 from app.outbox.models import OutboxEvent
 from app.redis.keys import OUTBOX_KICK_KEY
 from app.tasking import call_after_commit, send_task
@@ -42,6 +42,23 @@ def record_event(session: Session, type_: str, aggregate_type: str, aggregate_id
     session.add(row)
     kick_relay_after_commit(session)
     return row
+
+
+def outbox_row(type_: str, aggregate_type: str, aggregate_id: str | int, data: dict[str, Any], *,
+               event_id: str | None = None, occurred_at: datetime | None = None) -> dict[str, Any]:
+    """One event as a row of the outbox table, for ``record_events``."""
+    return {"event_id": event_id or str(uuid.uuid4()), "type": type_, "topic": topic_for(aggregate_type),
+            "aggregate_type": aggregate_type, "aggregate_id": str(aggregate_id), "schema_version": SCHEMA_VERSION,
+            "occurred_at": occurred_at or utcnow(), "data": data, "attempts": 0}
+
+
+def record_events(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Add many events (``outbox_row``s) to ``session``'s transaction in one multi-row INSERT: the
+    hold writer's and the queue-event drain's batches (an ORM object each cost their worker more
+    CPU than the API's answer, on the same cores, during a sale)."""
+    if rows:
+        bulk_insert(session, OutboxEvent.__table__, rows)
+        kick_relay_after_commit(session)
 
 
 def kick_relay_after_commit(session: Session) -> None:

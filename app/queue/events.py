@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from app.extensions import db, redis_store
 from app.outbox.models import OutboxEvent
-from app.outbox.services import record_event
+from app.outbox.services import outbox_row, record_events
 from app.redis.keys import REGISTRY_KEY, UNDRAINED_KEY, QueueKeys
 from app.redis.locks import LockTimeout, redis_lock
 from app.redis.registry import undrained_event_ids
@@ -39,6 +39,7 @@ def drain_events(event_id: int, batch: int = BATCH) -> int:
     ids = {entry_id: str(uuid.uuid5(_NAMESPACE, f"{event_id}:{entry_id}")) for entry_id, _ in entries}
     session = db.session
     existing = set(session.scalars(select(OutboxEvent.event_id).where(OutboxEvent.event_id.in_(ids.values()))))
+    rows = []
     for entry_id, fields in entries:
         if ids[entry_id] in existing:
             continue
@@ -48,8 +49,9 @@ def drain_events(event_id: int, batch: int = BATCH) -> int:
         for key, value in fields.items():
             if key not in {"type", "user_id", "at"}:
                 data[key] = _number(value)
-        record_event(session, fields["type"], "queue", event_id, data, event_id=ids[entry_id],
-                     occurred_at=datetime.fromtimestamp(float(fields["at"]), UTC))
+        rows.append(outbox_row(fields["type"], "queue", event_id, data, event_id=ids[entry_id],
+                               occurred_at=datetime.fromtimestamp(float(fields["at"]), UTC)))
+    record_events(session, rows)
     drained = list(ids)
     call_after_commit(session, lambda: client.xdel(keys.events, *drained))
     return len(entries)
