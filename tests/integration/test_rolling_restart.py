@@ -70,7 +70,9 @@ class Nginx:
         (self.dir / "site.conf").write_text(site)
 
     def _workers(self) -> set[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+        # the workers only: the micro-cache (docker/nginx.conf) adds a cache manager and loader
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid), "-f", "worker process"], capture_output=True,
+                             text=True).stdout
         return {int(p) for p in out.split()}
 
     def route(self, api_ports: list[int], stream_ports: list[int]) -> None:
