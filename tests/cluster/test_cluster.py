@@ -50,9 +50,10 @@ def test_every_script_keeps_to_one_slot_through_a_whole_sale(app, client, admin,
     from app.booking.writer import HoldWriter
     from app.inventory import gate
     from app.notifications import flows as notices
-    from app.queue import streams
+    from app.queue import services, streams
     from app.queue.services import shuffle_prequeue
-    from app.redis import scripts
+    from app.redis import calls, scripts
+    from app.redis.keys import QueueKeys
 
     event = make_event(sections=[{"name": "Floor", "capacity": 2}], admit_per_minute=6000)
     eid, sid = event["id"], event["sections"][0]["id"]
@@ -91,6 +92,10 @@ def test_every_script_keeps_to_one_slot_through_a_whole_sale(app, client, admin,
         gate.reconcile([eid])  # RESET
         shuffle_prequeue(eid)  # SHUFFLE
         streams.open_lease(eid, buyers[0]["id"])  # OPEN_STREAM
+        # SERVING, as a stream process's ticker calls it: its lease and its fans' heartbeats too
+        keys = QueueKeys(eid)
+        services.serving(eid, calls.ProcessLease(keys.stream_processes(), keys.joined, keys.hb, streams.process_id(),
+                                                 time.time() + 30, 60), [buyers[0]["id"]])
         verification.check(f"email:{buyers[0]['id']}", verification.issue(f"email:{buyers[0]['id']}"))
         _sid, refresh = sessions.start(buyers[0]["id"])
         sessions.rotate(buyers[0]["id"], decode_token(refresh))  # ROTATE_SESSION
