@@ -18,6 +18,12 @@ class QueueStatusSchema(Schema):
     admitted_until = fields.String(allow_none=True)
     paused = fields.Boolean()
     reason = fields.String(allow_none=True)
+    line_number = fields.Integer(allow_none=True, metadata={
+        "description": "the place's number in the line; with GET /api/queue/{id}/serving, position is at most "
+                       "line_number - served_up_to (docs/waiting-room.md)"})
+    place = fields.String(allow_none=True, metadata={
+        "description": "the signed place (sale, line number, join time, bound to this user): "
+                       "GET /api/queue/{id}/stream?place=... opens a stream without a status call"})
 
 
 class QueueSettingsSchema(Schema):
