@@ -30,7 +30,7 @@ import orjson
 from flask import Flask, current_app
 
 from app.errors import AppError, TooManyRequests
-from app.extensions import redis_store
+from app.extensions import db, redis_store
 from app.queue import services
 from app.redis import calls
 from app.redis.keys import QueueKeys
@@ -133,6 +133,10 @@ class SaleTicker:
                     error = exc
                 except Exception:  # noqa: BLE001 - Redis away: streams keep the last figures, the lease lapses later
                     log.warning("serving figures of sale %s unavailable", self.event_id, exc_info=True)
+                finally:
+                    # a sale missing from Redis is read from MySQL: no transaction (and no
+                    # snapshot) may stay open across ticks
+                    db.session.remove()
                 self._publish(figures, error)
                 time.sleep(self.interval)
 
@@ -171,6 +175,7 @@ def updates(event_id: int, user_id: int, first: services.QueueView, stream_id: s
     figures; a comment every 15 s keeps proxies from closing a quiet stream. Ends after admitted or
     expired, at SSE_MAX_SECONDS, or when the fan closes the page."""
     deadline = time.monotonic() + current_app.config["SSE_MAX_SECONDS"]
+    db.session.remove()  # whatever opening read from MySQL: a stream holds no connection for its hours
     ticker = subscribe(event_id, user_id)
     view, seen, last, last_sent = first, ticker.tick, None, 0.0
     known_position = view.position  # the last exact (or shown) position: a place never moves back
