@@ -10,12 +10,12 @@ crash in between re-publishes (at-least-once; consumers dedupe on the envelope i
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from flask import current_app
 from sqlalchemy import delete, func, select, update
 
@@ -60,7 +60,7 @@ def get_producer(servers: str) -> KafkaProducer:
                 delivery_timeout_ms=20_000,
                 max_block_ms=10_000,
                 key_serializer=lambda k: k.encode(),
-                value_serializer=lambda v: json.dumps(v, separators=(",", ":")).encode(),
+                value_serializer=orjson.dumps,  # compact JSON, as json.dumps with separators, in C
             )
             _producer_servers = servers
         return _producer
@@ -107,13 +107,18 @@ def relay(batch: int = 500, max_batches: int = 20) -> int:
 RELAY_LOCK_TTL_MS = 60_000
 
 
+ENVELOPE_COLUMNS = (OutboxEvent.id, OutboxEvent.topic, OutboxEvent.event_id, OutboxEvent.type,
+                    OutboxEvent.occurred_at, OutboxEvent.aggregate_type, OutboxEvent.aggregate_id,
+                    OutboxEvent.schema_version, OutboxEvent.data)
+
+
 def _relay_batch(servers: str, batch: int, lock: Lock) -> int:
     session = db.session
-    rows = session.scalars(
-        select(OutboxEvent).where(OutboxEvent.published_at.is_(None)).order_by(OutboxEvent.id).limit(batch)
+    # plain rows, not ORM objects: building and expiring an object per event was most of what the
+    # relay cost its worker under a sale (and reading an expired one was a SELECT of its own)
+    rows = session.execute(
+        select(*ENVELOPE_COLUMNS).where(OutboxEvent.published_at.is_(None)).order_by(OutboxEvent.id).limit(batch)
     ).all()
-    # what is sent, read before the rollback: the rollback expires the rows, and reading one after
-    # it is a SELECT of its own (three per event, before: most of the relay's time under a sale)
     messages = [(row.id, row.topic, row.aggregate_id, envelope(row)) for row in rows]
     session.rollback()  # no transaction (and no lock) stays open while Kafka acknowledges
     if not messages:

@@ -80,7 +80,8 @@ def _kick_relay() -> None:
         send_task("outbox.relay", countdown=KICK_DEBOUNCE_MS / 1000)
 
 
-def envelope(row: OutboxEvent) -> dict[str, Any]:
+def envelope(row: Any) -> dict[str, Any]:
+    """The published form of an outbox row (an OutboxEvent, or a row of the relay's plain select)."""
     return {
         "id": row.event_id,
         "type": row.type,
