@@ -535,3 +535,46 @@ def test_nginx_serves_the_serving_figures_from_its_micro_cache(app, live_api, ma
                  message="the moved line through the cache")
     finally:
         nginx.stop()
+
+
+def test_an_open_stream_keeps_its_fans_place_without_polls_and_a_silent_fan_is_dropped(app, live_stream, make_event,
+                                                                                      make_user):
+    """The stream process heartbeats its fans in its one SERVING call per sale (a third of the
+    heartbeat timeout apart): a fan whose page holds a stream keeps the place with no poll of its
+    own, while a fan who neither polls nor streams is dropped as abandoned at the front."""
+    from app.extensions import redis_store
+    from app.redis.keys import QueueKeys
+    from tests.helpers import advance
+    from tests.support import wait_for
+
+    event = make_event(admit_per_minute=1, heartbeat_timeout_seconds=3)
+    silent, streaming = make_user(), make_user()
+    url = f"{live_stream.url}/api/queue/{event['id']}"
+    for fan in (silent, streaming):
+        requests.post(f"{url}/join", headers=fan["headers"], timeout=5).raise_for_status()
+    keys = QueueKeys(event["id"])
+    updates: list[dict] = []
+
+    def listen():
+        with requests.get(f"{url}/stream", headers=streaming["headers"], stream=True, timeout=30) as r:
+            for line in r.iter_lines(decode_unicode=True):
+                if line.startswith("data: "):
+                    updates.append(json.loads(line[6:]))
+
+    listener = threading.Thread(target=listen)
+    listener.start()
+
+    def beats() -> dict[str, float]:
+        with app.app_context():
+            return {user: time.time() - float(at) for user, at in redis_store.client.hgetall(keys.hb).items()}
+
+    # the silent fan's last sign of life is older than the timeout, the streaming fan's is not
+    ages = wait_for(lambda: (a := beats()).get(str(silent["id"]), 0) > 3.5 and a, timeout=15,
+                    message="the silent fan's heartbeat to lapse")
+    assert ages[str(streaming["id"])] < 3, ages
+    step = advance(app, event["id"], force=2)
+    assert step.admitted == [streaming["id"]] and step.abandoned == 1
+    listener.join(15)
+    assert not listener.is_alive() and updates[-1]["status"] == "admitted"
+    silent_view = requests.get(f"{url}/status", headers=silent["headers"], timeout=5).json()
+    assert (silent_view["status"], silent_view["reason"]) == ("expired", "abandoned")
