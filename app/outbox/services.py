@@ -29,16 +29,8 @@ def record_event(session: Session, type_: str, aggregate_type: str, aggregate_id
                  data: dict[str, Any], *, event_id: str | None = None,
                  occurred_at: datetime | None = None) -> OutboxEvent:
     """Add one event to ``session``; it commits (or rolls back) with the caller's change."""
-    row = OutboxEvent(
-        event_id=event_id or str(uuid.uuid4()),
-        type=type_,
-        topic=topic_for(aggregate_type),
-        aggregate_type=aggregate_type,
-        aggregate_id=str(aggregate_id),
-        schema_version=SCHEMA_VERSION,
-        occurred_at=occurred_at or utcnow(),
-        data=data,
-    )
+    row = OutboxEvent(**outbox_row(type_, aggregate_type, aggregate_id, data, event_id=event_id,
+                                   occurred_at=occurred_at))
     session.add(row)
     kick_relay_after_commit(session)
     return row
