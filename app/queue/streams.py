@@ -124,8 +124,8 @@ class SaleTicker:
                     heartbeats = list(self.users) if due else None
                 figures, error = self.figures, None
                 try:
-                    lease = calls.ProcessLease(*_lease_keys(self.event_id), process_id(), now + STREAM_LEASE_SECONDS,
-                                               STREAM_LEASE_SECONDS * 2)
+                    lease = calls.ProcessLease.of(QueueKeys(self.event_id), process_id(), now + STREAM_LEASE_SECONDS,
+                                                  STREAM_LEASE_SECONDS * 2)
                     figures = services.serving(self.event_id, lease, heartbeats)
                     if due:
                         self._last_heartbeat = now
@@ -139,11 +139,6 @@ class SaleTicker:
                     db.session.remove()
                 self._publish(figures, error)
                 time.sleep(self.interval)
-
-
-def _lease_keys(event_id: int) -> tuple[str, str, str]:
-    keys = QueueKeys(event_id)
-    return keys.stream_processes(), keys.joined, keys.hb
 
 
 _registry = threading.RLock()

@@ -163,6 +163,10 @@ class ProcessLease(NamedTuple):
     until: float  # its lease's end (epoch s)
     ttl: int  # the processes hash's TTL (s)
 
+    @classmethod
+    def of(cls, sale: QueueKeys, process: str, until: float, ttl: int) -> ProcessLease:
+        return cls(sale.stream_processes(), sale.joined, sale.hb, process, until, ttl)
+
 
 def serving(keys: ServingKeys, lease: ProcessLease | None = None, *, now: float = 0,
             heartbeats: list[int] | None = None) -> ServingReply | None:

@@ -94,7 +94,7 @@ def test_every_script_keeps_to_one_slot_through_a_whole_sale(app, client, admin,
         streams.open_lease(eid, buyers[0]["id"])  # OPEN_STREAM
         # SERVING, as a stream process's ticker calls it: its lease and its fans' heartbeats too
         keys = QueueKeys(eid)
-        services.serving(eid, calls.ProcessLease(keys.stream_processes(), keys.joined, keys.hb, streams.process_id(),
+        services.serving(eid, calls.ProcessLease.of(keys, streams.process_id(),
                                                  time.time() + 30, 60), [buyers[0]["id"]])
         verification.check(f"email:{buyers[0]['id']}", verification.issue(f"email:{buyers[0]['id']}"))
         _sid, refresh = sessions.start(buyers[0]["id"])

@@ -276,7 +276,7 @@ def test_open_stream_caps_per_user_and_per_sale_and_lapses_with_its_process(r):
     later = now + 31
     serving_keys = calls.ServingKeys.of(sale)
     r.hset(sale.meta, "paused", "0")
-    calls.serving(serving_keys, calls.ProcessLease(sale.stream_processes(), sale.joined, sale.hb, "p2", later + 30, 60),
+    calls.serving(serving_keys, calls.ProcessLease.of(sale, "p2", later + 30, 60),
                   now=later)
     assert lease(3, "f", "p3", later) == "ok"
     assert lease(1, "g", "p3", later) == "ok"  # user 1 holds only "b" now
@@ -295,7 +295,7 @@ def test_serving_answers_the_public_figures_and_heartbeats_a_stream_process_fans
     r.hset(sale.joined, mapping={"5": "90", "6": "91"})
     figures = calls.serving(keys)
     assert figures == calls.ServingReply(41.0, 2.5, 0.1, False, 120.0, 60.0, 100.0, None, True, 2, 0, 7)
-    lease = calls.ProcessLease(sale.stream_processes(), sale.joined, sale.hb, "p1", 130.0, 60)
+    lease = calls.ProcessLease.of(sale, "p1", 130.0, 60)
     calls.serving(keys, lease, now=120.0, heartbeats=[5, 9])  # 9 holds no place: no heartbeat of its own
     assert r.hgetall(sale.hb) == {"5": "120.000000"}
     assert r.hget(sale.stream_processes(), "p1") == "130.000"

@@ -603,7 +603,7 @@ def test_the_per_user_stream_cap_holds_while_the_process_renews_its_lease_and_la
                                      sale_cap=100, user_ttl=3630, processes_ttl=60) == "ok"
         client.hset(keys.stream_processes(), other, f"{time.time() - 1:.3f}")  # a lease at its end
         # that process's ticker renews it in this tick's call
-        services.serving(event["id"], calls.ProcessLease(keys.stream_processes(), keys.joined, keys.hb, other,
+        services.serving(event["id"], calls.ProcessLease.of(keys, other,
                                                          time.time() + streams.STREAM_LEASE_SECONDS, 60))
         with pytest.raises(TooManyRequests):
             streams.open_lease(event["id"], user)
