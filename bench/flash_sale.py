@@ -106,6 +106,25 @@ def reference(url: str, seconds: int, connections: int) -> dict:
     return wrk(url, lines, mode="loop", seconds=seconds, connections=connections)
 
 
+REFERENCE_SERVERS = {  # the reference on gunicorn (sync workers) and on granian, as the API runs
+    "reference": ["-m", "gunicorn", "-b", "{bind}", "-w", "2", "bench.reference_app:app"],
+    "reference_granian": ["-m", "granian", "--interface", "wsgi", "--workers", "2", "--blocking-threads", "2",
+                          "--no-ws", "--host", "127.0.0.1", "--port", "{port}", "bench.reference_app:app"],
+}
+
+
+def references(redis_url: str, seconds: int, connections: int) -> dict[str, dict]:
+    """The reference app measured on each of its servers in turn, each stopped after its run."""
+    out = {}
+    for key, argv in REFERENCE_SERVERS.items():
+        ref = Server([sys.executable, *argv], {"REFERENCE_REDIS_URL": redis_url}, key)
+        try:
+            out[key] = reference(ref.url, seconds, connections)
+        finally:
+            ref.stop()
+    return out
+
+
 def waiting_room(app, api_url: str, seconds: int, connections: int) -> tuple[dict, dict]:
     from app.queue.services import join
 
@@ -361,16 +380,7 @@ def main() -> None:
     result: dict[str, Any] = {"at": time.strftime("%Y-%m-%d %H:%M:%S"), "machine_cores": os.cpu_count(),
                               "connections": args.connections, "wrk_threads": 2}
     try:
-        # the reference on both servers: gunicorn (sync workers) and granian as the API runs on it
-        for key, argv in (("reference", ["-m", "gunicorn", "-b", "{bind}", "-w", "2", "bench.reference_app:app"]),
-                          ("reference_granian", ["-m", "granian", "--interface", "wsgi", "--workers", "2",
-                                                 "--blocking-threads", "2", "--no-ws", "--host", "127.0.0.1",
-                                                 "--port", "{port}", "bench.reference_app:app"])):
-            ref = Server([sys.executable, *argv], {"REFERENCE_REDIS_URL": env["REDIS_URL"]}, key)
-            procs.append(ref)
-            result[key] = reference(ref.url, args.seconds, args.connections)
-            ref.stop()
-            procs.remove(ref)
+        result.update(references(env["REDIS_URL"], args.seconds, args.connections))
         api = api_server(args.server)
         procs.append(api)
         if not args.skip_queue:

@@ -33,7 +33,7 @@ from typing import Any
 import redis
 
 from bench.common import configure, create_event, drop_database, fresh_database, make_users
-from bench.flash_sale import REFERENCES, Server, reference, request_line, wrk
+from bench.flash_sale import REFERENCES, Server, references, request_line, wrk
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {"serving_ratio": 10.0, "serving_p99_ms": 20.0, "streams": 20_000, "updates_per_stream_s": 0.9}
@@ -275,15 +275,7 @@ def main() -> None:
                               "descriptor_limit": hard}
     procs: list[Any] = []
     try:
-        for key, argv in (("reference", ["-m", "gunicorn", "-b", "{bind}", "-w", "2", "bench.reference_app:app"]),
-                          ("reference_granian", ["-m", "granian", "--interface", "wsgi", "--workers", "2",
-                                                 "--blocking-threads", "2", "--no-ws", "--host", "127.0.0.1",
-                                                 "--port", "{port}", "bench.reference_app:app"])):
-            ref = Server([sys.executable, *argv], {"REFERENCE_REDIS_URL": env["REDIS_URL"]}, key)
-            procs.append(ref)
-            result[key] = reference(ref.url, args.seconds, args.connections)
-            ref.stop()
-            procs.remove(ref)
+        result.update(references(env["REDIS_URL"], args.seconds, args.connections))
         api = api_server("granian")
         procs.append(api)
         result["serving"] = serving(app, api.url, api.port, rclient, args.seconds, args.connections)
