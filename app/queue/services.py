@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import redis
@@ -277,8 +278,14 @@ def estimate(line_number: int, figures: calls.ServingReply, now: float, *, known
     position = max(1, line_number - int(figures.served_up_to))
     if known_position is not None:
         position = min(position, known_position)
-    return _estimate(QueueView(status="waiting", line_number=line_number, place=place), LineFigures.of(figures),
+    return _estimate(QueueView(status="waiting", line_number=line_number, place=place), _line_figures(figures),
                      position - 1, now)
+
+
+@lru_cache(maxsize=64)
+def _line_figures(figures: calls.ServingReply) -> LineFigures:
+    # one tick's figures serve every open stream of the sale: converted once, not once per stream
+    return LineFigures.of(figures)
 
 
 def leave(event_id: int, user_id: int, kind: str = "QueueLeft") -> bool:
