@@ -82,6 +82,7 @@ def seed_demo() -> None:
     from app.catalogue.services import create_event, create_section
     from app.db import transaction, utcnow
     from app.extensions import db
+    from app.queue.draws import make_commitment
 
     existing = db.session.scalar(select(Event).where(Event.name == "Demo Concert"))
     if existing is not None:
@@ -96,6 +97,7 @@ def seed_demo() -> None:
             "max_per_user": 4, "hold_seconds": 300,
         })
         create_section(event.id, {"name": "Floor", "price_cents": 8900, "currency": "EUR", "capacity": 500})
+        make_commitment(event.id)
         create_section(event.id, {"name": "Balcony", "price_cents": 12900, "currency": "EUR", "rows": 10,
                                   "seats_per_row": 20})
     click.echo(f"demo event created (id {event.id})")

@@ -20,5 +20,5 @@ class SafeJSONProvider(DefaultJSONProvider):
         return orjson.loads(s)
 
 
-def json_response(body: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status=status, mimetype="application/json")
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status=status, mimetype="application/json", headers=headers)

@@ -16,12 +16,20 @@ from app.auth.jwt_setup import (
 )
 from app.errors import AppError
 from app.jsonio import json_response
-from app.queue import passes, services, streams
-from app.queue.schemas import QueueStatusSchema
+from app.queue import draws, passes, services, streams
+from app.queue.schemas import (
+    DrawEntrantsArgsSchema,
+    DrawEntrantsSchema,
+    DrawSchema,
+    MyDrawEntrySchema,
+    QueueStatusSchema,
+)
 
 blp = Blueprint("queue", __name__, url_prefix="/api/queue", description="Waiting room")
 
 SERVING_MAX_AGE = 1  # seconds: a cache in front (docker/nginx.conf, a CDN) serves every fan from one answer
+# a published draw never changes; before it, the commitment may be made late (the page shows when)
+DRAW_MAX_AGE = {"drawn": 3600, "committed": 10}
 
 
 @blp.route("/<int:event_id>/join")
@@ -98,3 +106,35 @@ class Place(MethodView):
     def delete(self, event_id: int) -> None:
         """Give up the place (or the active slot once admitted)."""
         services.leave(event_id, current_user_id())
+
+
+@blp.route("/<int:event_id>/draw")
+class Draw(MethodView):
+    @blp.response(200, DrawSchema)
+    def get(self, event_id: int) -> Response:
+        """The sale's verifiable draw: before the opening, the commitment (SHA-256 of a secret
+        seed); after it, the seed and the ordered pseudonymous entrants
+        (`python -m app.queue.verify_draw URL` checks them; docs/waiting-room.md)."""
+        body = draws.document(event_id)
+        return json_response(body, 200, headers={"Cache-Control": f"public, max-age={DRAW_MAX_AGE[body['state']]}"})
+
+
+@blp.route("/<int:event_id>/draw/entrants")
+class DrawEntrants(MethodView):
+    @blp.arguments(DrawEntrantsArgsSchema, location="query")
+    @blp.response(200, DrawEntrantsSchema)
+    def get(self, args: dict, event_id: int) -> Response:
+        """The published order, from place `after + 1`, up to `limit` entrant ids a page; `next`
+        is the following page. 409 `draw_not_published` before the draw."""
+        page = draws.entrants(event_id, args["after"], args["limit"])
+        return json_response(page.body(event_id, args["limit"]), 200,
+                             headers={"Cache-Control": f"public, max-age={DRAW_MAX_AGE['drawn']}"})
+
+
+@blp.route("/<int:event_id>/draw/me")
+class MyDrawEntry(MethodView):
+    @jwt_required()
+    @blp.response(200, MyDrawEntrySchema)
+    def get(self, event_id: int) -> Response:
+        """The caller's entrant id in the draw, and their place once drawn (null: not an entrant)."""
+        return json_response(draws.my_entry(event_id, current_user_id()), 200, headers={"Cache-Control": "private"})

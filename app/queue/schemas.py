@@ -75,3 +75,39 @@ class SaleSummarySchema(Schema):
     waitlists = fields.List(fields.Dict())
     dead_letters = fields.Integer(metadata={"description": "accepted requests the hold writer parked"})
     keys_deleted = fields.Integer(metadata={"description": "Redis keys of the sale deleted at close"})
+
+
+class DrawSchema(Schema):
+    event_id = fields.Integer()
+    algorithm = fields.String(metadata={"description": "how the order follows from the seed (docs/waiting-room.md)"})
+    state = fields.String(metadata={"description": "committed (the seed is secret) | drawn (seed and order published)"})
+    commitment = fields.String(metadata={"description": "SHA-256 of the seed, hex: public before the sale opens"})
+    committed_at = fields.String()
+    opens_at = fields.String()
+    seed = fields.String(allow_none=True)
+    drawn_at = fields.String(allow_none=True)
+    entrants = fields.Integer(allow_none=True)
+    entrants_digest = fields.String(allow_none=True, metadata={
+        "description": "SHA-256 of the ordered ids joined by \\n"})
+    entrants_url = fields.String(allow_none=True)
+
+
+class DrawEntrantsArgsSchema(Schema):
+    after = fields.Integer(load_default=0, validate=validate.Range(min=0, max=100_000_000),
+                           metadata={"description": "the last place already read (0: from the first)"})
+    limit = fields.Integer(load_default=10_000, validate=validate.Range(min=1, max=10_000))
+
+
+class DrawEntrantsSchema(Schema):
+    items = fields.List(fields.String(), metadata={"description": "entrant ids, in the drawn order"})
+    from_place = fields.Integer()
+    total = fields.Integer()
+    next = fields.String(allow_none=True)
+
+
+class MyDrawEntrySchema(Schema):
+    event_id = fields.Integer()
+    entrant_id = fields.String(metadata={"description": "the caller's pseudonymous id in this draw (theirs alone)"})
+    state = fields.String()
+    place = fields.Integer(allow_none=True)
+    entrants = fields.Integer(allow_none=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from app.catalogue.services import get_event
 from app.errors import AppError, Conflict, TokenRevoked, TooManyRequests
 from app.extensions import db, redis_store
 from app.observability.metrics import QUEUE_ADMISSIONS, QUEUE_EXPIRED, QUEUE_JOINS, QUEUE_WAIT
-from app.queue import eta, passes
+from app.queue import draws, eta, passes
 from app.redis import calls, cluster
 from app.redis.keys import REGISTRY_KEY, UNDRAINED_KEY, QueueKeys
 from app.redis.locks import LockTimeout, redis_lock
@@ -316,15 +315,6 @@ class AdvanceResult:
     tick: eta.Tick | None = None  # what this step taught the wait estimator
 
 
-def shuffle_prequeue(event_id: int, now: float | None = None) -> int | None:
-    """Draw the pre-queue's order once, at random, and place it ahead of later arrivals: how many
-    were placed (None: the sale was already shuffled)."""
-    keys = QueueKeys(event_id)
-    members = list(redis_store.client.smembers(keys.pre))
-    random.SystemRandom().shuffle(members)
-    return calls.shuffle(keys, now=now or time.time(), order=members)
-
-
 def advance(event_id: int, max_batch: int = MAX_BATCH, force: int = 0) -> AdvanceResult:
     """One advancement step for one sale, guarded by a Redis lock (two advancers never overlap).
 
@@ -346,7 +336,7 @@ def advance(event_id: int, max_batch: int = MAX_BATCH, force: int = 0) -> Advanc
                 sync_meta(event)
                 reply = calls.advance(keys, now=now, max_batch=max_batch, force=force)
             if reply.status == "needs_shuffle":
-                shuffled = shuffle_prequeue(event_id, now)
+                shuffled = draws.draw_prequeue(event_id, now)
                 reply = calls.advance(keys, now=now, max_batch=max_batch, force=force)
             if reply.status in {"ok", "paused"}:
                 tick = _learn_speed(keys, now, reply)  # under the lock: one writer of the estimate at a time

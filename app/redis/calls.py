@@ -85,11 +85,19 @@ def leave(sale: QueueKeys, *, user_id: int, now: float, kind: str) -> bool:
     return int(script("LEAVE")(keys=sale.all(), args=[user_id, f"{now:.6f}", kind])) > 0
 
 
-def shuffle(sale: QueueKeys, *, now: float, order: list[str]) -> int | None:
-    """Put the pre-queue in the drawn ``order`` ahead of later arrivals: how many were placed, or
-    None when the sale was already shuffled (it happens once)."""
+class Shuffled(NamedTuple):
+    """``status``: placed (``placed`` of them) | drawn_before (the sale's draw happened already) |
+    grown (the pre-queue holds someone the order lacks: draw again)."""
+    status: str
+    placed: int = 0
+
+
+def shuffle(sale: QueueKeys, *, now: float, order: list[str]) -> Shuffled:
+    """Put the pre-queue in the drawn ``order`` ahead of later arrivals, once per sale."""
     placed = int(script("SHUFFLE")(keys=sale.all(), args=[f"{now:.6f}", *order]))
-    return None if placed < 0 else placed
+    if placed == -1:
+        return Shuffled("drawn_before")
+    return Shuffled("grown") if placed == -2 else Shuffled("placed", placed)
 
 
 class Admitted(NamedTuple):

@@ -31,6 +31,7 @@ from app.errors import Unprocessable
 from app.inventory import gate
 from app.inventory.capacity import set_capacity
 from app.pagination import PageArgsSchema, page_body
+from app.queue import draws
 from app.queue import services as queue_services
 from app.queue.schemas import QueueSettingsSchema, QueueStatsSchema, SaleSummarySchema
 from app.queue.services import sync_meta
@@ -58,9 +59,12 @@ class Events(MethodView):
     @blp.arguments(EventCreateSchema)
     @blp.response(201, EventSchema)
     def post(self, data: dict) -> Event:
-        """Create an event (admin)."""
+        """Create an event (admin). Its pre-queue's draw is committed at once: the SHA-256 of a
+        secret seed, public (`GET /api/queue/{id}/draw`) long before the sale opens."""
         with transaction():
-            return catalogue.create_event(data)
+            event = catalogue.create_event(data)
+            draws.make_commitment(event.id)
+            return event
 
 
 @blp.route("/<int:event_id>")

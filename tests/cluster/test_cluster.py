@@ -51,7 +51,7 @@ def test_every_script_keeps_to_one_slot_through_a_whole_sale(app, client, admin,
     from app.inventory import gate
     from app.notifications import flows as notices
     from app.queue import services, streams
-    from app.queue.services import shuffle_prequeue
+    from app.queue.draws import draw_prequeue
     from app.redis import calls, scripts
     from app.redis.keys import QueueKeys
 
@@ -90,7 +90,7 @@ def test_every_script_keeps_to_one_slot_through_a_whole_sale(app, client, admin,
     with app.app_context():
         writer.drain()
         gate.reconcile([eid])  # RESET
-        shuffle_prequeue(eid)  # SHUFFLE
+        draw_prequeue(eid)  # SHUFFLE
         streams.open_lease(eid, buyers[0]["id"])  # OPEN_STREAM
         # SERVING, as a stream process's ticker calls it: its lease and its fans' heartbeats too
         keys = QueueKeys(eid)

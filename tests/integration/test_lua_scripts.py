@@ -76,15 +76,19 @@ def test_join_before_the_opening_is_the_pre_queue_and_shuffle_places_it_once(r):
     open_sale(r, sale, opens_at=time.time() + 60, shuffled="0")
     for user in (1, 2, 3):
         assert join(r, sale, user).state == "pre_queue"
-    assert calls.shuffle(sale, now=time.time(), order=["3", "1"]) == 3  # 2 joined after the draw was read
-    assert r.zrange(sale.line, 0, -1) == ["3", "1", "2"] and r.scard(sale.pre) == 0
+    # 2 reached the pre-queue after the order was drawn: nothing is placed, the caller draws again
+    assert calls.shuffle(sale, now=time.time(), order=["3", "1"]) == calls.Shuffled("grown")
+    assert r.zcard(sale.line) == 0 and r.scard(sale.pre) == 3 and r.hget(sale.meta, "shuffled") == "0"
+    r.srem(sale.pre, "1")  # 1 left after the order was read: a gap, not a reason to draw again
+    assert calls.shuffle(sale, now=time.time(), order=["3", "1", "2"]) == calls.Shuffled("placed", 2)
+    assert r.zrange(sale.line, 0, -1) == ["3", "2"] and r.scard(sale.pre) == 0
     # consecutive line numbers, the drawn block just before the first later arrival's 1, and the
     # served figure just before the block: nobody is further ahead than number - served_up_to
-    assert r.zrange(sale.line, 0, -1, withscores=True) == [("3", -3.0), ("1", -2.0), ("2", -1.0)]
-    assert r.hget(sale.stats, "served_up_to") == "-4"
-    assert calls.shuffle(sale, now=time.time(), order=["1"]) is None  # once per sale
+    assert r.zrange(sale.line, 0, -1, withscores=True) == [("3", -2.0), ("2", -1.0)]
+    assert r.hget(sale.stats, "served_up_to") == "-3"
+    assert calls.shuffle(sale, now=time.time(), order=["1"]) == calls.Shuffled("drawn_before")  # once per sale
     late = join(r, sale, 4)
-    assert (late.state, late.rank, late.line_number, late.served_up_to) == ("waiting", 3, "1", "-4")
+    assert (late.state, late.rank, late.line_number, late.served_up_to) == ("waiting", 2, "1", "-3")
 
 
 def test_status_reads_a_place_and_meters_only_when_asked(r):

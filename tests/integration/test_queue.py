@@ -130,7 +130,7 @@ def test_concurrent_advancers_never_double_admit_or_exceed_the_rate(app, client,
 
 
 def test_prequeue_is_shuffled_once_and_only_for_prequeue_joiners(app, client, make_event, make_user):
-    from app.queue.services import shuffle_prequeue
+    from app.queue.draws import draw_prequeue
 
     opens = utcnow() + timedelta(seconds=2)
     event = make_event(sale_opens_at=opens, prequeue_minutes=15, admit_per_minute=60, max_active=1)
@@ -153,7 +153,7 @@ def test_prequeue_is_shuffled_once_and_only_for_prequeue_joiners(app, client, ma
     assert [uid for _, uid in order] != [u["id"] for u in early if u["id"] != result.admitted[0]]
     assert status(client, event["id"], late).json["position"] == 30  # after every pre-queue joiner
     with app.app_context():
-        assert shuffle_prequeue(event["id"]) is None  # exactly once
+        assert draw_prequeue(event["id"]) is None  # exactly once
 
 
 def test_pause_and_resume(app, client, make_event, make_user, admin):
