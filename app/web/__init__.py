@@ -161,7 +161,27 @@ def events_page() -> str:
 def event_page(event_id: int) -> str:
     from app.catalogue.services import get_event
 
-    return render_template("event.html", event=_or_404(get_event, event_id))
+    event = _or_404(get_event, event_id)
+    return render_template("event.html", event=event, draw=_draw_or_none(event_id))
+
+
+@bp.get("/events/<int:event_id>/draw")
+def draw_page(event_id: int) -> str:
+    """The sale's verifiable draw: the commitment, then the seed and a check of the order run in
+    the browser, and the fan's own entrant id and place."""
+    from app.catalogue.services import get_event
+
+    return render_template("draw.html", event=_or_404(get_event, event_id), draw=_draw_or_none(event_id))
+
+
+def _draw_or_none(event_id: int) -> dict | None:
+    from app.errors import NotFound
+    from app.queue import draws
+
+    try:
+        return draws.document(event_id)
+    except NotFound:
+        return None
 
 
 @bp.get("/events/<int:event_id>/queue")

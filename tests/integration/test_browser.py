@@ -406,3 +406,42 @@ def test_where_streams_are_not_served_the_page_follows_the_cached_serving_figure
         page.wait_for_selector("#go:not([hidden])")
         assert asked.count("status") == statuses_before + 1  # once, when the line reached the fan
         tab.check()
+
+
+def test_a_fan_checks_the_draw_in_the_browser_and_finds_their_own_place(app, client, admin, live_stream, browser,
+                                                                        make_user):
+    """The event page shows the commitment before the opening; after the draw the draw page checks
+    the published order in the browser and shows the fan their entrant id and place."""
+    from datetime import timedelta
+
+    from app.db import utcnow
+
+    opens = utcnow() + timedelta(minutes=30)
+    created = client.post("/api/events", headers=admin["headers"], json={
+        "name": "Lottery Night", "venue": "Arena", "starts_at": (opens + timedelta(days=3)).isoformat(),
+        "sale_opens_at": opens.isoformat(), "admit_per_minute": 1, "max_active": 1, "prequeue_minutes": 60})
+    eid = created.json["id"]
+    commitment = client.get(f"/api/queue/{eid}/draw").json["commitment"]
+    fans = [make_user() for _ in range(12)]
+    join_by_api(live_stream, eid, fans)
+    with session(browser, live_stream.url, "draw") as context:
+        tab = Tab(context, live_stream.url)
+        page = tab.go(f"/events/{eid}")
+        assert commitment[:16] in page.inner_text("main")
+        page = tab.go(f"/events/{eid}/draw")
+        assert page.inner_text("#commitment") == commitment and page.locator("#mine").is_hidden()
+        tab.check()
+    client.patch(f"/api/queue/{eid}", headers=admin["headers"], json={"sale_opens_at": utcnow().isoformat()})
+    assert advance(app, eid).shuffled == 12
+    fan = fans[5]
+    mine = client.get(f"/api/queue/{eid}/draw/me", headers=fan["headers"]).json
+    with session(browser, live_stream.url, "draw-fan") as context:
+        log_in(context, fan)
+        tab = Tab(context, live_stream.url)
+        page = tab.go(f"/events/{eid}/draw")
+        page.wait_for_selector("#verdict.ok")
+        assert page.inner_text("#verdict").startswith("Verified")
+        assert page.inner_text("#entrant") == mine["entrant_id"]
+        assert page.inner_text("#place") == f"{mine['place']} / 12"
+        tab.check()
+        tab.shot("draw")
