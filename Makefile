@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install run test test-unit test-cluster lint translations api stream worker beat flower exporter migrate bench bench-eta bench-queue locust clean
+.PHONY: install run test test-unit test-cluster lint translations api stream worker beat flower exporter migrate bench bench-eta bench-queue bench-draw locust clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -85,6 +85,9 @@ bench-eta: install
 
 bench-queue: install
 	$(BIN)/python -m bench.queue_bench $(BENCH_ARGS)
+
+bench-draw: install
+	$(BIN)/python -m bench.draw_bench $(BENCH_ARGS)
 
 
 clean:

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from redis.lock import Lock
 from sqlalchemy import delete, select
 
 from app.catalogue.services import get_event
@@ -29,10 +30,14 @@ from app.queue.models import DrawEntrant, SaleDraw
 from app.queue.verify_draw import ALGORITHM, commitment_of, digest, drawn_order, entrant_id
 from app.redis import calls
 from app.redis.keys import QueueKeys
+from app.redis.locks import keep
 
 # a pre-queue that grew between its read and its placement (an API server whose clock runs behind
 # the opening) is read and drawn again; this many times at most before the tick gives up
 DRAW_ATTEMPTS = 5
+# the advance lock's lease for one attempt: measured 21 us of draw per entrant (bench/draw_bench.py),
+# with room for a slower machine
+LOCK_BASE_MS, LOCK_MS_PER_ENTRANT = 10_000, 0.1
 ENTRANTS_PAGE_MAX = 10_000
 _INSERT_CHUNK = 5_000
 
@@ -79,9 +84,11 @@ def record(event_id: int, user_ids: list[str]) -> list[str]:
     return [by_entrant[entrant] for entrant in order]
 
 
-def draw_prequeue(event_id: int, now: float | None = None) -> int | None:
+def draw_prequeue(event_id: int, now: float | None = None, lock: Lock | None = None) -> int | None:
     """Draw the pre-queue once and place it, in the drawn order, ahead of later arrivals: how many
-    were placed (None: the sale was drawn before). Called under the sale's advance lock."""
+    were placed (None: the sale was drawn before). Called under the sale's advance ``lock``, which
+    is kept for as long as a draw of this size takes (a million entrants: about 26 s, `make
+    bench-draw`), and checked again before anyone is placed."""
     if in_transaction():
         raise RuntimeError("the draw commits its own record before the line is placed from it")
     keys = QueueKeys(event_id)
@@ -90,8 +97,13 @@ def draw_prequeue(event_id: int, now: float | None = None) -> int | None:
         if client.hget(keys.meta, "shuffled") == "1":  # placed before: its record stands as published
             return None
         members = list(client.smembers(keys.pre))
+        ttl_ms = LOCK_BASE_MS + LOCK_MS_PER_ENTRANT * len(members)
+        if lock is not None:
+            keep(lock, ttl_ms)
         with transaction():
             order = record(event_id, members)
+        if lock is not None:  # LockLost: another advancer may be drawing; it places, not this one
+            keep(lock, ttl_ms)
         outcome = calls.shuffle(keys, now=now or time.time(), order=order)
         if outcome.status == "placed":
             return outcome.placed

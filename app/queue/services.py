@@ -29,7 +29,7 @@ from app.observability.metrics import QUEUE_ADMISSIONS, QUEUE_EXPIRED, QUEUE_JOI
 from app.queue import draws, eta, passes
 from app.redis import calls, cluster
 from app.redis.keys import REGISTRY_KEY, UNDRAINED_KEY, QueueKeys
-from app.redis.locks import LockTimeout, redis_lock
+from app.redis.locks import LockLost, LockTimeout, redis_lock
 from app.tasking import call_after_commit, send_task
 
 log = logging.getLogger(__name__)
@@ -324,7 +324,7 @@ def advance(event_id: int, max_batch: int = MAX_BATCH, force: int = 0) -> Advanc
     client = redis_store.client
     keys = QueueKeys(event_id)
     try:
-        with redis_lock(keys.advance_lock(), ttl_ms=10_000):
+        with redis_lock(keys.advance_lock(), ttl_ms=10_000) as lock:
             now = time.time()
             reply = calls.advance(keys, now=now, max_batch=max_batch, force=force)
             shuffled = tick = None
@@ -336,11 +336,11 @@ def advance(event_id: int, max_batch: int = MAX_BATCH, force: int = 0) -> Advanc
                 sync_meta(event)
                 reply = calls.advance(keys, now=now, max_batch=max_batch, force=force)
             if reply.status == "needs_shuffle":
-                shuffled = draws.draw_prequeue(event_id, now)
+                shuffled = draws.draw_prequeue(event_id, now, lock)
                 reply = calls.advance(keys, now=now, max_batch=max_batch, force=force)
             if reply.status in {"ok", "paused"}:
                 tick = _learn_speed(keys, now, reply)  # under the lock: one writer of the estimate at a time
-    except LockTimeout:
+    except (LockTimeout, LockLost):  # another advancer has the sale (LockLost: it took over a long draw)
         return AdvanceResult(event_id, "locked", [])
     status_, lapsed, abandoned = reply.status, reply.lapsed, reply.abandoned
     if status_ == "ended":
