@@ -32,6 +32,10 @@ class Event(Base):
     heartbeat_timeout_seconds: Mapped[int] = mapped_column(Integer, nullable=False, default=60)
     # proof of work asked at join: leading zero bits of SHA-1 (0: none; docs/security.md)
     pow_difficulty: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    # adaptive: joins a second above which the difficulty rises (0: fixed), and how far it may rise
+    # (app/queue/pow.py; 17 bits: about 3 s on a phone)
+    pow_adaptive_threshold: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    pow_max_difficulty: Mapped[int] = mapped_column(Integer, nullable=False, default=17, server_default="17")
     # booking settings
     max_per_user: Mapped[int] = mapped_column(Integer, nullable=False, default=4)
     hold_seconds: Mapped[int] = mapped_column(Integer, nullable=False, default=300)

@@ -23,6 +23,11 @@ class EventCreateSchema(Schema):
     heartbeat_timeout_seconds = fields.Integer(strict=True, load_default=60, validate=validate.Range(min=1, max=86_400))
     pow_difficulty = fields.Integer(strict=True, load_default=0, validate=validate.Range(min=0, max=24),
                                     metadata={"description": "proof of work asked at join, in zero bits (0: none)"})
+    pow_adaptive_threshold = fields.Integer(strict=True, load_default=0, validate=validate.Range(min=0, max=10_000_000),
+                                            metadata={"description": "join attempts a second above which the proof "
+                                                      "of work rises (0: it stays at pow_difficulty)"})
+    pow_max_difficulty = fields.Integer(strict=True, load_default=17, validate=validate.Range(min=0, max=24),
+                                        metadata={"description": "the most the adaptive proof of work asks"})
     max_per_user = fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1, max=100),
                                   metadata={"description": "default: MAX_TICKETS_PER_USER (4)"})
     hold_seconds = fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1, max=86_400),
@@ -90,6 +95,8 @@ class EventSchema(Schema):
     prequeue_minutes = fields.Integer()
     heartbeat_timeout_seconds = fields.Integer()
     pow_difficulty = fields.Integer()
+    pow_adaptive_threshold = fields.Integer()
+    pow_max_difficulty = fields.Integer()
     max_per_user = fields.Integer()
     hold_seconds = fields.Integer()
     refund_deadline = fields.DateTime(allow_none=True)

@@ -23,6 +23,12 @@ def gauges() -> Iterator[GaugeMetricFamily]:
                                labels=["event_id"])
     rate = GaugeMetricFamily("tickets_queue_admit_rate_per_minute", "Measured admission rate (EWMA)",
                              labels=["event_id"])
+    difficulty = GaugeMetricFamily("tickets_queue_pow_difficulty",
+                                   "Proof of work a new join is asked (zero bits; adaptive: with the join rate)",
+                                   labels=["event_id"])
+    attempts = GaugeMetricFamily("tickets_queue_join_attempts_per_second",
+                                 "Join attempts a second, as the adaptive proof of work measured them",
+                                 labels=["event_id"])
     client = redis_store.client
     now = time.time()
     for event_id in registered_event_ids():
@@ -33,13 +39,17 @@ def gauges() -> Iterator[GaugeMetricFamily]:
         pipe.zcount(keys.active, f"({now}", "+inf")
         pipe.hget(keys.meta, "paused")
         pipe.hget(keys.stats, "rate_ewma")
-        line, pre, act, is_paused, ewma = pipe.execute()
+        pipe.hmget(keys.meta, "pow_difficulty", "pow_current")
+        pipe.hget(keys.stats, "join_attempts_per_second")
+        line, pre, act, is_paused, ewma, (base, current), attempt_rate = pipe.execute()
         label = [str(event_id)]
         waiting.add_metric(label, int(line) + int(pre))
         active.add_metric(label, int(act))
         paused.add_metric(label, 1 if is_paused == "1" else 0)
         rate.add_metric(label, float(ewma or 0))
-    yield from (waiting, active, paused, rate)
+        difficulty.add_metric(label, max(int(base or 0), int(current or 0)))
+        attempts.add_metric(label, float(attempt_rate or 0))
+    yield from (waiting, active, paused, rate, difficulty, attempts)
     undrained = GaugeMetricFamily("tickets_queue_events_undrained",
                                   "Queue events not yet copied to the outbox (the stream is never trimmed)",
                                   labels=["event_id"])

@@ -6,12 +6,18 @@ the join script; finding a nonce takes about 2^d hashes (d = 16: ~65,000, a frac
 in a browser; d = 20: about a second). A nonce stays valid for that user and sale, so a page reload
 costs nothing more. SHA-1 because it is the hash Redis offers to scripts; collision resistance is
 not what a work puzzle needs.
+
+With ``pow_adaptive_threshold`` set, the difficulty also rises with the sale's join rate
+(``adapted_difficulty``, once per advance tick) and falls back when the flood stops, never above
+``pow_max_difficulty``. A fan who already has a place is never asked again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import math
+from dataclasses import dataclass
 
 
 def leading_zero_bits(hexdigest: str) -> int:
@@ -33,3 +39,28 @@ def solve(event_id: int, user_id: int, difficulty: int) -> str:
         if leading_zero_bits(hashlib.sha1((prefix + nonce).encode()).hexdigest()) >= difficulty:
             return nonce
     raise AssertionError("unreachable")
+
+
+# --- adaptive difficulty --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PowSettings:
+    """A sale's proof-of-work settings (its meta in Redis): ``base`` is always asked; above
+    ``threshold`` join attempts a second (0: never) the difficulty rises, to ``maximum`` at most."""
+    base: int
+    threshold: int
+    maximum: int
+
+
+def adapted_difficulty(settings: PowSettings, current: int, attempts_per_second: float) -> int:
+    """The difficulty for the next tick. Each doubling of the join rate past the threshold asks one
+    bit more, so a flood's hashing per second grows with the square of its rate while a fan's
+    work stays bounded by ``maximum``. It rises at once and falls one bit per tick (a second) once
+    the rate is back: a flood that pauses for a moment finds the door still narrow."""
+    if settings.threshold <= 0:
+        return settings.base
+    target = settings.base
+    if attempts_per_second > settings.threshold:
+        target += math.ceil(math.log2(attempts_per_second / settings.threshold))
+    target = min(target, max(settings.maximum, settings.base))
+    return target if target >= current else max(target, current - 1)

@@ -31,6 +31,8 @@ class QueueSettingsSchema(Schema):
     max_active = fields.Integer(strict=True, validate=validate.Range(min=1, max=10_000_000))
     admission_window_seconds = fields.Integer(strict=True, validate=validate.Range(min=1, max=86_400))
     pow_difficulty = fields.Integer(strict=True, validate=validate.Range(min=0, max=24))
+    pow_adaptive_threshold = fields.Integer(strict=True, validate=validate.Range(min=0, max=10_000_000))
+    pow_max_difficulty = fields.Integer(strict=True, validate=validate.Range(min=0, max=24))
     # the sale window: open it now (an earlier start), or stop new joins (an earlier end)
     sale_opens_at = fields.AwareDateTime(default_timezone=UTC)
     sale_closes_at = fields.AwareDateTime(allow_none=True, default_timezone=UTC)
@@ -60,6 +62,9 @@ class QueueStatsSchema(Schema):
     admission_window_seconds = fields.Integer()
     oldest_wait_seconds = fields.Float()
     paused = fields.Boolean()
+    pow_difficulty = fields.Integer(metadata={"description": "the proof of work a new join is asked now (zero "
+                                                             "bits; adaptive: risen with the join rate)"})
+    join_attempts_per_second = fields.Float(metadata={"description": "measured by the adaptive proof of work"})
 
 
 class SaleSummarySchema(Schema):

@@ -27,6 +27,7 @@ from app.errors import AppError, Conflict, TokenRevoked, TooManyRequests
 from app.extensions import db, redis_store
 from app.observability.metrics import QUEUE_ADMISSIONS, QUEUE_EXPIRED, QUEUE_JOINS, QUEUE_WAIT
 from app.queue import draws, eta, passes
+from app.queue import pow as proof_of_work
 from app.redis import calls, cluster
 from app.redis.keys import REGISTRY_KEY, UNDRAINED_KEY, QueueKeys
 from app.redis.locks import LockLost, LockTimeout, redis_lock
@@ -61,6 +62,8 @@ def sync_meta(event: Event) -> None:
         "closes_at": _ts(event.sale_closes_at),
         "starts_at": _ts(event.starts_at),
         "pow_difficulty": event.pow_difficulty or 0,
+        "pow_threshold": event.pow_adaptive_threshold or 0,
+        "pow_max": event.pow_max_difficulty,
     })
     pipe.hsetnx(keys.meta, "paused", "0")
     pipe.hsetnx(keys.meta, "shuffled", "0")
@@ -340,6 +343,8 @@ def advance(event_id: int, max_batch: int = MAX_BATCH, force: int = 0) -> Advanc
                 reply = calls.advance(keys, now=now, max_batch=max_batch, force=force)
             if reply.status in {"ok", "paused"}:
                 tick = _learn_speed(keys, now, reply)  # under the lock: one writer of the estimate at a time
+            if reply.status != "ended":
+                _adapt_proof_of_work(keys, now)
     except (LockTimeout, LockLost):  # another advancer has the sale (LockLost: it took over a long draw)
         return AdvanceResult(event_id, "locked", [])
     status_, lapsed, abandoned = reply.status, reply.lapsed, reply.abandoned
@@ -386,6 +391,29 @@ def _learn_speed(keys: QueueKeys, now: float, reply: calls.AdvanceReply) -> eta.
     return tick
 
 
+def _adapt_proof_of_work(keys: QueueKeys, now: float) -> None:
+    """Turn the join attempts since the last tick into the sale's difficulty (app/queue/pow.py),
+    when the sale asks for an adaptive one."""
+    client = redis_store.client
+    pipe = client.pipeline(transaction=False)
+    pipe.hmget(keys.meta, "pow_difficulty", "pow_threshold", "pow_max", "pow_current")
+    pipe.hmget(keys.stats, "join_attempts", "pow_tick_at")
+    (base, threshold, maximum, current), (attempts, last_tick) = pipe.execute()
+    settings = proof_of_work.PowSettings(int(base or 0), int(threshold or 0), int(maximum or 0))
+    if settings.threshold <= 0:
+        if current not in (None, "0"):  # switched off: back to the sale's own difficulty
+            client.hset(keys.meta, "pow_current", 0)
+        return
+    seen = int(attempts or 0)
+    rate = seen / max(0.05, now - float(last_tick)) if last_tick else float(seen)
+    difficulty = proof_of_work.adapted_difficulty(settings, int(current or 0), rate)
+    pipe = client.pipeline(transaction=False)
+    pipe.hincrby(keys.stats, "join_attempts", -seen)  # attempts made meanwhile count next tick
+    pipe.hset(keys.stats, mapping={"pow_tick_at": f"{now:.6f}", "join_attempts_per_second": f"{rate:.2f}"})
+    pipe.hset(keys.meta, "pow_current", difficulty)
+    pipe.execute()
+
+
 def admit_now(event_id: int, count: int) -> AdvanceResult:
     return advance(event_id, force=count)
 
@@ -430,7 +458,8 @@ def line_figures(event_id: int) -> dict[str, Any]:
     pipe.hgetall(keys.stats)
     pipe.hget(keys.meta, "paused")
     pipe.zrange(keys.line, 0, 0)
-    line, pre, active, st, paused, front = pipe.execute()
+    pipe.hget(keys.meta, "pow_current")
+    line, pre, active, st, paused, front, pow_current = pipe.execute()
     oldest = 0.0
     if front:
         joined = client.hget(keys.joined, front[0])
@@ -453,6 +482,8 @@ def line_figures(event_id: int) -> dict[str, Any]:
         "admission_window_seconds": event.admission_window_seconds,
         "oldest_wait_seconds": round(oldest, 1),
         "paused": paused == "1",
+        "pow_difficulty": max(event.pow_difficulty, int(pow_current or 0)),
+        "join_attempts_per_second": float(st.get("join_attempts_per_second", 0) or 0),
     }
 
 

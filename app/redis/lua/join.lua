@@ -3,11 +3,17 @@
 local user, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local refused = refuse_caller(limit)
 if refused then return refused end
-local meta = redis.call('HMGET', K_META, 'prequeue_opens_at', 'opens_at', 'closes_at', 'shuffled', 'pow_difficulty')
+local meta = redis.call('HMGET', K_META, 'prequeue_opens_at', 'opens_at', 'closes_at', 'shuffled', 'pow_difficulty',
+                        'pow_current', 'pow_threshold')
+-- an adaptive proof of work counts the attempts; the advancer turns them into the difficulty
+if (tonumber(meta[7] or '0') or 0) > 0 then redis.call('HINCRBY', K_STATS, 'join_attempts', 1) end
+local v = view(user, now)
+local has_place = v[1] == 'admitted' or v[1] == 'waiting' or v[1] == 'pre_queue'
 -- proof of work (hashcash): SHA-1 of "<event>:<user>:<nonce>" must start with `difficulty` zero
--- bits, so every account a bot adds costs it CPU time; the same nonce stays valid for re-joins
-local difficulty = tonumber(meta[5] or '0') or 0
-if difficulty > 0 then
+-- bits, so every account a bot adds costs it CPU time. The sale's own difficulty or the adaptive
+-- one, whichever is higher; a fan who has a place is not asked again when it rises
+local difficulty = math.max(tonumber(meta[5] or '0') or 0, tonumber(meta[6] or '0') or 0)
+if difficulty > 0 and not has_place then
   local digest = redis.sha1hex(ARGV[4] .. ':' .. user .. ':' .. (ARGV[5] or ''))
   local zeros = 0
   for i = 1, #digest do
@@ -34,9 +40,7 @@ if (ARGV[6] or '') == '' then
 elseif ARGV[6] == '1' then
   redis.call('SADD', K_NOTIF, user)
 end
-local v = view(user, now)
-local state = v[1]
-if state == 'admitted' or state == 'waiting' or state == 'pre_queue' then
+if has_place then
   redis.call('HSET', K_HB, user, now)
   return reply(user, now, 0)
 end

@@ -31,7 +31,8 @@ async function update() {
     // measure, and the last figure (kept for the next ETA) would read as admissions happening now
     admit_rate_per_minute: s.waiting ? s.admit_rate_per_minute : null, oldest_wait_seconds: s.oldest_wait_seconds,
     last_eta_seconds: s.last_eta_seconds, holds_expiring: s.holds_expiring_60s,
-    outbox_lag_seconds: s.outbox_lag_seconds})) spark(key, value);
+    outbox_lag_seconds: s.outbox_lag_seconds, pow_difficulty: s.pow_difficulty,
+    join_attempts_per_second: s.join_attempts_per_second})) spark(key, value);
   const door = await api(`/api/events/${eventId}/checkin`);
   const checkedIn = new Map(door.status === 200 ? door.body.sections.map((d) => [d.section_id, d.checked_in]) : []);
   document.getElementById("sections").replaceChildren(...s.sections.map((sec) => {

@@ -1,5 +1,6 @@
-"""A draw anyone can verify (issue #31): each sale's committed seed and, once drawn, the published
-order of its pre-queue's pseudonymous entrants.
+"""Fair access (issue #31): a draw anyone can verify (each sale's committed seed and, once drawn,
+the published order of its pre-queue's pseudonymous entrants), and a proof of work that rises with
+the join rate (the rate above which it rises, and its bound).
 
 Revision ID: 0013
 Revises: 0012
@@ -48,8 +49,14 @@ def upgrade() -> None:
         **TABLE,
     )
     op.create_index("ix_draw_entrants_entrant", "draw_entrants", ["event_id", "entrant_id"])
+    with op.batch_alter_table("events") as batch:
+        batch.add_column(sa.Column("pow_adaptive_threshold", sa.Integer(), nullable=False, server_default="0"))
+        batch.add_column(sa.Column("pow_max_difficulty", sa.Integer(), nullable=False, server_default="17"))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("events") as batch:
+        batch.drop_column("pow_max_difficulty")
+        batch.drop_column("pow_adaptive_threshold")
     op.drop_table("draw_entrants")
     op.drop_table("sale_draws")
