@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install run test test-unit test-cluster lint translations api stream worker beat flower exporter migrate bench bench-eta bench-queue bench-draw locust clean
+.PHONY: install run test test-unit test-cluster lint translations api stream worker beat flower exporter migrate bench bench-eta bench-queue bench-draw bench-pow locust clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -88,6 +88,9 @@ bench-queue: install
 
 bench-draw: install
 	$(BIN)/python -m bench.draw_bench $(BENCH_ARGS)
+
+bench-pow: install
+	$(BIN)/python -m bench.pow_flood $(BENCH_ARGS)
 
 
 clean:

@@ -53,14 +53,18 @@ class PowSettings:
 
 
 def adapted_difficulty(settings: PowSettings, current: int, attempts_per_second: float) -> int:
-    """The difficulty for the next tick. Each doubling of the join rate past the threshold asks one
-    bit more, so a flood's hashing per second grows with the square of its rate while a fan's
-    work stays bounded by ``maximum``. It rises at once and falls one bit per tick (a second) once
-    the rate is back: a flood that pauses for a moment finds the door still narrow."""
+    """The difficulty for the next tick (a second). While the join attempts exceed the threshold
+    it rises, by one bit per doubling of the rate past it: a flood that keeps its rate pays twice
+    the work per join each second, until its rate falls to the threshold, which is all the places
+    its hashing can buy. Between half the threshold and the threshold it holds; below, it falls a
+    bit per tick: a flood that pauses for a moment finds the door still narrow. A fan's work stays
+    bounded by ``maximum``."""
     if settings.threshold <= 0:
         return settings.base
-    target = settings.base
+    ceiling = max(settings.maximum, settings.base)
+    current = min(max(current, settings.base), ceiling)
     if attempts_per_second > settings.threshold:
-        target += math.ceil(math.log2(attempts_per_second / settings.threshold))
-    target = min(target, max(settings.maximum, settings.base))
-    return target if target >= current else max(target, current - 1)
+        return min(current + math.ceil(math.log2(attempts_per_second / settings.threshold)), ceiling)
+    if attempts_per_second < settings.threshold / 2:
+        return max(current - 1, settings.base)
+    return current

@@ -21,16 +21,17 @@ def test_a_solved_nonce_meets_the_difficulty_for_that_user_and_sale_only():
     assert solve(42, 7, 0) == "0"
 
 
-def test_the_adaptive_difficulty_rises_a_bit_per_doubling_of_the_rate_and_falls_a_bit_per_tick():
+def test_the_adaptive_difficulty_climbs_while_the_rate_is_over_the_threshold_and_falls_a_bit_per_tick():
     sale = PowSettings(base=2, threshold=100, maximum=12)
     assert adapted_difficulty(sale, 2, 100) == 2  # at the threshold: the sale's own
-    assert adapted_difficulty(sale, 2, 150) == 3
-    assert adapted_difficulty(sale, 2, 400) == 4  # four times the threshold: two bits more, at once
-    assert adapted_difficulty(sale, 2, 10_000_000) == 12  # never above the bound
+    assert adapted_difficulty(sale, 2, 150) == 3  # over it: a bit more each tick ...
+    assert adapted_difficulty(sale, 3, 150) == 4
+    assert adapted_difficulty(sale, 2, 400) == 4  # ... one per doubling of the rate past it
+    assert adapted_difficulty(sale, 11, 10_000_000) == 12  # never above the bound
+    assert adapted_difficulty(sale, 7, 80) == 7  # between half the threshold and it: holds
     falling = [12]
     while falling[-1] > 2:  # the flood stops: one bit a tick, down to the sale's own
-        falling.append(adapted_difficulty(sale, falling[-1], 0))
+        falling.append(adapted_difficulty(sale, falling[-1], 10))
     assert falling == list(range(12, 1, -1))
-    assert adapted_difficulty(sale, 6, 400) == 5  # a smaller flood: it settles one bit a tick
     assert adapted_difficulty(PowSettings(2, 0, 12), 9, 10_000) == 2  # not adaptive: the sale's own
     assert adapted_difficulty(PowSettings(8, 100, 4), 8, 10_000) == 8  # a bound below the base: the base
