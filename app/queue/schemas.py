@@ -65,6 +65,8 @@ class QueueStatsSchema(Schema):
     pow_difficulty = fields.Integer(metadata={"description": "the proof of work a new join is asked now (zero "
                                                              "bits; adaptive: risen with the join rate)"})
     join_attempts_per_second = fields.Float(metadata={"description": "measured by the adaptive proof of work"})
+    pow_adaptive_threshold = fields.Integer(metadata={"description": "join attempts a second above which it rises"})
+    pow_max_difficulty = fields.Integer()
 
 
 class SaleSummarySchema(Schema):

@@ -483,6 +483,8 @@ def line_figures(event_id: int) -> dict[str, Any]:
         "oldest_wait_seconds": round(oldest, 1),
         "paused": paused == "1",
         "pow_difficulty": max(event.pow_difficulty, int(pow_current or 0)),
+        "pow_adaptive_threshold": event.pow_adaptive_threshold,
+        "pow_max_difficulty": event.pow_max_difficulty,
         "join_attempts_per_second": float(st.get("join_attempts_per_second", 0) or 0),
     }
 

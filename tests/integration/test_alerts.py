@@ -72,6 +72,14 @@ class Prometheus:
                                       f"--web.listen-address=127.0.0.1:{self.port}"],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         wait_port(self.port, timeout=30)
+        # the port opens before the storage does: until then the API answers 503
+        wait_for(self.ready, timeout=30, message="prometheus ready")
+
+    def ready(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/-/ready", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
 
     def get(self, path: str, **params: Any) -> Any:
         r = requests.get(f"{self.url}/api/v1/{path}", params=params, timeout=5)

@@ -349,6 +349,12 @@ def test_an_admin_creates_a_seated_sale_opens_it_and_runs_it_from_the_console(ap
         page.click("#edit-event button[type=submit]")
         page.wait_for_function("document.getElementById('control-message').textContent === 'Saved.'")
         assert page.is_visible("#no-waitlist")  # the waitlist panel, empty so far
+        # an adaptive proof of work, from the settings form; its figure is on the panel
+        page.wait_for_function("document.getElementById('pow-max').value === '17'")
+        page.fill("#pow-threshold", "500")
+        page.click("#settings button[type=submit]")
+        wait_for(lambda: client.get(f"/api/events/{event_id}").json["pow_adaptive_threshold"] == 500, timeout=10)
+        assert page.text_content('[data-key="pow_difficulty"] output') == "0"
         # the sale is open: a fan buys two seats
         fan = make_user(email=f"console-{uuid.uuid4().hex[:6]}@example.com")
         paid = buy_seats(client, app, event_id, stalls, fan, ["A1", "A2"])

@@ -49,6 +49,10 @@ async function update() {
   const maxActive = document.getElementById("max-active");
   if (!admit.value) admit.value = s.configured_admit_per_minute;
   if (!maxActive.value) maxActive.value = s.max_active;
+  const powThreshold = document.getElementById("pow-threshold");
+  const powMax = document.getElementById("pow-max");
+  if (!powThreshold.value) powThreshold.value = s.pow_adaptive_threshold;
+  if (!powMax.value) powMax.value = s.pow_max_difficulty;
 }
 
 function row(values) {
@@ -110,7 +114,9 @@ document.getElementById("settings").addEventListener("submit", async (e) => {
   e.preventDefault();
   await api(`/api/queue/${eventId}`, {method: "PATCH", body: {
     admit_per_minute: Number(document.getElementById("admit").value),
-    max_active: Number(document.getElementById("max-active").value)}});
+    max_active: Number(document.getElementById("max-active").value),
+    pow_adaptive_threshold: Number(document.getElementById("pow-threshold").value),
+    pow_max_difficulty: Number(document.getElementById("pow-max").value)}});
   update();
 });
 
