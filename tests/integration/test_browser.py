@@ -451,3 +451,23 @@ def test_a_fan_checks_the_draw_in_the_browser_and_finds_their_own_place(app, cli
         assert page.inner_text("#place") == f"{mine['place']} / 12"
         tab.check()
         tab.shot("draw")
+
+
+def test_the_waiting_page_solves_the_sales_proof_of_work_and_joins(app, client, admin, live_stream, browser,
+                                                                   make_event, make_user):
+    """A sale that asks a proof of work: the page is refused (428), solves it with Web Crypto and
+    joins with the nonce."""
+    event = make_event(sections=[{"name": "Floor", "capacity": 10}], admit_per_minute=1, max_active=100)
+    eid = event["id"]
+    assert client.patch(f"/api/queue/{eid}", headers=admin["headers"], json={"pow_difficulty": 14}).status_code == 200
+    fan = make_user()
+    with session(browser, live_stream.url, "proof-of-work") as context:
+        log_in(context, fan)
+        tab = Tab(context, live_stream.url)
+        joins: list[tuple[int, bool]] = []
+        tab.page.on("response", lambda r: joins.append((r.status, "x-proof-of-work" in r.request.headers))
+                    if r.url.endswith("/join") else None)
+        page = tab.go(f"/events/{eid}/queue")
+        page.wait_for_function("document.getElementById('position').textContent === '1'")
+        assert joins == [(428, False), (202, True)]
+        tab.check()
