@@ -17,11 +17,12 @@ if difficulty > 0 and not has_place then
   local digest = redis.sha1hex(ARGV[4] .. ':' .. user .. ':' .. (ARGV[5] or ''))
   local zeros = 0
   for i = 1, #digest do
-    local v = tonumber(string.sub(digest, i, i), 16)
-    if v == 0 then
+    local nibble = tonumber(string.sub(digest, i, i), 16)
+    if nibble == 0 then
       zeros = zeros + 4
     else
-      if v == 1 then zeros = zeros + 3 elseif v <= 3 then zeros = zeros + 2 elseif v <= 7 then zeros = zeros + 1 end
+      if nibble == 1 then zeros = zeros + 3 elseif nibble <= 3 then zeros = zeros + 2
+      elseif nibble <= 7 then zeros = zeros + 1 end
       break
     end
     if zeros >= difficulty then break end
