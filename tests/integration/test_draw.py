@@ -201,3 +201,8 @@ def test_a_sale_committed_only_at_its_draw_does_not_verify(app, client, admin, m
     assert client.get(f"/api/queue/{event['id']}/draw/me", headers=fan["headers"]).json["place"] == 1
     assert client.get("/api/queue/999999/draw").status_code == 404
     assert client.get(f"/api/queue/{event['id']}/draw/me").status_code == 401
+    # a sale that opens as it is created (make run's demo) draws nobody: nothing to have chosen
+    demo = _create_sale(client, admin, timedelta(0))
+    assert advance(app, demo).shuffled == 0
+    empty = _verify(f"{live_api.url}/events/{demo}")
+    assert empty.returncode == 0 and "all 0 entrants" in empty.stdout, empty.stdout
