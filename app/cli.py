@@ -97,9 +97,9 @@ def seed_demo() -> None:
             "max_per_user": 4, "hold_seconds": 300,
         })
         create_section(event.id, {"name": "Floor", "price_cents": 8900, "currency": "EUR", "capacity": 500})
-        make_commitment(event.id)
         create_section(event.id, {"name": "Balcony", "price_cents": 12900, "currency": "EUR", "rows": 10,
                                   "seats_per_row": 20})
+        make_commitment(event.id)  # its pre-queue draw's seed, as POST /api/events commits one
     click.echo(f"demo event created (id {event.id})")
 
 
