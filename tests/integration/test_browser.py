@@ -238,7 +238,7 @@ def test_the_language_choice_survives_navigation_and_login(app, live_stream, bro
         tab = Tab(context, live_stream.url)
         page = tab.go("/")
         page.click("form.lang button[value=ko]")
-        page.wait_for_function("document.documentElement.lang === 'ko'")
+        page.wait_for_function("document.documentElement?.lang === 'ko'")  # null while the page is replaced
         page = tab.go(f"/events/{event['id']}")
         assert page.evaluate("document.documentElement.lang") == "ko"
         tab.check()
@@ -248,7 +248,7 @@ def test_the_language_choice_survives_navigation_and_login(app, live_stream, bro
         page = tab.go("/tickets")
         assert page.evaluate("document.documentElement.lang") == "en"
         page.click("form.lang button[value=ko]")
-        page.wait_for_function("document.documentElement.lang === 'ko'")
+        page.wait_for_function("document.documentElement?.lang === 'ko'")  # null while the page is replaced
         page = tab.go("/account")
         assert page.evaluate("document.documentElement.lang") == "ko"
         tab.check()
