@@ -7,6 +7,22 @@ from typing import Any
 from tests.support import wait_for
 
 
+def events_of(app, type_: str, aggregate_id: int | str | None = None) -> list[dict[str, Any]]:
+    """The data of every outbox event of a type (of one aggregate, if given), oldest first."""
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.outbox.models import OutboxEvent
+
+    query = select(OutboxEvent).where(OutboxEvent.type == type_).order_by(OutboxEvent.id)
+    if aggregate_id is not None:
+        query = query.where(OutboxEvent.aggregate_id == str(aggregate_id))
+    with app.app_context():
+        data = [row.data for row in db.session.scalars(query)]
+        db.session.rollback()
+        return data
+
+
 def advance(app, event_id: int, force: int = 0):
     from app.queue.services import advance as run
 

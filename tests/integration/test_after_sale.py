@@ -8,7 +8,6 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any
 
 import requests
 from sqlalchemy import func, select
@@ -17,8 +16,7 @@ from app.booking.models import Refund, Reservation
 from app.catalogue.models import Section
 from app.extensions import db, redis_store
 from app.notifications.models import Device, Notification
-from app.outbox.models import OutboxEvent
-from tests.helpers import admitted_pass, wait_reservation
+from tests.helpers import admitted_pass, events_of, wait_reservation
 from tests.support import wait_for
 
 
@@ -59,14 +57,6 @@ def counts(app, section_id):
         out = (row.sold, row.held, row.capacity)
         db.session.rollback()
         return out
-
-
-def events_of(app, type_: str) -> list[dict[str, Any]]:
-    with app.app_context():
-        rows = db.session.scalars(select(OutboxEvent).where(OutboxEvent.type == type_).order_by(OutboxEvent.id)).all()
-        data = [r.data for r in rows]
-        db.session.rollback()
-        return data
 
 
 def tick(app):

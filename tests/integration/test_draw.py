@@ -15,10 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import requests
-from sqlalchemy import select
 
 from app.db import utcnow
-from tests.helpers import advance
+from tests.helpers import advance, events_of
 from tests.support import ROOT
 
 
@@ -29,18 +28,6 @@ def _create_sale(client, admin, opens_in: timedelta) -> int:
         "sale_opens_at": opens.isoformat(), "admit_per_minute": 60, "max_active": 1, "prequeue_minutes": 60})
     assert r.status_code == 201, r.json
     return r.json["id"]
-
-
-def _outbox(app, event_id: int, type_: str) -> list[dict[str, Any]]:
-    from app.extensions import db
-    from app.outbox.models import OutboxEvent
-
-    with app.app_context():
-        rows = db.session.scalars(select(OutboxEvent).where(
-            OutboxEvent.type == type_, OutboxEvent.aggregate_id == str(event_id))).all()
-        data = [row.data for row in rows]
-        db.session.rollback()
-    return data
 
 
 def _verify(url: str, *extra: str) -> subprocess.CompletedProcess:
@@ -56,7 +43,7 @@ def test_a_sale_commits_to_its_seed_draws_its_pre_queue_by_it_and_the_verifier_a
     assert before.json["seed"] is None and len(before.json["commitment"]) == 64
     assert before.headers["Cache-Control"] == "public, max-age=10"
     commitment = before.json["commitment"]
-    assert _outbox(app, event_id, "DrawCommitted") == [
+    assert events_of(app, "DrawCommitted", event_id) == [
         {"event_id": event_id, "algorithm": before.json["algorithm"], "commitment": commitment,
          "committed_at": before.json["committed_at"]}]
     not_yet = client.get(f"/api/queue/{event_id}/draw/entrants")
@@ -89,7 +76,7 @@ def test_a_sale_commits_to_its_seed_draws_its_pre_queue_by_it_and_the_verifier_a
     assert order == sorted(order, key=lambda e: hmac.new(seed, e.encode(), hashlib.sha256).hexdigest())
     assert sorted(order) == sorted(e["entrant_id"] for e in entry.values())
     assert hashlib.sha256("\n".join(order).encode()).hexdigest() == drawn["entrants_digest"]
-    published = _outbox(app, event_id, "DrawPublished")
+    published = events_of(app, "DrawPublished", event_id)
     assert [(p["seed"], p["entrants"], p["entrants_digest"]) for p in published] == [
         (drawn["seed"], 25, drawn["entrants_digest"])]
 
@@ -181,7 +168,7 @@ def test_a_draw_recorded_before_a_crash_is_placed_as_recorded_and_announced_once
     assert client.get(f"/api/queue/{event_id}/draw").json["state"] == "drawn"
     result = advance(app, event_id)
     assert result.shuffled == 8 and result.admitted == [int(recorded[0])]
-    assert len(_outbox(app, event_id, "DrawPublished")) == 1
+    assert len(events_of(app, "DrawPublished", event_id)) == 1
     with app.app_context():
         line = redis_store.client.zrange(QueueKeys(event_id).line, 0, -1)
     assert line == recorded[1:]
