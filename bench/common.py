@@ -5,12 +5,13 @@ with a unique name on this machine, and Redis db 10 plus 11 for the broker; make
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import requests
@@ -85,6 +86,26 @@ def drop_database(url: str) -> None:
     with engine.begin() as conn:
         conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
     engine.dispose()
+
+
+@contextlib.contextmanager
+def private_redis_app() -> Iterator[Any]:
+    """The app on a private redis-server (the testing configuration) and a fresh database, both
+    gone afterwards: the benchmarks that measure Redis itself (bench/redis_memory.py,
+    bench/draw_bench.py)."""
+    from tests.support import start_private_redis
+
+    url, proc = start_private_redis()
+    os.environ["BENCH_REDIS_URL"] = url
+    env = configure()
+    fresh_database(env["DATABASE_URL"])
+    try:
+        from app import create_app
+
+        yield create_app()
+    finally:
+        drop_database(env["DATABASE_URL"])
+        proc.terminate()
 
 
 def create_event(app, sections: list[dict[str, Any]] = (), **overrides: Any) -> tuple[int, list[int]]:

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from datetime import timedelta
 from pathlib import Path
 
-from bench.common import configure, create_event, drop_database, fresh_database
-from tests.support import start_private_redis
+from bench.common import create_event, private_redis_app
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "var" / "bench" / "draw.json"
@@ -28,14 +26,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entrants", type=int, default=100_000)
     args = parser.parse_args()
-    url, proc = start_private_redis()
-    os.environ["BENCH_REDIS_URL"] = url
-    env = configure()
-    fresh_database(env["DATABASE_URL"])
-    try:
+    with private_redis_app() as app:
         from sqlalchemy import select
 
-        from app import create_app
         from app.catalogue.models import Event
         from app.db import transaction, utcnow
         from app.extensions import db, redis_store
@@ -44,7 +37,6 @@ def main() -> None:
         from app.queue.services import sync_meta
         from app.redis.keys import QueueKeys
 
-        app = create_app()
         event_id, _ = create_event(app, sale_opens_at=utcnow() + timedelta(minutes=5), prequeue_minutes=60)
         with app.app_context():
             with transaction():
@@ -68,9 +60,6 @@ def main() -> None:
         result = {"entrants": args.entrants, "placed": placed, "in_line": in_line,
                   "draw_seconds": round(draw_seconds, 2), "verify_seconds": round(verify_seconds, 2),
                   "verifies": not found}
-    finally:
-        drop_database(env["DATABASE_URL"])
-        proc.terminate()
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

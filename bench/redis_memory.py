@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
-from bench.common import configure, create_event, drop_database, fresh_database
-from tests.support import start_private_redis
+from bench.common import create_event, private_redis_app
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "var" / "bench" / "redis-memory.json"
@@ -32,19 +30,13 @@ def main() -> None:
     parser.add_argument("--fans", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=2_000)
     args = parser.parse_args()
-    url, proc = start_private_redis()
-    os.environ["BENCH_REDIS_URL"] = url
-    env = configure()
-    fresh_database(env["DATABASE_URL"])
-    try:
-        from app import create_app
+    with private_redis_app() as app:
         from app.catalogue.models import Event
         from app.extensions import db, redis_store
         from app.queue.services import sync_meta
         from app.redis.keys import QueueKeys, user_devices_key, user_queues_key
         from app.redis.scripts import script
 
-        app = create_app()
         event_id, _ = create_event(app, [{"name": "Floor", "capacity": 1000}], admit_per_minute=1,
                                    max_active=1, heartbeat_timeout_seconds=86_400)
         with app.app_context():
@@ -94,9 +86,6 @@ def main() -> None:
             "redis_calls_measured": {"join": join_calls, "status": status_calls},
             "redis_version": redis_store.client.info("server")["redis_version"],
         }
-    finally:
-        drop_database(env["DATABASE_URL"])
-        proc.terminate()
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
