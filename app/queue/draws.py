@@ -21,6 +21,7 @@ from typing import Any
 from redis.lock import Lock
 from sqlalchemy import delete, select
 
+from app.catalogue.models import Event
 from app.catalogue.services import get_event
 from app.db import bulk_insert, in_transaction, transaction, utcnow
 from app.errors import Conflict, NotFound
@@ -128,18 +129,17 @@ class EntrantsPage:
                 "next": f"/api/queue/{event_id}/draw/entrants?after={last}&limit={limit}" if more else None}
 
 
-def _draw(event_id: int) -> SaleDraw:
-    get_event(event_id)  # 404 for an unknown sale
+def _event_and_draw(event_id: int) -> tuple[Event, SaleDraw]:
+    event = get_event(event_id)  # 404 for an unknown sale
     draw = db.session.get(SaleDraw, event_id)
     if draw is None:
         raise NotFound("This sale has no committed draw", reason="draw_not_committed")
-    return draw
+    return event, draw
 
 
 def document(event_id: int) -> dict[str, Any]:
     """The draw as anyone sees it: the commitment always; the seed and the list once drawn."""
-    draw = _draw(event_id)
-    event = get_event(event_id)
+    event, draw = _event_and_draw(event_id)
     drawn = draw.drawn_at is not None
     return {"event_id": event_id, "algorithm": ALGORITHM, "state": "drawn" if drawn else "committed",
             "commitment": draw.commitment, "committed_at": draw.committed_at.isoformat(),
@@ -152,7 +152,7 @@ def document(event_id: int) -> dict[str, Any]:
 def entrants(event_id: int, after: int, limit: int) -> EntrantsPage:
     """The drawn order from place ``after + 1`` on (keyset pages: any size up to 10,000 is one
     index range, however deep)."""
-    draw = _draw(event_id)
+    _, draw = _event_and_draw(event_id)
     if draw.drawn_at is None:
         raise Conflict("The order is published when the sale opens", reason="draw_not_published")
     items = db.session.scalars(select(DrawEntrant.entrant_id).where(
@@ -162,7 +162,7 @@ def entrants(event_id: int, after: int, limit: int) -> EntrantsPage:
 
 def my_entry(event_id: int, user_id: int) -> dict[str, Any]:
     """The fan's own entrant id (theirs alone to know) and place in the draw, once drawn."""
-    draw = _draw(event_id)
+    _, draw = _event_and_draw(event_id)
     mine = entrant_id(draw.entrant_key, user_id)
     place = None
     if draw.drawn_at is not None:
