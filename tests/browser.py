@@ -7,11 +7,14 @@ from __future__ import annotations
 import contextlib
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from tests.support import ROOT
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Debian's chromium where it is installed (the build the suite is written against), else the one on PATH
+DEBIAN_CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = DEBIAN_CHROMIUM if Path(DEBIAN_CHROMIUM).exists() else shutil.which("chromium") or DEBIAN_CHROMIUM
 AXE = ROOT / "tests" / "browser_vendor" / "axe-4.11.0.min.js"
 ARTIFACTS = ROOT / "var" / "browser"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
