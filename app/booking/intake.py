@@ -10,6 +10,7 @@ hold writer (app/booking/writer.py) turns it into a hold or a rejection in MySQL
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import threading
@@ -30,6 +31,7 @@ from app.inventory import gate
 from app.observability.context import request_id_var
 from app.observability.metrics import RESERVATIONS
 from app.queue import passes
+from app.queue.models import SaleLane
 from app.redis import calls, cluster, intake_calls
 from app.redis.keys import QueueKeys, user_queues_key
 
@@ -44,6 +46,8 @@ class SectionFacts:
     price_cents: int
     currency: str
     seat_labels: dict[int, str]  # seated sections: seat id -> label
+    reserved_for: str | None = None  # the priority lane that keeps it until released_at (app/queue/lanes.py)
+    released_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -83,8 +87,10 @@ class CatalogueCache:
         if section.kind != SECTION_GENERAL:
             seats = db.session.scalars(select(Seat).where(Seat.section_id == section.id))
             labels = {s.id: s.label for s in seats}
+        lane = db.session.get(SaleLane, section.lane_id) if section.lane_id is not None else None
         facts = SectionFacts(section.id, section.event_id, section.kind, section.price_cents, section.currency,
-                             labels)
+                             labels, lane.name if lane else None,
+                             lane.sections_released_at.timestamp() if lane and lane.sections_released_at else 0.0)
         with self._lock:
             self._sections[section_id] = (time.monotonic() + self.ttl, facts)
         db.session.rollback()
@@ -169,6 +175,9 @@ def accept(req: ReserveRequest) -> tuple[str, dict[str, Any] | None]:
         return _accept_offer(req, event)
     passes_claims = passes.decode(req.admission_token, req.user_id, req.event_id)
     section = catalogue.section(req.event_id, req.section_id)
+    _check_lane(section, passes_claims)
+    if passes_claims.get("lim"):  # an access code's own ticket limit (app/queue/lanes.py)
+        event = dataclasses.replace(event, max_per_user=min(event.max_per_user, int(passes_claims["lim"])))
     quantity = validate_selection(section, req.quantity, req.seat_ids)
     if quantity > event.max_per_user:
         raise Unprocessable(f"At most {event.max_per_user} tickets per user for this event",
@@ -207,6 +216,14 @@ def accept(req: ReserveRequest) -> tuple[str, dict[str, Any] | None]:
     if outcome == "admission_inactive":
         raise Forbidden("The admission is no longer active", reason="admission_inactive")
     raise RuntimeError(f"unexpected reply from RESERVE: {reply!r}")
+
+
+def _check_lane(section: SectionFacts, claims: dict[str, Any]) -> None:
+    """A section a priority lane reserves is its fans' alone until its release time."""
+    if section.reserved_for and time.time() < section.released_at and claims.get("lane") != section.reserved_for:
+        released = datetime.fromtimestamp(section.released_at, UTC).isoformat()
+        raise Forbidden(f"This section is reserved for the {section.reserved_for} lane until {released}",
+                        reason="section_reserved", params={"lane": section.reserved_for, "released_at": released})
 
 
 def _intake_args(req: ReserveRequest, pass_id: str | float, now: float, digest: str, record: dict[str, Any],

@@ -65,6 +65,8 @@ class Section(Base):
     # `held` may include holds past their expiry until the sweeper (or a failing hold) releases them.
     sold: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     held: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # a section a priority lane reserves (VIP): its fans' alone until the lane's release time
+    lane_id: Mapped[int | None] = mapped_column(ForeignKey("sale_lanes.id", ondelete="SET NULL"), nullable=True)
 
     event: Mapped[Event] = relationship(back_populates="sections")
 

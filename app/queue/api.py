@@ -21,6 +21,7 @@ from app.queue.schemas import (
     DrawEntrantsArgsSchema,
     DrawEntrantsSchema,
     DrawSchema,
+    JoinSchema,
     MyDrawEntrySchema,
     QueueStatusSchema,
 )
@@ -35,13 +36,19 @@ DRAW_MAX_AGE = {"drawn": 3600, "committed": 10}
 @blp.route("/<int:event_id>/join")
 class Join(MethodView):
     @jwt_required_blocklist_deferred
+    @blp.arguments(JoinSchema, required=False)
     @blp.response(202, QueueStatusSchema)
-    def post(self, event_id: int) -> Response:
+    def post(self, data: dict | None, event_id: int) -> Response:
         """Take a place in the sale's waiting room (joining again keeps the same place).
 
-        A sale may ask for a proof of work (428 `proof_of_work_required`): see docs/security.md."""
+        With `{"code": ...}`, an access code: the fan waits in its lane (a presale) for the whole
+        sale. Refusals: 422 `access_code_invalid`, 403 `access_code_other_email`, 409
+        `access_code_used_up`, `access_code_not_valid_yet`, `access_code_expired`, 429
+        `access_code_attempts_exceeded` (10 wrong codes in 10 minutes). A sale may ask for a
+        proof of work (428 `proof_of_work_required`): see docs/security.md."""
         nonce = request.headers.get("X-Proof-Of-Work", "")
-        return json_response(services.join(event_id, current_user_id(), revoked_key(), nonce).as_dict(), 202)
+        code = (data or {}).get("code")
+        return json_response(services.join(event_id, current_user_id(), revoked_key(), nonce, code).as_dict(), 202)
 
 
 @blp.route("/<int:event_id>/status")

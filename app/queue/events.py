@@ -18,6 +18,7 @@ from sqlalchemy import select
 from app.extensions import db, redis_store
 from app.outbox.models import OutboxEvent
 from app.outbox.services import outbox_row, record_events
+from app.queue import lanes
 from app.redis.keys import REGISTRY_KEY, UNDRAINED_KEY, QueueKeys
 from app.redis.locks import LockTimeout, redis_lock
 from app.redis.registry import undrained_event_ids
@@ -39,10 +40,13 @@ def drain_events(event_id: int, batch: int = BATCH) -> int:
     ids = {entry_id: str(uuid.uuid5(_NAMESPACE, f"{event_id}:{entry_id}")) for entry_id, _ in entries}
     session = db.session
     existing = set(session.scalars(select(OutboxEvent.event_id).where(OutboxEvent.event_id.in_(ids.values()))))
-    rows = []
+    rows, redeemed = [], []
     for entry_id, fields in entries:
         if ids[entry_id] in existing:
             continue
+        occurred_at = datetime.fromtimestamp(float(fields["at"]), UTC)
+        if fields["type"] == "CodeRedeemed":  # the record of a code's use (app/queue/lanes.py)
+            redeemed.append({"user_id": int(fields["user_id"]), "code_id": int(fields["code_id"]), "at": occurred_at})
         data: dict = {"event_id": event_id}
         if fields.get("user_id"):
             data["user_id"] = int(fields["user_id"])
@@ -50,8 +54,9 @@ def drain_events(event_id: int, batch: int = BATCH) -> int:
             if key not in {"type", "user_id", "at"}:
                 data[key] = _number(value)
         rows.append(outbox_row(fields["type"], "queue", event_id, data, event_id=ids[entry_id],
-                               occurred_at=datetime.fromtimestamp(float(fields["at"]), UTC)))
+                               occurred_at=occurred_at))
     record_events(session, rows)
+    lanes.record_redemptions(session, event_id, redeemed)
     drained = list(ids)
     call_after_commit(session, lambda: client.xdel(keys.events, *drained))
     return len(entries)

@@ -1,4 +1,4 @@
-"""Admission passes: a signed JWT {sub: user, aud: event, exp: admitted_until, jti}; and a fan's
+"""Admission passes: a signed JWT {sub: user, aud: event, exp: admitted_until, jti[, lane, lim]}; and a fan's
 signed place in the line {sub, aud, num: line number, jat: join time}.
 
 The pass is derived from the admission itself (same user, event and deadline give the same
@@ -26,14 +26,21 @@ def audience(event_id: int) -> str:
     return f"event:{event_id}"
 
 
-def issue(user_id: int, event_id: int, admitted_until: float) -> str:
-    claims = {
+def issue(user_id: int, event_id: int, admitted_until: float, *, lane: str | None = None,
+          ticket_limit: int | None = None) -> str:
+    """The admission pass; a fan of a priority lane's carries the lane (``lane``: its reserved
+    sections) and the access code's ticket limit (``lim``), both read by the booking intake."""
+    claims: dict[str, str | int] = {
         "sub": str(user_id),
         "aud": audience(event_id),
         "exp": int(admitted_until),
         "jti": str(uuid.uuid5(_JTI_NAMESPACE, f"{user_id}:{event_id}:{admitted_until:.6f}")),
         "typ": "admission",
     }
+    if lane:
+        claims["lane"] = lane
+    if ticket_limit:
+        claims["lim"] = ticket_limit
     return jwt.encode(claims, current_app.config["ADMISSION_SECRET_KEY"], algorithm=ALGORITHM)
 
 

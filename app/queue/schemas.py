@@ -24,6 +24,87 @@ class QueueStatusSchema(Schema):
     place = fields.String(allow_none=True, metadata={
         "description": "the signed place (sale, line number, join time, bound to this user): "
                        "GET /api/queue/{id}/stream?place=... opens a stream without a status call"})
+    lane = fields.String(allow_none=True, metadata={
+        "description": "the priority lane an access code put this fan in (null: the general line)"})
+    ticket_limit = fields.Integer(allow_none=True, metadata={"description": "the access code's ticket limit"})
+
+
+class JoinSchema(Schema):
+    code = fields.String(validate=validate.Length(min=1, max=64), metadata={
+        "description": "an access code (presale, fan club): the fan waits in its lane for the whole sale"})
+
+
+class LaneCreateSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    share_percent = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=90), metadata={
+        "description": "the lane's share of the admissions while it holds anyone (the lanes' add up to 90 at most)"})
+    opens_at = fields.AwareDateTime(allow_none=True, default_timezone=UTC, metadata={
+        "description": "when the lane's fans start being admitted (a presale: before the sale; null: with it)"})
+    sections = fields.List(fields.Integer(strict=True), validate=validate.Length(max=100), metadata={
+        "description": "sections only this lane's fans may buy until sections_released_at (VIP)"})
+    sections_released_at = fields.AwareDateTime(allow_none=True, default_timezone=UTC)
+
+
+class LaneUpdateSchema(Schema):
+    share_percent = fields.Integer(strict=True, validate=validate.Range(min=1, max=90))
+    opens_at = fields.AwareDateTime(allow_none=True, default_timezone=UTC)
+    sections_released_at = fields.AwareDateTime(allow_none=True, default_timezone=UTC)
+
+
+class LaneSchema(Schema):
+    id = fields.Integer()
+    event_id = fields.Integer()
+    name = fields.String()
+    share_percent = fields.Integer()
+    opens_at = fields.AwareDateTime()
+    sections = fields.List(fields.Integer())
+    sections_released_at = fields.AwareDateTime(allow_none=True)
+    codes = fields.Integer()
+    uses = fields.Integer(metadata={"description": "redemptions the lane's codes allow in all"})
+    redeemed = fields.Integer()
+    waiting = fields.Integer()
+    admitted = fields.Integer()
+
+
+class CodeBatchCreateSchema(Schema):
+    lane = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    count = fields.Integer(strict=True, validate=validate.Range(min=1, max=10_000))
+    emails = fields.List(fields.Email(), validate=validate.Length(min=1, max=10_000), metadata={
+        "description": "one code per e-mail, each redeemable by that account only (instead of count)"})
+    uses = fields.Integer(strict=True, load_default=1, validate=validate.Range(min=1, max=100_000))
+    valid_from = fields.AwareDateTime(allow_none=True, default_timezone=UTC)
+    valid_until = fields.AwareDateTime(allow_none=True, default_timezone=UTC)
+    ticket_limit = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=1, max=100))
+    batch = fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_.-]{1,64}$"))
+
+
+class CodeSchema(Schema):
+    id = fields.Integer()
+    batch = fields.String()
+    lane = fields.String()
+    max_uses = fields.Integer()
+    redeemed = fields.Integer()
+    email = fields.String(allow_none=True)
+    valid_from = fields.AwareDateTime(allow_none=True)
+    valid_until = fields.AwareDateTime(allow_none=True)
+    ticket_limit = fields.Integer(allow_none=True)
+
+
+class CodeBatchSchema(Schema):
+    batch = fields.String()
+    lane = fields.String()
+    codes = fields.List(fields.Dict(), metadata={
+        "description": "[{id, code, email}]: the plain codes, shown this once (only their SHA-256 is kept)"})
+
+
+class CodeListArgsSchema(Schema):
+    after = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    limit = fields.Integer(load_default=500, validate=validate.Range(min=1, max=5000))
+
+
+class CodeListSchema(Schema):
+    codes = fields.List(fields.Nested(CodeSchema))
+    next = fields.String(allow_none=True)
 
 
 class QueueSettingsSchema(Schema):

@@ -26,7 +26,7 @@ from app.catalogue.services import get_event
 from app.errors import AppError, Conflict, TokenRevoked, TooManyRequests
 from app.extensions import db, redis_store
 from app.observability.metrics import QUEUE_ADMISSIONS, QUEUE_EXPIRED, QUEUE_JOINS, QUEUE_WAIT
-from app.queue import draws, eta, passes
+from app.queue import draws, eta, lanes, passes
 from app.queue import pow as proof_of_work
 from app.redis import calls, cluster
 from app.redis.keys import REGISTRY_KEY, UNDRAINED_KEY, QueueKeys
@@ -50,7 +50,9 @@ def _iso(epoch: float) -> str:
 def sync_meta(event: Event) -> None:
     """Copy an event's waiting-room settings into Redis (pause/shuffle flags are Redis-owned)."""
     keys = QueueKeys(event.id)
-    prequeue_opens = event.sale_opens_at.timestamp() - event.prequeue_minutes * 60
+    lane_fields = lanes.meta_fields(event)
+    # the pre-queue opens before the first opening, a presale lane's when it opens earlier
+    prequeue_opens = float(lane_fields["first_opens_at"]) - event.prequeue_minutes * 60
     pipe = redis_store.client.pipeline(transaction=False)
     pipe.hset(keys.meta, mapping={
         "admit_per_minute": event.admit_per_minute,
@@ -64,6 +66,7 @@ def sync_meta(event: Event) -> None:
         "pow_difficulty": event.pow_difficulty or 0,
         "pow_threshold": event.pow_adaptive_threshold or 0,
         "pow_max": event.pow_max_difficulty,
+        **lane_fields,
     })
     pipe.hsetnx(keys.meta, "paused", "0")
     pipe.hsetnx(keys.meta, "shuffled", "0")
@@ -77,6 +80,7 @@ def _ensure_meta(event_id: int) -> None:
     if event.closed_at is not None:  # its keys are gone for good: nothing re-creates them
         raise Conflict("The sale is closed", reason="sale_closed")
     sync_meta(event)
+    lanes.sync_codes(event_id)
 
 
 @dataclass
@@ -93,6 +97,8 @@ class QueueView:
     reason: str | None = None
     line_number: int | None = None  # the place's number in the line (see ``estimate``)
     place: str | None = None  # the signed place (passes.issue_place)
+    lane: str | None = None  # the priority lane the fan's access code put them in (app/queue/lanes.py)
+    ticket_limit: int | None = None  # the access code's own limit, when lower than the sale's
     created: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -116,8 +122,12 @@ class LineFigures:
         if isinstance(reply, calls.ServingReply):
             return cls(reply.eta_rate, reply.eta_rel, reply.admit_per_minute, reply.heartbeat_timeout,
                        reply.opens_at, reply.paused, reply.pre_queue)
-        return cls(float(reply.eta_rate or 0), float(reply.eta_rel or 1), float(reply.admit_per_minute),
-                   float(reply.heartbeat_timeout), float(reply.opens_at), reply.paused == "1", int(reply.pre_size))
+        # a sale with lanes serves each line at its share (ADVANCE): the fan's line moves at least
+        # that fast (faster while another is empty), so the estimate stays on the safe side
+        share = float(reply.share or 1)
+        return cls(float(reply.eta_rate or 0) * share, float(reply.eta_rel or 1),
+                   float(reply.admit_per_minute) * share, float(reply.heartbeat_timeout), float(reply.opens_at),
+                   reply.paused == "1", int(reply.pre_size))
 
 
 def _estimate(view: QueueView, figures: LineFigures, ahead: int | None, now: float) -> QueueView:
@@ -148,11 +158,13 @@ def _estimate(view: QueueView, figures: LineFigures, ahead: int | None, now: flo
 
 def _build_view(event_id: int, user_id: int, place: calls.PlaceReply, now: float) -> QueueView:
     state, detail = place.state, place.detail
-    view = QueueView(status=state, paused=place.paused == "1", created=bool(int(place.created)))
+    view = QueueView(status=state, paused=place.paused == "1", created=bool(int(place.created)),
+                     lane=place.lane or None, ticket_limit=int(place.ticket_limit) if place.ticket_limit else None)
     if state == "admitted":
         admitted_until = float(detail)
         view.admitted_until = _iso(admitted_until)
-        view.admission_token = passes.issue(user_id, event_id, admitted_until)
+        view.admission_token = passes.issue(user_id, event_id, admitted_until, lane=view.lane,
+                                            ticket_limit=view.ticket_limit)
         view.position, view.ahead, view.eta_seconds = 0, 0, 0
         return view
     if state == "expired":
@@ -160,6 +172,10 @@ def _build_view(event_id: int, user_id: int, place: calls.PlaceReply, now: float
         return view
     if state not in {"waiting", "pre_queue"}:
         return view
+    if state == "waiting" and view.lane:
+        # a lane's numbers are its own, and the public serving figures are the general line's: a
+        # lane's fan is told their exact place at each status (lanes are small), not a signed one
+        return _estimate(view, LineFigures.of(place), int(place.rank), now)
     if state == "waiting":
         view.line_number = int(float(place.line_number))
         view.place = passes.issue_place(user_id, event_id, view.line_number, float(place.joined_at or now), now)
@@ -184,6 +200,8 @@ def _raise_for(refusal: calls.Refusal, event_id: int) -> None:
         raise Conflict("The sale is closed", reason="sale_closed")
     if outcome == "token_revoked":
         raise TokenRevoked()
+    if outcome.startswith("code_"):
+        lanes.raise_code_refusal(outcome, detail)
     raise AssertionError(f"unhandled refusal {refusal}")  # no_meta is retried by _placed
 
 
@@ -205,18 +223,23 @@ def _caller_keys(keys: QueueKeys, user_id: int, revoked_key: str | None) -> call
     return calls.CallerKeys.of(keys, user_id, cluster.revocation_key(keys, revoked_key))
 
 
-def join(event_id: int, user_id: int, revoked_key: str | None = None, proof_of_work: str = "") -> QueueView:
+def join(event_id: int, user_id: int, revoked_key: str | None = None, proof_of_work: str = "",
+         code: str | None = None) -> QueueView:
     """Take (or keep) a place: one script call, which also marks the user notifiable when they
-    have a channel and remembers the sale for a channel registered later, and checks the sale's
-    proof of work when it asks for one (docs/security.md)."""
+    have a channel and remembers the sale for a channel registered later, checks the sale's
+    proof of work when it asks for one (docs/security.md), and redeems an access ``code`` (the
+    fan then waits in its lane: app/queue/lanes.py)."""
     keys = QueueKeys(event_id)
     now = time.time()
+    code_digest = email_digest = ""
+    if code:
+        code_digest, email_digest = lanes.code_digest(event_id, code), lanes.email_digest_of(user_id)
     caller = _caller_keys(keys, user_id, revoked_key)
     user_keys, user_args = cluster.join_user_keys(event_id, user_id)
     per_second = current_app.config["QUEUE_RATE_LIMIT_PER_SECOND"]
     place = _placed(event_id, lambda: calls.join(
         keys, caller, user_keys, user_id=user_id, now=now, per_second=per_second, event_id=event_id,
-        proof_of_work=proof_of_work[:64], user_args=user_args))
+        proof_of_work=proof_of_work[:64], user_args=user_args, code_digest=code_digest, email_digest=email_digest))
     view = _build_view(event_id, user_id, place, now)
     if view.created:
         QUEUE_JOINS.labels(event_id=str(event_id)).inc()

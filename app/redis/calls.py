@@ -17,14 +17,14 @@ from app.redis.keys import QueueKeys
 from app.redis.scripts import script
 
 # --- waiting room: JOIN, STATUS, LEAVE, SHUFFLE, ADVANCE --------------------------------------------
-# Their first eleven keys are the sale's (QueueKeys.all(): meta, line, pre, joined, hb, active,
-# notifiable, expired, seq, stats, events), in that order.
+# Their first fourteen keys are the sale's (QueueKeys.all(): meta, line, pre, joined, hb, active,
+# notifiable, expired, seq, stats, events, lanes, codes, laneof), in that order.
 
 
 class CallerKeys(NamedTuple):
-    """JOIN's and STATUS's keys after the sale's eleven."""
-    rate_limit: str  # KEYS[12]: the caller's per-second counter on this sale
-    revoked: str  # KEYS[13]: the caller's token revocation key (the sale's never-set stand-in in cluster mode)
+    """JOIN's and STATUS's keys after the sale's fourteen."""
+    rate_limit: str  # KEYS[15]: the caller's per-second counter on this sale
+    revoked: str  # KEYS[16]: the caller's token revocation key (the sale's never-set stand-in in cluster mode)
 
     @classmethod
     def of(cls, sale: QueueKeys, user_id: int, revoked: str) -> CallerKeys:
@@ -48,15 +48,23 @@ class PlaceReply(NamedTuple):
     line_number: str  # the place's number in the line ('' when not in it): its signed place
     served_up_to: str  # the line number of the last place served (SERVING's figure)
     joined_at: str  # when the place was taken (epoch s; '' when none is held)
+    lane: str  # the fan's priority lane ('' for the general line; app/queue/lanes.py)
+    share: str  # the fan's line's share of the admissions (1 with no lanes)
+    ticket_limit: str  # the fan's access code's ticket limit ('' for the sale's own)
 
 
 class Refusal(NamedTuple):
     """A JOIN or STATUS that took no place and read none."""
-    outcome: Literal["token_revoked", "no_meta", "rate_limited", "pow_required", "not_open", "closed"]
-    detail: str | None  # rate_limited: ms to wait; pow_required: the difficulty; not_open/closed: when
+    outcome: Literal["token_revoked", "no_meta", "rate_limited", "pow_required", "not_open", "closed",
+                     "code_attempts", "code_unknown", "code_other_email", "code_not_yet", "code_expired",
+                     "code_used_up"]
+    # rate_limited, code_attempts: ms to wait; pow_required: the difficulty; not_open, closed,
+    # code_not_yet, code_expired: when; code_unknown, code_other_email: attempts left
+    detail: str | None
 
 
-_REFUSALS = {"token_revoked", "no_meta", "rate_limited", "pow_required", "not_open", "closed"}
+_REFUSALS = {"token_revoked", "no_meta", "rate_limited", "pow_required", "not_open", "closed", "code_attempts",
+             "code_unknown", "code_other_email", "code_not_yet", "code_expired", "code_used_up"}
 
 
 def _place(reply: list[Any]) -> PlaceReply | Refusal:
@@ -66,12 +74,14 @@ def _place(reply: list[Any]) -> PlaceReply | Refusal:
 
 
 def join(sale: QueueKeys, caller: CallerKeys, user_keys: list[str], *, user_id: int, now: float,
-         per_second: int, event_id: int, proof_of_work: str, user_args: list[str]) -> PlaceReply | Refusal:
-    """Take or keep a place. ``user_keys``: the user's device cache and joined-sales set (KEYS 14-15)
-    on one Redis; none in cluster mode, where ``user_args`` carries what was read of them instead
-    (app/redis/cluster.py)."""
-    return _place(script("JOIN")(keys=[*sale.all(), *caller, *user_keys],
-                                 args=[user_id, f"{now:.6f}", per_second, event_id, proof_of_work, *user_args]))
+         per_second: int, event_id: int, proof_of_work: str, user_args: list[str], code_digest: str = "",
+         email_digest: str = "") -> PlaceReply | Refusal:
+    """Take or keep a place (with an access code's digest: in its lane). ``user_keys``: the user's
+    device cache and joined-sales set (KEYS 18-19) on one Redis; none in cluster mode, where
+    ``user_args`` carries what was read of them instead (app/redis/cluster.py)."""
+    return _place(script("JOIN")(keys=[*sale.all(), *caller, sale.code_failures(user_id), *user_keys],
+                                 args=[user_id, f"{now:.6f}", per_second, event_id, proof_of_work, code_digest,
+                                       email_digest, *user_args]))
 
 
 def status(sale: QueueKeys, caller: CallerKeys, *, user_id: int, now: float, per_second: int) -> PlaceReply | Refusal:

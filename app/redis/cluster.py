@@ -46,7 +46,7 @@ def revocation_key(keys: QueueKeys, revoked_key: str | None) -> str:
 def join_user_keys(event_id: int, user_id: int) -> tuple[list[str], list[str]]:
     """JOIN's extra (keys, args). One Redis: the user's device cache and joined-sales set. A
     cluster: the sale joins the user's set first (so a channel registered from now on marks this
-    sale notifiable), then the device cache is read and passed as ARGV[6]."""
+    sale notifiable), then the device cache is read and passed as ARGV[8]."""
     if not redis_store.cluster:
         return [user_devices_key(user_id), user_queues_key(user_id)], []
     client = redis_store.client

@@ -85,6 +85,10 @@ class QueueKeys:
     def all(self) -> list[str]:
         return [self.prefix + n for n in _NAMES]
 
+    def code_failures(self, user_id: int | str) -> str:
+        """The user's failed access-code attempts on this sale (10 minutes from the first)."""
+        return f"{self.prefix}codefail:{user_id}"
+
     def rate_limit(self, user_id: int | str) -> str:
         """The user's per-second counter of join/status calls on this sale (a PEXPIRE of 1 s)."""
         return f"{self.prefix}rl:{user_id}"
@@ -159,7 +163,7 @@ class QueueKeys:
         return f"{self.prefix}notices-due"
 
     def advance_keys(self) -> list[str]:
-        """ADVANCE's keys: the sale's keys, then the notices owed (KEYS[12])."""
+        """ADVANCE's keys: the sale's keys, then the notices owed (KEYS[15])."""
         return [*self.all(), self.notices_due()]
 
     def drain_lock(self) -> str:
@@ -191,4 +195,8 @@ RETENTION: dict[str, str] = {
     "n:user:{user}:devices": "one per user who registered a channel (rewritten on every change)",
 }
 
-_NAMES = ("meta", "line", "pre", "joined", "hb", "active", "notifiable", "expired", "seq", "stats", "events")
+# lanes: the fans of the priority lanes, one score band per lane (app/queue/lanes.py); codes: access
+# code digest -> "lane|uses left|e-mail digest|valid from|valid until|ticket limit|code id";
+# laneof: user -> "lane|ticket limit" once a code is redeemed (the fan stays in that lane)
+_NAMES = ("meta", "line", "pre", "joined", "hb", "active", "notifiable", "expired", "seq", "stats", "events",
+          "lanes", "codes", "laneof")

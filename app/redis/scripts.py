@@ -16,10 +16,11 @@ Waiting room:
 
 Key order shared by all scripts (see ``keys.QueueKeys.all``):
   1 meta  2 line  3 pre  4 joined  5 hb  6 active  7 notifiable  8 expired  9 seq  10 stats
-  11 events  12 rate-limit counter of the calling user (join/status only)
-  13 the caller's access-token revocation key (join/status; a key in the sale's slot when none)
-  14 the user's device cache, 15 the user's set of joined sales (join only)
-Keys 13-15 are the user's, not the sale's: join and status answer in one round trip on one Redis.
+  11 events  12 lanes  13 codes  14 laneof  15 rate-limit counter of the calling user (join/status only)
+  16 the caller's access-token revocation key (join/status; a key in the sale's slot when none)
+  17 the caller's failed access-code attempts (join only)
+  18 the user's device cache, 19 the user's set of joined sales (join only)
+Keys 16, 18 and 19 are the user's, not the sale's: join and status answer in one round trip on one Redis.
 In Redis Cluster mode (REDIS_CLUSTER=true) they are read separately before the call
 (app/redis/cluster.py) and every script touches the sale's slot only.
 """

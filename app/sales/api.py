@@ -13,6 +13,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.auth.jwt_setup import admin_required
+from app.booking.intake import catalogue as intake_catalogue
 from app.catalogue import services as catalogue
 from app.catalogue.models import Event, Section
 from app.catalogue.schemas import (
@@ -31,9 +32,20 @@ from app.errors import Unprocessable
 from app.inventory import gate
 from app.inventory.capacity import set_capacity
 from app.pagination import PageArgsSchema, page_body
-from app.queue import draws
+from app.queue import draws, lanes
 from app.queue import services as queue_services
-from app.queue.schemas import QueueSettingsSchema, QueueStatsSchema, SaleSummarySchema
+from app.queue.schemas import (
+    CodeBatchCreateSchema,
+    CodeBatchSchema,
+    CodeListArgsSchema,
+    CodeListSchema,
+    LaneCreateSchema,
+    LaneSchema,
+    LaneUpdateSchema,
+    QueueSettingsSchema,
+    QueueStatsSchema,
+    SaleSummarySchema,
+)
 from app.queue.services import sync_meta
 from app.sales import lifecycle
 from app.sales import services as sale_services
@@ -117,6 +129,75 @@ class SectionCapacity(MethodView):
         with transaction():
             section = set_capacity(event_id, section_id, data["capacity"])
         return _section_view(section, gate.figures([section])[section.id]["available"])
+
+
+@blp.route("/<int:event_id>/lanes")
+class Lanes(MethodView):
+    @admin_required
+    @blp.response(200, LaneSchema(many=True))
+    def get(self, event_id: int) -> list[dict[str, Any]]:
+        """The sale's priority lanes with their codes, redemptions, waiting and admitted (admin)."""
+        return lanes.lane_views(event_id)
+
+    @admin_required
+    @blp.arguments(LaneCreateSchema)
+    @blp.response(201, LaneSchema)
+    def post(self, data: dict, event_id: int) -> dict[str, Any]:
+        """Add a priority lane (admin): its share of the admissions, an earlier opening (presale),
+        and sections only its fans may buy until a release time (VIP). Fans enter it with one of
+        its access codes (POST /api/events/{id}/codes)."""
+        with transaction():
+            lane = lanes.create_lane(event_id, data)
+            event = catalogue.get_event(event_id)
+        sync_meta(event)  # the waiting room's copy follows MySQL, once committed
+        return next(view for view in lanes.lane_views(event_id) if view["id"] == lane.id)
+
+
+@blp.route("/<int:event_id>/lanes/<string:name>")
+class LaneDetail(MethodView):
+    @admin_required
+    @blp.arguments(LaneUpdateSchema)
+    @blp.response(200, LaneSchema)
+    def patch(self, data: dict, event_id: int, name: str) -> dict[str, Any]:
+        """Change a lane's share, opening (open the presale now) or its sections' release time
+        (release the VIP sections now) (admin). Each API process reads a section's release from
+        its catalogue cache, so a release reaches every process within 5 s (CATALOGUE_TTL_SECONDS)."""
+        if not data:
+            raise Unprocessable("Nothing to change", errors={"_schema": ["give at least one field"]})
+        with transaction():
+            lane = lanes.update_lane(event_id, name, data)
+            event = catalogue.get_event(event_id)
+        sync_meta(event)
+        intake_catalogue.clear()  # this process sees the release at once
+        return next(view for view in lanes.lane_views(event_id) if view["id"] == lane.id)
+
+
+@blp.route("/<int:event_id>/codes")
+class AccessCodes(MethodView):
+    @admin_required
+    @blp.arguments(CodeListArgsSchema, location="query")
+    @blp.response(200, CodeListSchema)
+    def get(self, args: dict, event_id: int) -> dict[str, Any]:
+        """The sale's access codes (never the plain codes) and their redemptions (admin), by pages
+        of ids: `next` is the following page's URL."""
+        codes = lanes.code_views(event_id, args["after"], args["limit"])
+        more = len(codes) == args["limit"]
+        return {"codes": codes,
+                "next": f"/api/events/{event_id}/codes?after={codes[-1]['id']}&limit={args['limit']}" if more else None}
+
+    @admin_required
+    @blp.arguments(CodeBatchCreateSchema)
+    @blp.response(201, CodeBatchSchema)
+    def post(self, data: dict, event_id: int) -> dict[str, Any]:
+        """Make a batch of access codes for a lane (admin): `count` codes, or one per e-mail in
+        `emails` (each redeemable by that account only), each good for `uses` joins, within
+        `valid_from`..`valid_until`, with an optional `ticket_limit`. The plain codes are in this
+        answer only: only their SHA-256 is kept."""
+        with transaction():
+            lane, made = lanes.create_codes(event_id, data)
+        lanes.sync_codes(event_id, [row for row, _ in made])  # the JOIN script's copy, once committed
+        return {"batch": made[0][0].batch, "lane": lane.name,
+                "codes": [{"id": row.id, "code": plain, "email": row.email} for row, plain in made]}
 
 
 @blp.route("/<int:event_id>/sections/<int:section_id>/seats")

@@ -77,6 +77,8 @@ def script_texts() -> dict[str, str]:
         "pick_seats": _("Pick your seats"), "notify_on": _("We'll tell you at"),
         "live": _("live"), "polling": _("updating"), "login_needed": _("Log in to continue."),
         "solving": _("Checking your browser before you join (a few seconds at most)…"),
+        "lane": _("Your access code's lane:"), "lane_open_now": _("Open now"),
+        "lane_release_now": _("Release its sections now"),
         "expires_in": _("Expires in"), "available": _("available"), "turn_title": _("Your turn!"),
         "console_paused": _("Paused: nobody is admitted until you resume."), "console_running": _("Running"),
         "channel_email": _("E-mail"), "channel_sms": _("Text message (SMS)"), "channel_push": _("Push"),

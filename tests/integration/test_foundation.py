@@ -23,7 +23,7 @@ def test_migrations_created_every_table_at_head(app):
                 "notifications", "refunds", "payments", "sale_summaries", "provider_events", "orders", "tickets",
                 "event_staff", "checkin_scans", "sale_draws", "draw_entrants", "alembic_version"} <= tables
         version = db.session.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "0013"
+        assert version == "0014"
         rows = db.session.execute(text(
             "SELECT table_name, engine, table_collation FROM information_schema.tables "
             "WHERE table_schema = DATABASE() AND table_name <> 'alembic_version'")).all()

@@ -1,7 +1,7 @@
 -- ARGV: user, now, event type (QueueLeft | AdmissionReleased). Frees a place or an active slot.
 --! include prelude
 local user, now, kind = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local removed = redis.call('ZREM', K_LINE, user) + redis.call('SREM', K_PRE, user)
+local removed = redis.call('ZREM', K_LINE, user) + redis.call('ZREM', K_LANES, user) + redis.call('SREM', K_PRE, user)
   + redis.call('ZREM', K_ACTIVE, user)
 redis.call('HDEL', K_JOINED, user)
 redis.call('HDEL', K_HB, user)

@@ -12,6 +12,9 @@ function show(view) {
   const state = $("state");
   $("figures").hidden = view.status !== "waiting";
   $("countdown").hidden = view.reason !== "pre_queue";
+  // an access code put the fan in a priority lane: position and wait are that lane's
+  $("lane").hidden = !view.lane;
+  if (view.lane) $("lane").textContent = `${T.lane} ${view.lane}`;
   if (view.status === "admitted") {
     done = true;
     state.textContent = `${T.admitted} ${T.admitted_body}`;
@@ -137,15 +140,20 @@ function stream(fallbackAfter) {
 async function join() {
   user = await requireUser();
   if (!user) return;
-  let r = await api(`/api/queue/${eventId}/join`, {method: "POST"});
+  // an access code from the event page's form or an invite link (?code=...)
+  const code = new URLSearchParams(location.search).get("code");
+  const body = code ? {code} : undefined;
+  let r = await api(`/api/queue/${eventId}/join`, {method: "POST", body});
   // the sale asks a proof of work (again, if an adaptive one rose meanwhile: docs/security.md)
   for (let tries = 0; r.status === 428 && tries < 3; tries++) {
     $("state").textContent = T.solving;
     const nonce = await proofOfWork(eventId, user.id, r.body.errors.difficulty);
-    r = await api(`/api/queue/${eventId}/join`, {method: "POST", headers: {"X-Proof-Of-Work": nonce}});
+    r = await api(`/api/queue/${eventId}/join`, {method: "POST", body, headers: {"X-Proof-Of-Work": nonce}});
   }
   if (r.status !== 202) {
     $("state").textContent = (r.body && r.body.message) || T.error;
+    // a refused code leaves the general line open to the fan
+    $("code-refused").hidden = !(code && r.body && String(r.body.reason || "").startsWith("access_code_"));
     return;
   }
   exact = r.body;
