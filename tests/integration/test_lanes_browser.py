@@ -1,0 +1,69 @@
+"""Presale lanes and access codes in the browser (issue #31): the organiser adds a lane with a VIP
+section and makes a batch of codes in the console; a fan joins with a code from the event page
+and waits in the lane; a wrong code is refused with the way into the general line."""
+
+from __future__ import annotations
+
+from tests.browser import Tab, log_in, session
+
+
+def test_the_console_makes_a_presale_lane_and_codes_and_a_fan_joins_the_lane_with_one(
+        app, live_stream, browser, make_event, make_user):
+    event = make_event(sections=[{"name": "Floor", "capacity": 100}, {"name": "VIP", "capacity": 10}],
+                       admit_per_minute=1, max_active=100)
+    eid = event["id"]
+    admin = make_user(admin=True)
+    with session(browser, live_stream.url, "console-lanes") as context:
+        log_in(context, admin)
+        tab = Tab(context, live_stream.url)
+        page = tab.go(f"/console/events/{eid}")
+        page.wait_for_selector("#no-lanes:not([hidden])")
+        page.fill("#lane-name", "presale")
+        page.fill("#lane-share", "30")
+        page.locator("#lane-sections label", has_text="VIP").locator("input").check()
+        page.fill("#lane-release", "2030-01-01T10:00")
+        page.click("#new-lane button[type=submit]")
+        page.wait_for_selector("#lanes tbody tr[data-lane=presale]")
+        page.select_option("#codes-lane", "presale")
+        page.fill("#codes-count", "3")
+        page.fill("#codes-limit", "2")
+        page.click("#new-codes button[type=submit]")
+        page.wait_for_selector("#codes-made:not([hidden])")
+        codes = page.input_value("#codes-text").split("\n")
+        assert len(codes) == 3 and all(len(code) == 14 for code in codes)
+        assert page.locator("#codes-csv").get_attribute("href").startswith("blob:")
+        row = page.locator("#lanes tbody tr[data-lane=presale] td")
+        assert row.nth(1).inner_text() == "30 %" and row.nth(4).inner_text() == "3 (3)"
+        tab.check()
+        tab.shot("console-lanes")
+
+    fan = make_user()
+    with session(browser, live_stream.url, "presale-fan") as context:
+        log_in(context, fan)
+        tab = Tab(context, live_stream.url)
+        page = tab.go(f"/events/{eid}")
+        page.fill("#code", codes[0].lower())
+        page.click("#access-code button[type=submit]")
+        page.wait_for_function("document.getElementById('position').textContent === '1'")
+        assert page.inner_text("#lane") == "Your access code's lane: presale"
+        tab.check()
+
+    stranger = make_user()
+    with session(browser, live_stream.url, "wrong-code") as context:
+        log_in(context, stranger)
+        tab = Tab(context, live_stream.url)
+        page = tab.go(f"/events/{eid}/queue?code=NOPE-NOPE-NOPE")
+        page.wait_for_selector("#code-refused:not([hidden])")
+        assert page.inner_text("#state") == "This access code is not valid for this sale"
+        page.click("#code-refused a")
+        page.wait_for_function("document.getElementById('position').textContent === '1'")
+        assert page.locator("#lane").is_hidden()  # the general line: a line of its own, first in it
+        tab.check()
+
+    with session(browser, live_stream.url, "console-lanes-after") as context:
+        log_in(context, admin)
+        tab = Tab(context, live_stream.url)
+        page = tab.go(f"/console/events/{eid}")
+        page.wait_for_function("""() => { const cells = document.querySelectorAll(
+            '#lanes tbody tr[data-lane=presale] td'); return cells.length && cells[5].textContent === '1'
+            && cells[6].textContent === '1'; }""")
