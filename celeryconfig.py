@@ -78,6 +78,8 @@ def beat_schedule(advance_every: float, housekeeping_queue: str) -> dict[str, di
         # a sale that is over leaves Redis: its figures to MySQL, its keys deleted (app/sales/lifecycle.py)
         "close-ended-sales": {"task": "queue.close_ended_sales", "schedule": 300.0, "options": {"expires": 300}},
         "sweep-notifications": {"task": "notifications.sweep", "schedule": 15.0, "options": {"expires": 15}},
+        # a presale's registration lottery is drawn at its deadline (app/sales/lottery_flows.py)
+        "draw-lotteries": {"task": "queue.draw_lotteries", "schedule": 5.0, "options": {"expires": 10}},
         "prune-outbox": {"task": "outbox.prune", "schedule": 3600.0},
     }
     for entry in schedule.values():

@@ -83,6 +83,7 @@ def _register_notice_messages() -> None:
     from app.booking.orders.receipts import receipt_message
     from app.booking.refunds import refund_notice
     from app.notifications.services import KIND_MESSAGES, RECEIPT
+    from app.sales.lottery import NOTICE_KINDS, lottery_notice
 
     KIND_MESSAGES.update({RECEIPT: lambda n, user, _event: receipt_message(n.subject_id, user),
-                          "refunded": refund_notice})
+                          "refunded": refund_notice, **{kind: lottery_notice for kind in NOTICE_KINDS.values()}})

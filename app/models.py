@@ -12,3 +12,4 @@ def import_all_models() -> None:
     from app.notifications import models as _notifications  # noqa: F401
     from app.outbox import models as _outbox  # noqa: F401
     from app.queue import models as _queue  # noqa: F401
+    from app.sales import models as _sales  # noqa: F401

@@ -28,6 +28,14 @@ def close_ended_sales() -> list[int]:
     return run()
 
 
+@celery.task(name="queue.draw_lotteries", ignore_result=True)
+def draw_lotteries() -> int:
+    """Draw the registration lotteries whose deadline has passed (app/sales/lottery_flows.py)."""
+    from app.sales.lottery_flows import draw_due
+
+    return draw_due()
+
+
 @celery.task(name="queue.drain_events", ignore_result=True)
 def drain_events() -> int:
     from app.queue.events import drain_all

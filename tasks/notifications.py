@@ -37,6 +37,14 @@ def notify_users(event_id: int, kind: str, notices: list[list]) -> int:
     return len(run(event_id, time.time(), [(int(u), float(t)) for u, t in notices], kind=kind))
 
 
+@celery.task(name="notifications.deliver", ignore_result=True)
+def deliver(notification_ids: list[str]) -> int:
+    """Send notices already recorded as pending rows (a lottery's, recorded with its draw)."""
+    from app.notifications.flows import deliver as run
+
+    return len(run(notification_ids))
+
+
 @celery.task(name="notifications.sweep", ignore_result=True)
 def sweep() -> int:
     """Notices owed but never recorded (a lost task), then rows left pending or mid-send."""

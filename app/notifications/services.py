@@ -247,18 +247,39 @@ TEXTS = {
         "en": ("Your refund is on its way", "Your ticket for {event} was refunded."),
         "ko": ("환불이 처리되었습니다", "{event} 티켓이 환불되었습니다."),
     },
+    # the registration lottery (app/sales/lottery.py): {code} the winner's, {place} on the standby list
+    "lottery_won": {
+        "en": ("You won the presale draw!", "Join the {event} presale with your code {code} (valid until {deadline})."),
+        "ko": ("선예매 추첨에 당첨되었습니다!", "코드 {code}로 {event} 선예매에 입장하세요({deadline}까지 유효)."),
+    },
+    "lottery_standby": {
+        "en": ("You are on the presale standby list",
+               "The {event} presale draw did not pick you this time: you are number {place} on its standby list. "
+               "We will send you a code if one comes free."),
+        "ko": ("선예매 대기 명단에 올랐습니다",
+               "이번 {event} 선예매 추첨에는 당첨되지 않았습니다. "
+               "대기 명단 {place}번이며, 코드가 생기면 보내 드립니다."),
+    },
+    "lottery_lost": {
+        "en": ("Not this time",
+               "The {event} presale draw did not pick you this time. Good luck at the general sale!"),
+        "ko": ("이번에는 당첨되지 않았습니다",
+               "이번 {event} 선예매 추첨에는 당첨되지 않았습니다. 일반 판매에서 행운을 빕니다!"),
+    },
 }
 PUSH_TYPES = {"admitted": "queue_admitted", "offer": "waitlist_offer", "refunded": "ticket_refunded"}
 KINDS = tuple(TEXTS)
 
 
-def build_message(user: User, event: Event, admitted_until: datetime, kind: str = "admitted") -> channels.Message:
+def build_message(user: User, event: Event, admitted_until: datetime, kind: str = "admitted",
+                  fields: dict[str, Any] | None = None) -> channels.Message:
+    """A notice's message; ``fields`` fills a kind's own placeholders (a lottery's {code}, {place})."""
     texts = TEXTS.get(kind, TEXTS["admitted"])
     title, body = texts.get(user.locale, texts["en"])
-    deadline = admitted_until.strftime("%H:%M UTC")
+    deadline = admitted_until.strftime("%Y-%m-%d %H:%M UTC" if kind.startswith("lottery") else "%H:%M UTC")
     links = {"event_id": event.id}
     cfg = current_app.config
-    return channels.Message(title=title, body=body.format(event=event.name, deadline=deadline),
+    return channels.Message(title=title, body=body.format(event=event.name, deadline=deadline, **(fields or {})),
                             deep_link=cfg["NOTIFY_DEEP_LINK_TEMPLATE"].format(**links),
                             web_link=_web_link(kind, links),
                             event_id=event.id, admitted_until_iso=admitted_until.isoformat(),
@@ -267,7 +288,8 @@ def build_message(user: User, event: Event, admitted_until: datetime, kind: str 
 
 # where a notice's web link opens: the waiting room (admission), the waitlist page (an offer, its
 # countdown and Buy button), the fan's tickets (a refund)
-WEB_PAGES = {"offer": "/events/{event_id}/waitlist", "refunded": "/tickets"}
+WEB_PAGES = {"offer": "/events/{event_id}/waitlist", "refunded": "/tickets",
+             **{kind: "/events/{event_id}/lottery" for kind in ("lottery_won", "lottery_standby", "lottery_lost")}}
 
 
 def _web_link(kind: str, links: dict[str, Any]) -> str:
@@ -386,10 +408,12 @@ def _message_of(n: Notification, user: User, event: Event) -> channels.Message:
     return builder(n, user, event) if builder else notice(n, user, event)
 
 
-def notice(n: Notification, user: User, event: Event, **figures: Any) -> channels.Message:
-    """An admission, offer or refund notice on the row's channel; as an e-mail, text and HTML in
-    the fan's language with the deadline, the page to open and ``figures`` (a refund's amount)."""
-    message = build_message(user, event, n.admitted_until, n.kind)
+def notice(n: Notification, user: User, event: Event, fields: dict[str, Any] | None = None,
+           **figures: Any) -> channels.Message:
+    """An admission, offer, refund or lottery notice on the row's channel; as an e-mail, text and
+    HTML in the fan's language with the deadline, the page to open, ``fields`` (a lottery's code)
+    and ``figures`` (a refund's amount)."""
+    message = build_message(user, event, n.admitted_until, n.kind, fields)
     if n.channel == CHANNEL_EMAIL:
         text, html = render_email("notice", user.locale, message=message, event=event, kind=n.kind,
                                   deadline=n.admitted_until, refund=figures.get("refund"))

@@ -122,11 +122,12 @@ class EntrantsPage:
     after: int
     total: int
 
-    def body(self, event_id: int, limit: int) -> dict[str, Any]:
+    def body(self, event_id: int, limit: int, path: str = "/api/queue/{event_id}/draw/entrants") -> dict[str, Any]:
+        """The page's JSON; ``path``: where the pages are (a registration lottery's are elsewhere)."""
         last = self.after + len(self.items)
         more = last < self.total
         return {"items": self.items, "from_place": self.after + 1, "total": self.total,
-                "next": f"/api/queue/{event_id}/draw/entrants?after={last}&limit={limit}" if more else None}
+                "next": f"{path.format(event_id=event_id)}?after={last}&limit={limit}" if more else None}
 
 
 def _event_and_draw(event_id: int) -> tuple[Event, SaleDraw]:

@@ -1,9 +1,11 @@
-"""Check a sale's published draw: ``python -m app.queue.verify_draw EVENT_URL [--entrant ID]``.
+"""Check a sale's published draw: ``python -m app.queue.verify_draw EVENT_URL [--lottery] [--entrant ID]``.
 
 EVENT_URL is the draw's document (``https://tickets.example/api/queue/42/draw``) or the event's
-page (``https://tickets.example/events/42``). This file uses Python's standard library only: anyone
-can download it alone and run ``python verify_draw.py EVENT_URL``. The platform draws with these
-same functions (app/queue/draws.py), and docs/waiting-room.md spells the algorithm out.
+page (``https://tickets.example/events/42``); with ``--lottery`` (or a lottery document's URL,
+``.../api/events/42/lottery``), the sale's registration lottery, drawn by the same algorithm.
+This file uses Python's standard library only: anyone can download it alone and run
+``python verify_draw.py EVENT_URL``. The platform draws with these same functions
+(app/queue/draws.py, app/sales/lottery.py), and docs/waiting-room.md spells the algorithm out.
 
 The algorithm (``ALGORITHM``):
 - before the sale opens the platform publishes ``commitment`` = SHA-256(seed), the seed being 32
@@ -86,22 +88,25 @@ def problems(document: dict[str, Any], entrants: list[str]) -> list[str]:
 
 
 def committed_in_time(document: dict[str, Any]) -> bool:
-    """The commitment came before the sale opened (else the seed could have been chosen late)."""
+    """The commitment came before the sale opened, or the lottery's registration closed (its
+    ``opens_at`` says when), else the seed could have been chosen knowing the entrants."""
     try:
         return datetime.fromisoformat(document["committed_at"]) < datetime.fromisoformat(document["opens_at"])
     except (KeyError, TypeError, ValueError):
         return False
 
 
-def draw_url(event_url: str) -> str:
-    """The draw document's URL from itself or from the event's page."""
-    if re.search(r"/api/queue/\d+/draw/?$", event_url):
+def draw_url(event_url: str, lottery: bool = False) -> str:
+    """The draw document's URL from itself or from the event's page (``lottery``: the sale's
+    registration lottery's)."""
+    if re.search(r"/api/(queue/\d+/draw|events/\d+/lottery)/?$", event_url):
         return event_url.rstrip("/")
     found = re.search(r"/events/(\d+)", event_url)
     if not found:
         raise ValueError(f"not an event or draw URL: {event_url}")
     parts = urlsplit(event_url)
-    return f"{parts.scheme}://{parts.netloc}/api/queue/{found.group(1)}/draw"
+    where = f"events/{found.group(1)}/lottery" if lottery else f"queue/{found.group(1)}/draw"
+    return f"{parts.scheme}://{parts.netloc}/api/{where}"
 
 
 def _get(url: str) -> Any:
@@ -126,21 +131,22 @@ def fetch(url: str) -> tuple[dict[str, Any], list[str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.queue.verify_draw", description=__doc__.split("\n")[0])
     parser.add_argument("event_url", help="the draw's URL (.../api/queue/ID/draw) or the event's page (.../events/ID)")
+    parser.add_argument("--lottery", action="store_true", help="the sale's registration lottery, not its pre-queue")
     parser.add_argument("--entrant", help="your entrant id (the draw page shows it): print your place")
     args = parser.parse_args(argv)
     try:
-        document, entrants = fetch(draw_url(args.event_url))
+        document, entrants = fetch(draw_url(args.event_url, args.lottery))
     except (OSError, ValueError, KeyError) as exc:
         print(f"cannot read the draw: {exc}", file=sys.stderr)
         return 2
     print(f"sale {document.get('event_id')}: commitment {document.get('commitment')} "
-          f"made {document.get('committed_at')}, sale opens {document.get('opens_at')}")
+          f"made {document.get('committed_at')}, to precede {document.get('opens_at')}")
     if document.get("state") != "drawn":
         print("not drawn yet: keep the commitment, and check the seed against it after the draw")
         return 2
     found = problems(document, entrants)
     if entrants and not committed_in_time(document):  # an empty draw has no order to have chosen
-        found.append("the commitment was not published before the sale opened")
+        found.append("the commitment was not published before the sale opened (the lottery closed)")
     if args.entrant:
         place = entrants.index(args.entrant) + 1 if args.entrant in entrants else None
         print(f"entrant {args.entrant}: " + (f"place {place} of {len(entrants)}" if place else "not in this draw"))

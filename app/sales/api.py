@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import Response
 from flask.views import MethodView
+from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 
-from app.auth.jwt_setup import admin_required
+from app.auth.jwt_setup import admin_required, current_user_id
 from app.booking.intake import catalogue as intake_catalogue
 from app.catalogue import services as catalogue
 from app.catalogue.models import Event, Section
@@ -31,6 +33,7 @@ from app.db import transaction
 from app.errors import Unprocessable
 from app.inventory import gate
 from app.inventory.capacity import set_capacity
+from app.jsonio import json_response
 from app.pagination import PageArgsSchema, page_body
 from app.queue import draws, lanes
 from app.queue import services as queue_services
@@ -39,6 +42,8 @@ from app.queue.schemas import (
     CodeBatchSchema,
     CodeListArgsSchema,
     CodeListSchema,
+    DrawEntrantsArgsSchema,
+    DrawEntrantsSchema,
     LaneCreateSchema,
     LaneSchema,
     LaneUpdateSchema,
@@ -47,8 +52,9 @@ from app.queue.schemas import (
     SaleSummarySchema,
 )
 from app.queue.services import sync_meta
-from app.sales import lifecycle
+from app.sales import lifecycle, lottery, lottery_flows
 from app.sales import services as sale_services
+from app.sales.schemas import LotteryCreateSchema, LotteryEntrySchema, LotterySchema, PromoteSchema
 
 blp = Blueprint("events", __name__, url_prefix="/api/events", description="Events, sections and seat maps")
 sale_blp = Blueprint("sales", __name__, url_prefix="/api/queue", description="Waiting room: an organiser's controls")
@@ -198,6 +204,84 @@ class AccessCodes(MethodView):
         lanes.sync_codes(event_id, [row for row, _ in made])  # the JOIN script's copy, once committed
         return {"batch": made[0][0].batch, "lane": lane.name,
                 "codes": [{"id": row.id, "code": plain, "email": row.email} for row, plain in made]}
+
+
+@blp.route("/<int:event_id>/lottery")
+class Lottery(MethodView):
+    @blp.response(200, LotterySchema)
+    def get(self, event_id: int) -> Response:
+        """The sale's registration lottery: before the draw its commitment (SHA-256 of a secret
+        seed); after it the seed and the ordered pseudonymous entrants, checked by
+        `python -m app.queue.verify_draw URL --lottery` (the pre-queue draw's algorithm)."""
+        body = lottery.document(event_id)
+        return json_response(body, 200, headers={"Cache-Control": "public, max-age=10"})
+
+    @admin_required
+    @blp.arguments(LotteryCreateSchema)
+    @blp.response(201, LotterySchema)
+    def post(self, data: dict, event_id: int) -> dict[str, Any]:
+        """Open a registration lottery for a lane (admin): `winners` get a single-use code of the
+        lane, bound to their e-mail, when registration closes at `closes_at`; losers get a standby
+        place (`waitlist`) or a "not this time" notice (`notice`)."""
+        with transaction():
+            lottery.create_lottery(event_id, data)
+        return lottery.document(event_id)
+
+
+@blp.route("/<int:event_id>/lottery/entries")
+class LotteryEntries(MethodView):
+    @jwt_required()
+    @blp.response(201, LotteryEntrySchema)
+    def post(self, event_id: int) -> Response:
+        """Enter the lottery (a verified e-mail is needed: 403 `email_unverified`); one entry per
+        account (200 with the same entry again). 409 `lottery_closed` after the deadline."""
+        with transaction():
+            _entry, created = lottery.register(event_id, current_user_id())
+        return json_response(lottery.my_entry(event_id, current_user_id()), 201 if created else 200)
+
+
+@blp.route("/<int:event_id>/lottery/me")
+class MyLotteryEntry(MethodView):
+    @jwt_required()
+    @blp.response(200, LotteryEntrySchema)
+    def get(self, event_id: int) -> Response:
+        """The caller's entry: registered, then won (with the code), standby (with the place) or lost."""
+        return json_response(lottery.my_entry(event_id, current_user_id()), 200, headers={"Cache-Control": "private"})
+
+
+@blp.route("/<int:event_id>/lottery/entrants")
+class LotteryEntrants(MethodView):
+    @blp.arguments(DrawEntrantsArgsSchema, location="query")
+    @blp.response(200, DrawEntrantsSchema)
+    def get(self, args: dict, event_id: int) -> Response:
+        """The drawn order, from place `after + 1` (`next`: the following page); 409
+        `draw_not_published` before the draw."""
+        page = lottery.entrants(event_id, args["after"], args["limit"])
+        return json_response(page.body(event_id, args["limit"], lottery.ENTRANTS_PATH), 200,
+                             headers={"Cache-Control": "public, max-age=3600"})
+
+
+@blp.route("/<int:event_id>/lottery/draw")
+class LotteryDrawNow(MethodView):
+    @admin_required
+    @blp.response(200, LotterySchema)
+    def post(self, event_id: int) -> dict[str, Any]:
+        """Close registration now and draw (admin)."""
+        with transaction():
+            lottery.close_now(event_id)
+        lottery_flows.draw_due()
+        return lottery.document(event_id)
+
+
+@blp.route("/<int:event_id>/lottery/promote")
+class LotteryPromote(MethodView):
+    @admin_required
+    @blp.arguments(PromoteSchema)
+    @blp.response(200, LotterySchema)
+    def post(self, data: dict, event_id: int) -> dict[str, Any]:
+        """Give the next `count` fans of the standby list, in draw order, a code and its notice (admin)."""
+        lottery_flows.promote(event_id, data["count"])
+        return lottery.document(event_id)
 
 
 @blp.route("/<int:event_id>/sections/<int:section_id>/seats")

@@ -1,5 +1,6 @@
-"""Presale codes and priority lanes (issue #31): a sale's lanes, their access codes (hashed) and
-the codes redeemed; a section a lane reserves until its release.
+"""Presale codes, priority lanes and the registration lottery (issue #31): a sale's lanes, their
+access codes (hashed) and the codes redeemed; a section a lane reserves until its release; a
+sale's lottery and its entries.
 
 Revision ID: 0014
 Revises: 0013
@@ -72,6 +73,51 @@ def upgrade() -> None:
         **TABLE,
     )
     op.create_index("ix_code_redemptions_code_id", "code_redemptions", ["code_id"])
+    op.create_table(
+        "sale_lotteries",
+        sa.Column("event_id", sa.Integer(), nullable=False),
+        sa.Column("lane_id", sa.Integer(), nullable=False),
+        sa.Column("winners", sa.Integer(), nullable=False),
+        sa.Column("closes_at", app.db.UTCDateTime(), nullable=False),
+        sa.Column("losers", sa.String(16), nullable=False),
+        sa.Column("codes_valid_until", app.db.UTCDateTime(), nullable=True),
+        sa.Column("ticket_limit", sa.Integer(), nullable=True),
+        sa.Column("seed", sa.String(64), nullable=False),
+        sa.Column("entrant_key", sa.String(64), nullable=False),
+        sa.Column("code_key", sa.String(64), nullable=False),
+        sa.Column("commitment", sa.String(64), nullable=False),
+        sa.Column("committed_at", app.db.UTCDateTime(), nullable=False),
+        sa.Column("drawn_at", app.db.UTCDateTime(), nullable=True),
+        sa.Column("entrants", sa.Integer(), nullable=True),
+        sa.Column("entrants_digest", sa.String(64), nullable=True),
+        sa.Column("promoted", sa.Integer(), nullable=False),
+        sa.Column("codes_synced_at", app.db.UTCDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("event_id", name="pk_sale_lotteries"),
+        sa.ForeignKeyConstraint(["event_id"], ["events.id"], name="fk_sale_lotteries_event_id_events",
+                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["lane_id"], ["sale_lanes.id"], name="fk_sale_lotteries_lane_id_sale_lanes",
+                                ondelete="CASCADE"),
+        **TABLE,
+    )
+    op.create_table(
+        "lottery_entries",
+        sa.Column("event_id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("entrant_id", sa.String(32), nullable=False),
+        sa.Column("registered_at", app.db.UTCDateTime(), nullable=False),
+        sa.Column("place", sa.Integer(), nullable=True),
+        sa.Column("outcome", sa.String(16), nullable=True),
+        sa.Column("code_id", sa.Integer(), nullable=True),
+        sa.PrimaryKeyConstraint("event_id", "user_id", name="pk_lottery_entries"),
+        sa.ForeignKeyConstraint(["event_id"], ["sale_lotteries.event_id"],
+                                name="fk_lottery_entries_event_id_sale_lotteries", ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_lottery_entries_user_id_users",
+                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["code_id"], ["access_codes.id"], name="fk_lottery_entries_code_id_access_codes",
+                                ondelete="SET NULL"),
+        **TABLE,
+    )
+    op.create_index("ix_lottery_entries_place", "lottery_entries", ["event_id", "place"])
     with op.batch_alter_table("sections") as batch:
         batch.add_column(sa.Column("lane_id", sa.Integer(), nullable=True))
         batch.create_foreign_key("fk_sections_lane_id_sale_lanes", "sale_lanes", ["lane_id"], ["id"],
@@ -82,6 +128,8 @@ def downgrade() -> None:
     with op.batch_alter_table("sections") as batch:
         batch.drop_constraint("fk_sections_lane_id_sale_lanes", type_="foreignkey")
         batch.drop_column("lane_id")
+    op.drop_table("lottery_entries")
+    op.drop_table("sale_lotteries")
     op.drop_table("code_redemptions")
     op.drop_table("access_codes")
     op.drop_table("sale_lanes")

@@ -56,6 +56,8 @@ def test_the_verifier_finds_the_draw_from_the_event_page_and_sees_a_late_commitm
     assert v.draw_url("https://t.example/events/42") == "https://t.example/api/queue/42/draw"
     assert v.draw_url("https://t.example/events/42/queue?x=1") == "https://t.example/api/queue/42/draw"
     assert v.draw_url("http://h:8000/api/queue/7/draw/") == "http://h:8000/api/queue/7/draw"
+    assert v.draw_url("https://t.example/events/42", lottery=True) == "https://t.example/api/events/42/lottery"
+    assert v.draw_url("http://h:8000/api/events/7/lottery") == "http://h:8000/api/events/7/lottery"
     with pytest.raises(ValueError):
         v.draw_url("https://t.example/tickets")
     assert v.committed_in_time({"committed_at": "2026-12-01T10:00:00+00:00", "opens_at": "2026-12-06T10:00:00+00:00"})
