@@ -79,6 +79,13 @@ def script_texts() -> dict[str, str]:
         "solving": _("Checking your browser before you join (a few seconds at most)…"),
         "lane": _("Your access code's lane:"), "lane_open_now": _("Open now"),
         "lane_release_now": _("Release its sections now"),
+        "lottery_registered": _("You are in the draw. We will tell you the outcome when registration closes."),
+        "lottery_won": _("You won! Your presale code:"), "lottery_join": _("Join the presale with it"),
+        "lottery_standby": _("Not this time, but you are on the standby list, number"),
+        "lottery_lost": _("Not this time. Good luck at the general sale!"),
+        "lottery_drawn": _("Drawn; entrants"), "lottery_winners": _("winners"),
+        "lottery_promoted": _("promoted from the standby list"), "lottery_open": _("Registration open until"),
+        "lottery_registered_count": _("registered"),
         "expires_in": _("Expires in"), "available": _("available"), "turn_title": _("Your turn!"),
         "console_paused": _("Paused: nobody is admitted until you resume."), "console_running": _("Running"),
         "channel_email": _("E-mail"), "channel_sms": _("Text message (SMS)"), "channel_push": _("Push"),
@@ -165,7 +172,28 @@ def event_page(event_id: int) -> str:
     from app.catalogue.services import get_event
 
     event = _or_404(get_event, event_id)
-    return render_template("event.html", event=event, draw=_draw_or_none(event_id))
+    return render_template("event.html", event=event, draw=_draw_or_none(event_id),
+                           lottery=_lottery_or_none(event_id))
+
+
+@bp.get("/events/<int:event_id>/lottery")
+def lottery_page(event_id: int) -> str:
+    """The sale's registration lottery: enter it, see the outcome (a winner's code), and check the
+    draw in the browser as on the draw page."""
+    from app.catalogue.services import get_event
+
+    event = _or_404(get_event, event_id)
+    return render_template("lottery.html", event=event, lottery=_lottery_or_none(event_id))
+
+
+def _lottery_or_none(event_id: int) -> dict | None:
+    from app.errors import NotFound
+    from app.sales import lottery
+
+    try:
+        return lottery.document(event_id)
+    except NotFound:
+        return None
 
 
 @bp.get("/events/<int:event_id>/draw")

@@ -67,3 +67,64 @@ def test_the_console_makes_a_presale_lane_and_codes_and_a_fan_joins_the_lane_wit
         page.wait_for_function("""() => { const cells = document.querySelectorAll(
             '#lanes tbody tr[data-lane=presale] td'); return cells.length && cells[5].textContent === '1'
             && cells[6].textContent === '1'; }""")
+
+
+def test_a_fan_enters_the_lottery_wins_checks_the_draw_and_joins_the_presale_with_the_code(
+        app, client, live_stream, worker, browser, make_event, make_user):
+    """The organiser opens a lottery in the console and draws it; the fan enters on the lottery
+    page, then sees the code, the draw verified in the browser, and joins the presale lane."""
+    event = make_event(sections=[{"name": "Floor", "capacity": 100}], admit_per_minute=1, max_active=100)
+    eid = event["id"]
+    admin = make_user(admin=True)
+    assert client.post(f"/api/events/{eid}/lanes", headers=admin["headers"],
+                       json={"name": "fanclub", "share_percent": 50}).status_code == 201
+    with session(browser, live_stream.url, "console-lottery") as context:
+        log_in(context, admin)
+        tab = Tab(context, live_stream.url)
+        page = tab.go(f"/console/events/{eid}")
+        page.wait_for_selector("#new-lottery:not([hidden])")
+        page.select_option("#lottery-lane", "fanclub")
+        page.fill("#lottery-winners", "1")
+        page.fill("#lottery-closes", "2030-01-01T10:00")
+        page.select_option("#lottery-losers", "waitlist")
+        page.click("#new-lottery button[type=submit]")
+        page.wait_for_selector("#lottery-actions:not([hidden])")
+        assert page.inner_text("#lottery-state").startswith("Registration open until")
+        tab.check()
+
+    fan = make_user()
+    with session(browser, live_stream.url, "lottery-fan") as context:
+        log_in(context, fan)
+        tab = Tab(context, live_stream.url)
+        page = tab.go(f"/events/{eid}")
+        page.click("text=Presale lottery: register before")
+        page.wait_for_selector("#enter:not([hidden])")
+        page.click("#enter")
+        page.wait_for_selector("#my-entrant:not([hidden])")
+        assert page.inner_text("#entry").startswith("You are in the draw")
+        assert page.inner_text("#registered") == "1"
+        tab.check()
+
+    with session(browser, live_stream.url, "console-lottery-draw") as context:
+        log_in(context, admin)
+        tab = Tab(context, live_stream.url)
+        page = tab.go(f"/console/events/{eid}")
+        page.wait_for_selector("#lottery-actions:not([hidden])")
+        page.click("#lottery-draw")
+        page.wait_for_function("document.getElementById('lottery-state').textContent.startsWith('Drawn; entrants: 1')")
+        tab.check()
+
+    with session(browser, live_stream.url, "lottery-winner") as context:
+        log_in(context, fan)
+        tab = Tab(context, live_stream.url)
+        page = tab.go(f"/events/{eid}/lottery")
+        page.wait_for_selector("#my-code:not([hidden])")
+        page.wait_for_selector("#verdict.ok")
+        code = page.inner_text("#code")
+        assert len(code) == 14 and page.inner_text("#place") == "1"
+        tab.check()
+        tab.shot("lottery")
+        page.click("#join-presale")
+        page.wait_for_function("document.getElementById('position').textContent === '1'")
+        assert page.inner_text("#lane") == "Your access code's lane: fanclub"
+        tab.check()

@@ -1,10 +1,12 @@
-// The draw page: checks the published draw in the browser (the algorithm of
+// The draw page (and the lottery page's draw): checks the published draw in the browser (the algorithm of
 // app/queue/verify_draw.py: SHA-256(seed) is the commitment, the order is the entrant ids sorted
 // by HMAC-SHA256(seed, id)), and shows the fan their own entrant id and place.
 import {api} from "./app.js";
 
 const root = document.getElementById("draw");
 const eventId = root.dataset.event;
+// the document checked: the pre-queue's draw, or (data-doc) the sale's registration lottery
+const documentUrl = root.dataset.doc || `/api/queue/${eventId}/draw`;
 const enc = new TextEncoder();
 const hex = (buffer) => Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, "0")).join("");
 const bytes = (h) => new Uint8Array(h.match(/../g).map((b) => parseInt(b, 16)));
@@ -42,7 +44,7 @@ async function problems(draw, listed) {
 async function verify() {
   const verdict = document.getElementById("verdict");
   verdict.textContent = root.dataset.checking;
-  const r = await api(`/api/queue/${eventId}/draw`);
+  const r = await api(documentUrl);
   const found = await problems(r.body, await entrants(r.body.entrants_url));
   verdict.textContent = found.length ? `${root.dataset.failed} ${found.join("; ")}` : root.dataset.verified;
   verdict.className = found.length ? "error" : "ok";
@@ -62,5 +64,5 @@ async function mine() {
   }
 }
 
-mine();
+if (!root.dataset.doc) mine();  // the lottery page shows the fan's entry itself (lottery.js)
 if (root.dataset.state === "drawn") verify();

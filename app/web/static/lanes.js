@@ -46,11 +46,47 @@ async function load() {
       cell(String(lane.redeemed)), cell(String(lane.waiting)), cell(String(lane.admitted)), cell(actions));
     return tr;
   }));
-  const select = $("codes-lane");
-  const chosen = select.value;
-  select.replaceChildren(...r.body.map((lane) => new Option(lane.name, lane.name)));
-  if (chosen) select.value = chosen;
+  for (const select of [$("codes-lane"), $("lottery-lane")]) {
+    const chosen = select.value;
+    select.replaceChildren(...r.body.map((lane) => new Option(lane.name, lane.name)));
+    if (chosen) select.value = chosen;
+  }
+  await loadLottery();
 }
+
+// the registration lottery: a form until one is opened, then its figures and actions
+async function loadLottery() {
+  const r = await api(`/api/events/${eventId}/lottery`);
+  $("new-lottery").hidden = r.status !== 404;
+  $("lottery-actions").hidden = r.status !== 200;
+  if (r.status !== 200) {
+    $("lottery-state").textContent = "";
+    return;
+  }
+  const l = r.body;
+  $("lottery-state").textContent = l.state === "drawn"
+    ? `${T.lottery_drawn}: ${l.entrants} · ${T.lottery_winners} ${l.winners} · ${T.lottery_promoted} ${l.promoted}`
+    : `${T.lottery_open} ${shown(l.closes_at)} · ${T.lottery_registered_count} ${l.registered}`;
+  $("lottery-draw").hidden = l.state === "drawn";
+  $("lottery-promote").disabled = !(l.state === "drawn" && l.losers === "waitlist");
+}
+
+async function lotteryAction(path, body) {
+  const r = await api(`/api/events/${eventId}/lottery/${path}`, {method: "POST", body});
+  $("lanes-message").textContent = r.status === 200 ? T.saved : (r.body && r.body.message) || T.error;
+  await loadLottery();
+}
+
+$("new-lottery").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const body = {lane: $("lottery-lane").value, winners: Number($("lottery-winners").value),
+    closes_at: when($("lottery-closes").value), losers: $("lottery-losers").value};
+  const r = await api(`/api/events/${eventId}/lottery`, {method: "POST", body});
+  $("lanes-message").textContent = r.status === 201 ? T.saved : (r.body && r.body.message) || T.error;
+  await loadLottery();
+});
+$("lottery-draw").addEventListener("click", () => lotteryAction("draw"));
+$("lottery-promote").addEventListener("click", () => lotteryAction("promote", {count: Number($("promote-count").value)}));
 
 $("new-lane").addEventListener("submit", async (e) => {
   e.preventDefault();
