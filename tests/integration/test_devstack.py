@@ -223,5 +223,7 @@ def test_the_readmes_client_flow_runs_as_pasted_against_make_run(devstack):
     assert re.search(r'"result":\s*"admitted"', out), out[-3000:]  # the door
     assert re.search(r'"reason":\s*"sold_out"', out), out[-3000:]  # the second fan, refused
     assert re.search(r'"status":\s*"succeeded"', out), out[-3000:]  # the first fan's refund
-    last = out.strip().splitlines()[-1]  # the last block's last answer: the offer, paid
+    assert re.search(r'"lane":\s*"presale"', out), out[-3000:]  # the fan-club member, in the presale lane
+    assert re.search(r'"redeemed":\s*1\b', out), out[-3000:]  # the console's figure of the lane
+    last = out.strip().splitlines()[-1]  # the last block's last answer: the presale's Balcony seats, paid
     assert re.search(r'"status":\s*"confirmed"', last) and re.search(r'"order_number":\s*"\w', last), last
