@@ -50,9 +50,10 @@ def main() -> None:
             for first in range(1, args.fans + 1, args.batch):
                 pipe = client.pipeline(transaction=False)
                 for user in range(first, min(first + args.batch, args.fans + 1)):
-                    join(keys=[*keys.all(), keys.rate_limit(user), keys.no_token(), user_devices_key(user),
-                               user_queues_key(user)],
-                         args=[user, f"{time.time():.6f}", 0, event_id, ""], client=pipe)
+                    # JOIN's keys and arguments as app/redis/calls.join passes them (pipelined here)
+                    join(keys=[*keys.all(), keys.rate_limit(user), keys.no_token(), keys.code_failures(user),
+                               user_devices_key(user), user_queues_key(user)],
+                         args=[user, f"{time.time():.6f}", 0, event_id, "", "", ""], client=pipe)
                 pipe.execute()
             fill_seconds = time.monotonic() - started
             join_calls, join_usec = _usec_per_call(client)
