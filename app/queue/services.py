@@ -139,12 +139,13 @@ def _estimate(view: QueueView, figures: LineFigures, ahead: int | None, now: flo
                          else (figures.configured_per_minute / 60, 1.0))
     ceiling = min(30_000, int(figures.heartbeat_timeout * 1000 / 2))
     view.paused = figures.paused
+    until_open = max(0.0, figures.opens_at - now)
     if ahead is not None:
+        # a line that is not open yet (the general one while a presale runs) starts moving at its opening
         view.position, view.ahead = ahead + 1, ahead
-        expected, low, high = eta.wait_seconds(ahead, rate, uncertainty)
+        expected, low, high = (round(until_open) + x for x in eta.wait_seconds(ahead, rate, uncertainty))
     else:
         view.status, view.reason = "waiting", "pre_queue"
-        until_open = max(0.0, figures.opens_at - now)
         expected, low, high = (round(until_open) + x for x in eta.wait_seconds(figures.pre_size // 2, rate,
                                                                                   uncertainty))
     if view.paused:

@@ -101,6 +101,7 @@ def test_a_presale_lane_opens_first_is_served_at_its_share_and_keeps_its_vip_sec
     waiting_general = client.get(f"/api/queue/{event_id}/status", headers=general[0]["headers"]).json
     assert waiting_general["status"] == "waiting" and 1 <= waiting_general["position"] <= 20
     assert waiting_general["line_number"] is not None  # the general line keeps its signed place
+    assert waiting_general["eta_seconds"] >= 25 * 60  # it moves from the sale's opening, 30 minutes away
     # the public figures are the general line's: served at 70 % of the rate while the presale holds anyone
     assert client.get(f"/api/queue/{event_id}/serving").json["configured_admit_per_minute"] == 420
 

@@ -85,7 +85,9 @@ function estimate(view, figures) {
   const position = Math.max(1, Math.min(view.position, view.line_number - figures.served_up_to));
   const measured = figures.admit_rate_per_second > 0;
   const rate = measured ? figures.admit_rate_per_second : figures.configured_admit_per_minute / 60;
-  const expected = (position - 0.5) / Math.max(rate, 1e-6);
+  // a line not open yet (the general one while a presale runs) moves from its opening
+  const untilOpen = Math.max(0, (Date.parse(figures.opens_at) - Date.now()) / 1000) || 0;
+  const expected = untilOpen + (position - 0.5) / Math.max(rate, 1e-6);
   return {...view, position, ahead: position - 1, paused: figures.paused,
     eta_seconds: figures.paused ? null : Math.max(1, Math.ceil(expected))};
 }
