@@ -24,11 +24,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from app.auth.models import User
 from app.catalogue.models import Event, Section
 from app.catalogue.services import get_event
-from app.db import utcnow
+from app.db import is_duplicate_key, utcnow
 from app.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unprocessable
 from app.extensions import db, redis_store
 from app.queue.models import AccessCode, CodeRedemption, SaleLane
@@ -118,7 +119,12 @@ def create_lane(event_id: int, data: dict[str, Any]) -> SaleLane:
                     sections_released_at=data.get("sections_released_at") if sections else None,
                     created_at=utcnow())
     db.session.add(lane)
-    db.session.flush()
+    try:
+        db.session.flush()
+    except IntegrityError as exc:  # the same lane added twice at once: the unit of work rolls back
+        if not is_duplicate_key(exc):
+            raise
+        raise Conflict(f"The sale already has a lane {name!r}", reason="lane_exists") from exc
     for section in sections:
         section.lane_id = lane.id
     db.session.flush()

@@ -25,11 +25,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from app.auth.models import User
 from app.catalogue.models import Event
 from app.catalogue.services import get_event
-from app.db import utcnow
+from app.db import insert_ignore, is_duplicate_key, utcnow
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.extensions import db
 from app.notifications.models import Notification
@@ -81,7 +82,12 @@ def create_lottery(event_id: int, data: dict[str, Any]) -> SaleLottery:
                           code_key=secrets.token_hex(32), commitment=commitment_of(seed), committed_at=utcnow(),
                           promoted=0)
     db.session.add(lottery)
-    db.session.flush()
+    try:
+        db.session.flush()
+    except IntegrityError as exc:  # two opened at once: the unit of work rolls back
+        if not is_duplicate_key(exc):
+            raise
+        raise Conflict("This sale has a lottery already", reason="lottery_exists") from exc
     record_event(db.session, "LotteryCommitted", "queue", event_id, {
         "event_id": event_id, "algorithm": ALGORITHM, "commitment": lottery.commitment, "lane": lane.name,
         "winners": lottery.winners, "closes_at": lottery.closes_at.isoformat(),
@@ -101,11 +107,11 @@ def register(event_id: int, user_id: int) -> tuple[LotteryEntry, bool]:
     if user is None or user.email_verified_at is None:
         raise Forbidden("Confirm your e-mail address before entering the lottery (Account page)",
                         reason="email_unverified")
-    entry = LotteryEntry(event_id=event_id, user_id=user_id, entrant_id=entrant_id(lottery.entrant_key, user_id),
-                         registered_at=utcnow())
-    db.session.add(entry)
-    db.session.flush()
-    return entry, True
+    # one entry per account, also when the same account enters twice at once (INSERT IGNORE)
+    insert_ignore(db.session, LotteryEntry.__table__, [{
+        "event_id": event_id, "user_id": user_id, "entrant_id": entrant_id(lottery.entrant_key, user_id),
+        "registered_at": utcnow(), "place": None, "outcome": None, "code_id": None}])
+    return db.session.get(LotteryEntry, (event_id, user_id)), True
 
 
 def document(event_id: int) -> dict[str, Any]:

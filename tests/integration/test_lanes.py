@@ -195,3 +195,28 @@ def test_codes_bound_to_an_email_guessing_and_sharing_are_refused(app, client, a
     assert sorted(c["redeemed"] for c in listed) == [1, 2] and all("code" not in c for c in listed)
     lanes = client.get(f"/api/events/{event_id}/lanes", headers=admin["headers"]).json
     assert lanes[0]["redeemed"] == 3 and lanes[0]["codes"] == 2 and lanes[0]["uses"] == 3
+
+
+def test_a_sale_redis_lost_keeps_each_codes_uses_from_the_mysql_record(app, client, admin, make_user):
+    """Redis loses the sale (a restart without persistence): the next join copies the sale back,
+    codes included, with the uses MySQL recorded as spent (the drained CodeRedeemed events)."""
+    sale = _sale(client, admin)
+    event_id = sale["id"]
+    assert client.post(f"/api/events/{event_id}/lanes", headers=admin["headers"],
+                       json={"name": "presale", "share_percent": 30}).status_code == 201
+    code = client.post(f"/api/events/{event_id}/codes", headers=admin["headers"],
+                       json={"lane": "presale", "count": 1, "uses": 2}).json["codes"][0]["code"]
+    assert _join(client, event_id, make_user(), code).json["lane"] == "presale"
+    with app.app_context():
+        from app.extensions import redis_store
+        from app.queue.events import drain_sale
+        from app.redis.keys import QueueKeys
+
+        drain_sale(event_id)  # the use is recorded in MySQL
+        client_ = redis_store.client
+        lost = list(client_.scan_iter(match=QueueKeys(event_id).prefix + "*"))
+        assert QueueKeys(event_id).codes in lost
+        client_.delete(*lost)
+    assert _join(client, event_id, make_user(), code).json["lane"] == "presale"  # the second and last use
+    used_up = _join(client, event_id, make_user(), code)
+    assert used_up.status_code == 409 and used_up.json["reason"] == "access_code_used_up"

@@ -121,3 +121,33 @@ def test_a_lottery_draws_tells_each_winner_once_and_the_winners_join_the_presale
                              cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert verdict.returncode == 0, verdict.stdout + verdict.stderr
     assert f"place {entries[winner['id']]['place']} of 8" in verdict.stdout
+
+
+def test_a_draw_whose_codes_never_reached_redis_is_copied_by_the_next_run(app, client, admin, make_user):
+    """The worker dies between the draw's commit and the copy of its codes to Redis: the winner's
+    code is refused until the next beat run copies them, once, and then it works."""
+    event_id = client.post("/api/events", headers=admin["headers"], json={
+        "name": "Crash Draw", "venue": "Dome", "starts_at": (utcnow() + timedelta(days=9)).isoformat(),
+        "sale_opens_at": (utcnow() + timedelta(hours=2)).isoformat(), "admit_per_minute": 60, "max_active": 10,
+        "prequeue_minutes": 180}).json["id"]
+    assert client.post(f"/api/events/{event_id}/lanes", headers=admin["headers"],
+                       json={"name": "presale", "share_percent": 30}).status_code == 201
+    assert client.post(f"/api/events/{event_id}/lottery", headers=admin["headers"], json={
+        "lane": "presale", "winners": 1, "closes_at": (utcnow() + timedelta(minutes=5)).isoformat()}).status_code == 201
+    fan = make_user()
+    assert client.post(f"/api/events/{event_id}/lottery/entries", headers=fan["headers"]).status_code == 201
+    from app.db import transaction
+    from app.sales import lottery, lottery_flows
+
+    with app.app_context():
+        with transaction():
+            lottery.close_now(event_id)
+        with transaction():  # the draw commits; the process dies before anything after it
+            assert lottery.draw(event_id) is not None
+    code = client.get(f"/api/events/{event_id}/lottery/me", headers=fan["headers"]).json["code"]
+    refused = client.post(f"/api/queue/{event_id}/join", headers=fan["headers"], json={"code": code})
+    assert refused.status_code == 422 and refused.json["reason"] == "access_code_invalid"
+    with app.app_context():
+        assert lottery_flows.draw_due() == 0  # nothing to draw again: only the copy is made
+    joined = client.post(f"/api/queue/{event_id}/join", headers=fan["headers"], json={"code": code})
+    assert joined.status_code == 202 and joined.json["lane"] == "presale"
