@@ -483,13 +483,14 @@ def line_figures(event_id: int) -> dict[str, Any]:
     pipe.hget(keys.meta, "paused")
     pipe.zrange(keys.line, 0, 0)
     pipe.hget(keys.meta, "pow_current")
-    line, pre, active, st, paused, front, pow_current = pipe.execute()
+    pipe.zcard(keys.lanes)
+    line, pre, active, st, paused, front, pow_current, in_lanes = pipe.execute()
     oldest = 0.0
     if front:
         joined = client.hget(keys.joined, front[0])
         oldest = max(0.0, now - float(joined)) if joined else 0.0
     rate_per_minute = float(st.get("rate_ewma", 0) or 0)
-    waiting = int(line) + int(pre)
+    waiting = int(line) + int(pre) + int(in_lanes)  # the priority lanes' fans wait too (app/queue/lanes.py)
     return {
         "event_id": event_id,
         # the console's figure (app/web): the last fan's wait at the measured rate

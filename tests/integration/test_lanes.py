@@ -98,6 +98,8 @@ def test_a_presale_lane_opens_first_is_served_at_its_share_and_keeps_its_vip_sec
     positions = sorted(client.get(f"/api/queue/{event_id}/status", headers=fan["headers"]).json["position"]
                        for fan in presale if fan["id"] not in step.admitted)
     assert positions == list(range(1, 8))
+    # the console counts everyone waiting: 7 in the presale lane, 20 in the general line
+    assert client.get(f"/api/queue/{event_id}/stats", headers=admin["headers"]).json["waiting"] == 27
     waiting_general = client.get(f"/api/queue/{event_id}/status", headers=general[0]["headers"]).json
     assert waiting_general["status"] == "waiting" and 1 <= waiting_general["position"] <= 20
     assert waiting_general["line_number"] is not None  # the general line keeps its signed place
