@@ -222,3 +222,25 @@ def test_a_sale_redis_lost_keeps_each_codes_uses_from_the_mysql_record(app, clie
     assert _join(client, event_id, make_user(), code).json["lane"] == "presale"  # the second and last use
     used_up = _join(client, event_id, make_user(), code)
     assert used_up.status_code == 409 and used_up.json["reason"] == "access_code_used_up"
+
+
+def test_a_fan_in_the_general_line_who_brings_a_code_moves_to_the_tail_of_its_lane(client, admin, make_event,
+                                                                                    make_user):
+    event_id = make_event(admit_per_minute=1, max_active=100)["id"]
+    assert client.post(f"/api/events/{event_id}/lanes", headers=admin["headers"],
+                       json={"name": "presale", "share_percent": 30}).status_code == 201
+    code = client.post(f"/api/events/{event_id}/codes", headers=admin["headers"],
+                       json={"lane": "presale", "count": 1}).json["codes"][0]["code"]
+    ahead = [make_user() for _ in range(3)]
+    for other in ahead:
+        assert _join(client, event_id, other).json["lane"] is None
+    fan, behind = make_user(), make_user()
+    assert _join(client, event_id, fan).json["position"] == 4
+    assert _join(client, event_id, behind).json["position"] == 5
+    moved = _join(client, event_id, fan, code)
+    assert moved.status_code == 202 and moved.json["lane"] == "presale" and moved.json["position"] == 1
+    # the general line closes up behind them (a gap, as when anyone leaves)
+    assert client.get(f"/api/queue/{event_id}/status", headers=behind["headers"]).json["position"] == 4
+    assert client.get(f"/api/queue/{event_id}/stats", headers=admin["headers"]).json["waiting"] == 5
+    again = _join(client, event_id, fan, code)  # once in the lane, the code is not spent again
+    assert again.status_code == 202 and again.json["lane"] == "presale"

@@ -66,11 +66,24 @@ if difficulty > 0 and not has_place then
 end
 if now < tonumber(meta[1]) then return {'not_open', meta[1]} end
 if meta[3] and meta[3] ~= '' and now >= tonumber(meta[3]) then return {'closed', meta[3]} end
--- an access code puts a new fan in its lane for good (app/queue/lanes.py); one who holds a place
--- keeps it, and one who redeemed before stays in that lane without spending another use
-if not has_place and (ARGV[6] or '') ~= '' and not redis.call('HGET', K_LANEOF, user) then
+-- an access code puts the fan in its lane for good (app/queue/lanes.py); one who redeemed before
+-- stays in that lane without spending another use
+local redeemed = false
+if (ARGV[6] or '') ~= '' and not redis.call('HGET', K_LANEOF, user) then
   local refused_code = redeem(user, ARGV[6], ARGV[7] or '', now)
   if refused_code then return refused_code end
+  redeemed = true
+end
+-- a new number at the tail of the fan's line: their lane's, else the general line
+local lanes = lanes_of(meta[9])
+local function take_number()
+  local lane = lane_named(lanes, (lane_of(user)))
+  if lane then
+    local number = redis.call('HINCRBY', K_STATS, 'seq:' .. lane.name, 1)
+    redis.call('ZADD', K_LANES, lane.index * LANE_BAND + number, user)
+  else
+    redis.call('ZADD', K_LINE, redis.call('INCR', K_SEQ), user)
+  end
 end
 -- registering a channel later marks every sale in this set notifiable. In cluster mode the
 -- user's keys live in other slots: the caller did the SADD and read the device cache before
@@ -83,6 +96,13 @@ elseif ARGV[8] == '1' then
   redis.call('SADD', K_NOTIF, user)
 end
 if has_place then
+  -- a fan waiting in the general line who brings a code moves to the tail of the code's lane (a
+  -- gap is left behind, as when anyone leaves); in the pre-queue the draw places them in it, and
+  -- an admitted fan's pass carries the lane from now on
+  if redeemed and v[1] == 'waiting' and lane_named(lanes, (lane_of(user)))
+     and redis.call('ZREM', K_LINE, user) == 1 then
+    take_number()
+  end
   redis.call('HSET', K_HB, user, now)
   return reply(user, now, 0)
 end
@@ -96,13 +116,7 @@ redis.call('HDEL', K_EXPIRED, user)
 if now < math.min(tonumber(meta[2]), tonumber(meta[8] or '') or tonumber(meta[2])) and meta[4] ~= '1' then
   redis.call('SADD', K_PRE, user)
 else
-  local lane = lane_named(lanes_of(meta[9]), (lane_of(user)))
-  if lane then
-    local number = redis.call('HINCRBY', K_STATS, 'seq:' .. lane.name, 1)
-    redis.call('ZADD', K_LANES, lane.index * LANE_BAND + number, user)
-  else
-    redis.call('ZADD', K_LINE, redis.call('INCR', K_SEQ), user)
-  end
+  take_number()
 end
 redis.call('HSET', K_JOINED, user, now)
 redis.call('HSET', K_HB, user, now)
