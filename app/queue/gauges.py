@@ -10,6 +10,7 @@ from prometheus_client.core import GaugeMetricFamily
 from app.extensions import redis_store
 from app.queue.events import lag
 from app.queue.lanes import lane_figures
+from app.queue.pow import asked_difficulty
 from app.redis.keys import QueueKeys
 from app.redis.registry import registered_event_ids
 
@@ -66,7 +67,7 @@ def gauges() -> Iterator[GaugeMetricFamily]:
         active.add_metric(label, int(act))
         paused.add_metric(label, 1 if is_paused == "1" else 0)
         rate.add_metric(label, float(ewma or 0))
-        difficulty.add_metric(label, max(int(base or 0), int(current or 0)))
+        difficulty.add_metric(label, asked_difficulty(base, current))
         attempts.add_metric(label, float(attempt_rate or 0))
     yield from (waiting, active, paused, rate, difficulty, attempts)
     for event_id, names in with_lanes:

@@ -39,7 +39,7 @@ MAX_LANES = 4
 MAX_LANE_SHARE_PERCENT = 90  # the general line always keeps at least a tenth of the admissions
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud and typed from an SMS
 CODE_LENGTH = 12  # 60 bits: guessing one of a million codes takes ~10^12 tries, and 10 are allowed
-LANE_BAND = 10 ** 12  # prelude.lua's: lane i's line number n is the score i * LANE_BAND + n
+LANE_BAND = 10 ** 12  # app/redis/lua/lanes.lua's: lane i's line number n is the score i * LANE_BAND + n
 _LANE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
 
@@ -75,7 +75,7 @@ def lane_named(event_id: int, name: str) -> SaleLane:
 
 
 def meta_fields(event: Event) -> dict[str, str]:
-    """The sale's lanes as the waiting room's scripts read them (app/redis/lua/prelude.lua):
+    """The sale's lanes as the waiting room's scripts read them (app/redis/lua/lanes.lua):
     ``lanes`` "name|share|opens_at;..." in order, and ``first_opens_at``, the earliest opening."""
     lanes = lanes_of(event.id)
     opens = [lane.opens_at or event.sale_opens_at for lane in lanes]
@@ -187,7 +187,7 @@ def lane_views(event_id: int) -> list[dict[str, Any]]:
 
 def lane_figures(event_id: int, names: list[str]) -> dict[str, dict[str, int]]:
     """Per lane, from the sale's Redis stats: redeemed, admitted and waiting (zero before the sale
-    is in Redis). The lane's band in the lanes zset is its index (prelude.lua's LANE_BAND)."""
+    is in Redis). The lane's band in the lanes zset is its index (lanes.lua's LANE_BAND)."""
     keys = QueueKeys(event_id)
     pipe = redis_store.client.pipeline(transaction=False)
     for index, name in enumerate(names, start=1):
@@ -221,8 +221,8 @@ def create_codes(event_id: int, data: dict[str, Any]) -> tuple[SaleLane, list[tu
     if limit is not None and limit > event.max_per_user:
         raise Unprocessable(f"A code's ticket limit cannot exceed the sale's ({event.max_per_user})",
                             errors={"ticket_limit": [f"at most {event.max_per_user}"]})
-    batch = data.get("batch") or f"{lane.name}-{utcnow():%Y%m%d%H%M%S}"
     now = utcnow()
+    batch = data.get("batch") or f"{lane.name}-{now:%Y%m%d%H%M%S}"
     made: list[tuple[AccessCode, str]] = []
     for i in range(count):
         plain = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))

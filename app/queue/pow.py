@@ -52,6 +52,12 @@ class PowSettings:
     maximum: int
 
 
+def asked_difficulty(sale: int | str | None, adaptive: int | str | None) -> int:
+    """What a new join is asked: the sale's own difficulty or the adaptive one, whichever is higher
+    (join.lua applies the same rule)."""
+    return max(int(sale or 0), int(adaptive or 0))
+
+
 def adapted_difficulty(settings: PowSettings, current: int, attempts_per_second: float) -> int:
     """The difficulty for the next tick (a second). While the join attempts exceed the threshold
     it rises, by one bit per doubling of the rate past it: a flood that keeps its rate pays twice

@@ -122,12 +122,9 @@ class LineFigures:
         if isinstance(reply, calls.ServingReply):
             return cls(reply.eta_rate, reply.eta_rel, reply.admit_per_minute, reply.heartbeat_timeout,
                        reply.opens_at, reply.paused, reply.pre_queue)
-        # a sale with lanes serves each line at its share (ADVANCE): the fan's line moves at least
-        # that fast (faster while another is empty), so the estimate stays on the safe side
-        share = float(reply.share or 1)
-        return cls(float(reply.eta_rate or 0) * share, float(reply.eta_rel or 1),
-                   float(reply.admit_per_minute) * share, float(reply.heartbeat_timeout), float(reply.opens_at),
-                   reply.paused == "1", int(reply.pre_size))
+        # with priority lanes, both replies give the rates at the fan's line's share (lanes.lua)
+        return cls(float(reply.eta_rate or 0), float(reply.eta_rel or 1), float(reply.admit_per_minute),
+                   float(reply.heartbeat_timeout), float(reply.opens_at), reply.paused == "1", int(reply.pre_size))
 
 
 def _estimate(view: QueueView, figures: LineFigures, ahead: int | None, now: float) -> QueueView:
@@ -507,7 +504,7 @@ def line_figures(event_id: int) -> dict[str, Any]:
         "admission_window_seconds": event.admission_window_seconds,
         "oldest_wait_seconds": round(oldest, 1),
         "paused": paused == "1",
-        "pow_difficulty": max(event.pow_difficulty, int(pow_current or 0)),
+        "pow_difficulty": proof_of_work.asked_difficulty(event.pow_difficulty, pow_current),
         "pow_adaptive_threshold": event.pow_adaptive_threshold,
         "pow_max_difficulty": event.pow_max_difficulty,
         "join_attempts_per_second": float(st.get("join_attempts_per_second", 0) or 0),

@@ -37,11 +37,11 @@ class PlaceReply(NamedTuple):
     state: str  # waiting | pre_queue | admitted | expired | not_in_queue
     rank: int  # 0-based place in the line (-1: not in it)
     detail: str | None  # admitted: the admission's end (epoch s); expired: why
-    eta_rate: str  # the line's measured speed, people/s (0: not measured yet)
+    eta_rate: str  # the line's measured speed, people/s (0: not measured yet), at the fan's line's share
     paused: str  # "1" while the sale is paused
     pre_size: int  # people in the pre-queue
     created: int  # 1 when this call took the place
-    admit_per_minute: str  # the configured rate
+    admit_per_minute: str  # the configured rate, at the fan's line's share
     heartbeat_timeout: str  # seconds without a poll before a non-notifiable place lapses
     opens_at: str  # the sale's opening (epoch s)
     eta_rel: str  # the measured speed's relative uncertainty
@@ -49,7 +49,6 @@ class PlaceReply(NamedTuple):
     served_up_to: str  # the line number of the last place served (SERVING's figure)
     joined_at: str  # when the place was taken (epoch s; '' when none is held)
     lane: str  # the fan's priority lane ('' for the general line; app/queue/lanes.py)
-    share: str  # the fan's line's share of the admissions (1 with no lanes)
     ticket_limit: str  # the fan's access code's ticket limit ('' for the sale's own)
 
 

@@ -2,7 +2,8 @@
 
 The scripts are files, one per script, under app/redis/lua/ (as Sentry keeps its own): a file
 starts with its KEYS, ARGV and reply, then `--! include <helper>` lines naming the shared helpers
-it is built on (prelude: the waiting room's; put_back, take, intake: the sold-out gate's), which
+it is built on (prelude: the waiting room's, with lanes: its priority lanes'; put_back, take,
+intake: the sold-out gate's), which
 ``load`` puts in front of it, each once.
 
 Waiting room (JOIN, STATUS, LEAVE, SHUFFLE, ADVANCE), booking intake and sold-out gate (RESERVE,

@@ -69,14 +69,13 @@ local served_up_to = nil
 -- served last) if that is later: a line that was empty or closed saves up no burst. The smallest
 -- start tag goes first.
 local lanes = lanes_of(m[10])
-local lines, general_share = {}, 1
+local lines = {}
 for _, lane in ipairs(lanes) do
-  general_share = general_share - lane.share
   local low = lane.index * LANE_BAND - LANE_BAND / 2
   table.insert(lines, {name = lane.name, share = lane.share, opens_at = lane.opens_at, low = low,
                        high = '(' .. (low + LANE_BAND), tag = 'vf:' .. lane.name})
 end
-table.insert(lines, {name = '', share = general_share, opens_at = opens_at, tag = 'vf:'})
+table.insert(lines, {name = '', share = general_share(lanes), opens_at = opens_at, tag = 'vf:'})
 local vt = tonumber(redis.call('HGET', K_STATS, 'vt') or '0')
 local function front(line)
   if line.name == '' then return redis.call('ZRANGE', K_LINE, 0, 0, 'WITHSCORES') end

@@ -1,27 +1,8 @@
 -- Shared Lua helpers. ``view`` answers "where is this user" without changing anything.
+--! include lanes
 local K_META, K_LINE, K_PRE, K_JOINED, K_HB, K_ACTIVE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local K_NOTIF, K_EXPIRED, K_SEQ, K_STATS, K_EVENTS = KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local K_LANES, K_CODES, K_LANEOF = KEYS[12], KEYS[13], KEYS[14]
--- priority lanes (app/queue/lanes.py): their fans share one zset, K_LANES, in one score band per
--- lane: lane i's line number n is the score i * LANE_BAND + n (the draw's numbers are negative)
-local LANE_BAND = 1e12
-
--- the sale's lanes, in order, from meta's "name|share|opens_at;..." (shares as fractions)
-local function lanes_of(spec)
-  local out = {}
-  if not spec or spec == '' then return out end
-  for part in string.gmatch(spec, '[^;]+') do
-    local name, share, opens = string.match(part, '^([^|]*)|([^|]*)|([^|]*)$')
-    table.insert(out, {name = name, share = tonumber(share), opens_at = tonumber(opens), index = #out + 1})
-  end
-  return out
-end
-
-local function lane_named(lanes, name)
-  for _, lane in ipairs(lanes) do if lane.name == name then return lane end end
-  return nil
-end
-
 -- the user's lane ('' for the general line) and ticket limit ('' for the sale's own)
 local function lane_of(user)
   local v = redis.call('HGET', K_LANEOF, user)
@@ -66,24 +47,23 @@ end
 --        created, configured rate/min, heartbeat timeout, opens_at, the speed's relative
 --        uncertainty (everything the estimate needs: one trip), the place's line number ('' when
 --        not in the line), the line number served up to (SERVING's figure), the join time, the
---        lane ('' for the general line), the lane's share of the admissions, the ticket limit
---        ('' for the sale's). A lane's fan gets the lane's opening and served-up-to figure.
+--        lane ('' for the general line) and the ticket limit ('' for the sale's). A lane's fan
+--        gets the lane's opening and served-up-to figure; both rates are at the fan's line's share.
 local function reply(user, now, created)
   local v = view(user, now)
   local lane_name, limit = lane_of(user)
   local eta = redis.call('HMGET', K_STATS, 'eta_rate', 'eta_rel', 'served_up_to')
   local m = redis.call('HMGET', K_META, 'paused', 'admit_per_minute', 'heartbeat_timeout', 'opens_at', 'lanes')
-  local opens_at, served, share = m[4] or '0', eta[3] or '0', 1
   local lanes = lanes_of(m[5])
-  for _, lane in ipairs(lanes) do share = share - lane.share end
+  local opens_at, served, share = m[4] or '0', eta[3] or '0', general_share(lanes)
   local lane = lane_named(lanes, lane_name)
   if lane then
     opens_at, share = tostring(lane.opens_at), lane.share
     served = redis.call('HGET', K_STATS, 'served_up_to:' .. lane_name) or '0'
   end
-  return {v[1], v[2], v[3], eta[1] or '0', m[1] or '0', redis.call('SCARD', K_PRE), created, m[2] or '1',
-          m[3] or '60', opens_at, eta[2] or '1', v[4] or '', served,
-          redis.call('HGET', K_JOINED, user) or '', lane_name, tostring(share), limit}
+  return {v[1], v[2], v[3], at_share(eta[1] or '0', share), m[1] or '0', redis.call('SCARD', K_PRE), created,
+          at_share(m[2] or '1', share), m[3] or '60', opens_at, eta[2] or '1', v[4] or '', served,
+          redis.call('HGET', K_JOINED, user) or '', lane_name, limit}
 end
 
 local function rate_limited(limit)

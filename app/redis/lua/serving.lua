@@ -8,6 +8,7 @@
 -- reply: {} when the sale is not in Redis, else {served_up_to, eta_rate, eta_rel, paused,
 --        admit_per_minute, heartbeat_timeout, opens_at, closes_at, shuffled, waiting, pre_queue,
 --        admitted_total}
+--! include lanes
 if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
 if KEYS[5] then
   redis.call('HSET', KEYS[5], ARGV[1], ARGV[2])
@@ -21,8 +22,7 @@ local m = redis.call('HMGET', KEYS[1], 'paused', 'admit_per_minute', 'heartbeat_
 local s = redis.call('HMGET', KEYS[2], 'served_up_to', 'eta_rate', 'eta_rel', 'admitted_total')
 -- these are the general line's figures: with priority lanes (app/queue/lanes.py) it is served at
 -- least at its share of the rate, so the rates are scaled to it (an estimate on the safe side)
-local share = 1
-for lane_share in string.gmatch(m[7] or '', '[^|;]*|([^|]*)|[^;]*') do share = share - tonumber(lane_share) end
-return {s[1] or '0', tostring(tonumber(s[2] or '0') * share), s[3] or '1', m[1] or '0',
-        tostring(tonumber(m[2] or '1') * share), m[3] or '60', m[4] or '0', m[5] or '',
+local share = general_share(lanes_of(m[7]))
+return {s[1] or '0', at_share(s[2] or '0', share), s[3] or '1', m[1] or '0', at_share(m[2] or '1', share),
+        m[3] or '60', m[4] or '0', m[5] or '',
         m[6] or '0', redis.call('ZCARD', KEYS[3]), redis.call('SCARD', KEYS[4]), s[4] or '0'}
