@@ -24,6 +24,7 @@ from app.queue.schemas import (
     JoinSchema,
     MyDrawEntrySchema,
     QueueStatusSchema,
+    parse_join,
 )
 
 blp = Blueprint("queue", __name__, url_prefix="/api/queue", description="Waiting room")
@@ -36,9 +37,9 @@ DRAW_MAX_AGE = {"drawn": 3600, "committed": 10}
 @blp.route("/<int:event_id>/join")
 class Join(MethodView):
     @jwt_required_blocklist_deferred
-    @blp.arguments(JoinSchema, required=False)
+    @blp.doc(requestBody={"required": False, "content": {"application/json": {"schema": JoinSchema}}})
     @blp.response(202, QueueStatusSchema)
-    def post(self, data: dict | None, event_id: int) -> Response:
+    def post(self, event_id: int) -> Response:
         """Take a place in the sale's waiting room (joining again keeps the same place).
 
         With `{"code": ...}`, an access code: the fan waits in its lane (a presale) for the whole
@@ -47,7 +48,7 @@ class Join(MethodView):
         `access_code_attempts_exceeded` (10 wrong codes in 10 minutes). A sale may ask for a
         proof of work (428 `proof_of_work_required`): see docs/security.md."""
         nonce = request.headers.get("X-Proof-Of-Work", "")
-        code = (data or {}).get("code")
+        code = parse_join(request)
         return json_response(services.join(event_id, current_user_id(), revoked_key(), nonce, code).as_dict(), 202)
 
 
