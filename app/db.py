@@ -175,19 +175,47 @@ def _driver_value(value: Any) -> Any:
     return value
 
 
-def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]], *, ignore: bool = False) -> None:
     """Multi-row INSERT through the driver's ``executemany`` (PyMySQL sends one statement for all
     rows), without SQLAlchemy's per-row parameter processing: the hold writer's hot path.
-    Values are plain: str/int/None, datetimes (stored as naive UTC) and JSON dicts/lists."""
+    Values are plain: str/int/None, datetimes (stored as naive UTC) and JSON dicts/lists.
+    ``ignore``: INSERT IGNORE, rows whose unique key exists already are skipped (re-runs add nothing)."""
     if not rows:
         return
     columns = list(rows[0])
     connection = session.connection()
     mark = "%s"  # PyMySQL's paramstyle
     quote = connection.dialect.identifier_preparer.quote
-    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+    sql = (f"INSERT {'IGNORE ' if ignore else ''}INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
            f"VALUES ({', '.join([mark] * len(columns))})")
     connection.exec_driver_sql(sql, [tuple(_driver_value(row[c]) for c in columns) for row in rows])
+
+
+def bulk_update(session: Session, table: Table, key: str, rows: list[dict[str, Any]],
+                where: dict[str, Any] | None = None) -> int:
+    """Many rows, each with its own values, in one UPDATE statement (``SET c = CASE key WHEN ...
+    THEN ... END``) instead of one round trip per row (PyMySQL's ``executemany`` batches only
+    INSERTs). Every row names ``key`` and the same columns; ``where`` adds equality conditions
+    that every row must also meet (a claim token). Values as for ``bulk_insert``. Returns the
+    number of rows matched."""
+    if not rows:
+        return 0
+    connection = session.connection()
+    quote = connection.dialect.identifier_preparer.quote
+    columns = [c for c in rows[0] if c != key]
+    params: list[Any] = []
+    assignments = []
+    for column in columns:
+        assignments.append(f"{quote(column)} = CASE {quote(key)}{' WHEN %s THEN %s' * len(rows)} END")
+        for row in rows:
+            params += (row[key], _driver_value(row[column]))
+    conditions = [f"{quote(key)} IN ({', '.join(['%s'] * len(rows))})"]
+    params += (row[key] for row in rows)
+    for column, value in (where or {}).items():
+        conditions.append(f"{quote(column)} = %s")
+        params.append(_driver_value(value))
+    sql = f"UPDATE {quote(table.name)} SET {', '.join(assignments)} WHERE {' AND '.join(conditions)}"
+    return connection.exec_driver_sql(sql, tuple(params)).rowcount
 
 
 class Database:

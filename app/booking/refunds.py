@@ -19,7 +19,7 @@ import logging
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from app.auth.models import User
@@ -32,7 +32,6 @@ from app.db import lock_rows, utcnow
 from app.errors import Conflict, NotFound, PaymentRequired
 from app.extensions import db
 from app.inventory import units
-from app.notifications.models import Notification
 from app.notifications.services import notice
 from app.observability.metrics import REFUNDS, via
 from app.outbox.services import record_event
@@ -159,7 +158,7 @@ def answer(refund: Refund) -> Refund:
     return refund
 
 
-def refund_notice(n: Notification, user: User, event: Event) -> Message:
+def refund_notice(n: Row, user: User, event: Event) -> Message:
     """The "refunded" notice names the refund's amount and fee (registered as its message by
     create_app: notifications imports nothing of booking)."""
     refund = db.session.scalar(select(Refund).where(Refund.user_id == user.id, Refund.event_id == event.id,

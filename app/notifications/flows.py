@@ -109,7 +109,7 @@ def deliver(ids: list[str], *, raise_transient: bool = False) -> list[str]:
         return []
     app = current_app._get_current_object()
 
-    def attempt(job: tuple[Notification, Device | None, channels.Message]) -> tuple[str, Any]:
+    def attempt(job: services.Job) -> tuple[str, Any]:
         n, device, message = job
         with app.app_context():
             try:

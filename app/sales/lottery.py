@@ -24,7 +24,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.auth.models import User
@@ -33,7 +33,6 @@ from app.catalogue.services import get_event
 from app.db import insert_ignore, is_duplicate_key, utcnow
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.extensions import db
-from app.notifications.models import Notification
 from app.notifications.services import notice, record_notices
 from app.outbox.services import record_event
 from app.queue import lanes
@@ -278,7 +277,7 @@ def due(now: datetime) -> tuple[list[int], list[int]]:
     return to_draw, to_sync
 
 
-def lottery_notice(n: Notification, user: User, event: Event) -> Any:
+def lottery_notice(n: Row, user: User, event: Event) -> Any:
     """The lottery's notices name the winner's code or the standby place (registered by create_app:
     notifications imports nothing of sales)."""
     lottery = db.session.get(SaleLottery, event.id)
