@@ -66,7 +66,7 @@ def bare_rate(sns_url: str, seconds: float, threads: int, defaults: bool) -> flo
                          cwd=ROOT, capture_output=True, text=True, env=os.environ.copy(), timeout=seconds + 60)
     if out.returncode != 0:
         raise SystemExit(out.stderr[-3000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])["per_s"]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _bare_main(sns_url: str, seconds: float, threads: int, defaults: bool) -> None:
@@ -94,10 +94,11 @@ def _bare_main(sns_url: str, seconds: float, threads: int, defaults: bool) -> No
                 client.publish(TargetArn=arn, MessageStructure="json", Message=message)
                 done[i] += 1
 
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(loop, range(threads)))
-        print(json.dumps({"per_s": round(sum(done) / (time.monotonic() - started), 1)}))
+        print(json.dumps({"per_s": round(sum(done) / (time.monotonic() - started), 1),
+                          "cpu_ms_per_send": round((time.process_time() - cpu) * 1000 / sum(done), 3)}))
 
 
 # --- 2. the pipeline -----------------------------------------------------------------------------
@@ -128,9 +129,15 @@ def fans_with_push_devices(app, count: int) -> list[int]:
     return ids
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def pipeline(app, processes: int, fans: int, threads: int = 4) -> dict[str, Any]:
     """Admit ``fans`` at once and time their pushes through ``processes`` notification workers."""
-    from sqlalchemy import select
+    from sqlalchemy import func, select
 
     from app.extensions import db
     from app.notifications.models import Notification
@@ -141,6 +148,7 @@ def pipeline(app, processes: int, fans: int, threads: int = 4) -> dict[str, Any]
     event_id, _ = create_event(app, admit_per_minute=600_000, max_active=1_000_000)
     workers = [start_worker(concurrency=threads, name=f"push{processes}-{i}", queues="notifications", pool="threads")
                for i in range(processes)]
+    cpu_before = [_cpu_seconds(w.proc.pid) for w in workers]  # each is ready (it answered a ping)
     try:
         with app.test_request_context():
             for uid in ids:
@@ -149,22 +157,28 @@ def pipeline(app, processes: int, fans: int, threads: int = 4) -> dict[str, Any]
             admitted = advance(event_id, max_batch=fans, force=fans).admitted
         assert len(admitted) == fans, f"admitted {len(admitted)} of {fans}"
         deadline = time.time() + int(os.environ.get("PUSH_BENCH_TIMEOUT", "300"))
-        while time.time() < deadline:
+        while time.time() < deadline:  # a count per poll: this process must not take the workers' CPU
             with app.app_context():
-                rows = db.session.execute(select(Notification.status, Notification.admitted_at, Notification.sent_at)
-                                          .where(Notification.event_id == event_id)).all()
+                done = db.session.scalar(select(func.count()).where(Notification.event_id == event_id,
+                                                                    Notification.status.in_(("sent", "failed"))))
                 db.session.rollback()
-            if len(rows) >= fans and all(r.status in {"sent", "failed"} for r in rows):
+            if done >= fans:
                 break
             time.sleep(0.2)
+        cpu = sum(_cpu_seconds(w.proc.pid) - before for w, before in zip(workers, cpu_before, strict=True))
     finally:
         for worker in workers:
             worker.stop()
+    with app.app_context():
+        rows = db.session.execute(select(Notification.status, Notification.admitted_at, Notification.sent_at)
+                                  .where(Notification.event_id == event_id)).all()
+        db.session.rollback()
     sent = [r for r in rows if r.status == "sent"]
     first, last = min(r.sent_at for r in sent), max(r.sent_at for r in sent)
     latency = [(r.sent_at - r.admitted_at).total_seconds() for r in sent]
     return {"processes": processes, "fans": fans, "sent": len(sent), "failed": len(rows) - len(sent),
             "sends_per_s": round(len(sent) / max((last - first).total_seconds(), 1e-3), 1),
+            "worker_cpu_ms_per_send": round(cpu * 1000 / max(len(sent), 1), 3),
             "admission_to_sns_ms": {"p50": round(percentile(latency, 0.5) * 1000, 1),
                                     "p95": round(percentile(latency, 0.95) * 1000, 1)},
             "admit_seconds": round(time.time() - started, 1)}
@@ -173,9 +187,11 @@ def pipeline(app, processes: int, fans: int, threads: int = 4) -> dict[str, Any]
 def table(result: dict[str, Any]) -> str:
     bare = result["bare_per_s"]
     one = result["pipeline"][0]["sends_per_s"]
-    lines = ["", "push (fast SNS stand-in: nginx)      per s   vs bare  vs 1 proc  admission->SNS p50/p95 ms  target",
-             "-" * 108,
-             f"bare boto3, app's client, 1 process {bare:7.0f}      1.00",
+    lines = ["", "push (fast SNS stand-in: nginx)      per s   vs bare  vs 1 proc  CPU ms/send  "
+             "admission->SNS p50/p95 ms  target",
+             "-" * 121,
+             f"bare boto3, app's client, 1 process {bare:7.0f}      1.00             "
+             f"{result['bare_cpu_ms_per_send']:9.3f}",
              f"bare boto3, boto3 defaults          {result['bare_defaults_per_s']:7.0f}  "
              f"{result['bare_defaults_per_s'] / bare:8.2f}"]
     for run in result["pipeline"]:
@@ -184,7 +200,7 @@ def table(result: dict[str, Any]) -> str:
         lat = run["admission_to_sns_ms"]
         lines.append(f"pipeline, {n} worker process{'es' if n > 1 else '  '}     {run['sends_per_s']:7.0f}  "
                      f"{run['sends_per_s'] / (bare * n):8.2f}  {run['sends_per_s'] / one:9.2f}  "
-                     f"{lat['p50']:10.0f} / {lat['p95']:<10.0f}  {target}")
+                     f"{run['worker_cpu_ms_per_send']:11.3f}  {lat['p50']:10.0f} / {lat['p95']:<10.0f}  {target}")
     burst = result.get("burst")
     if burst:
         lines.append(f"1,000 fans admitted at once, {burst['processes']} processes: admission -> SNS p95 "
@@ -221,8 +237,9 @@ def main() -> None:
     app = create_app()
     result: dict[str, Any] = {"at": time.strftime("%Y-%m-%d %H:%M:%S"), "machine_cores": os.cpu_count()}
     try:
-        result["bare_per_s"] = bare_rate(sns_url, args.seconds, args.threads, defaults=False)
-        result["bare_defaults_per_s"] = bare_rate(sns_url, args.seconds, args.threads, defaults=True)
+        bare = bare_rate(sns_url, args.seconds, args.threads, defaults=False)
+        result["bare_per_s"], result["bare_cpu_ms_per_send"] = bare["per_s"], bare["cpu_ms_per_send"]
+        result["bare_defaults_per_s"] = bare_rate(sns_url, args.seconds, args.threads, defaults=True)["per_s"]
         result["pipeline"] = [pipeline(app, int(n), args.fans) for n in args.processes.split(",")]
         if not args.no_burst:
             result["burst"] = pipeline(app, 2, 1000)

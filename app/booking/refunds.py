@@ -22,7 +22,6 @@ from flask import current_app
 from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
-from app.auth.models import User
 from app.booking.models import CONFIRMED, REFUNDED, Refund, Reservation
 from app.booking.orders.services import void_tickets
 from app.booking.payments import PaymentResult, get_provider
@@ -158,7 +157,7 @@ def answer(refund: Refund) -> Refund:
     return refund
 
 
-def refund_notice(n: Row, user: User, event: Event) -> Message:
+def refund_notice(n: Row, user: Row, event: Event) -> Message:
     """The "refunded" notice names the refund's amount and fee (registered as its message by
     create_app: notifications imports nothing of booking)."""
     refund = db.session.scalar(select(Refund).where(Refund.user_id == user.id, Refund.event_id == event.id,

@@ -271,7 +271,7 @@ PUSH_TYPES = {"admitted": "queue_admitted", "offer": "waitlist_offer", "refunded
 KINDS = tuple(TEXTS)
 
 
-def build_message(user: User, event: Event, admitted_until: datetime, kind: str = "admitted",
+def build_message(user: Row | User, event: Event, admitted_until: datetime, kind: str = "admitted",
                   fields: dict[str, Any] | None = None) -> channels.Message:
     """A notice's message; ``fields`` fills a kind's own placeholders (a lottery's {code}, {place})."""
     texts = TEXTS.get(kind, TEXTS["admitted"])
@@ -386,6 +386,7 @@ def claim(ids: list[str]) -> list[Row]:
 
 
 Job = tuple[Row, Row | None, channels.Message]  # a claimed notification, its device's row, its message
+# (plain rows of the tables, read only, with the models' attribute names: no ORM object per notice)
 
 
 def jobs_of(claimed: list[Row]) -> list[Job]:
@@ -394,7 +395,7 @@ def jobs_of(claimed: list[Row]) -> list[Job]:
     session = db.session
     devices = {d.id: d for d in session.execute(select(Device.__table__).where(
         Device.id.in_({n.device_id for n in claimed if n.device_id})))}
-    users = {u.id: u for u in session.scalars(select(User).where(User.id.in_({n.user_id for n in claimed})))}
+    users = {u.id: u for u in session.execute(select(User.__table__).where(User.id.in_({n.user_id for n in claimed})))}
     events = {e.id: e for e in session.scalars(select(Event).where(Event.id.in_({n.event_id for n in claimed})))}
     jobs = [(n, devices.get(n.device_id), _message_of(n, users[n.user_id], events[n.event_id])) for n in claimed]
     session.expunge_all()
@@ -405,16 +406,16 @@ def jobs_of(claimed: list[Row]) -> list[Job]:
 # from here): kind -> builder of the row's message. create_app fills it (app/__init__.py): the
 # receipt is the order's (app/booking/orders/receipts.py), a refund notice names the refund's
 # figures (app/booking/refunds.py).
-MessageBuilder = Callable[[Row, User, Event], channels.Message]
+MessageBuilder = Callable[[Row, Row, Event], channels.Message]  # notification row, user row, event
 KIND_MESSAGES: dict[str, MessageBuilder] = {}
 
 
-def _message_of(n: Row, user: User, event: Event) -> channels.Message:
+def _message_of(n: Row, user: Row, event: Event) -> channels.Message:
     builder = KIND_MESSAGES.get(n.kind)
     return builder(n, user, event) if builder else notice(n, user, event)
 
 
-def notice(n: Row | Notification, user: User, event: Event, fields: dict[str, Any] | None = None,
+def notice(n: Row | Notification, user: Row | User, event: Event, fields: dict[str, Any] | None = None,
            **figures: Any) -> channels.Message:
     """An admission, offer, refund or lottery notice on the row's channel; as an e-mail, text and
     HTML in the fan's language with the deadline, the page to open, ``fields`` (a lottery's code)

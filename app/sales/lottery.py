@@ -277,7 +277,7 @@ def due(now: datetime) -> tuple[list[int], list[int]]:
     return to_draw, to_sync
 
 
-def lottery_notice(n: Row, user: User, event: Event) -> Any:
+def lottery_notice(n: Row, user: Row, event: Event) -> Any:
     """The lottery's notices name the winner's code or the standby place (registered by create_app:
     notifications imports nothing of sales)."""
     lottery = db.session.get(SaleLottery, event.id)

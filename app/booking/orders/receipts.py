@@ -10,6 +10,7 @@ import icalendar
 from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
+from sqlalchemy import Row
 
 from app.auth.models import User
 from app.booking.orders.services import order_view
@@ -23,7 +24,7 @@ from app.notifications.services import render_email
 CALENDAR_DURATION = timedelta(hours=3)
 
 
-def receipt_message(order_id: str, user: User) -> Message:
+def receipt_message(order_id: str, user: Row | User) -> Message:
     order = order_view(order_id)
     event = db.session.get(Event, order["event"]["id"])
     base = current_app.config["PUBLIC_BASE_URL"]
