@@ -175,20 +175,21 @@ def _driver_value(value: Any) -> Any:
     return value
 
 
-def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]], *, ignore: bool = False) -> None:
+def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]], *, ignore: bool = False) -> int:
     """Multi-row INSERT through the driver's ``executemany`` (PyMySQL sends one statement for all
     rows), without SQLAlchemy's per-row parameter processing: the hold writer's hot path.
     Values are plain: str/int/None, datetimes (stored as naive UTC) and JSON dicts/lists.
-    ``ignore``: INSERT IGNORE, rows whose unique key exists already are skipped (re-runs add nothing)."""
+    ``ignore``: INSERT IGNORE, rows whose unique key exists already are skipped (re-runs add nothing).
+    Returns the number of rows inserted."""
     if not rows:
-        return
+        return 0
     columns = list(rows[0])
     connection = session.connection()
     mark = "%s"  # PyMySQL's paramstyle
     quote = connection.dialect.identifier_preparer.quote
     sql = (f"INSERT {'IGNORE ' if ignore else ''}INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
            f"VALUES ({', '.join([mark] * len(columns))})")
-    connection.exec_driver_sql(sql, [tuple(_driver_value(row[c]) for c in columns) for row in rows])
+    return connection.exec_driver_sql(sql, [tuple(_driver_value(row[c]) for c in columns) for row in rows]).rowcount
 
 
 def bulk_update(session: Session, table: Table, key: str, rows: list[dict[str, Any]],

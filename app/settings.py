@@ -116,7 +116,8 @@ class Settings(BaseSettings):
     REQUIRE_VERIFIED_EMAIL: bool = Field(True, **_doc("buying needs a verified e-mail"))
     NOTIFY_MAX_CHANNELS: int = Field(5, **_doc("channels per account"))
     NOTIFY_SEND_CONCURRENCY: int = Field(32, ge=1, **_doc(
-        "parallel SNS/SMTP calls per notification task (sending is I/O-bound)"))
+        "calls in flight per channel (push, e-mail, SMS, web push) and notification worker process, "
+        "shared by its tasks; size it as sends/s x the provider's latency (800/s x 40 ms = 32)"))
     CHANNEL_LIMIT_PER_USER: str = Field("20 per hour", **_doc("channel registrations per account"))
     CODE_LIMIT_PER_USER: str = Field("5 per hour", **_doc("verification codes asked for per account"))
     CODE_LIMIT_PER_DESTINATION: str = Field("5 per hour", **_doc(

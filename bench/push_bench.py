@@ -220,6 +220,7 @@ def main() -> None:
     parser.add_argument("--fans", type=int, default=3000, help="fans admitted per pipeline run")
     parser.add_argument("--processes", default="1,2,4", help="worker process counts of the pipeline runs")
     parser.add_argument("--no-burst", action="store_true", help="skip the 1,000-fan burst")
+    parser.add_argument("--worker-concurrency", type=int, default=4, help="each worker's -c (threads pool)")
     parser.add_argument("--output", default=str(ROOT / "var" / "bench" / "push.json"))
     args = parser.parse_args()
     if args.bare:
@@ -240,9 +241,10 @@ def main() -> None:
         bare = bare_rate(sns_url, args.seconds, args.threads, defaults=False)
         result["bare_per_s"], result["bare_cpu_ms_per_send"] = bare["per_s"], bare["cpu_ms_per_send"]
         result["bare_defaults_per_s"] = bare_rate(sns_url, args.seconds, args.threads, defaults=True)["per_s"]
-        result["pipeline"] = [pipeline(app, int(n), args.fans) for n in args.processes.split(",")]
+        result["pipeline"] = [pipeline(app, int(n), args.fans, args.worker_concurrency)
+                              for n in args.processes.split(",")]
         if not args.no_burst:
-            result["burst"] = pipeline(app, 2, 1000)
+            result["burst"] = pipeline(app, 2, 1000, args.worker_concurrency)
     finally:
         standin.terminate()
         standin.wait(10)

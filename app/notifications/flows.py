@@ -50,11 +50,13 @@ def notify_admissions(event_id: int, admitted_at: float, admissions: list[tuple[
     """Record one notification per enabled device per notice and commit, then send every row still
     pending. Returns the ids this call sent or tried to send. An admission's notice is owed in Redis
     (ADVANCE wrote it in the admission's own call) until its rows are committed here."""
-    with transaction():
-        ids = services.record_notices(event_id, admitted_at, admissions, kind)
+    token = services.new_claim_token()
+    with transaction():  # the new rows are written claimed: no claim round trips after the commit
+        pending = services.record_notices(event_id, admitted_at, admissions, kind, claim_token=token)
+        jobs = services.jobs_of(services.claim(pending, token))
     if kind == "admitted":
         forget_owed_notices(event_id, admissions)
-    return deliver(ids)
+    return _send(jobs)
 
 
 def forget_owed_notices(event_id: int, admissions: list[tuple[int, float]]) -> None:
@@ -104,16 +106,22 @@ def deliver(ids: list[str], *, raise_transient: bool = False) -> list[str]:
     if not ids:
         return []
     with transaction():
-        claimed = services.claim(ids)
-        jobs = services.jobs_of(claimed)
-    if not claimed:
+        jobs = services.jobs_of(services.claim(ids))
+    return _send(jobs, raise_transient=raise_transient)
+
+
+def _send(jobs: list[services.Job], *, raise_transient: bool = False) -> list[str]:
+    """Send claimed notices (no transaction is open), then record every outcome in one commit."""
+    if not jobs:
         return []
     app = current_app._get_current_object()
 
     def attempt(job: services.Job) -> tuple[str, Any]:
         n, device, message = job
         try:
-            return "sent", (*services.send_one(device, n, message), utcnow())  # handed to the provider now
+            with _in_flight(n.channel, app):
+                sent = services.send_one(device, n, message)
+            return "sent", (*sent, utcnow())  # handed to the provider now
         except channels.TransientError as exc:
             return "transient", exc
         except channels.PermanentError as exc:
@@ -132,6 +140,23 @@ def deliver(ids: list[str], *, raise_transient: bool = False) -> list[str]:
         # backoff with jitter: throttling clears faster when callers spread out
         send_task("notifications.send", [notification_id], countdown=random.uniform(0.5, 2.0))
     return [job[0].id for job in jobs]
+
+
+_slots: dict[str, threading.BoundedSemaphore] = {}
+_slots_lock = threading.Lock()
+
+
+def _in_flight(channel: str, app: Flask) -> threading.BoundedSemaphore:
+    """The process's slots for calls to one channel's provider, shared by every task of the worker:
+    ``NOTIFY_SEND_CONCURRENCY`` calls in flight per channel and process, whatever the number of
+    tasks. Threads past that wait on the semaphore, not for the interpreter's lock: against a
+    fast provider, every extra runnable sender thread cost each send CPU in lock hand-offs. One
+    set per channel, so slow SMTP calls never hold up pushes."""
+    slots = _slots.get(channel)
+    if slots is None:
+        with _slots_lock:
+            slots = _slots.setdefault(channel, threading.BoundedSemaphore(app.config["NOTIFY_SEND_CONCURRENCY"]))
+    return slots
 
 
 def _on_threads(app: Flask, attempt: Callable[[services.Job], tuple[str, Any]], jobs: list[services.Job],

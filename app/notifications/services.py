@@ -300,11 +300,18 @@ def _web_link(kind: str, links: dict[str, Any]) -> str:
 
 
 def record_notices(event_id: int, admitted_at: float, admissions: list[tuple[int, float]],
-                   kind: str = "admitted") -> list[str]:
+                   kind: str = "admitted", claim_token: str | None = None) -> list[str]:
     """One notification row per enabled device per notice (a re-run adds none), in one multi-row
     INSERT; returns the ids still pending. ``kind``: `admitted` (the waiting room), `offer` (a
-    waitlist offer, until its end), `refunded`. app/notifications/flows.py commits, then sends."""
+    waitlist offer, until its end), `refunded`. app/notifications/flows.py commits, then sends.
+
+    With ``claim_token`` the new rows are written already claimed by it, as ``claim`` leaves them
+    (the caller sends them once this commits; a sender that dies first leaves them to the sweep,
+    as after any claim): only rows that a re-run finds still pending are returned, to be claimed."""
     session = db.session
+    now = utcnow()
+    claimed = {"status": "sending", "attempts": 1, "claim_token": claim_token, "claimed_at": now} if claim_token \
+        else {"status": "pending", "attempts": 0, "claim_token": None, "claimed_at": None}
     until_by_user = {int(user): float(until) for user, until in admissions}
     devices = session.execute(select(Device.id, Device.user_id, Device.channel, Device.target).where(
         Device.user_id.in_(until_by_user), Device.enabled.is_(True),
@@ -316,8 +323,8 @@ def record_notices(event_id: int, admitted_at: float, admissions: list[tuple[int
         until = until_by_user[user_id]
         rows.append({"id": new_uuid(), "dedupe_key": f"{kind}:{event_id}:{user_id}:{int(until * 1000)}:{recipient}",
                      "user_id": user_id, "event_id": event_id, "device_id": device_id, "channel": channel,
-                     "kind": kind, "status": "pending", "attempts": 0, "admitted_at": at,
-                     "admitted_until": datetime.fromtimestamp(until, UTC), "created_at": utcnow()})
+                     "kind": kind, "admitted_at": at, "admitted_until": datetime.fromtimestamp(until, UTC),
+                     "created_at": now, **claimed})
 
     registered: dict[int, set[str]] = {}
     for device in devices:
@@ -330,7 +337,9 @@ def record_notices(event_id: int, admitted_at: float, admissions: list[tuple[int
         if account_email_wanted(user, registered.get(user.id, set())):
             notice(user.id, None, CHANNEL_EMAIL, ACCOUNT_EMAIL)
     keys = [row["dedupe_key"] for row in rows]
-    bulk_insert(session, Notification.__table__, rows, ignore=True)
+    inserted = bulk_insert(session, Notification.__table__, rows, ignore=True)
+    if claim_token and inserted == len(rows):
+        return []  # every row is new, and claimed already: none of them can be pending
     return list(session.scalars(select(Notification.id).where(Notification.dedupe_key.in_(keys),
                                                               Notification.status == "pending"))) if keys else []
 
@@ -371,17 +380,23 @@ def send_one(device: Device | Row | None, notification: Row | None, message: cha
     return channels.send_log(device.target, message), "log"
 
 
-def claim(ids: list[str]) -> list[Row]:
-    """Move pending rows to 'sending' under a fresh token: once committed, exactly one sender has
-    each. The claimed rows come back as plain rows of the table (the model's attribute names, read
-    only): a notice is sent and recorded with no ORM object (``record`` writes them in one
-    statement), which was half the notification worker's database cost."""
+def new_claim_token() -> str:
+    return uuid.uuid4().hex
+
+
+def claim(ids: list[str], token: str | None = None) -> list[Row]:
+    """Move pending rows to 'sending' under ``token`` (a fresh one by default): once committed,
+    exactly one sender has each. Returns every row held under the token (with rows that
+    ``record_notices`` wrote claimed by it), as plain rows of the table (the model's attribute
+    names, read only): a notice is sent and recorded with no ORM object (``record`` writes them in
+    one statement), which was half the notification worker's database cost."""
     session = db.session
-    token = uuid.uuid4().hex
-    session.execute(update(Notification).where(Notification.id.in_(ids), Notification.status == "pending")
-                    .values(status="sending", claim_token=token, claimed_at=utcnow(),
-                            attempts=Notification.attempts + 1)
-                    .execution_options(synchronize_session=False))
+    token = token or new_claim_token()
+    if ids:
+        session.execute(update(Notification).where(Notification.id.in_(ids), Notification.status == "pending")
+                        .values(status="sending", claim_token=token, claimed_at=utcnow(),
+                                attempts=Notification.attempts + 1)
+                        .execution_options(synchronize_session=False))
     return list(session.execute(select(Notification.__table__).where(Notification.claim_token == token)))
 
 

@@ -331,3 +331,46 @@ def test_the_verified_account_email_is_a_channel_by_default_and_can_be_turned_of
 
         assert not redis_store.client.sismember(QueueKeys(later["id"]).notifiable, fan["id"])
     assert client.patch("/api/auth/me", json={}, headers=fan["headers"]).status_code == 422
+
+
+def test_a_sender_killed_after_its_commit_is_covered_by_the_sweep_and_a_late_one_changes_nothing(
+        app, make_user, make_event):
+    """Admission notices are written already claimed by the task that sends them. A task killed
+    right after that commit leaves them `sending`: the sweep hands them to a new sender, which
+    sends each once; the first sender, should it come back late, cannot overwrite that outcome."""
+    from sqlalchemy import select
+
+    from app.db import transaction
+    from app.extensions import db
+    from app.notifications import flows, services
+    from app.notifications.models import Notification
+
+    user = make_user()
+    event = make_event()
+    saved = {k: app.config[k] for k in ("SMTP_HOST", "VERIFY_CHANNELS", "CELERY_ENABLED")}
+    app.config.update(SMTP_HOST="", VERIFY_CHANNELS=False, CELERY_ENABLED=False)  # the log channel
+    try:
+        with app.app_context():
+            flows.register_device(user["id"], {"channel": "email", "address": "late@example.com"})
+            now = time.time()
+            token = services.new_claim_token()
+            with transaction():  # what notify_admissions commits before its sends: then the kill
+                assert services.record_notices(event["id"], now, [(user["id"], now + 600)],
+                                               claim_token=token) == []
+                stale_jobs = services.jobs_of(services.claim([], token))
+            assert len(stale_jobs) == 1
+            row_id = stale_jobs[0][0].id
+            assert db.session.scalar(select(Notification.status).where(Notification.id == row_id)) == "sending"
+            # a re-run of the task (a redelivery) neither adds a row nor sends the claimed one
+            assert flows.notify_admissions(event["id"], now, [(user["id"], now + 600)]) == []
+            assert flows.requeue_stale_sends(older_than_seconds=0) == 1
+            resent = flows.send(row_id)
+            assert (resent.status, resent.attempts) == ("logged", 2)
+            # the killed sender's late outcome is not written over the new one
+            with transaction():
+                services.record(stale_jobs, [("transient", RuntimeError("late"))])
+            db.session.expire_all()
+            late = db.session.get(Notification, row_id)
+            assert (late.status, late.error, late.provider_message_id) == ("logged", None, resent.provider_message_id)
+    finally:
+        app.config.update(saved)
