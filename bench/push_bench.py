@@ -6,7 +6,9 @@ the client and the pipeline cost apart from SNS. moto stays the stand-in for cor
 
 In one run, on this machine:
 1. bare boto3: publishes per second from one process (16 threads) with the client as the app
-   configures it (app/channels.sns_client), and with boto3's defaults, to show what configuration cuts;
+   configures it (app/channels.sns_client), and with boto3's defaults, to show what configuration
+   cuts, and from one thread, to show what lock hand-offs between threads cost each send (CPU ms
+   per send: the process's CPU over its sends; for the pipeline, the workers' CPU over theirs);
 2. the pipeline: fans with a push device admitted at once (ADVANCE), their notices recorded and
    sent by real notification workers (`-Q notifications -P threads -c 4`, as k8s runs them), with
    1, 2 and 4 worker processes: sends per second, and admission -> handed to SNS p50/p95;
@@ -193,7 +195,10 @@ def table(result: dict[str, Any]) -> str:
              f"bare boto3, app's client, 1 process {bare:7.0f}      1.00             "
              f"{result['bare_cpu_ms_per_send']:9.3f}",
              f"bare boto3, boto3 defaults          {result['bare_defaults_per_s']:7.0f}  "
-             f"{result['bare_defaults_per_s'] / bare:8.2f}"]
+             f"{result['bare_defaults_per_s'] / bare:8.2f}",
+             f"bare boto3, app's client, 1 thread  {result['bare_one_thread_per_s']:7.0f}  "
+             f"{result['bare_one_thread_per_s'] / bare:8.2f}             "
+             f"{result['bare_one_thread_cpu_ms_per_send']:9.3f}"]
     for run in result["pipeline"]:
         n = run["processes"]
         target = ">= 0.8 of bare" if n == 1 else (">= 1.7 x 1 process" if n == 2 else "")
@@ -241,6 +246,10 @@ def main() -> None:
         bare = bare_rate(sns_url, args.seconds, args.threads, defaults=False)
         result["bare_per_s"], result["bare_cpu_ms_per_send"] = bare["per_s"], bare["cpu_ms_per_send"]
         result["bare_defaults_per_s"] = bare_rate(sns_url, args.seconds, args.threads, defaults=True)["per_s"]
+        # the same client from one thread: what lock hand-offs between sender threads cost each send
+        one_thread = bare_rate(sns_url, args.seconds, 1, defaults=False)
+        result["bare_one_thread_per_s"], result["bare_one_thread_cpu_ms_per_send"] = (
+            one_thread["per_s"], one_thread["cpu_ms_per_send"])
         result["pipeline"] = [pipeline(app, int(n), args.fans, args.worker_concurrency)
                               for n in args.processes.split(",")]
         if not args.no_burst:
