@@ -5,13 +5,16 @@ raises ``TransientError`` (retry with backoff) / ``PermanentError`` (give up).""
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import re
 import smtplib
 import ssl
 import threading
+import time
 import uuid
+from concurrent.futures import Future
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
@@ -126,6 +129,79 @@ def send_push(endpoint_arn: str, message: Message) -> str:
     except Exception as exc:  # noqa: BLE001
         raise _aws_error(exc) from exc
     return reply["MessageId"]
+
+
+class PushSender:
+    """Mobile pushes of a whole slice from one asyncio loop per process (aiobotocore): the same
+    botocore request building, signing and parsing as ``send_push``, with up to ``in_flight``
+    calls open at once and no thread hand-offs between them. Against an SNS that answers at once,
+    16 threads of boto3 spend 0.98 ms of CPU per publish and this loop 0.61 ms (docs/scale.md).
+    The loop runs on a daemon thread with one client, made on first use in the process that sends
+    (after any fork)."""
+
+    def __init__(self, region: str, endpoint_url: str | None, in_flight: int) -> None:
+        import asyncio
+
+        self._asyncio = asyncio
+        self._in_flight = in_flight
+        self._loop = asyncio.new_event_loop()
+        threading.Thread(target=self._loop.run_forever, name="push-sender", daemon=True).start()
+        self._client = asyncio.run_coroutine_threadsafe(self._open(region, endpoint_url), self._loop).result()
+        atexit.register(self.close)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Close the client's connections (at exit: an open aiohttp session warns when collected)."""
+        try:
+            self._asyncio.run_coroutine_threadsafe(self._client.__aexit__(None, None, None), self._loop).result(timeout)
+        except Exception:  # noqa: BLE001 - exiting anyway; the connections close with the process
+            log.debug("push sender did not close cleanly", exc_info=True)
+
+    async def _open(self, region: str, endpoint_url: str | None) -> Any:
+        from aiobotocore.session import get_session
+        from botocore.config import Config
+
+        self._slots = self._asyncio.Semaphore(self._in_flight)
+        # entered for the process's lifetime: the client and its connections live as long as the loop
+        return await get_session().create_client(
+            "sns", region_name=region, endpoint_url=endpoint_url,
+            config=Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=3, read_timeout=5,
+                          max_pool_connections=self._in_flight)).__aenter__()
+
+    def publish_all(self, pushes: list[tuple[str, Message]]) -> Future:
+        """Start every (endpoint ARN, message) push; the future gives, in order, each one's (message
+        id, time handed to SNS) or its error (``TransientError``, ``PermanentError``, or what else
+        was raised) as a value: one failure does not hide the others' outcomes."""
+        assert_no_row_locks("SNS publish")
+        return self._asyncio.run_coroutine_threadsafe(self._publish_all(pushes), self._loop)
+
+    async def _publish_all(self, pushes: list[tuple[str, Message]]) -> list[tuple[str, float] | Exception]:
+        return list(await self._asyncio.gather(*(self._publish(arn, message) for arn, message in pushes)))
+
+    async def _publish(self, endpoint_arn: str, message: Message) -> tuple[str, float] | Exception:
+        async with self._slots:
+            try:
+                reply = await self._client.publish(TargetArn=endpoint_arn, MessageStructure="json",
+                                                   Message=push_payload(message))
+            except Exception as exc:  # noqa: BLE001 - returned: the caller records each outcome
+                return _aws_error(exc)
+            return reply["MessageId"], time.time()
+
+
+_push_senders: dict[str, PushSender] = {}
+
+
+def push_sender() -> PushSender:
+    """This process's ``PushSender`` for the configured SNS (one per region and endpoint)."""
+    cfg = current_app.config
+    key = f"{cfg['AWS_REGION']}|{cfg['SNS_ENDPOINT_URL']}"
+    sender = _push_senders.get(key)
+    if sender is not None:
+        return sender
+    with _clients_lock:
+        if key not in _push_senders:
+            _push_senders[key] = PushSender(cfg["AWS_REGION"], cfg["SNS_ENDPOINT_URL"] or None,
+                                            cfg["NOTIFY_SEND_CONCURRENCY"])
+        return _push_senders[key]
 
 
 # how long a push service keeps an undelivered notice: an admission or offer that arrives later

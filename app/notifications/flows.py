@@ -14,6 +14,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, current_app
@@ -127,11 +128,28 @@ def _send(jobs: list[services.Job], *, raise_transient: bool = False) -> list[st
         except channels.PermanentError as exc:
             return "permanent", exc
 
-    workers = min(len(jobs), current_app.config["NOTIFY_SEND_CONCURRENCY"])
-    if workers <= 1:
-        results = [attempt(job) for job in jobs]
-    else:
-        results = _on_threads(app, attempt, jobs, workers)
+    # mobile pushes go out from the process's asyncio loop, the other channels on threads, at once
+    results: list[tuple[str, Any] | None] = [None] * len(jobs)
+    by_sns = [(i, arn) for i, (n, device, _m) in enumerate(jobs)
+              if (arn := services.sns_push_endpoint(device, n))]
+    pushes = channels.push_sender().publish_all([(arn, jobs[i][2]) for i, arn in by_sns]) if by_sns else None
+    pushed = {i for i, _arn in by_sns}
+    others = [i for i in range(len(jobs)) if i not in pushed]
+    workers = min(len(others), current_app.config["NOTIFY_SEND_CONCURRENCY"])
+    other_jobs = [jobs[i] for i in others]
+    for i, result in zip(others, [attempt(job) for job in other_jobs] if workers <= 1 else
+                         _on_threads(app, attempt, other_jobs, workers), strict=True):
+        results[i] = result
+    for (i, _arn), outcome in zip(by_sns, pushes.result() if pushes else [], strict=True):
+        if isinstance(outcome, channels.TransientError):
+            results[i] = "transient", outcome
+        elif isinstance(outcome, channels.PermanentError):
+            results[i] = "permanent", outcome
+        elif isinstance(outcome, Exception):
+            raise outcome  # as on a sender thread: the task fails, its rows stay 'sending' for the sweep
+        else:
+            message_id, at = outcome
+            results[i] = "sent", (message_id, "push", datetime.fromtimestamp(at, UTC))
     with transaction():
         retry = services.record(jobs, results)
     if retry and raise_transient:

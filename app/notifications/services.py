@@ -384,6 +384,14 @@ def new_claim_token() -> str:
     return uuid.uuid4().hex
 
 
+def sns_push_endpoint(device: Device | Row | None, notification: Row) -> str | None:
+    """The SNS endpoint a notice goes to when ``send_one`` would send it as a mobile push (these
+    are sent by the process's ``channels.PushSender``), else None."""
+    if notification.device_id is not None and device is not None and device.channel == CHANNEL_PUSH:
+        return device.endpoint_arn or None
+    return None
+
+
 def claim(ids: list[str], token: str | None = None) -> list[Row]:
     """Move pending rows to 'sending' under ``token`` (a fresh one by default): once committed,
     exactly one sender has each. Returns every row held under the token (with rows that

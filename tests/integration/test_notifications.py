@@ -374,3 +374,35 @@ def test_a_sender_killed_after_its_commit_is_covered_by_the_sweep_and_a_late_one
             assert (late.status, late.error, late.provider_message_id) == ("logged", None, resent.provider_message_id)
     finally:
         app.config.update(saved)
+
+
+def test_pushes_while_sns_is_unreachable_go_back_to_pending_and_are_sent_once_it_answers(app, client, make_user,
+                                                                                         make_event):
+    """Mobile pushes go out from the worker process's asyncio loop (channels.PushSender). SNS
+    unreachable mid-slice: every push of the slice is a transient failure, back to `pending` with
+    the error and no outcome lost; the retry, once SNS answers, sends each exactly once."""
+    from app.notifications import flows
+    from tests.support import free_port
+
+    event = make_event()
+    users = [make_user() for _ in range(3)]
+    for i, user in enumerate(users):
+        assert register(client, user, {"channel": "push", "platform": "fcm", "token": f"fcm-down-{i}"}).status_code \
+            in (200, 201)
+    saved = {k: app.config[k] for k in ("SNS_ENDPOINT_URL", "CELERY_ENABLED")}
+    now = time.time()
+    try:
+        with app.app_context():
+            app.config.update(SNS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}", CELERY_ENABLED=False)
+            ids = flows.notify_admissions(event["id"], now, [(u["id"], now + 600) for u in users])
+            assert len(ids) == 3
+            rows = [db.session.get(Notification, i) for i in ids]
+            assert {(n.status, n.attempts) for n in rows} == {("pending", 1)}
+            assert all("SNS unreachable" in n.error for n in rows)
+            app.config.update(SNS_ENDPOINT_URL=saved["SNS_ENDPOINT_URL"])  # SNS is back: the retries
+            sent = [flows.send(i) for i in ids]
+            assert {(n.status, n.attempts, n.error) for n in sent} == {("sent", 2, None)}
+            assert len({n.provider_message_id for n in sent}) == 3
+            assert flows.notify_admissions(event["id"], now, [(u["id"], now + 600) for u in users]) == []
+    finally:
+        app.config.update(saved)
