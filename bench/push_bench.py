@@ -7,8 +7,9 @@ the client and the pipeline cost apart from SNS. moto stays the stand-in for cor
 In one run, on this machine:
 1. bare boto3: publishes per second from one process (16 threads) with the client as the app
    configures it (app/channels.sns_client), and with boto3's defaults, to show what configuration
-   cuts, and from one thread, to show what lock hand-offs between threads cost each send (CPU ms
-   per send: the process's CPU over its sends; for the pipeline, the workers' CPU over theirs);
+   cuts, and from one thread, to show what lock hand-offs between threads cost each send; then
+   the pipeline's own client alone (app/channels.PushSender, one asyncio loop). CPU ms per send:
+   the process's CPU over its sends; for the pipeline, the workers' CPU over theirs;
 2. the pipeline: fans with a push device admitted at once (ADVANCE), their notices recorded and
    sent by real notification workers (`-Q notifications -P threads -c 4`, as k8s runs them), with
    1, 2 and 4 worker processes: sends per second, and admission -> handed to SNS p50/p95;
