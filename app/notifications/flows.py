@@ -129,27 +129,15 @@ def _send(jobs: list[services.Job], *, raise_transient: bool = False) -> list[st
             return "permanent", exc
 
     # mobile pushes go out from the process's asyncio loop, the other channels on threads, at once
-    results: list[tuple[str, Any] | None] = [None] * len(jobs)
-    by_sns = [(i, arn) for i, (n, device, _m) in enumerate(jobs)
+    pushes = [(i, arn) for i, (n, device, _message) in enumerate(jobs)
               if (arn := services.sns_push_endpoint(device, n))]
-    pushes = channels.push_sender().publish_all([(arn, jobs[i][2]) for i, arn in by_sns]) if by_sns else None
-    pushed = {i for i, _arn in by_sns}
+    in_flight = channels.push_sender().publish_all([(arn, jobs[i][2]) for i, arn in pushes]) if pushes else None
+    pushed = {i for i, _arn in pushes}
     others = [i for i in range(len(jobs)) if i not in pushed]
-    workers = min(len(others), current_app.config["NOTIFY_SEND_CONCURRENCY"])
-    other_jobs = [jobs[i] for i in others]
-    for i, result in zip(others, [attempt(job) for job in other_jobs] if workers <= 1 else
-                         _on_threads(app, attempt, other_jobs, workers), strict=True):
-        results[i] = result
-    for (i, _arn), outcome in zip(by_sns, pushes.result() if pushes else [], strict=True):
-        if isinstance(outcome, channels.TransientError):
-            results[i] = "transient", outcome
-        elif isinstance(outcome, channels.PermanentError):
-            results[i] = "permanent", outcome
-        elif isinstance(outcome, Exception):
-            raise outcome  # as on a sender thread: the task fails, its rows stay 'sending' for the sweep
-        else:
-            message_id, at = outcome
-            results[i] = "sent", (message_id, "push", datetime.fromtimestamp(at, UTC))
+    outcomes = dict(zip(others, _on_threads(app, attempt, [jobs[i] for i in others]), strict=True))
+    if in_flight is not None:
+        outcomes.update((i, _push_outcome(reply)) for (i, _arn), reply in zip(pushes, in_flight.result(), strict=True))
+    results = [outcomes[i] for i in range(len(jobs))]
     with transaction():
         retry = services.record(jobs, results)
     if retry and raise_transient:
@@ -158,6 +146,19 @@ def _send(jobs: list[services.Job], *, raise_transient: bool = False) -> list[st
         # backoff with jitter: throttling clears faster when callers spread out
         send_task("notifications.send", [notification_id], countdown=random.uniform(0.5, 2.0))
     return [job[0].id for job in jobs]
+
+
+def _push_outcome(reply: tuple[str, float] | Exception) -> tuple[str, Any]:
+    """A ``PushSender`` reply as ``record`` takes it. An error other than the channels' ends the
+    task, as on a sender thread: its rows stay 'sending' for the sweep."""
+    if isinstance(reply, channels.TransientError):
+        return "transient", reply
+    if isinstance(reply, channels.PermanentError):
+        return "permanent", reply
+    if isinstance(reply, Exception):
+        raise reply
+    message_id, handed_at = reply
+    return "sent", (message_id, "push", datetime.fromtimestamp(handed_at, UTC))
 
 
 _slots: dict[str, threading.BoundedSemaphore] = {}
@@ -169,7 +170,8 @@ def _in_flight(channel: str, app: Flask) -> threading.BoundedSemaphore:
     ``NOTIFY_SEND_CONCURRENCY`` calls in flight per channel and process, whatever the number of
     tasks. Threads past that wait on the semaphore, not for the interpreter's lock: against a
     fast provider, every extra runnable sender thread cost each send CPU in lock hand-offs. One
-    set per channel, so slow SMTP calls never hold up pushes."""
+    set per channel, so slow SMTP calls never hold up SMS or web push (pushes to phones go out
+    from ``channels.PushSender``)."""
     slots = _slots.get(channel)
     if slots is None:
         with _slots_lock:
@@ -177,12 +179,16 @@ def _in_flight(channel: str, app: Flask) -> threading.BoundedSemaphore:
     return slots
 
 
-def _on_threads(app: Flask, attempt: Callable[[services.Job], tuple[str, Any]], jobs: list[services.Job],
-                workers: int) -> list[tuple[str, Any]]:
-    """``attempt`` of every job, in order, on ``workers`` threads that each take the next job until
-    none is left. Not an executor's map: a Future per send and a context pushed per send were a
-    tenth of a notification worker's CPU during a burst. An error other than the channels' ends
-    the task (its rows stay 'sending' for the sweep), as it did through ``Future.result``."""
+def _on_threads(app: Flask, attempt: Callable[[services.Job], tuple[str, Any]],
+                jobs: list[services.Job]) -> list[tuple[str, Any]]:
+    """``attempt`` of every job, in order, on up to NOTIFY_SEND_CONCURRENCY threads that each take
+    the next job until none is left (a single job runs on the caller's thread). Not an executor's map: a Future per
+    send and a context pushed per send were a tenth of a notification worker's CPU during a burst.
+    An error other than the channels' ends the task (its rows stay 'sending' for the sweep), as it
+    did through ``Future.result``."""
+    workers = min(len(jobs), app.config["NOTIFY_SEND_CONCURRENCY"])
+    if workers <= 1:
+        return [attempt(job) for job in jobs]
     results: list[tuple[str, Any] | None] = [None] * len(jobs)
     errors: list[BaseException] = []
     indexes = iter(range(len(jobs)))
