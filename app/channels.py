@@ -135,7 +135,7 @@ class PushSender:
     """Mobile pushes of a whole slice from one asyncio loop per process (aiobotocore): the same
     botocore request building, signing and parsing as ``send_push``, with up to ``in_flight``
     calls open at once and no thread hand-offs between them. Against an SNS that answers at once,
-    16 threads of boto3 spend 0.98 ms of CPU per publish and this loop 0.61 ms (docs/scale.md).
+    16 threads of boto3 spend about 1.0 ms of CPU per publish and this loop 0.65 (docs/scale.md).
     The loop runs on a daemon thread with one client, made on first use in the process that sends
     (after any fork)."""
 
