@@ -12,6 +12,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -153,6 +154,12 @@ def make_users(app, count: int) -> list[dict[str, Any]]:
         return [{"id": uid, "headers": {"Authorization": "Bearer " + create_access_token(
             identity=str(uid), additional_claims={"ev": True}, expires_delta=datetime.timedelta(hours=2))}}
             for uid in ids]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.common import configure, create_event, drop_database, fresh_database, make_users, percentile
+from bench.common import configure, cpu_seconds, create_event, drop_database, fresh_database, make_users, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLISH_REPLY = ('<PublishResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><PublishResult>'
@@ -79,21 +79,25 @@ def _bare_main(sns_url: str, seconds: float, threads: int, defaults: bool, loop:
     from app.channels import Message, push_payload, push_sender, sns_client
 
     app = create_app()
+    message = Message(title="Your turn", body="bench", deep_link="", web_link="", event_id=1,
+                      admitted_until_iso="", kind="admitted")
+    arn = "arn:aws:sns:eu-west-1:123456789012:endpoint/GCM/bench/1"
+
+    def report(sent: int, started: float, cpu: float) -> None:
+        print(json.dumps({"per_s": round(sent / (time.monotonic() - started), 1),
+                          "cpu_ms_per_send": round((time.process_time() - cpu) * 1000 / sent, 3)}))
+
     with app.app_context():
         if loop:  # the pipeline's client alone: channels.PushSender, batches of 500, nothing else
-            bench_message = Message(title="Your turn", body="bench", deep_link="", web_link="", event_id=1,
-                                    admitted_until_iso="", kind="admitted")
-            arn = "arn:aws:sns:eu-west-1:123456789012:endpoint/GCM/bench/1"
             sender = push_sender()
-            sender.publish_all([(arn, bench_message)]).result()  # connection warm
+            sender.publish_all([(arn, message)]).result()  # connection warm
             sent, stop = 0, time.monotonic() + seconds
             started, cpu = time.monotonic(), time.process_time()
             while time.monotonic() < stop:
-                outcomes = sender.publish_all([(arn, bench_message)] * 500).result()
+                outcomes = sender.publish_all([(arn, message)] * 500).result()
                 assert not any(isinstance(o, Exception) for o in outcomes), outcomes[:3]
                 sent += len(outcomes)
-            print(json.dumps({"per_s": round(sent / (time.monotonic() - started), 1),
-                              "cpu_ms_per_send": round((time.process_time() - cpu) * 1000 / sent, 3)}))
+            report(sent, started, cpu)
             return
         if defaults:
             import boto3
@@ -101,23 +105,20 @@ def _bare_main(sns_url: str, seconds: float, threads: int, defaults: bool, loop:
             client = boto3.client("sns", region_name="eu-west-1", endpoint_url=sns_url)
         else:
             client = sns_client()
-        message = push_payload(Message(title="Your turn", body="bench", deep_link="", web_link="", event_id=1,
-                                       admitted_until_iso="", kind="admitted"))
-        arn = "arn:aws:sns:eu-west-1:123456789012:endpoint/GCM/bench/1"
-        client.publish(TargetArn=arn, MessageStructure="json", Message=message)  # connection and models warm
+        payload = push_payload(message)
+        client.publish(TargetArn=arn, MessageStructure="json", Message=payload)  # connection and models warm
         done = [0] * threads
         stop = time.monotonic() + seconds
 
-        def loop(i: int) -> None:
+        def publish_until_stop(i: int) -> None:
             while time.monotonic() < stop:
-                client.publish(TargetArn=arn, MessageStructure="json", Message=message)
+                client.publish(TargetArn=arn, MessageStructure="json", Message=payload)
                 done[i] += 1
 
         started, cpu = time.monotonic(), time.process_time()
         with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(loop, range(threads)))
-        print(json.dumps({"per_s": round(sum(done) / (time.monotonic() - started), 1),
-                          "cpu_ms_per_send": round((time.process_time() - cpu) * 1000 / sum(done), 3)}))
+            list(pool.map(publish_until_stop, range(threads)))
+        report(sum(done), started, cpu)
 
 
 # --- 2. the pipeline -----------------------------------------------------------------------------
@@ -148,12 +149,6 @@ def fans_with_push_devices(app, count: int) -> list[int]:
     return ids
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its children so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-
-
 def _machine_jiffies() -> tuple[int, int]:
     """(busy, total) CPU time of the whole machine so far, every core (Linux /proc/stat)."""
     values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -174,7 +169,7 @@ def pipeline(app, processes: int, fans: int, threads: int = 4) -> dict[str, Any]
     event_id, _ = create_event(app, admit_per_minute=600_000, max_active=1_000_000)
     workers = [start_worker(concurrency=threads, name=f"push{processes}-{i}", queues="notifications", pool="threads")
                for i in range(processes)]
-    cpu_before = [_cpu_seconds(w.proc.pid) for w in workers]  # each is ready (it answered a ping)
+    cpu_before = [cpu_seconds(w.proc.pid) for w in workers]  # each is ready (it answered a ping)
     try:
         with app.test_request_context():
             for uid in ids:
@@ -191,7 +186,7 @@ def pipeline(app, processes: int, fans: int, threads: int = 4) -> dict[str, Any]
             if done >= fans:
                 break
             time.sleep(0.2)
-        cpu = sum(_cpu_seconds(w.proc.pid) - before for w, before in zip(workers, cpu_before, strict=True))
+        cpu = sum(cpu_seconds(w.proc.pid) - before for w, before in zip(workers, cpu_before, strict=True))
         busy, total = (after - before for after, before in zip(_machine_jiffies(), machine_before, strict=True))
     finally:
         for worker in workers:

@@ -32,7 +32,7 @@ from typing import Any
 
 import redis
 
-from bench.common import configure, create_event, drop_database, fresh_database, make_users
+from bench.common import configure, cpu_seconds, create_event, drop_database, fresh_database, make_users
 from bench.flash_sale import REFERENCES, Server, references, request_line, wrk
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,11 +41,6 @@ TARGETS = {"serving_ratio": 10.0, "serving_p99_ms": 20.0, "streams": 20_000, "up
 
 def redis_commands(client: redis.Redis) -> int:
     return int(client.info("stats")["total_commands_processed"])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
