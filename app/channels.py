@@ -14,6 +14,7 @@ import ssl
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -70,23 +71,35 @@ _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
 
 
-def sns_client() -> Any:  # a boto3 SNS client (generated class)
+def _per_process(kind: str, make: Callable[[dict[str, Any]], Any]) -> Any:
+    """This process's ``kind`` of SNS client for the configured region and endpoint, made once:
+    every send asks, so no lock is taken once the process has it."""
     cfg = current_app.config
-    key = f"{cfg['AWS_REGION']}|{cfg['SNS_ENDPOINT_URL']}"
-    client = _clients.get(key)  # every send asks: no lock once the process has its client
+    key = f"{kind}|{cfg['AWS_REGION']}|{cfg['SNS_ENDPOINT_URL']}"
+    client = _clients.get(key)
     if client is not None:
         return client
     with _clients_lock:
         if key not in _clients:
-            import boto3
-            from botocore.config import Config
-
-            _clients[key] = boto3.client(
-                "sns", region_name=cfg["AWS_REGION"], endpoint_url=cfg["SNS_ENDPOINT_URL"],
-                config=Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=3, read_timeout=5,
-                              max_pool_connections=max(10, cfg.get("NOTIFY_SEND_CONCURRENCY", 32))),
-            )
+            _clients[key] = make(cfg)
         return _clients[key]
+
+
+def _sns_config(max_pool_connections: int) -> Any:  # botocore's Config, for both clients
+    from botocore.config import Config
+
+    return Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=3, read_timeout=5,
+                  max_pool_connections=max_pool_connections)
+
+
+def sns_client() -> Any:  # a boto3 SNS client (generated class)
+    def make(cfg: dict[str, Any]) -> Any:
+        import boto3
+
+        return boto3.client("sns", region_name=cfg["AWS_REGION"], endpoint_url=cfg["SNS_ENDPOINT_URL"],
+                            config=_sns_config(max(10, cfg.get("NOTIFY_SEND_CONCURRENCY", 32))))
+
+    return _per_process("boto3", make)
 
 
 def _aws_error(exc: Exception) -> Exception:
@@ -121,11 +134,15 @@ def push_payload(message: Message) -> str:
                        "APNS": json.dumps(apns), "APNS_SANDBOX": json.dumps(apns)})
 
 
+def _publish_args(endpoint_arn: str, message: Message) -> dict[str, str]:
+    """SNS Publish's arguments for a mobile push (both clients)."""
+    return {"TargetArn": endpoint_arn, "MessageStructure": "json", "Message": push_payload(message)}
+
+
 def send_push(endpoint_arn: str, message: Message) -> str:
     assert_no_row_locks("SNS publish")
     try:
-        reply = sns_client().publish(TargetArn=endpoint_arn, MessageStructure="json",
-                                     Message=push_payload(message))
+        reply = sns_client().publish(**_publish_args(endpoint_arn, message))
     except Exception as exc:  # noqa: BLE001
         raise _aws_error(exc) from exc
     return reply["MessageId"]
@@ -158,14 +175,11 @@ class PushSender:
 
     async def _open(self, region: str, endpoint_url: str | None) -> Any:
         from aiobotocore.session import get_session
-        from botocore.config import Config
 
         self._slots = self._asyncio.Semaphore(self._in_flight)
         # entered for the process's lifetime: the client and its connections live as long as the loop
-        return await get_session().create_client(
-            "sns", region_name=region, endpoint_url=endpoint_url,
-            config=Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=3, read_timeout=5,
-                          max_pool_connections=self._in_flight)).__aenter__()
+        return await get_session().create_client("sns", region_name=region, endpoint_url=endpoint_url,
+                                                 config=_sns_config(self._in_flight)).__aenter__()
 
     def publish_all(self, pushes: list[tuple[str, Message]]) -> Future:
         """Start every (endpoint ARN, message) push; the future gives, in order, each one's (message
@@ -180,28 +194,16 @@ class PushSender:
     async def _publish(self, endpoint_arn: str, message: Message) -> tuple[str, float] | Exception:
         async with self._slots:
             try:
-                reply = await self._client.publish(TargetArn=endpoint_arn, MessageStructure="json",
-                                                   Message=push_payload(message))
+                reply = await self._client.publish(**_publish_args(endpoint_arn, message))
             except Exception as exc:  # noqa: BLE001 - returned: the caller records each outcome
                 return _aws_error(exc)
             return reply["MessageId"], time.time()
 
 
-_push_senders: dict[str, PushSender] = {}
-
-
 def push_sender() -> PushSender:
     """This process's ``PushSender`` for the configured SNS (one per region and endpoint)."""
-    cfg = current_app.config
-    key = f"{cfg['AWS_REGION']}|{cfg['SNS_ENDPOINT_URL']}"
-    sender = _push_senders.get(key)
-    if sender is not None:
-        return sender
-    with _clients_lock:
-        if key not in _push_senders:
-            _push_senders[key] = PushSender(cfg["AWS_REGION"], cfg["SNS_ENDPOINT_URL"] or None,
-                                            cfg["NOTIFY_SEND_CONCURRENCY"])
-        return _push_senders[key]
+    return _per_process("loop", lambda cfg: PushSender(cfg["AWS_REGION"], cfg["SNS_ENDPOINT_URL"] or None,
+                                                       cfg["NOTIFY_SEND_CONCURRENCY"]))
 
 
 # how long a push service keeps an undelivered notice: an admission or offer that arrives later

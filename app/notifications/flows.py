@@ -102,8 +102,8 @@ def send(notification_id: str) -> Notification | None:
 def deliver(ids: list[str], *, raise_transient: bool = False) -> list[str]:
     """Claim, commit, send (no row lock is held during the network calls), then record each result.
 
-    Sends run on threads: they are I/O-bound, so one task turns a burst of admissions into
-    NOTIFY_SEND_CONCURRENCY parallel SNS/SMTP calls."""
+    Sends are I/O-bound and go out in parallel (``_send``): pushes to phones from the process's
+    asyncio loop, other channels on threads, up to NOTIFY_SEND_CONCURRENCY calls in flight each."""
     if not ids:
         return []
     with transaction():
