@@ -39,6 +39,11 @@ def create_app(config_overrides: dict[str, Any] | None = None, env: dict[str, st
 
     jwt.init_app(app)
     limiter.init_app(app)
+    if app.config["API_RESERVE_FAST_PATH"]:
+        # inside ProxyFix: the lean path sees the corrected environ, as Flask does
+        from app.booking.fast_reserve import FastReserve
+
+        app.wsgi_app = FastReserve(app, app.wsgi_app)
     if app.config["TRUSTED_PROXIES"]:
         # the client's own address (rate limits, logs) from the trusted proxies' X-Forwarded-For
         from werkzeug.middleware.proxy_fix import ProxyFix

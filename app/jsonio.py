@@ -9,6 +9,8 @@ import orjson
 from flask import Response
 from flask.json.provider import DefaultJSONProvider
 
+NO_SNIFF = ("X-Content-Type-Options", "nosniff")  # on every answer (app/web, _security_headers)
+
 
 class SafeJSONProvider(DefaultJSONProvider):
     """Flask's JSON, parsed by orjson: a body nested past its depth limit, an integer too large for a

@@ -210,6 +210,9 @@ class Settings(BaseSettings):
     BIND: str = Field("0.0.0.0:8000", **_doc("the API servers' address"))
     WEB_CONCURRENCY: int = Field(2, ge=1, **_doc("worker processes of an API server"))
     API_THREADS: int = Field(2, ge=1, **_doc("threads per worker of the REST server (`python -m app.serve`)"))
+    API_RESERVE_FAST_PATH: bool = Field(True, **_doc(
+        "POST /api/tickets/reserve's accepted answers without Flask's per-request machinery, every "
+        "other answer from Flask (app/booking/fast_reserve.py; off: all from Flask)"))
     DRAIN_FILE: str = Field("/tmp/tickets-draining", **_doc(
         "while this file exists the API server answers /readyz with 503 `draining`, so the load balancer "
         "stops sending to it before it stops (k8s: the preStop hook creates it; docs/deploy.md)"))

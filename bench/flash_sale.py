@@ -343,6 +343,9 @@ def main() -> None:
     parser.add_argument("--server", choices=("granian", "gunicorn"), default="granian",
                         help="the API's REST server: granian as deployed (app/serve.py), or gunicorn "
                              "with gevent workers (docker/gunicorn.conf.py, the SSE server) to compare")
+    parser.add_argument("--reserve-path", choices=("lean", "flask"), default="lean",
+                        help="reserve's 202 from the lean WSGI path (as deployed, app/booking/fast_reserve.py) "
+                             "or from the Flask view (API_RESERVE_FAST_PATH=0), to compare")
     parser.add_argument("--writer", choices=("thread", "process"), default="thread",
                         help="the hold writer as a thread of each booking worker (as deployed), or as "
                              "processes of its own (python -m app.booking.writer, one per worker process)")
@@ -381,7 +384,7 @@ def main() -> None:
                               "connections": args.connections, "wrk_threads": 2}
     try:
         result.update(references(env["REDIS_URL"], args.seconds, args.connections))
-        api = api_server(args.server)
+        api = api_server(args.server, fast_reserve=args.reserve_path == "lean")
         procs.append(api)
         if not args.skip_queue:
             result["status"], result["join"] = waiting_room(app, api.url, args.seconds, args.connections)
@@ -417,6 +420,7 @@ def main() -> None:
                             else "gunicorn + gevent, docker/gunicorn.conf.py")
     result["housekeeping"] = "own worker" if args.housekeeping == "own" else "shared worker"
     result["hold_writer"] = args.writer
+    result["reserve_path"] = args.reserve_path
     result["configuration"] = ("production (test secrets), Kafka on (Tansu), the configured limits"
                                if args.config == "production" else "testing, Kafka off, per-user limit 1,000/s")
     result["ratios"] = {key: {fig: round(rate / result[key]["throughput_per_s"], 3)
@@ -452,9 +456,10 @@ def invariants_broken(result: dict[str, Any]) -> list[str]:
     return broken
 
 
-def api_server(program: str) -> Server:
+def api_server(program: str, fast_reserve: bool = True) -> Server:
     """The API as deployed: granian (app/serve.py), or gunicorn with gevent workers to compare."""
-    env = {"PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="bench-prom-"), "WEB_CONCURRENCY": "2"}
+    env = {"PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="bench-prom-"), "WEB_CONCURRENCY": "2",
+           "API_RESERVE_FAST_PATH": "1" if fast_reserve else "0"}
     if program == "granian":
         return Server([sys.executable, "-m", "app.serve"], env, "api")
     return Server([sys.executable, "-m", "gunicorn", "-b", "{bind}", "-c", "docker/gunicorn.conf.py", "wsgi:app"],

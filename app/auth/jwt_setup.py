@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -69,34 +69,9 @@ def jwt_required_blocklist_deferred(fn: F) -> F:
 
 
 def _verify_access_token() -> None:
-    cfg = current_app.config
-    auth = request.headers.get("Authorization", "").strip()
-    location = "headers"
-    if not auth:
-        cookie = request.cookies.get(cfg["JWT_ACCESS_COOKIE_NAME"]) if "cookies" in cfg["JWT_TOKEN_LOCATION"] else None
-        if not cookie:
-            raise AppError("Missing Authorization Header", status_code=401, reason="token_missing")
-        auth, location = f"Bearer {cookie}", "cookies"
-    parts = auth.split()
-    if len(parts) != 2 or parts[0] != "Bearer":
-        raise AppError("Missing 'Bearer' type in 'Authorization' header. Expected 'Authorization: Bearer <JWT>'",
-                       status_code=401, reason="token_missing")
-    leeway = cfg.get("JWT_DECODE_LEEWAY", 0)
-    try:
-        header, claims = hs256.verify(parts[1], cfg["JWT_SECRET_KEY"], require=("exp", "sub", "jti", "type"),
-                                      leeway=leeway.total_seconds() if hasattr(leeway, "total_seconds") else leeway)
-    except hs256.InvalidToken as exc:
-        if exc.reason == "token_expired":
-            raise AppError("Token has expired", status_code=401, reason="token_expired") from exc
-        raise AppError(f"Invalid token: {exc}", status_code=401, reason="token_invalid") from exc
-    if claims["type"] != "access":
-        raise AppError("Invalid token: Only non-refresh tokens are allowed", status_code=401, reason="token_invalid")
-    if location == "cookies" and cfg["JWT_COOKIE_CSRF_PROTECT"] and request.method in cfg["JWT_CSRF_METHODS"]:
-        # the double-submit check flask-jwt-extended makes for cookie tokens: a page of this origin
-        # copies the csrf cookie into the header; another site's form cannot
-        sent = request.headers.get(cfg["JWT_ACCESS_CSRF_HEADER_NAME"], "")
-        if not sent or not hmac.compare_digest(sent, str(claims.get("csrf", ""))):
-            raise AppError("Missing or wrong CSRF token", status_code=401, reason="csrf_failed")
+    header, claims, location = verify_access_token(
+        current_app.config, request.headers.get("Authorization", ""),
+        lambda name: request.cookies.get(name), request.method, lambda name: request.headers.get(name, ""))
     # what flask-jwt-extended's own verification leaves behind, so get_jwt() & co. work as usual
     g._jwt_extended_jwt = claims
     g._jwt_extended_jwt_header = header
@@ -104,12 +79,48 @@ def _verify_access_token() -> None:
     g._jwt_extended_jwt_location = location
 
 
-def revoked_key() -> str:
-    """The blocklist key the sale scripts check for the request's access token: its session's (logout
-    and account deletion revoke every token of a session), or its own when it has no session."""
+def verify_access_token(cfg: Mapping[str, Any], authorization: str, cookie: Callable[[str], str | None],
+                        method: str, header: Callable[[str], str]) -> tuple[dict, dict, str]:
+    """(JWT header, claims, location) of the request's access token, from its Authorization header
+    or its access cookie: the checks and 401s of flask-jwt-extended, without a request object (the
+    reserve endpoint's lean path calls it with the WSGI environ's values: app/booking/fast_reserve.py)."""
+    auth = authorization.strip()
+    location = "headers"
+    if not auth:
+        token = cookie(cfg["JWT_ACCESS_COOKIE_NAME"]) if "cookies" in cfg["JWT_TOKEN_LOCATION"] else None
+        if not token:
+            raise AppError("Missing Authorization Header", status_code=401, reason="token_missing")
+        auth, location = f"Bearer {token}", "cookies"
+    parts = auth.split()
+    if len(parts) != 2 or parts[0] != "Bearer":
+        raise AppError("Missing 'Bearer' type in 'Authorization' header. Expected 'Authorization: Bearer <JWT>'",
+                       status_code=401, reason="token_missing")
+    leeway = cfg.get("JWT_DECODE_LEEWAY", 0)
+    try:
+        jwt_header, claims = hs256.verify(parts[1], cfg["JWT_SECRET_KEY"], require=("exp", "sub", "jti", "type"),
+                                          leeway=leeway.total_seconds() if hasattr(leeway, "total_seconds") else leeway)
+    except hs256.InvalidToken as exc:
+        if exc.reason == "token_expired":
+            raise AppError("Token has expired", status_code=401, reason="token_expired") from exc
+        raise AppError(f"Invalid token: {exc}", status_code=401, reason="token_invalid") from exc
+    if claims["type"] != "access":
+        raise AppError("Invalid token: Only non-refresh tokens are allowed", status_code=401, reason="token_invalid")
+    if location == "cookies" and cfg["JWT_COOKIE_CSRF_PROTECT"] and method in cfg["JWT_CSRF_METHODS"]:
+        # the double-submit check flask-jwt-extended makes for cookie tokens: a page of this origin
+        # copies the csrf cookie into the header; another site's form cannot
+        sent = header(cfg["JWT_ACCESS_CSRF_HEADER_NAME"])
+        if not sent or not hmac.compare_digest(sent, str(claims.get("csrf", ""))):
+            raise AppError("Missing or wrong CSRF token", status_code=401, reason="csrf_failed")
+    return jwt_header, claims, location
+
+
+def revoked_key(claims: Mapping[str, Any] | None = None) -> str:
+    """The blocklist key the sale scripts check for the access token (the request's, or the one of
+    ``claims``): its session's (logout and account deletion revoke every token of a session), or its
+    own when it has no session."""
     from app.redis.keys import revoked_token_key, session_revoked_key
 
-    claims = get_jwt()
+    claims = get_jwt() if claims is None else claims
     return session_revoked_key(claims["sid"]) if claims.get("sid") else revoked_token_key(claims["jti"])
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Response, current_app, request
@@ -19,6 +20,7 @@ from app.booking.schemas import (
 from app.db import transaction
 from app.errors import Forbidden
 from app.jsonio import json_response
+from app.observability.context import set_context
 from app.pagination import PageArgsSchema, page_body
 
 blp = Blueprint("tickets", __name__, url_prefix="/api/tickets", description="Reservations")
@@ -37,6 +39,14 @@ _RESERVE_DOC = {
 }
 
 
+REFUSAL = "tickets.reserve.refusal"  # environ key: a refusal the lean path met, for the view to raise
+
+
+def refusal_of(environ: dict[str, Any]) -> BaseException | None:
+    """The refusal the lean path (app/booking/fast_reserve.py) met for this request, or None."""
+    return environ.pop(REFUSAL, None)
+
+
 @blp.route("/reserve")
 class Reserve(MethodView):
     @jwt_required_blocklist_deferred
@@ -48,24 +58,36 @@ class Reserve(MethodView):
         Needs the waiting room's pass in X-Admission-Token and an Idempotency-Key. The same key
         and body answer the same reservation; the same key with another body is a 422.
         """
-        if current_app.config["REQUIRE_VERIFIED_EMAIL"] and not get_jwt().get("ev"):
-            # from the token: no database round trip on the hot path (POST /api/auth/verify-email
-            # answers a token that carries it)
-            raise Forbidden("Confirm your e-mail before buying (POST /api/auth/verify-email)",
-                            reason="email_unverified")
-        body, key = parse_reserve(request)
-        req = intake.ReserveRequest(
-            user_id=current_user_id(), event_id=body["event_id"], section_id=body["section_id"],
-            quantity=body.get("quantity"), seat_ids=body.get("seat_ids"), idempotency_key=key,
-            admission_token=request.headers.get("X-Admission-Token"), revoked_key=revoked_key(),
-            offer_token=request.headers.get("X-Offer-Token"),
-        )
-        if req.offer_token:  # claiming an offer records OfferClaimed in the outbox: a unit of work
-            with transaction():
-                view, _created = services.request_reservation(req)
-        else:  # the hot path: one Redis call, nothing written to MySQL here
-            view, _created = services.request_reservation(req)
+        refusal = refusal_of(request.environ)
+        if refusal is not None:  # met by the lean path (app/booking/fast_reserve.py): answered here
+            raise refusal
+        view = accept_reserve(get_jwt(), request.get_json(silent=True), request.headers.get("Idempotency-Key"),
+                              request.headers.get("X-Admission-Token"), request.headers.get("X-Offer-Token"))
         return json_response(view, 202)
+
+
+def accept_reserve(claims: Mapping[str, Any], body: Any, idempotency_key: str | None, admission_token: str | None,
+                   offer_token: str | None = None) -> dict[str, Any]:
+    """The reserve endpoint's work once the access token is verified (``claims``): the pending
+    reservation's view, or the refusal raised. The view and the lean WSGI path both call it."""
+    cfg = current_app.config
+    if cfg["REQUIRE_VERIFIED_EMAIL"] and not claims.get("ev"):
+        # from the token: no database round trip on the hot path (POST /api/auth/verify-email
+        # answers a token that carries it)
+        raise Forbidden("Confirm your e-mail before buying (POST /api/auth/verify-email)", reason="email_unverified")
+    body, key = parse_reserve(body, idempotency_key)
+    user_id = int(claims[cfg["JWT_IDENTITY_CLAIM"]])
+    set_context(user_id=user_id)
+    req = intake.ReserveRequest(
+        user_id=user_id, event_id=body["event_id"], section_id=body["section_id"], quantity=body.get("quantity"),
+        seat_ids=body.get("seat_ids"), idempotency_key=key, admission_token=admission_token,
+        revoked_key=revoked_key(claims), offer_token=offer_token)
+    if req.offer_token:  # claiming an offer records OfferClaimed in the outbox: a unit of work
+        with transaction():
+            view, _created = services.request_reservation(req)
+    else:  # the hot path: one Redis call, nothing written to MySQL here
+        view, _created = services.request_reservation(req)
+    return view
 
 
 @blp.route("/status")

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Request
 from marshmallow import Schema, fields, validate
 
 from app.errors import Unprocessable
@@ -16,16 +15,15 @@ class ReserveSchema(Schema):
     seat_ids = fields.List(fields.Integer(strict=True, ), validate=validate.Length(min=1, max=100))
 
 
-def parse_reserve(request: Request) -> tuple[dict[str, Any], str]:
-    """The reserve body and Idempotency-Key, checked as ReserveSchema documents them, without a
-    marshmallow load on the hot path. Integers are strict (1.5 and true are not integers)."""
+def parse_reserve(body: Any, key: str | None) -> tuple[dict[str, Any], str]:
+    """The reserve body (parsed JSON, or None) and Idempotency-Key, checked as ReserveSchema
+    documents them, without a marshmallow load on the hot path. Integers are strict (1.5 and true
+    are not integers)."""
     errors: dict[str, list[str]] = {}
-    key = request.headers.get("Idempotency-Key")
     if not key:
         errors["Idempotency-Key"] = ["Missing data for required field."]
     elif len(key) > 128:
         errors["Idempotency-Key"] = ["Length must be between 1 and 128."]
-    body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise Unprocessable("The body must be a JSON object", errors={"json": ["expected an object"], **errors})
     for name in body.keys() - _RESERVE_FIELDS:

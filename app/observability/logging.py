@@ -92,15 +92,22 @@ def configure_logging(level: str = "INFO", json_logs: bool = True, service: str 
     root._tickets_configured = True  # type: ignore[attr-defined]
 
 
+def request_id_from(incoming: str) -> str:
+    """The request's id: the caller's, if it is short and printable (it ends up in every log line),
+    or a new one."""
+    return incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+
+
 def install_request_context(app: Flask) -> None:
-    @app.before_request
     def _bind_request_id() -> None:
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        # accept a caller's id only if it is short and printable: it ends up in every log line
-        rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+        rid = request_id_from(request.headers.get(REQUEST_ID_HEADER, ""))
         g.request_id = rid
         event_id = (request.view_args or {}).get("event_id")
         set_context(request_id=rid, user_id=None, task_id=None, event_id=event_id)
+
+    # first of the before_request functions: an answer one of them gives early (a malformed JSON
+    # body's 400, a 429) carries the request id too
+    app.before_request_funcs.setdefault(None, []).insert(0, _bind_request_id)
 
     @app.after_request
     def _echo_request_id(response: Response) -> Response:

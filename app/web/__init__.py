@@ -30,6 +30,7 @@ from flask_babel import Babel, get_locale
 from flask_babel import gettext as _
 
 from app.auth.locale import remember_language
+from app.jsonio import NO_SNIFF
 
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/assets")
 babel = Babel()
@@ -139,7 +140,7 @@ def _security_headers(response: Response) -> Response:
     nothing from a third party, runs no inline script but the one carrying this response's nonce,
     and cannot be framed; and no full URL leaves in a Referer."""
     headers = response.headers
-    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault(*NO_SNIFF)
     chosen = request.args.get("lang")
     if chosen and chosen != request.cookies.get("lang") and chosen in current_app.config["LANGUAGES"]:
         remember_language(response, chosen)  # a language picked in the header sticks (and the account, app.js)
