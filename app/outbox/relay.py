@@ -63,7 +63,25 @@ def get_producer(servers: str) -> KafkaProducer:
                 value_serializer=orjson.dumps,  # compact JSON, as json.dumps with separators, in C
             )
             _producer_servers = servers
+            _track_outbox_topics(_producer)
         return _producer
+
+
+def _track_outbox_topics(producer: KafkaProducer) -> None:
+    """Have the producer's metadata track every outbox topic from the start.
+
+    kafka-python tracks a topic once a send finds it unknown. A broker that answers the bootstrap's
+    metadata request (no topics asked) with every topic, as Tansu does, makes the existing ones
+    known without being tracked. The next refresh, which asks for the tracked topics only, then
+    drops them, and the producer's sender thread loops without pause on a partition that has no
+    leader any more. That cost most of a core in the flash-sale bench. The library has no public
+    call for this, so the sender's own ``add_topic`` is used."""
+    from app.outbox.services import TOPIC_BY_AGGREGATE, topic_for
+
+    add_topic = getattr(getattr(producer, "_sender", None), "add_topic", None)
+    if add_topic is not None:
+        for aggregate_type in TOPIC_BY_AGGREGATE:
+            add_topic(topic_for(aggregate_type))
 
 
 def reset_producer() -> None:

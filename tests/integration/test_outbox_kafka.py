@@ -183,3 +183,33 @@ def test_events_cli_without_kafka_gives_a_clean_message(app):
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
         assert out.returncode in (1, 2) and says in out.stderr, out
         assert "Traceback" not in out.stderr, out.stderr
+
+
+def test_a_relay_started_after_other_publishers_keeps_every_topic_in_its_metadata(app, tansu):
+    """Tansu answers a producer's bootstrap (no topic asked) with every topic it holds, so kafka-python
+    knows them without tracking them; its next refresh dropped them, and the sender thread then
+    looped without pause on a partition with no leader (most of a core, in the flash-sale bench).
+    The relay's producer tracks every outbox topic (app/outbox/relay.py, _track_outbox_topics)."""
+    from kafka import KafkaProducer
+
+    from app.outbox.relay import get_producer, reset_producer
+    from app.outbox.services import topic_for
+
+    with app.app_context():
+        queue_topic, reservations_topic = topic_for("queue"), topic_for("reservation")
+        other = KafkaProducer(bootstrap_servers=[tansu.bootstrap])  # another worker's relay, earlier
+        other.send(queue_topic, key=b"1", value=b"{}").get(timeout=10)
+        other.close()
+        reset_producer()
+        producer = get_producer(tansu.bootstrap)
+        try:
+            producer.send(queue_topic, key="1", value={}).get(timeout=10)
+            # a topic this producer had not known: its metadata is refreshed for the tracked topics
+            producer.send(reservations_topic, key="1", value={}).get(timeout=10)
+            producer.flush(timeout=10)
+            # what the sender thread looks up for each partition it holds a batch queue for
+            metadata = producer._metadata  # noqa: SLF001 - the state the loop depended on
+            assert metadata.partitions_for_topic(queue_topic), "the queue topic dropped from the metadata"
+            assert metadata.partitions_for_topic(reservations_topic)
+        finally:
+            reset_producer()
