@@ -69,6 +69,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def epoch_text(value: datetime | None) -> str:
+    """A time as the sale's Redis hashes and scripts hold it: epoch seconds to the microsecond, or
+    "" for none."""
+    return "" if value is None else f"{value.timestamp():.6f}"
+
+
 def new_uuid() -> str:
     return str(uuid.uuid4())
 

@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from app.auth.models import User
 from app.catalogue.models import Event, Section
 from app.catalogue.services import get_event
-from app.db import is_duplicate_key, utcnow
+from app.db import epoch_text, is_duplicate_key, utcnow
 from app.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unprocessable
 from app.extensions import db, redis_store
 from app.queue.models import AccessCode, CodeRedemption, SaleLane
@@ -57,10 +57,6 @@ def email_digest(email: str) -> str:
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()
 
 
-def _epoch(value: datetime | None) -> str:
-    return "" if value is None else f"{value.timestamp():.6f}"
-
-
 # --- lanes ----------------------------------------------------------------------------------------
 
 def lanes_of(event_id: int) -> list[SaleLane]:
@@ -79,9 +75,9 @@ def meta_fields(event: Event) -> dict[str, str]:
     ``lanes`` "name|share|opens_at;..." in order, and ``first_opens_at``, the earliest opening."""
     lanes = lanes_of(event.id)
     opens = [lane.opens_at or event.sale_opens_at for lane in lanes]
-    spec = ";".join(f"{lane.name}|{lane.share_percent / 100:g}|{_epoch(at)}" for lane, at in zip(lanes, opens,
+    spec = ";".join(f"{lane.name}|{lane.share_percent / 100:g}|{epoch_text(at)}" for lane, at in zip(lanes, opens,
                                                                                                   strict=True))
-    return {"lanes": spec, "first_opens_at": _epoch(min([event.sale_opens_at, *opens]))}
+    return {"lanes": spec, "first_opens_at": epoch_text(min([event.sale_opens_at, *opens]))}
 
 
 def create_lane(event_id: int, data: dict[str, Any]) -> SaleLane:
@@ -267,8 +263,8 @@ def sync_codes(event_id: int, codes: list[AccessCode] | None = None) -> None:
     pipe = redis_store.client.pipeline(transaction=False)
     for code in codes:
         value = "|".join([names[code.lane_id], str(max(0, code.max_uses - spent.get(code.id, 0))),
-                          email_digest(code.email) if code.email else "", _epoch(code.valid_from),
-                          _epoch(code.valid_until), "" if code.ticket_limit is None else str(code.ticket_limit),
+                          email_digest(code.email) if code.email else "", epoch_text(code.valid_from),
+                          epoch_text(code.valid_until), "" if code.ticket_limit is None else str(code.ticket_limit),
                           str(code.id)])
         pipe.hsetnx(keys.codes, code.digest, value)
     pipe.execute()

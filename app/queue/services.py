@@ -23,6 +23,7 @@ from sqlalchemy import select
 
 from app.catalogue.models import Event
 from app.catalogue.services import get_event
+from app.db import epoch_text
 from app.errors import AppError, Conflict, TokenRevoked, TooManyRequests
 from app.extensions import db, redis_store
 from app.observability.metrics import QUEUE_ADMISSIONS, QUEUE_EXPIRED, QUEUE_JOINS, QUEUE_WAIT
@@ -37,10 +38,6 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 500
 NOTIFY_SLICE = 250  # admissions per notification task
-
-
-def _ts(value: datetime | None) -> str:
-    return "" if value is None else f"{value.timestamp():.6f}"
 
 
 def _iso(epoch: float) -> str:
@@ -59,10 +56,10 @@ def sync_meta(event: Event) -> None:
         "max_active": event.max_active,
         "window": event.admission_window_seconds,
         "heartbeat_timeout": event.heartbeat_timeout_seconds,
-        "opens_at": _ts(event.sale_opens_at),
+        "opens_at": epoch_text(event.sale_opens_at),
         "prequeue_opens_at": f"{prequeue_opens:.6f}",
-        "closes_at": _ts(event.sale_closes_at),
-        "starts_at": _ts(event.starts_at),
+        "closes_at": epoch_text(event.sale_closes_at),
+        "starts_at": epoch_text(event.starts_at),
         "pow_difficulty": event.pow_difficulty or 0,
         "pow_threshold": event.pow_adaptive_threshold or 0,
         "pow_max": event.pow_max_difficulty,
