@@ -9,7 +9,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from app.extensions import redis_store
 from app.queue.events import lag
-from app.queue.lanes import lane_figures
+from app.queue.lanes import lane_figures, lane_names
 from app.queue.pow import asked_difficulty
 from app.redis.keys import QueueKeys
 from app.redis.registry import registered_event_ids
@@ -60,7 +60,7 @@ def gauges() -> Iterator[GaugeMetricFamily]:
          (wrong, used_up)) = pipe.execute()
         label = [str(event_id)]
         if lane_spec:
-            with_lanes.append((event_id, [part.split("|")[0] for part in lane_spec.split(";")]))
+            with_lanes.append((event_id, lane_names(lane_spec)))
             code_refused.add_metric([str(event_id), "wrong"], int(wrong or 0))
             code_refused.add_metric([str(event_id), "used_up"], int(used_up or 0))
         waiting.add_metric(label, int(line) + int(pre) + int(in_lanes))

@@ -80,6 +80,11 @@ def meta_fields(event: Event) -> dict[str, str]:
     return {"lanes": spec, "first_opens_at": epoch_text(min([event.sale_opens_at, *opens]))}
 
 
+def lane_names(spec: str) -> list[str]:
+    """The lane names of a ``lanes`` field that ``meta_fields`` wrote, in order."""
+    return [part.split("|", 1)[0] for part in spec.split(";")] if spec else []
+
+
 def create_lane(event_id: int, data: dict[str, Any]) -> SaleLane:
     """A new lane {name, share_percent, opens_at?, sections?: [ids], sections_released_at?}
     (flushed; the caller commits and then syncs the waiting room)."""
