@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 from flask import Flask
+from werkzeug.datastructures import EnvironHeaders
 from werkzeug.http import parse_cookie
 
 from app.auth.jwt_setup import verify_access_token
@@ -42,10 +43,6 @@ from app.observability.metrics import http_request_recorder
 RESERVE_PATH = "/api/tickets/reserve"  # also the url_rule label of its request metrics
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-def _header(environ: dict[str, Any], name: str) -> str | None:
-    return environ.get("HTTP_" + name.upper().replace("-", "_"))
 
 
 class FastReserve:
@@ -104,11 +101,11 @@ class FastReserve:
 
     def _accept(self, environ: dict[str, Any], body: Any) -> dict[str, Any]:
         """Reserve.post's work (app/booking/api.py): the accepted reservation's view, or a raise."""
-        cookies = parse_cookie(environ.get("HTTP_COOKIE", "")) if "HTTP_AUTHORIZATION" not in environ else {}
+        headers = EnvironHeaders(environ)  # werkzeug's view of the environ, as request.headers is
+        cookies = parse_cookie(environ.get("HTTP_COOKIE", "")) if "Authorization" not in headers else {}
         _jwt_header, claims, _location = verify_access_token(
-            self.app.config, environ.get("HTTP_AUTHORIZATION", ""), cookies.get, "POST",
-            lambda name: _header(environ, name) or "")
-        return accept_reserve(claims, body, _header(environ, "Idempotency-Key"), _header(environ, "X-Admission-Token"))
+            self.app.config, headers.get("Authorization", ""), cookies.get, "POST", lambda name: headers.get(name, ""))
+        return accept_reserve(claims, body, headers.get("Idempotency-Key"), headers.get("X-Admission-Token"))
 
     def _recorder(self) -> Callable[[str, str, int, float], None]:
         if self._record is None:  # the exporter is set up after the blueprints, after this middleware
