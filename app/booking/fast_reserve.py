@@ -40,7 +40,7 @@ from app.observability.context import clear_context, set_context
 from app.observability.logging import REQUEST_ID_HEADER, request_id_from
 from app.observability.metrics import http_request_recorder
 
-RESERVE_PATH = "/api/tickets/reserve"  # also the url_rule label of its request metrics
+RESERVE_ENDPOINT = "tickets.Reserve"  # the view this answers for (app/booking/api.py)
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -53,10 +53,12 @@ class FastReserve:
         self.app = app
         self.wsgi_app = wsgi_app
         self.max_body = app.config["MAX_CONTENT_LENGTH"]
+        self._path: str | None = None
         self._record: Callable[[str, str, int, float], None] | None = None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") != RESERVE_PATH or environ.get("REQUEST_METHOD") != "POST" \
+        path = self._path or self._reserve_path()
+        if environ.get("PATH_INFO") != path or environ.get("REQUEST_METHOD") != "POST" \
                 or environ.get("QUERY_STRING") or "HTTP_X_OFFER_TOKEN" in environ:
             return self.wsgi_app(environ, start_response)
         started = default_timer()
@@ -76,7 +78,7 @@ class FastReserve:
             clear_context()
         start_response("202 ACCEPTED", [("Content-Type", "application/json"), ("Content-Length", str(len(answer))),
                                         (REQUEST_ID_HEADER, rid), NO_SNIFF])
-        self._recorder()("POST", RESERVE_PATH, 202, max(default_timer() - started, 0.0))
+        self._recorder()("POST", path, 202, max(default_timer() - started, 0.0))
         return [answer]
 
     def _json_body(self, environ: dict[str, Any]) -> Any:
@@ -106,6 +108,12 @@ class FastReserve:
         _jwt_header, claims, _location = verify_access_token(
             self.app.config, headers.get("Authorization", ""), cookies.get, "POST", lambda name: headers.get(name, ""))
         return accept_reserve(claims, body, headers.get("Idempotency-Key"), headers.get("X-Admission-Token"))
+
+    def _reserve_path(self) -> str:
+        """The reserve view's route, read from the URL map (filled after this middleware is
+        installed), so the two never disagree. It is also the url_rule label of its metrics."""
+        self._path = next(rule.rule for rule in self.app.url_map.iter_rules(RESERVE_ENDPOINT))
+        return self._path
 
     def _recorder(self) -> Callable[[str, str, int, float], None]:
         if self._record is None:  # the exporter is set up after the blueprints, after this middleware
