@@ -86,6 +86,9 @@ def wrk(url: str, lines: list[str], *, mode: str, seconds: int, connections: int
     out = "".join(lines_out)
     line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
     summary = json.loads(line[len("WRKJSON "):])
+    # the first refusal's body per status (wrk/requests.lua), so a failed run says why
+    summary["refused_sample"] = {x.split(" ", 2)[1]: x.split(" ", 2)[2] if x.count(" ") > 1 else ""
+                                 for x in out.splitlines() if x.startswith("WRKREFUSED ")}
     summary["answered"] = sum(summary["codes"].values())  # once: the health-check fillers are not counted
     summary["served"] = sum(n for code, n in summary["codes"].items() if code in served)
     summary["not_served"] = summary["answered"] - summary["served"]
@@ -156,6 +159,9 @@ def flash_sale(app, api_url: str, buyers_n: int, capacity: int, connections: int
         admit_now(event_id, len(buyers))
         for b in buyers:
             b["pass"] = status(event_id, b["id"], metered=False).admission_token
+    unadmitted = sum(1 for b in buyers if not b["pass"])
+    if unadmitted:  # the measurement would be of 403s
+        raise SystemExit(f"{unadmitted} of {len(buyers)} buyers were not admitted before the sale")
     lines = [request_line("POST", "/api/tickets/reserve",
                           {**b["headers"], "X-Admission-Token": b["pass"], "Idempotency-Key": uuid.uuid4().hex},
                           {"event_id": event_id, "section_id": ga_id, "quantity": 1}) for b in buyers]
@@ -193,7 +199,7 @@ def flash_sale(app, api_url: str, buyers_n: int, capacity: int, connections: int
     # the settling window from the rows themselves: the first request's acceptance to the last
     # row's write (the wall clock around it would add wrk's start-up and this loop's polling)
     window = (max(r.updated_at for r in rows) - min(r.created_at for r in rows)).total_seconds() if rows else 0.0
-    return {
+    return {"hold_latency_timeline": _latency_timeline(held),
         "buyers": buyers_n, "capacity": capacity, "answers": answers,
         "five_xx": sum(v for k, v in answers["codes"].items() if k.startswith("5")),
         "accepted": accepted, "sold_out_409": answers["codes"].get("409", 0),
@@ -277,6 +283,20 @@ def push_burst(app, api_url: str, fans_n: int, moto_url: str) -> dict:
 
 TARGETS = {"status": 0.75, "join": 0.6, "reserve": 0.6, "holds": 0.6}
 REFERENCES = (("reference", "gunicorn -w 2"), ("reference_granian", "granian -w 2"))
+
+
+def _latency_timeline(held: list[Any], slice_s: float = 0.5) -> list[list[float]]:
+    """Reserve -> held by when the request was accepted: [seconds into the burst, holds, p50 ms,
+    p99 ms] per slice, so a tail can be placed (start-up, mid-burst, the end)."""
+    if not held:
+        return []
+    first = min(r.created_at for r in held)
+    slices: dict[int, list[float]] = {}
+    for r in held:
+        slot = int((r.created_at - first).total_seconds() // slice_s)
+        slices.setdefault(slot, []).append((r.updated_at - r.created_at).total_seconds())
+    return [[slot * slice_s, len(lat), round(percentile(lat, 0.5) * 1000, 1), round(percentile(lat, 0.99) * 1000, 1)]
+            for slot, lat in sorted(slices.items())]
 
 
 def figures(result: dict) -> list[tuple[str, str, float, float, str]]:
@@ -447,7 +467,9 @@ def invariants_broken(result: dict[str, Any]) -> list[str]:
     if sale["units_held"] != sale["capacity"]:
         broken.append(f"{sale['units_held']} units held of a capacity of {sale['capacity']} (exactly that many)")
     if sale["answers"]["not_served"]:
-        broken.append(f"{sale['answers']['not_served']} reserve requests were not accepted: {sale['answers']['codes']}")
+        answers = sale["answers"]
+        broken.append(f"{answers['not_served']} reserve requests were not accepted: {answers['codes']}; "
+                      f"first answer of each: {answers.get('refused_sample')}")
     counters = sale["section_counters"]
     if counters["sold"] + counters["held"] > counters["capacity"]:
         broken.append(f"the section counts {counters['sold']} sold + {counters['held']} held > {counters['capacity']}")

@@ -336,16 +336,17 @@ class AdvanceResult:
     tick: eta.Tick | None = None  # what this step taught the wait estimator
 
 
-def advance(event_id: int, max_batch: int = MAX_BATCH, force: int = 0) -> AdvanceResult:
+def advance(event_id: int, max_batch: int = MAX_BATCH, force: int = 0, wait_seconds: float = 0.0) -> AdvanceResult:
     """One advancement step for one sale, guarded by a Redis lock (two advancers never overlap).
 
     ``force`` admits up to that many users now regardless of the rate (operators), still capped
-    by max_active.
+    by max_active. ``wait_seconds``: how long to wait for a step in progress; with none, a sale
+    another advancer holds answers "locked" (beat's tick: the next tick comes anyway).
     """
     client = redis_store.client
     keys = QueueKeys(event_id)
     try:
-        with redis_lock(keys.advance_lock(), ttl_ms=10_000) as lock:
+        with redis_lock(keys.advance_lock(), ttl_ms=10_000, wait_seconds=wait_seconds) as lock:
             now = time.time()
             reply = calls.advance(keys, now=now, max_batch=max_batch, force=force)
             shuffled = tick = None
@@ -432,8 +433,13 @@ def _adapt_proof_of_work(keys: QueueKeys, now: float) -> None:
     pipe.execute()
 
 
+ADMIT_NOW_WAIT_SECONDS = 10.0  # the advance lock's TTL: a tick or a pre-queue draw in progress ends within it
+
+
 def admit_now(event_id: int, count: int) -> AdvanceResult:
-    return advance(event_id, force=count)
+    """Admit up to ``count`` users now (an operator's order). It waits for a tick in progress:
+    without the wait, an order that met beat's tick admitted nobody and answered "locked"."""
+    return advance(event_id, force=count, wait_seconds=ADMIT_NOW_WAIT_SECONDS)
 
 
 def advance_all() -> list[AdvanceResult]:

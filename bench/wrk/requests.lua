@@ -40,6 +40,7 @@ function init(args)
   i = 0
   sent = 0
   codes = {}
+  refused = {}  -- status -> the first answer's body with that status (>= 400), to say why
   -- wrk calls request() once on thread 0's state to check the script before it starts: that call
   -- must not use up a request
   probe = id == 0
@@ -64,6 +65,7 @@ end
 function response(status, headers, body)
   if status == 200 and once then return end  -- the health check above, not a measured answer
   codes[status] = (codes[status] or 0) + 1
+  if status >= 400 and refused[status] == nil then refused[status] = (body or ""):sub(1, 400) end
   if once then
     local done = 0
     for _, c in pairs(codes) do done = done + c end
@@ -81,6 +83,15 @@ function done(summary, latency, requests)
   for _, t in ipairs(threads) do
     local c = t:get("codes")
     for k, v in pairs(c) do total[tostring(k)] = (total[tostring(k)] or 0) + v end
+  end
+  local seen = {}
+  for _, t in ipairs(threads) do
+    for k, v in pairs(t:get("refused")) do
+      if not seen[k] then
+        seen[k] = true
+        io.write(string.format("WRKREFUSED %d %s\n", k, (v:gsub("[\r\n]", " "))))
+      end
+    end
   end
   local parts = {}
   for k, v in pairs(total) do table.insert(parts, string.format('"%s": %d', k, v)) end

@@ -578,3 +578,22 @@ def test_an_open_stream_keeps_its_fans_place_without_polls_and_a_silent_fan_is_d
     assert not listener.is_alive() and updates[-1]["status"] == "admitted"
     silent_view = requests.get(f"{url}/status", headers=silent["headers"], timeout=5).json()
     assert (silent_view["status"], silent_view["reason"]) == ("expired", "abandoned")
+
+
+def test_an_operators_admit_now_waits_for_the_tick_in_progress(app, client, make_event, make_user):
+    """`queue advance --count N` met beat's tick holding the sale's advance lock: it waits for
+    the tick instead of admitting nobody ("locked")."""
+    from app.extensions import redis_store
+    from app.queue import services
+    from app.redis.keys import QueueKeys
+
+    event = make_event(admit_per_minute=1, max_active=10)
+    fans = [make_user() for _ in range(3)]
+    for fan in fans:
+        assert join(client, event["id"], fan).status_code == 202
+    with app.app_context():
+        tick = redis_store.client.lock(QueueKeys(event["id"]).advance_lock(), timeout=1.0)
+        assert tick.acquire(blocking=False)  # a tick in progress; it ends within the second (its TTL)
+        result = services.admit_now(event["id"], 3)
+    assert (result.status, len(result.admitted)) == ("ok", 3)
+    assert all(status(client, event["id"], fan).json["status"] == "admitted" for fan in fans)
