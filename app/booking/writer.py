@@ -480,6 +480,7 @@ class HoldWriter:
 
     def run(self) -> None:
         with self.app.app_context():
+            self._open_connection()
             while not self.stopping.is_set():
                 try:
                     self.step()
@@ -499,6 +500,17 @@ class HoldWriter:
                     self.stopping.wait(1.0)
                 finally:
                     db.remove()
+
+    def _open_connection(self) -> None:
+        """Open the writer's MySQL connection now, not in the first sale's first batch: there,
+        under the burst's load, the connection cost 50-200 ms, and every request behind it
+        waited as long. The pool keeps it for the later batches."""
+        try:
+            db.session.execute(select(1))
+        except (OperationalError, PoolTimeout):  # MySQL away: the first batch will retry it
+            log.warning("hold writer: MySQL is not reachable yet", exc_info=True)
+        finally:
+            db.remove()
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self.run, name="hold-writer", daemon=True)
