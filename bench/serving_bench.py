@@ -153,9 +153,13 @@ def streams(app: Any, rclient: redis.Redis, count: int, window: int) -> dict:
     clients = StreamClients(server.port)
     stop = threading.Event()
 
-    def advancer() -> None:  # the line moves once a second (as beat's advance would)
+    def advancer() -> None:  # the line moves once a second, on the second (as beat's ticks do)
+        next_at = time.monotonic()
         with app.app_context():
-            while not stop.wait(1.0):
+            while True:
+                next_at += 1.0
+                if stop.wait(max(0.0, next_at - time.monotonic())):
+                    return
                 advance(event_id, force=5)
 
     mover = threading.Thread(target=advancer, daemon=True)

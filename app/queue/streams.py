@@ -112,6 +112,7 @@ class SaleTicker:
         published.set()
 
     def run(self) -> None:
+        next_tick = time.monotonic()
         with self.app.app_context():
             while True:
                 now = time.time()
@@ -138,7 +139,12 @@ class SaleTicker:
                     # snapshot) may stay open across ticks
                     db.session.remove()
                 self._publish(figures, error)
-                time.sleep(self.interval)
+                # ticks at a fixed rate, not an interval after each tick's work: a sleep of the
+                # interval after the SERVING call and the wait for the streams of the last tick
+                # made every tick late (0.97 updates a second at 19,700 streams). A late ticker
+                # ticks at once and counts from then: no burst of ticks to catch up.
+                next_tick = max(next_tick + self.interval, time.monotonic())
+                time.sleep(max(0.0, next_tick - time.monotonic()))
 
 
 _registry = threading.RLock()
