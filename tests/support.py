@@ -324,7 +324,13 @@ def start_worker(concurrency: int = 4, env: dict[str, str] | None = None, name: 
                 raise AssertionError("worker exited:\n" + worker.output()[-3000:]) from None
             return False
 
-    wait_for(answers, timeout=60, interval=0.5, message="celery worker")
+    try:
+        wait_for(answers, timeout=60, interval=0.5, message="celery worker")
+    except BaseException:
+        # a worker that never answered may still be up and consuming: left running, it took the
+        # tasks of whatever ran next (a bench's push burst, once)
+        worker.stop()
+        raise
     return worker
 
 
