@@ -87,8 +87,8 @@ def wrk(url: str, lines: list[str], *, mode: str, seconds: int, connections: int
     line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
     summary = json.loads(line[len("WRKJSON "):])
     # the first refusal's body per status (wrk/requests.lua), so a failed run says why
-    summary["refused_sample"] = {x.split(" ", 2)[1]: x.split(" ", 2)[2] if x.count(" ") > 1 else ""
-                                 for x in out.splitlines() if x.startswith("WRKREFUSED ")}
+    refused = (x[len("WRKREFUSED "):].partition(" ") for x in out.splitlines() if x.startswith("WRKREFUSED "))
+    summary["refused_sample"] = {code: body for code, _, body in refused}
     summary["answered"] = sum(summary["codes"].values())  # once: the health-check fillers are not counted
     summary["served"] = sum(n for code, n in summary["codes"].items() if code in served)
     summary["not_served"] = summary["answered"] - summary["served"]
@@ -199,7 +199,7 @@ def flash_sale(app, api_url: str, buyers_n: int, capacity: int, connections: int
     # the settling window from the rows themselves: the first request's acceptance to the last
     # row's write (the wall clock around it would add wrk's start-up and this loop's polling)
     window = (max(r.updated_at for r in rows) - min(r.created_at for r in rows)).total_seconds() if rows else 0.0
-    return {"hold_latency_timeline": _latency_timeline(held),
+    return {
         "buyers": buyers_n, "capacity": capacity, "answers": answers,
         "five_xx": sum(v for k, v in answers["codes"].items() if k.startswith("5")),
         "accepted": accepted, "sold_out_409": answers["codes"].get("409", 0),
@@ -209,6 +209,7 @@ def flash_sale(app, api_url: str, buyers_n: int, capacity: int, connections: int
         "settle_seconds_wall": round(settled_at - started, 3),
         "holds_settled_per_s": round(len(held) / window, 1) if window else 0.0,
         "reserve_to_held_ms": {f"p{q}": round(percentile(hold_latency, q / 100) * 1000, 1) for q in (50, 95, 99)},
+        "hold_latency_timeline": _latency_timeline(held),
     }
 
 
