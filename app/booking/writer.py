@@ -403,11 +403,15 @@ class HoldWriter:
         self._groups: set[int] = set()
         self._events: list[int] = []
         self._events_read = 0.0
+        self._idle = False  # the last round read nothing: look for new sales before the next
         self._claimed = 0.0
         self.stopping = threading.Event()
 
     def _streams(self) -> list[int]:
-        if time.monotonic() - self._events_read > 1.0:
+        """The registered sales, read again every second, and at once after a round that found
+        nothing: a sale whose first reserves come within a second of its first join would
+        otherwise wait for the next look (p50 509 ms in a 500-buyer sale)."""
+        if self._idle or time.monotonic() - self._events_read > 1.0:
             client = redis_store.client
             self._events = sorted(int(e) for e in client.smembers(REGISTRY_KEY))
             for event_id in self._events:
@@ -419,6 +423,7 @@ class HoldWriter:
                             raise
                     self._groups.add(event_id)
             self._events_read = time.monotonic()
+            self._idle = False
         return self._events
 
     def forget_groups(self) -> None:
@@ -431,6 +436,7 @@ class HoldWriter:
         events = self._streams()
         if not events:
             self.stopping.wait((block_ms if block_ms is not None else self.block_ms) / 1000)
+            self._idle = True
             return 0
         done = 0
         if time.monotonic() - self._claimed > 1.0:
@@ -452,6 +458,7 @@ class HoldWriter:
         for stream, entries in by_stream.items():
             event_id = int(stream.split("{", 1)[1].split("}", 1)[0])
             done += process(event_id, entries)
+        self._idle = read == 0
         return done
 
     def _read(self, client: Any, streams: dict[str, str], count: int, block: int | None) -> list:

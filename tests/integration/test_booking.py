@@ -404,3 +404,41 @@ def test_a_bad_entry_goes_to_the_dead_letter_stream_and_the_rest_are_written(app
     assert written == {good[0]["id"], good[1]["id"]}
     assert [json.loads(fields["r"])["id"] for _id, fields in dead] == [bad["id"]]
     assert section_row(app, section["id"]).held == 2
+
+
+def test_a_sale_registered_after_the_writers_last_look_is_read_in_its_next_round(app, make_event, make_user):
+    """The hold writer looks for new sales again right after a round that found nothing, not only
+    once a second: a sale whose first reserves come just after its first join is not left waiting.
+    The writer runs here on the spare Redis db, so the session's worker cannot take the entry."""
+    import json
+    import os
+
+    import redis as redis_lib
+
+    from app.booking.writer import HoldWriter
+    from app.extensions import redis_store
+    from app.redis.keys import REGISTRY_KEY, QueueKeys
+
+    event = make_event(sections=[{"name": "Floor", "capacity": 10}])
+    section = event["sections"][0]
+    record = accepted_record(event["id"], section["id"], make_user()["id"], quantity=2)
+    spare_url = os.environ["TEST_SPARE_REDIS_URL"]
+    spare = redis_lib.Redis.from_url(spare_url, decode_responses=True)
+    spare.flushdb()
+    app_redis = (redis_store.url, redis_store.max_connections, redis_store.cluster)
+    redis_store.init(spare_url)
+    try:
+        writer = HoldWriter(app, name="discovery")
+        with app.app_context():
+            assert writer.step(block_ms=10) == 0  # no sale yet: the writer has looked and found none
+            keys = QueueKeys(event["id"])
+            spare.sadd(REGISTRY_KEY, event["id"])  # the sale's first join
+            spare.hset(keys.pending(), record["id"], json.dumps(record))
+            spare.xadd(keys.reserve_stream(), {"r": json.dumps(record)})  # its first reserve
+            assert writer.step(block_ms=10) == 1  # found at once, not at the next one-second look
+            res = db.session.get(Reservation, record["id"])
+            assert res is not None and res.status == "held" and res.quantity == 2
+            db.session.rollback()
+    finally:
+        redis_store.init(*app_redis)
+        spare.flushdb()
