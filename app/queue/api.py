@@ -102,7 +102,7 @@ class Stream(MethodView):
         else:
             first = services.status(event_id, user_id)  # 404/429 before the stream starts
         stream_id = streams.open_lease(event_id, user_id)  # 429 beyond the per-user and per-sale caps
-        events = streams.updates(event_id, user_id, first, stream_id, request.environ.get("gunicorn.socket"))
+        events = streams.updates(event_id, user_id, first, stream_id, streams.StreamSocket.of(request.environ))
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return Response(stream_with_context(events), mimetype="text/event-stream", headers=headers)
 

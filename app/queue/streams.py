@@ -7,6 +7,15 @@ and every open stream of that sale works out its own position from them and its 
 its exact status only when the line reaches its number (its admission, with the pass), when the
 pre-queue is drawn, and when it opens.
 
+Carrying: served by gunicorn's gevent worker, a stream's greenlet sends the first event, then
+hands the stream to its sale's ticker and sleeps. Each tick the ticker works out every carried
+stream's position and writes the changed ones' events on their sockets itself, framed as the
+chunks gunicorn would have written: no greenlet wakes, and no event passes through werkzeug's
+iterator and gunicorn's write. A stream goes back to its greenlet for what needs a call or may
+block: the exact status (the line reached the fan, or the pre-queue was drawn), a socket whose
+buffer is full, a closed page, the sale's end, SSE_MAX_SECONDS. An update cost about 50 us of CPU
+through the greenlet and about a third of that carried (docs/scale.md).
+
 Leases: a stream lives as long as its process's lease on the sale, which the ticker renews in the
 same SERVING call, together with the heartbeats of the fans it streams to (an open page is a fan
 still there). Opening beyond SSE_MAX_STREAMS_PER_USER (per user and sale) or
@@ -95,6 +104,7 @@ class SaleTicker:
         # released each waiter in turn, and was a quarter of the process's CPU at 4,000 streams)
         self._next = threading.Event()
         self._last_heartbeat = 0.0
+        self.carried: set[CarriedStream] = set()  # streams whose events the ticker writes itself
 
     def wait(self, after: int) -> tuple[int, calls.ServingReply | None, AppError | None]:
         """The first tick after ``after`` (or the current one if the ticker misses several)."""
@@ -110,6 +120,30 @@ class SaleTicker:
         self.tick += 1
         published, self._next = self._next, threading.Event()
         published.set()
+        self._deliver(figures, error)
+
+    def carry(self, stream: CarriedStream) -> None:
+        self.carried.add(stream)
+
+    def drop(self, stream: CarriedStream) -> None:
+        self.carried.discard(stream)
+
+    def _deliver(self, figures: calls.ServingReply | None, error: AppError | None) -> None:
+        """This tick's event of every carried stream, written on its socket."""
+        now, clock, peek = time.time(), time.monotonic(), self.tick % 5 == 0
+        for n, stream in enumerate(list(self.carried)):
+            if n % 1000 == 999:
+                time.sleep(0)  # let the process's other greenlets in (opens, polls) during a long round
+            if stream not in self.carried:
+                continue
+            try:
+                reason = "error" if error is not None else stream.on_tick(figures, now, clock, peek)
+            except Exception:  # noqa: BLE001 - a bug in one stream's estimate: its greenlet takes over
+                log.exception("carried stream of sale %s failed", self.event_id)
+                reason = "exact"
+            if reason is not None:
+                self.carried.discard(stream)
+                stream.hand_back(reason)
 
     def run(self) -> None:
         next_tick = time.monotonic()
@@ -170,48 +204,171 @@ def unsubscribe(ticker: SaleTicker, user_id: int) -> None:
             del ticker.users[user_id]
 
 
-def updates(event_id: int, user_id: int, first: services.QueueView, stream_id: str, client_socket: Any
-            ) -> Iterator[str]:
+class StreamSocket:
+    """The connection of a stream served by gunicorn's gevent worker, which the ticker writes on:
+    each event framed as the chunk gunicorn writes for a response without a length (HTTP/1.1),
+    or as it is (HTTP/1.0, where the response ends with the connection)."""
+
+    __slots__ = ("sock", "chunked", "timeout")
+
+    def __init__(self, sock: Any, chunked: bool) -> None:
+        self.sock, self.chunked, self.timeout = sock, chunked, sock.gettimeout()
+
+    @classmethod
+    def of(cls, environ: dict[str, Any]) -> StreamSocket | None:
+        """The stream's socket when the ticker can write on it: gunicorn's, under gevent (one
+        thread, so the ticker never writes while the greenlet does); None elsewhere (the
+        greenlet then sends every event)."""
+        sock = environ.get("gunicorn.socket")
+        if sock is None or environ.get("REQUEST_METHOD") != "GET" or not _gevent_patched():
+            return None
+        return cls(sock, environ.get("SERVER_PROTOCOL") != "HTTP/1.0")
+
+    def frame(self, data: bytes) -> bytes:
+        return b"%X\r\n%s\r\n" % (len(data), data) if self.chunked else data
+
+
+def _gevent_patched() -> bool:
+    try:
+        from gevent import monkey
+    except ImportError:  # pragma: no cover - gevent is a dependency
+        return False
+    return monkey.is_module_patched("socket") and monkey.is_module_patched("threading")
+
+
+def event_bytes(view: services.QueueView) -> bytes:
+    return b"event: status\ndata: " + orjson.dumps(view.as_dict(), option=orjson.OPT_SORT_KEYS) + b"\n\n"
+
+
+KEEP_ALIVE = b": keep-alive\n\n"
+KEEP_ALIVE_SECONDS = 15
+
+
+class CarriedStream:
+    """A stream between two events that need its greenlet, in its ticker's hands: ``on_tick``
+    works out its position and writes its event (or a keep-alive) on its socket; anything else
+    hands it back (``reason``), and the greenlet goes on from the view it was left with."""
+
+    __slots__ = ("out", "view", "known_position", "last", "last_sent", "deadline", "reason", "unsent", "_back")
+
+    def __init__(self, out: StreamSocket, view: services.QueueView, known_position: int | None, last: bytes,
+                 last_sent: float, deadline: float) -> None:
+        self.out, self.view, self.known_position = out, view, known_position
+        self.last, self.last_sent, self.deadline = last, last_sent, deadline
+        self.reason: str | None = None
+        self.unsent = b""
+        self._back = threading.Event()
+        out.sock.settimeout(0.0)  # a write that would block is handed back, never waited for here
+
+    def on_tick(self, figures: calls.ServingReply | None, now: float, clock: float, peek: bool) -> str | None:
+        """None while the ticker keeps the stream; else why the greenlet must take it back."""
+        if clock > self.deadline:
+            return "deadline"
+        if peek and client_gone(self.out.sock):
+            # a closed page is also noticed by the next write, but an unchanged stream writes
+            # only every 15 s: a peek every few ticks frees its lease sooner
+            return "gone"
+        view = self.view
+        if figures is not None:
+            if view.line_number is None:
+                if figures.shuffled:
+                    return "exact"  # the pre-queue was drawn: the fan's number
+            elif figures.served_up_to >= view.line_number:
+                return "exact"  # the line reached the fan: their exact status, with the pass
+            else:
+                view = self.view = services.estimate(view.line_number, figures, now,
+                                                     known_position=self.known_position, place=view.place)
+                self.known_position = view.position
+        payload = event_bytes(view)
+        if payload != self.last:
+            self.last = payload
+        elif clock - self.last_sent > KEEP_ALIVE_SECONDS:
+            payload = KEEP_ALIVE
+        else:
+            return None
+        self.last_sent = clock
+        data = self.out.frame(payload)
+        try:
+            sent = self.out.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:  # reset by the peer, or closed
+            return "gone"
+        if sent < len(data):
+            self.unsent = data[sent:]
+            return "blocked"  # the fan's end is slow: the greenlet waits for it, not the ticker
+        return None
+
+    def hand_back(self, reason: str) -> None:
+        self.reason = reason
+        self._back.set()
+
+    def wait(self, ticker: SaleTicker, interval: float) -> str:
+        """Sleep until the ticker hands the stream back; then the socket blocks again as
+        gunicorn expects. A ticker that stopped ticking (a bug) loses it after its deadline."""
+        if not self._back.wait(max(0.0, self.deadline - time.monotonic()) + interval * 3):
+            ticker.drop(self)
+            self.reason = "deadline"
+        self.out.sock.settimeout(self.out.timeout)
+        return self.reason or "deadline"
+
+
+def updates(event_id: int, user_id: int, first: services.QueueView, stream_id: str, out: StreamSocket | None
+            ) -> Iterator[bytes]:
     """The stream's events: the status whenever it changes, worked out from each tick's serving
     figures; a comment every 15 s keeps proxies from closing a quiet stream. Ends after admitted or
-    expired, at SSE_MAX_SECONDS, or when the fan closes the page."""
+    expired, at SSE_MAX_SECONDS, or when the fan closes the page. With a StreamSocket, the ticker
+    carries the stream between the events that need this greenlet."""
+    interval = current_app.config["SSE_INTERVAL_SECONDS"]
     deadline = time.monotonic() + current_app.config["SSE_MAX_SECONDS"]
     db.session.remove()  # whatever opening read from MySQL: a stream holds no connection for its hours
     ticker = subscribe(event_id, user_id)
-    view, seen, last, last_sent = first, ticker.tick, None, 0.0
+    view, seen, last, last_sent = first, ticker.tick, b"", 0.0
     known_position = view.position  # the last exact (or shown) position: a place never moves back
     try:
         while True:
-            payload = orjson.dumps(view.as_dict(), option=orjson.OPT_SORT_KEYS).decode()
+            payload = event_bytes(view)
             if payload != last:
-                yield f"event: status\ndata: {payload}\n\n"
+                yield payload
                 last, last_sent = payload, time.monotonic()
-            elif time.monotonic() - last_sent > 15:
-                yield ": keep-alive\n\n"
+            elif time.monotonic() - last_sent > KEEP_ALIVE_SECONDS:
+                yield KEEP_ALIVE
                 last_sent = time.monotonic()
             if view.status in TERMINAL or time.monotonic() > deadline:
                 return
-            seen, figures, error = ticker.wait(seen)
-            # a closed page is also noticed by the next write; a peek every few ticks frees its
-            # lease sooner at a fifth of the cost
-            if error is not None or (seen % 5 == 0 and client_gone(client_socket)):
-                return
-            if figures is None:
-                continue  # no figures this tick (Redis away): keep the last view
-            if view.line_number is None or figures.served_up_to >= view.line_number:
+            if out is not None:
+                carried = CarriedStream(out, view, known_position, last, last_sent, deadline)
+                ticker.carry(carried)
+                reason = carried.wait(ticker, interval)
+                view, known_position, last, last_sent = (carried.view, carried.known_position, carried.last,
+                                                         carried.last_sent)
+                if reason == "blocked":
+                    out.sock.sendall(carried.unsent)  # raises when the fan is gone: the stream ends
+                    continue
+                if reason != "exact":
+                    return  # gone, the sale's end, or SSE_MAX_SECONDS
+            else:
+                # no socket of its own here (a test's WSGI client): a closed page is noticed by
+                # the next write
+                seen, figures, error = ticker.wait(seen)
+                if error is not None:
+                    return
+                if figures is None:
+                    continue  # no figures this tick (Redis away): keep the last view
+                if view.line_number is not None and figures.served_up_to < view.line_number:
+                    view = services.estimate(view.line_number, figures, time.time(), known_position=known_position,
+                                             place=view.place)
+                    known_position = view.position
+                    continue
                 if view.line_number is None and not figures.shuffled:
                     continue  # still in the pre-queue: nothing changes until the draw
-                # the line reached this fan (or the pre-queue was drawn): their exact status,
-                # with the admission pass when it is their turn
-                try:
-                    view = services.status(event_id, user_id, metered=False)
-                except AppError:
-                    return
-                known_position = view.position
-            else:
-                view = services.estimate(view.line_number, figures, time.time(), known_position=known_position,
-                                         place=view.place)
-                known_position = view.position
+            # the line reached this fan (or the pre-queue was drawn): their exact status, with the
+            # admission pass when it is their turn
+            try:
+                view = services.status(event_id, user_id, metered=False)
+            except AppError:
+                return
+            known_position = view.position
     finally:  # also when the client goes away (the generator is closed)
         unsubscribe(ticker, user_id)
         try:
@@ -221,20 +378,13 @@ def updates(event_id: int, user_id: int, first: services.QueueView, stream_id: s
 
 
 def client_gone(sock: Any) -> bool:
-    """True when the client closed its end of the stream's connection (a readable socket with
-    nothing to read is at EOF). Never blocks: a peek with the socket's timeout at zero (not
-    select(), which refuses descriptors above 1023: the bench found every stream beyond the
-    first thousand ended after its first event)."""
-    if sock is None:  # not served by gunicorn (tests' WSGI client): rely on the write and the lease
-        return False
+    """True when the fan closed the page: a readable socket with nothing to read is at EOF. A
+    peek on a carried stream's socket, whose timeout is zero, so it never blocks (not select(),
+    which refuses descriptors above 1023: the bench found every stream beyond the first thousand
+    ended after its first event)."""
     try:
-        timeout = sock.gettimeout()
-        sock.settimeout(0.0)
-        try:
-            return sock.recv(1, socket.MSG_PEEK) == b""
-        finally:
-            sock.settimeout(timeout)
+        return sock.recv(1, socket.MSG_PEEK) == b""
     except BlockingIOError:  # nothing to read: still there
         return False
-    except (OSError, ValueError):  # reset by the peer, or already closed
+    except OSError:  # reset by the peer, or already closed
         return True
