@@ -403,7 +403,7 @@ class HoldWriter:
         self._groups: set[int] = set()
         self._events: list[int] = []
         self._events_read = 0.0
-        self._idle = False  # the last round read nothing: look for new sales before the next
+        self._last_read = -1  # entries the last round read (-1: none yet); 0: look for new sales
         self._claimed = 0.0
         self.stopping = threading.Event()
 
@@ -411,7 +411,7 @@ class HoldWriter:
         """The registered sales, read again every second, and at once after a round that found
         nothing: a sale whose first reserves come within a second of its first join would
         otherwise wait for the next look (p50 509 ms in a 500-buyer sale)."""
-        if self._idle or time.monotonic() - self._events_read > 1.0:
+        if self._last_read == 0 or time.monotonic() - self._events_read > 1.0:
             client = redis_store.client
             self._events = sorted(int(e) for e in client.smembers(REGISTRY_KEY))
             for event_id in self._events:
@@ -423,7 +423,6 @@ class HoldWriter:
                             raise
                     self._groups.add(event_id)
             self._events_read = time.monotonic()
-            self._idle = False
         return self._events
 
     def forget_groups(self) -> None:
@@ -436,7 +435,7 @@ class HoldWriter:
         events = self._streams()
         if not events:
             self.stopping.wait((block_ms if block_ms is not None else self.block_ms) / 1000)
-            self._idle = True
+            self._last_read = 0
             return 0
         done = 0
         if time.monotonic() - self._claimed > 1.0:
@@ -449,16 +448,20 @@ class HoldWriter:
         replies = self._read(client, streams, self.batch, self.block_ms if block_ms is None else block_ms)
         by_stream = {stream: list(entries) for stream, entries in replies or []}
         read = sum(len(entries) for entries in by_stream.values())
-        if 1 < read < self.batch and self.linger_ms:
+        if 1 < read < self.batch // 4 and self.linger_ms:
             # a burst is arriving: wait a moment and take what came meanwhile, so one transaction
-            # writes a few hundred holds, not a few dozen (each batch costs ~10 statements)
+            # writes a few hundred holds, not a few dozen (each batch costs ~10 statements). Not
+            # after a read of a quarter batch or more, which a burst's backlog gives: there a
+            # linger per batch was a quarter of the writer's time, and reserve -> held p99 went
+            # over 500 ms (no linger at all: more, smaller batches, whose statements took CPU
+            # from the API)
             self.stopping.wait(self.linger_ms / 1000)
             for stream, entries in self._read(client, streams, self.batch - read, None):
                 by_stream.setdefault(stream, []).extend(entries)
         for stream, entries in by_stream.items():
             event_id = int(stream.split("{", 1)[1].split("}", 1)[0])
             done += process(event_id, entries)
-        self._idle = read == 0
+        self._last_read = read
         return done
 
     def _read(self, client: Any, streams: dict[str, str], count: int, block: int | None) -> list:
