@@ -292,7 +292,7 @@ class CarriedStream:
             sent = self.out.sock.send(data)
         except BlockingIOError:
             sent = 0
-        except OSError:  # reset by the peer, or closed
+        except (OSError, ValueError):  # reset by the peer, or closed
             return "gone"
         if sent < len(data):
             self.unsent = data[sent:]
@@ -343,7 +343,10 @@ def updates(event_id: int, user_id: int, first: services.QueueView, stream_id: s
                 view, known_position, last, last_sent = (carried.view, carried.known_position, carried.last,
                                                          carried.last_sent)
                 if reason == "blocked":
-                    out.sock.sendall(carried.unsent)  # raises when the fan is gone: the stream ends
+                    try:
+                        out.sock.sendall(carried.unsent)  # waits for this fan only
+                    except (OSError, ValueError):  # the fan is gone
+                        return
                     continue
                 if reason != "exact":
                     return  # gone, the sale's end, or SSE_MAX_SECONDS
@@ -386,5 +389,5 @@ def client_gone(sock: Any) -> bool:
         return sock.recv(1, socket.MSG_PEEK) == b""
     except BlockingIOError:  # nothing to read: still there
         return False
-    except OSError:  # reset by the peer, or already closed
+    except (OSError, ValueError):  # reset by the peer, or already closed
         return True
