@@ -249,11 +249,11 @@ class CarriedStream:
     works out its position and writes its event (or a keep-alive) on its socket; anything else
     hands it back (``reason``), and the greenlet goes on from the view it was left with."""
 
-    __slots__ = ("out", "view", "known_position", "last", "last_sent", "deadline", "reason", "unsent", "_back")
+    __slots__ = ("out", "view", "last", "last_sent", "deadline", "reason", "unsent", "_back")
 
-    def __init__(self, out: StreamSocket, view: services.QueueView, known_position: int | None, last: bytes,
-                 last_sent: float, deadline: float) -> None:
-        self.out, self.view, self.known_position = out, view, known_position
+    def __init__(self, out: StreamSocket, view: services.QueueView, last: bytes, last_sent: float,
+                 deadline: float) -> None:
+        self.out, self.view = out, view
         self.last, self.last_sent, self.deadline = last, last_sent, deadline
         self.reason: str | None = None
         self.unsent = b""
@@ -268,18 +268,12 @@ class CarriedStream:
             # a closed page is also noticed by the next write, but an unchanged stream writes
             # only every 15 s: a peek every few ticks frees its lease sooner
             return "gone"
-        view = self.view
         if figures is not None:
-            if view.line_number is None:
-                if figures.shuffled:
-                    return "exact"  # the pre-queue was drawn: the fan's number
-            elif figures.served_up_to >= view.line_number:
-                return "exact"  # the line reached the fan: their exact status, with the pass
-            else:
-                view = self.view = services.estimate(view.line_number, figures, now,
-                                                     known_position=self.known_position, place=view.place)
-                self.known_position = view.position
-        payload = event_bytes(view)
+            moved = next_view(self.view, figures, now)
+            if moved is None:
+                return "exact"
+            self.view = moved
+        payload = event_bytes(self.view)
         if payload != self.last:
             self.last = payload
         elif clock - self.last_sent > KEEP_ALIVE_SECONDS:
@@ -313,6 +307,18 @@ class CarriedStream:
         return self.reason or "deadline"
 
 
+def next_view(view: services.QueueView, figures: calls.ServingReply, now: float) -> services.QueueView | None:
+    """The fan's view after a tick's serving figures, worked out from their line number; None
+    when only their exact status will do: the line reached them (their turn, with the pass) or
+    the pre-queue was drawn (their number). The last shown position bounds the new one, as a
+    place never moves back."""
+    if view.line_number is None:
+        return None if figures.shuffled else view  # in the pre-queue nothing changes until the draw
+    if figures.served_up_to >= view.line_number:
+        return None
+    return services.estimate(view.line_number, figures, now, known_position=view.position, place=view.place)
+
+
 def updates(event_id: int, user_id: int, first: services.QueueView, stream_id: str, out: StreamSocket | None
             ) -> Iterator[bytes]:
     """The stream's events: the status whenever it changes, worked out from each tick's serving
@@ -324,7 +330,6 @@ def updates(event_id: int, user_id: int, first: services.QueueView, stream_id: s
     db.session.remove()  # whatever opening read from MySQL: a stream holds no connection for its hours
     ticker = subscribe(event_id, user_id)
     view, seen, last, last_sent = first, ticker.tick, b"", 0.0
-    known_position = view.position  # the last exact (or shown) position: a place never moves back
     try:
         while True:
             payload = event_bytes(view)
@@ -337,11 +342,10 @@ def updates(event_id: int, user_id: int, first: services.QueueView, stream_id: s
             if view.status in TERMINAL or time.monotonic() > deadline:
                 return
             if out is not None:
-                carried = CarriedStream(out, view, known_position, last, last_sent, deadline)
+                carried = CarriedStream(out, view, last, last_sent, deadline)
                 ticker.carry(carried)
                 reason = carried.wait(ticker, interval)
-                view, known_position, last, last_sent = (carried.view, carried.known_position, carried.last,
-                                                         carried.last_sent)
+                view, last, last_sent = carried.view, carried.last, carried.last_sent
                 if reason == "blocked":
                     try:
                         out.sock.sendall(carried.unsent)  # waits for this fan only
@@ -358,20 +362,16 @@ def updates(event_id: int, user_id: int, first: services.QueueView, stream_id: s
                     return
                 if figures is None:
                     continue  # no figures this tick (Redis away): keep the last view
-                if view.line_number is not None and figures.served_up_to < view.line_number:
-                    view = services.estimate(view.line_number, figures, time.time(), known_position=known_position,
-                                             place=view.place)
-                    known_position = view.position
+                moved = next_view(view, figures, time.time())
+                if moved is not None:
+                    view = moved
                     continue
-                if view.line_number is None and not figures.shuffled:
-                    continue  # still in the pre-queue: nothing changes until the draw
             # the line reached this fan (or the pre-queue was drawn): their exact status, with the
             # admission pass when it is their turn
             try:
                 view = services.status(event_id, user_id, metered=False)
             except AppError:
                 return
-            known_position = view.position
     finally:  # also when the client goes away (the generator is closed)
         unsubscribe(ticker, user_id)
         try:

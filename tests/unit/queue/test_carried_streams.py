@@ -35,7 +35,7 @@ def carried(server_end: socket.socket, line_number: int | None = LINE_NUMBER, *,
             deadline: float = 3600) -> streams.CarriedStream:
     view = services.QueueView(status="waiting", position=line_number, line_number=line_number, place="p")
     out = streams.StreamSocket(server_end, chunked)
-    return streams.CarriedStream(out, view, line_number, streams.event_bytes(view), time.monotonic(),
+    return streams.CarriedStream(out, view, streams.event_bytes(view), time.monotonic(),
                                  time.monotonic() + deadline)
 
 
@@ -69,7 +69,7 @@ def test_each_tick_writes_the_new_position_as_one_chunk(pair):
     stream = carried(server_end)
     for served in (10, 20, 20):  # the third tick changes nothing: no event
         assert stream.on_tick(figures(served), time.time(), time.monotonic(), peek=False) is None
-    events = [c for c in chunks(read_all(fan_end))]
+    events = chunks(read_all(fan_end))
     assert len(events) == 2 and all(e.startswith(b"event: status\ndata: ") and e.endswith(b"\n\n") for e in events)
     positions = [json.loads(e.split(b"data: ", 1)[1])["position"] for e in events]
     assert positions == [LINE_NUMBER - 10, LINE_NUMBER - 20]
