@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 from sqlalchemy import select
 
@@ -292,6 +293,32 @@ def accepted_record(event_id: int, section_id: int, user_id: int, quantity: int)
             "request_id": None}
 
 
+def spare_redis() -> tuple[str, Any]:
+    """The spare Redis db (TEST_SPARE_REDIS_URL), emptied: a hold writer pointed at it is the only
+    one that sees its sales, the session's worker reads the app's db."""
+    import os
+
+    import redis as redis_lib
+
+    url = os.environ["TEST_SPARE_REDIS_URL"]
+    client = redis_lib.Redis.from_url(url, decode_responses=True)
+    client.flushdb()
+    return url, client
+
+
+def leave_for_the_writers(client: Any, record: dict) -> None:
+    """What RESERVE leaves for the hold writers: the sale registered, the pending record and the
+    stream entry."""
+    import json
+
+    from app.redis.keys import REGISTRY_KEY, QueueKeys
+
+    keys = QueueKeys(record["event_id"])
+    client.sadd(REGISTRY_KEY, record["event_id"])
+    client.hset(keys.pending(), record["id"], json.dumps(record))
+    client.xadd(keys.reserve_stream(), {"r": json.dumps(record)})
+
+
 def test_a_batch_written_twice_yields_one_hold(app, make_event, make_user):
     """A writer that dies between COMMIT and acknowledging leaves its entries to be claimed again:
     the second run finds the reservations written and only acknowledges."""
@@ -410,31 +437,20 @@ def test_a_sale_registered_after_the_writers_last_look_is_read_in_its_next_round
     """The hold writer looks for new sales again right after a round that found nothing, not only
     once a second: a sale whose first reserves come just after its first join is not left waiting.
     The writer runs here on the spare Redis db, so the session's worker cannot take the entry."""
-    import json
-    import os
-
-    import redis as redis_lib
-
     from app.booking.writer import HoldWriter
     from app.extensions import redis_store
-    from app.redis.keys import REGISTRY_KEY, QueueKeys
 
     event = make_event(sections=[{"name": "Floor", "capacity": 10}])
     section = event["sections"][0]
     record = accepted_record(event["id"], section["id"], make_user()["id"], quantity=2)
-    spare_url = os.environ["TEST_SPARE_REDIS_URL"]
-    spare = redis_lib.Redis.from_url(spare_url, decode_responses=True)
-    spare.flushdb()
+    spare_url, spare = spare_redis()
     app_redis = (redis_store.url, redis_store.max_connections, redis_store.cluster)
     redis_store.init(spare_url)
     try:
         writer = HoldWriter(app, name="discovery")
         with app.app_context():
             assert writer.step(block_ms=10) == 0  # no sale yet: the writer has looked and found none
-            keys = QueueKeys(event["id"])
-            spare.sadd(REGISTRY_KEY, event["id"])  # the sale's first join
-            spare.hset(keys.pending(), record["id"], json.dumps(record))
-            spare.xadd(keys.reserve_stream(), {"r": json.dumps(record)})  # its first reserve
+            leave_for_the_writers(spare, record)  # the sale's first join and first reserve
             assert writer.step(block_ms=10) == 1  # found at once, not at the next one-second look
             res = db.session.get(Reservation, record["id"])
             assert res is not None and res.status == "held" and res.quantity == 2

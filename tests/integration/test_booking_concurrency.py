@@ -113,24 +113,18 @@ def test_killed_writer_loses_nothing_and_yields_one_hold(app, make_event, make_u
     is written, the entry stays pending in the consumer group, and another worker claims it and
     writes exactly one hold. The writers of this test use a Redis db of their own (the spare), so the session's
     worker cannot take the entry first."""
-    import json
 
-    import redis as redis_lib
 
     from app.booking.writer import GROUP
-    from app.redis.keys import REGISTRY_KEY, QueueKeys
-    from tests.integration.test_booking import accepted_record
+    from app.redis.keys import QueueKeys
+    from tests.integration.test_booking import accepted_record, leave_for_the_writers, spare_redis
 
     event = make_event(sections=[{"name": "Floor", "capacity": 10}])
     section = event["sections"][0]
     record = accepted_record(event["id"], section["id"], make_user()["id"], quantity=2)
-    private_url = os.environ["TEST_SPARE_REDIS_URL"]
-    private = redis_lib.Redis.from_url(private_url, decode_responses=True)
-    private.flushdb()
+    private_url, private = spare_redis()
     keys = QueueKeys(event["id"])
-    private.sadd(REGISTRY_KEY, event["id"])
-    private.hset(keys.pending(), record["id"], json.dumps(record))
-    private.xadd(keys.reserve_stream(), {"r": json.dumps(record)})
+    leave_for_the_writers(private, record)
     env = {"REDIS_URL": private_url, "HOLD_WRITER_CLAIM_IDLE_MS": "1000"}
 
     def own_worker(name: str):
