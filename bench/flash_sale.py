@@ -209,7 +209,7 @@ def flash_sale(app, api_url: str, buyers_n: int, capacity: int, connections: int
         "settle_seconds_wall": round(settled_at - started, 3),
         "holds_settled_per_s": round(len(held) / window, 1) if window else 0.0,
         "reserve_to_held_ms": {f"p{q}": round(percentile(hold_latency, q / 100) * 1000, 1) for q in (50, 95, 99)},
-        "hold_latency_timeline": _latency_timeline(held),
+        "hold_latency_timeline": _latency_timeline(held, hold_latency),
     }
 
 
@@ -286,16 +286,17 @@ TARGETS = {"status": 0.75, "join": 0.6, "reserve": 0.6, "holds": 0.6}
 REFERENCES = (("reference", "gunicorn -w 2"), ("reference_granian", "granian -w 2"))
 
 
-def _latency_timeline(held: list[Any], slice_s: float = 0.5) -> list[list[float]]:
-    """Reserve -> held by when the request was accepted: [seconds into the burst, holds, p50 ms,
-    p99 ms] per slice, so a tail can be placed (start-up, mid-burst, the end)."""
+def _latency_timeline(held: list[Any], latencies: list[float], slice_s: float = 0.5) -> list[list[float]]:
+    """Reserve -> held (``latencies``, one per hold) by when the request was accepted: [seconds
+    into the burst, holds, p50 ms, p99 ms] per slice, so a tail can be placed (start-up,
+    mid-burst, the end)."""
     if not held:
         return []
     first = min(r.created_at for r in held)
     slices: dict[int, list[float]] = {}
-    for r in held:
+    for r, latency in zip(held, latencies, strict=True):
         slot = int((r.created_at - first).total_seconds() // slice_s)
-        slices.setdefault(slot, []).append((r.updated_at - r.created_at).total_seconds())
+        slices.setdefault(slot, []).append(latency)
     return [[slot * slice_s, len(lat), round(percentile(lat, 0.5) * 1000, 1), round(percentile(lat, 0.99) * 1000, 1)]
             for slot, lat in sorted(slices.items())]
 
